@@ -102,13 +102,7 @@ def load_model(model: Any = None, tokenizer: Any = None):
     ``model``: None or an alias of the embedded model, a Hugging Face id, a ``TransformerBridge``, or a
     loaded Hugging Face causal LM (then ``tokenizer`` is required).
     """
-    from transformer_lens.model_bridge import TransformerBridge
-
-    if isinstance(model, TransformerBridge):
-        bridge = model
-        if tokenizer is not None:
-            raise ModelLoadError("pass `tokenizer=` only with a Hugging Face model, not with a bridge")
-    elif model is None or (isinstance(model, str) and model.lower() in ALIASES):
+    if model is None or (isinstance(model, str) and model.lower() in ALIASES):
         bridge = _load_embedded()
     elif isinstance(model, str):
         if model.startswith(TINY_PREFIX):
@@ -119,6 +113,10 @@ def load_model(model: Any = None, tokenizer: Any = None):
                 "like 'org/name'"
             )
         bridge = _load_hf_id(model, tokenizer)
+    elif _is_bridge(model):
+        bridge = model
+        if tokenizer is not None:
+            raise ModelLoadError("pass `tokenizer=` only with a Hugging Face model, not with a bridge")
     elif _is_hf_causal_lm(model):
         if tokenizer is None:
             raise ModelLoadError("a Hugging Face model needs its tokenizer: load_model(hf_model, tokenizer=tok)")
@@ -143,6 +141,12 @@ def check_tokenizer(bridge) -> None:
             f"tokenizer has {len(tok)} tokens but the model's vocabulary has {bridge.cfg.d_vocab}: "
             "pass the tokenizer that belongs to this model"
         )
+
+
+def _is_bridge(obj) -> bool:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    return isinstance(obj, TransformerBridge)
 
 
 def _is_hf_causal_lm(obj) -> bool:
@@ -229,14 +233,14 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def _load_hf_id(name: str, tokenizer):
-    from transformer_lens.model_bridge import TransformerBridge
-
     if not _in_hf_cache(name) and not _hub_reachable():
         raise ModelLoadError(
             f"{name!r} is not in the local Hugging Face cache and the hub cannot be reached: use the embedded "
             f"default load_model({EMBEDDED!r}), or pre-download it on a connected machine with "
             f"`huggingface-cli download {name}` and copy ~/.cache/huggingface"
         )
+    from transformer_lens.model_bridge import TransformerBridge
+
     try:
         bridge = TransformerBridge.boot_transformers(name, tokenizer=tokenizer)
     except Exception as err:  # surface one line, not a traceback wall
@@ -301,3 +305,27 @@ def tiny(n_layers: int = 2, n_heads: int = 4, d_model: int = 64, seed: int = 0, 
     bridge.headlab_name = cfg.model_name
     bridge.eval()
     return bridge
+
+
+def planted(heads, n_layers: int = 2, n_heads: int = 4, d_model: int = 64, seed: int = 0, **kwargs):
+    """A ``tiny`` model whose W_O is zero for every head except ``heads`` [(layer, head), ...].
+
+    Ground truth for scorers: only the planted heads can change the output, so exact ablation gives
+    every other head exactly 0 and both methods must rank the planted heads first.
+    """
+    import torch
+
+    model = tiny(n_layers=n_layers, n_heads=n_heads, d_model=d_model, seed=seed, **kwargs)
+    keep = {(int(l), int(h)) for l, h in heads}
+    bad = [(l, h) for l, h in keep if not (0 <= l < n_layers and 0 <= h < n_heads)]
+    if bad:
+        raise ValueError(f"planted(): heads {bad} are outside a {n_layers} × {n_heads} model")
+    d_head = d_model // n_heads
+    with torch.no_grad():
+        for layer, block in enumerate(model.blocks):
+            w_o = block.attn.o.original_component.weight  # (d_model, n_heads * d_head)
+            for h in range(n_heads):
+                if (layer, h) not in keep:
+                    w_o[:, h * d_head:(h + 1) * d_head] = 0.0
+    model.headlab_name = f"{model.headlab_name}-planted-" + "-".join(f"L{l}H{h}" for l, h in sorted(keep))
+    return model

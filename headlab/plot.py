@@ -1,0 +1,304 @@
+"""Head-importance heatmaps in the papers' look: one Layer × Head panel per task, one shared colour bar.
+
+- ``heatmap_grid(scores, ...)`` → ``Figure``; its ``GridView`` (``fig._headlab_view``) updates in place.
+- ``GridView(scores, ...)``: the artists (an ``AxesImage`` per panel, titles, colour bar) and
+  ``update(threshold=..., normalize=..., top_k=..., tasks=...)``, which changes them with
+  ``set_data`` / ``set_clim`` / ``set_alpha`` / ``set_text`` instead of rebuilding the figure.
+- ``heatmap(scores, task, ax=None, ...)``: one panel; ``save(fig, path)``: PNG / SVG / PDF by suffix.
+
+Figures are made without pyplot (``Figure`` + an Agg canvas): nothing is shown twice in a notebook and
+redraws leak no pyplot state. The layout is computed once, in inches, so a redraw runs no layout engine.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
+from matplotlib.transforms import ScaledTranslation
+
+from .results import NORMALIZATIONS, HeadScores
+
+SEQUENTIAL, DIVERGING = "viridis", "RdBu_r"
+DIM_ALPHA = 0.25          # opacity of heads outside the selection
+COLORBAR_LABEL = "Head importance"
+SAVE_FORMATS = (".png", ".svg", ".pdf")
+# layout, in inches: panel size and the space around panels (tick labels, axis labels, titles)
+PANEL_W, PANEL_H = 2.7, 2.5
+MARGIN = dict(left=0.6, right=1.05, top=0.4, bottom=0.55, wspace=0.6, hspace=0.8)
+CBAR_W, CBAR_PAD = 0.14, 0.25
+_KEEP = object()
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """(rows, cols) for n panels: one row up to 4 (1→1×1, 3→1×3), then ≤ 4 columns, rows balanced
+    (5→2×3, 8→2×4, 9→3×3)."""
+    if n <= 4:
+        return 1, max(n, 1)
+    rows = math.ceil(n / 4)
+    return rows, math.ceil(n / rows)
+
+
+def tick_step(n: int) -> int:
+    """Tick spacing for an axis of n layers or heads: every one up to 12, else ~6 ticks (32 → 6)."""
+    return 1 if n <= 12 else math.ceil(n / 6)
+
+
+def _check_scores(scores) -> HeadScores:
+    if not isinstance(scores, HeadScores):
+        raise TypeError(f"expected HeadScores (from headlab.score or HeadScores.load), not {type(scores).__name__}")
+    return scores
+
+
+class GridView:
+    """A grid of per-task Layer × Head heatmaps whose artists are kept for in-place updates.
+
+    Display: ``scores.normalized(normalize)`` per task, shape (n_layers, n_heads); layer 0 at the top.
+    Selection: ``threshold`` keeps heads whose displayed value is ≥ it (|value| for signed displays);
+    ``top_k`` keeps each task's k best by that same key. Heads outside the selection are *dimmed*
+    (their image alpha drops to ``DIM_ALPHA``) rather than hidden: the eye finds the selected heads and
+    still sees the rest of the map. ``vmax`` (display units) clips the colour scale; the top colour-bar
+    tick then reads e.g. "0.0040+". Signed displays (``signed=True``, or None and a normalisation other
+    than "fraction" with negative values) use ``RdBu_r`` with a clim symmetric about 0.
+
+    ``fig`` (an empty Figure) or ``ax`` (one panel; a single task) let you draw into your own figure.
+    """
+
+    def __init__(self, scores, threshold=None, normalize="fraction", vmax=None, top_k=None, signed=None,
+                 cmap=None, ncols=None, figsize=None, tasks=None, fig=None, ax=None):
+        self.scores = _check_scores(scores)
+        self.opts = dict(threshold=None, normalize="fraction", vmax=None, top_k=None, signed=None, cmap=None)
+        self._set_opts(threshold=threshold, normalize=normalize, vmax=vmax, top_k=top_k, signed=signed, cmap=cmap)
+        self.tasks = self._check_tasks(tasks)
+        self.ncols, self.figsize, self._ax = ncols, figsize, ax
+        if ax is not None:
+            if len(self.tasks) != 1:
+                raise ValueError(f"a view drawn into one ax shows one task, got {len(self.tasks)}")
+            fig = ax.get_figure(root=True)
+        elif fig is None:
+            fig = Figure()
+            FigureCanvasAgg(fig)
+        self.figure = fig
+        fig._headlab_view = self
+        self._build()
+
+    # --- options --------------------------------------------------------------------------------
+
+    def _check_tasks(self, tasks) -> list[str]:
+        if tasks is None:
+            return list(self.scores.tasks)
+        tasks = [tasks] if isinstance(tasks, str) else list(tasks)
+        unknown = [t for t in tasks if t not in self.scores.tasks]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}: these scores have {self.scores.tasks}")
+        if not tasks:
+            raise ValueError("no tasks selected: pass at least one task name")
+        return tasks
+
+    def _set_opts(self, **changes) -> None:
+        new = {**self.opts, **{k: v for k, v in changes.items() if v is not _KEEP}}
+        if changes.get("threshold", _KEEP) is not _KEEP and changes.get("top_k", _KEEP) is _KEEP:
+            new["top_k"] = None           # choosing a threshold replaces a top-k selection ...
+        if changes.get("top_k", _KEEP) is not _KEEP and changes.get("threshold", _KEEP) is _KEEP:
+            new["threshold"] = None       # ... and vice versa
+        if new["threshold"] is not None and new["top_k"] is not None:
+            raise ValueError("give threshold or top_k, not both")
+        if new["normalize"] not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalize {new['normalize']!r}: choose from {NORMALIZATIONS}")
+        k, size = new["top_k"], self.scores.model.n_layers * self.scores.model.n_heads
+        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= size):
+            raise ValueError(f"top_k must be an int from 1 to {size} (heads per task), got {k!r}")
+        if new["vmax"] is not None and not new["vmax"] > 0:
+            raise ValueError(f"vmax must be a positive number, got {new['vmax']!r}")
+        self.opts = new
+
+    # --- data -----------------------------------------------------------------------------------
+
+    def displayed(self) -> tuple[np.ndarray, bool]:
+        """(n_panels, n_layers, n_heads) displayed values and whether the display is signed."""
+        idx = [self.scores.tasks.index(t) for t in self.tasks]
+        kind = self.opts["normalize"]
+        disp = self.scores.normalized(kind)[idx]
+        signed = self.opts["signed"]
+        if signed is None:
+            signed = kind != "fraction" and bool((disp < 0).any())
+        if signed and kind == "fraction":
+            disp = disp * np.sign(self.scores.values[idx])
+        return disp, bool(signed)
+
+    def selection(self) -> np.ndarray | None:
+        """(n_panels, n_layers, n_heads) bool: the heads passing threshold / top_k (None: no selection)."""
+        disp, signed = self.displayed()
+        key = np.abs(disp) if signed else disp
+        if self.opts["threshold"] is not None:
+            return key >= self.opts["threshold"]
+        if self.opts["top_k"] is not None:
+            flat = key.reshape(len(key), -1)
+            best = np.argsort(-flat, axis=1, kind="stable")[:, : self.opts["top_k"]]
+            keep = np.zeros_like(flat, dtype=bool)
+            np.put_along_axis(keep, best, True, axis=1)
+            return keep.reshape(key.shape)
+        return None
+
+    def _clim(self, disp, signed) -> tuple[float, float, bool]:
+        """(vmin, vmax, clipped) shared by every panel."""
+        vmax = self.opts["vmax"]
+        if signed:
+            top = float(np.abs(disp).max()) or 1.0
+            lim = vmax or top
+            return -lim, lim, top > lim * (1 + 1e-9)
+        lo, top = min(float(disp.min()), 0.0), float(disp.max())
+        hi = vmax or (top if top > lo else lo + 1.0)
+        return lo, hi, top > hi * (1 + 1e-9)
+
+    def title(self, task: str, keep: np.ndarray | None) -> str:
+        """Panel title: the task and the selection size, e.g. "Retrieval (12 ≥ thr)" or "Retrieval (top 10)"."""
+        if self.opts["top_k"] is not None:
+            return f"{task} (top {self.opts['top_k']})"
+        if keep is not None:
+            return f"{task} ({int(keep.sum())} ≥ thr)"
+        return task
+
+    # --- artists --------------------------------------------------------------------------------
+
+    def _size(self, rows, cols) -> tuple[float, float]:
+        if self.figsize is not None:
+            return self.figsize
+        m = MARGIN
+        w = m["left"] + cols * PANEL_W + (cols - 1) * m["wspace"] + m["right"]
+        return w, m["top"] + rows * PANEL_H + (rows - 1) * m["hspace"] + m["bottom"]
+
+    def _build(self) -> None:
+        """Create the panels, images, titles and colour bar (used at construction and on regrid)."""
+        fig, (L, H) = self.figure, self.scores.shape[1:]
+        if self._ax is not None:
+            axes = [self._ax]
+        else:
+            n = len(self.tasks)
+            rows, cols = grid_shape(n) if self.ncols is None else (math.ceil(n / self.ncols), self.ncols)
+            fig.clear()
+            w, h = self._size(rows, cols)
+            fig.set_size_inches(w, h)
+            m = MARGIN
+            gs = fig.add_gridspec(rows, cols, left=m["left"] / w, right=1 - m["right"] / w, top=1 - m["top"] / h,
+                                  bottom=m["bottom"] / h, wspace=m["wspace"] / PANEL_W, hspace=m["hspace"] / PANEL_H)
+            axes = [fig.add_subplot(gs[i // cols, i % cols]) for i in range(rows * cols)]
+            self._grid = (rows, cols)
+        self.axes = axes
+        self.norm = Normalize()
+        self.images, self.titles = [], []
+        shift = lambda dx, dy: ScaledTranslation(dx / 72, dy / 72, fig.dpi_scale_trans)  # noqa: E731  (points)
+        for ax in axes:
+            im = ax.imshow(np.zeros((L, H)), norm=self.norm, cmap=SEQUENTIAL, interpolation="nearest", aspect="auto")
+            ax.xaxis.set_major_locator(FixedLocator(range(0, H, tick_step(H))))
+            ax.yaxis.set_major_locator(FixedLocator(range(0, L, tick_step(L))))
+            ax.tick_params(labelsize=8, length=2.5)
+            ax.set_xlabel("Head", fontsize=9)
+            ax.set_ylabel("Layer", fontsize=9)
+            # fixed label/title positions: matplotlib would otherwise re-measure every tick label per draw
+            ax.xaxis.set_label_coords(0.5, 0, ax.transAxes + shift(0, -20))
+            ax.yaxis.set_label_coords(0, 0.5, ax.transAxes + shift(-22, 0))
+            self.titles.append(ax.set_title("", fontsize=9.5, y=1.0, pad=4))
+            self.images.append(im)
+        if self._ax is not None:
+            self.colorbar = fig.colorbar(self.images[0], ax=self._ax)
+        else:
+            w, h = fig.get_size_inches()
+            left = 1 - (MARGIN["right"] - CBAR_PAD) / w
+            cax = fig.add_axes((left, MARGIN["bottom"] / h, CBAR_W / w, 1 - (MARGIN["top"] + MARGIN["bottom"]) / h))
+            self.colorbar = fig.colorbar(self.images[0], cax=cax)
+        self.colorbar.set_label(COLORBAR_LABEL, fontsize=9)
+        self.colorbar.ax.tick_params(labelsize=8)
+        self.colorbar.formatter = FuncFormatter(self._format_tick)
+        self._refresh()
+
+    def _format_tick(self, value, pos=None) -> str:
+        lo, hi = self.norm.vmin, self.norm.vmax
+        digits = max(0, 1 - math.floor(math.log10(max(abs(lo), abs(hi)))))
+        text = f"{value:.{digits}f}"
+        return text + "+" if self._clipped and math.isclose(value, hi, rel_tol=1e-9) else text
+
+    def _refresh(self) -> None:
+        """Push the current options into the existing artists."""
+        disp, signed = self.displayed()
+        keep = self.selection()
+        lo, hi, self._clipped = self._clim(disp, signed)
+        cmap = colormaps[self.opts["cmap"] or (DIVERGING if signed else SEQUENTIAL)]
+        for i, (ax, im, title) in enumerate(zip(self.axes, self.images, self.titles)):
+            ax.set_visible(i < len(self.tasks))
+            if i >= len(self.tasks):
+                continue
+            im.set_data(disp[i])
+            im.set_cmap(cmap)
+            im.set_alpha(None if keep is None else np.where(keep[i], 1.0, DIM_ALPHA))
+            title.set_text(self.title(self.tasks[i], None if keep is None else keep[i]))
+        self.images[0].set_clim(lo, hi)       # one Normalize is shared: every panel and the colour bar follow
+        ticks = MaxNLocator(nbins=5, symmetric=signed).tick_values(lo, hi)
+        ticks = ticks[(ticks >= lo) & (ticks <= hi)]
+        if self._clipped:                      # make the clip value itself the top tick
+            ticks = np.append(ticks[ticks < hi - 0.5 * np.diff(ticks[:2]).sum()], hi)
+        self.colorbar.set_ticks(ticks)
+
+    def update(self, threshold=_KEEP, normalize=_KEEP, top_k=_KEEP, tasks=_KEEP, vmax=_KEEP, signed=_KEEP,
+               cmap=_KEEP) -> "GridView":
+        """Change options in place (omitted ones are kept; a threshold clears top_k and vice versa).
+
+        The same Figure, axes and AxesImage objects are reused; a task selection that needs a different
+        grid (e.g. 8 → 3 panels) rebuilds the panels inside the same Figure, one that fits hides the spare.
+        """
+        self._set_opts(threshold=threshold, normalize=normalize, top_k=top_k, vmax=vmax, signed=signed, cmap=cmap)
+        if tasks is not _KEEP:
+            new = self._check_tasks(tasks)
+            if self._ax is not None and len(new) != 1:
+                raise ValueError(f"a view drawn into one ax shows one task, got {len(new)}")
+            fits = self._ax is not None or self.ncols is not None and len(new) <= len(self.axes) or (
+                self.ncols is None and grid_shape(len(new)) == self._grid)
+            self.tasks = new
+            if not fits:
+                self._build()
+                return self
+        self._refresh()
+        return self
+
+
+def heatmap_grid(scores, threshold=None, normalize="fraction", vmax=None, top_k=None, signed=None, cmap=None,
+                 ncols=None, figsize=None, tasks=None) -> Figure:
+    """One Layer × Head heatmap per task (8 tasks → 2 × 4) with one shared "Head importance" colour bar.
+
+    ``normalize``: "fraction" |s|/Σ|s| (default), "zscore", "max" or "none" (see ``HeadScores.normalized``).
+    ``threshold`` / ``top_k``: dim the heads outside the selection (see ``GridView``); ``vmax`` clips.
+    Returns the Figure; ``fig._headlab_view`` is its ``GridView`` for in-place ``update(...)``.
+    """
+    return GridView(scores, threshold=threshold, normalize=normalize, vmax=vmax, top_k=top_k, signed=signed,
+                    cmap=cmap, ncols=ncols, figsize=figsize, tasks=tasks).figure
+
+
+def heatmap(scores, task, ax=None, threshold=None, normalize="fraction", vmax=None, top_k=None, signed=None,
+            cmap=None, figsize=None):
+    """One task's Layer × Head heatmap with its colour bar, into ``ax`` (or a new figure); returns the Axes.
+
+    The ``GridView`` is ``ax.figure._headlab_view`` (the last one drawn into that figure).
+    """
+    scores = _check_scores(scores)
+    if ax is None:
+        view = GridView(scores, threshold=threshold, normalize=normalize, vmax=vmax, top_k=top_k, signed=signed,
+                        cmap=cmap, figsize=figsize, tasks=[task])
+        return view.axes[0]
+    GridView(scores, threshold=threshold, normalize=normalize, vmax=vmax, top_k=top_k, signed=signed, cmap=cmap,
+             tasks=[task], ax=ax)
+    return ax
+
+
+def save(fig, path) -> Path:
+    """Write ``fig`` to ``path`` as PNG (150 dpi), SVG or PDF by suffix, creating parent folders."""
+    path = Path(path)
+    if path.suffix.lower() not in SAVE_FORMATS:
+        raise ValueError(f"cannot save as {path.suffix or 'a file without suffix'!r}: use one of {SAVE_FORMATS}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150 if path.suffix.lower() == ".png" else "figure", facecolor="white")
+    return path

@@ -1,0 +1,75 @@
+import torch
+
+from headlab.metrics import encode, evaluate, from_logits, logits_at
+from headlab.tasks import Task
+
+MIXED = [  # different prompt and answer lengths, to exercise the padding
+    {"prompt": "a", "answer": " bcd", "counterfactual": "e", "counterfactual_answer": " bcf"},
+    {"prompt": "hello there", "answer": " x", "counterfactual": "hello where", "counterfactual_answer": " y"},
+    {"prompt": "12 + 7 =", "answer": " 19", "counterfactual": "12 + 5 =", "counterfactual_answer": " 17"},
+]
+
+
+def test_logprob_is_teacher_forced_sum(tiny_model):
+    task = Task.from_records("M", MIXED)
+    enc = encode(task, tiny_model.tokenizer, "logprob")
+    got = from_logits(logits_at(tiny_model, enc.tokens, enc.read_pos), enc)
+    tok = tiny_model.tokenizer
+    for i, item in enumerate(task):
+        p = tok(item.prompt).input_ids
+        a = tok(item.answer, add_special_tokens=False).input_ids
+        with torch.no_grad():
+            lp = tiny_model(torch.tensor([p + a])).log_softmax(-1)[0]
+        manual = sum(lp[len(p) - 1 + j, t] for j, t in enumerate(a))
+        assert abs(float(manual) - float(got[i])) < 1e-4
+
+
+def test_logit_diff_reads_first_differing_token(tiny_model):
+    task = Task.from_records("M", MIXED[2:])
+    enc = encode(task, tiny_model.tokenizer, "logit_diff")
+    tok = tiny_model.tokenizer
+    p = tok("12 + 7 =").input_ids
+    # " 19" vs " 17" share " 1": teacher-force it, read at the next position
+    assert enc.tokens[0, : enc.lengths[0]].tolist() == p + tok(" 1", add_special_tokens=False).input_ids
+    assert enc.target[0, 0] == tok("9", add_special_tokens=False).input_ids[0]
+    assert enc.foil[0, 0] == tok("7", add_special_tokens=False).input_ids[0]
+    with torch.no_grad():
+        logits = tiny_model(enc.tokens[:1, : enc.lengths[0]])[0, -1]
+    assert abs(float(logits[enc.target[0, 0]] - logits[enc.foil[0, 0]]) - float(
+        from_logits(logits_at(tiny_model, enc.tokens, enc.read_pos), enc)[0])) < 1e-4
+
+
+def test_batched_equals_one_by_one(tiny_model):
+    task = Task.from_records("M", MIXED)
+    for metric in ("logprob", "logit_diff"):
+        enc = encode(task, tiny_model.tokenizer, metric)
+        batched = from_logits(logits_at(tiny_model, enc.tokens, enc.read_pos), enc)
+        single = torch.cat([from_logits(logits_at(tiny_model, e.tokens[:, : e.lengths[0]], e.read_pos), e)
+                            for e in (enc.subset([i]) for i in range(enc.n))])
+        assert torch.allclose(batched, single, atol=1e-4)
+
+
+def _greedy(model, prompt, n=2):
+    tok = model.tokenizer
+    ids = tok(prompt, return_tensors="pt").input_ids
+    start = ids.shape[1]
+    with torch.no_grad():
+        for _ in range(n):
+            ids = torch.cat([ids, model(ids)[:, -1].argmax(-1, keepdim=True)], 1)
+    return ids[0, start:].tolist()
+
+
+def test_greedy_accuracy_matches_generation(tiny_model):
+    tok = tiny_model.tokenizer
+    for prompt in ("abc", "xyz", "hello", "12", "qq", "The"):
+        new = _greedy(tiny_model, prompt)
+        text = tok.decode(new)
+        if text.strip() and tok(text, add_special_tokens=False).input_ids == new:
+            break
+    else:
+        raise AssertionError("no prompt with a round-tripping greedy continuation")
+    task = Task.from_records("G", [{"prompt": prompt, "answer": text}, {"prompt": prompt + "!", "answer": text}])
+    ev = evaluate(tiny_model, task)
+    assert ev.correct[0].item() is True
+    assert ev.logit_diff is None and ev.summary()["n"] == 2
+    assert ev.correct[1].item() == (_greedy(tiny_model, prompt + "!") == new)

@@ -1,0 +1,178 @@
+import numpy as np
+import pytest
+import torch
+from transformer_lens import patching
+
+import headlab.scoring as scoring
+from headlab.metrics import encode, from_logits, gather_positions
+from headlab.models import planted
+from headlab.results import HeadScores
+from headlab.scoring import score
+from headlab.tasks import Task
+
+
+def tl_resample(model, task, metric):
+    """TransformerLens' own patching loop: the counterfactual's z patched into the clean run."""
+    enc = encode(task, model.tokenizer, metric)
+    _, cf_cache = model.run_with_cache(enc.cf_tokens)
+    fn = lambda logits: from_logits(gather_positions(logits, enc.read_pos), enc).mean()  # noqa: E731
+    with torch.no_grad():
+        clean = fn(model(enc.tokens))
+        patched = patching.get_act_patch_attn_head_out_all_pos(model, enc.tokens, cf_cache, fn)
+    return (clean - patched).numpy()
+
+
+@pytest.mark.parametrize("metric", ["logit_diff", "logprob"])
+def test_resample_ablation_equals_transformerlens_patching(tiny_model, toy_task, metric):
+    ours = score(tiny_model, toy_task, method="ablation", ablation="resample", metric=metric, cache=False,
+                 progress=False)
+    ref = tl_resample(tiny_model, toy_task, metric)
+    assert np.abs(ref).max() > 1e-3  # the comparison is not vacuous
+    np.testing.assert_allclose(ours.values[0], ref, atol=1e-4)
+
+
+def test_batching_does_not_change_exact_scores(tiny_model, toy_task):
+    a = score(tiny_model, toy_task, method="ablation", ablation="mean", cache=False, progress=False)
+    b = score(tiny_model, toy_task, method="ablation", ablation="mean", batch_size=2, cache=False, progress=False)
+    np.testing.assert_allclose(a.per_example, b.per_example, atol=1e-5)
+
+
+def test_zero_ablation_by_hand(tiny_model, toy_task):
+    s = score(tiny_model, toy_task, method="ablation", ablation="zero", metric="logprob", cache=False, progress=False)
+    enc = encode(toy_task, tiny_model.tokenizer, "logprob")
+
+    def zero_head(z, hook):
+        z[:, :, 3] = 0
+        return z
+
+    with torch.no_grad():
+        clean = from_logits(gather_positions(tiny_model(enc.tokens), enc.read_pos), enc)
+        ablated = from_logits(gather_positions(tiny_model.run_with_hooks(
+            enc.tokens, fwd_hooks=[("blocks.1.attn.hook_z", zero_head)]), enc.read_pos), enc)
+    np.testing.assert_allclose(s.per_example[0, :, 1, 3], (clean - ablated).numpy(), atol=1e-4)
+    np.testing.assert_allclose(s.baseline[0], clean.mean().item(), atol=1e-5)
+
+
+def test_attribution_zero_is_the_head_mask_gradient(tiny_model, toy_task):
+    """Michel et al.: d metric / d mask_h at mask = 1, with z_h scaled by mask_h."""
+    s = score(tiny_model, toy_task, method="attribution", ablation="zero", cache=False, progress=False)
+    enc = encode(toy_task, tiny_model.tokenizer, "logit_diff")
+    L, H = s.model.n_layers, s.model.n_heads
+    mask = torch.ones(L, H, requires_grad=True)
+
+    def scale(layer):
+        return lambda z, hook: z * mask[layer][None, None, :, None]
+
+    logits = tiny_model.run_with_hooks(enc.tokens, fwd_hooks=[(f"blocks.{l}.attn.hook_z", scale(l)) for l in range(L)])
+    from_logits(gather_positions(logits, enc.read_pos), enc).mean().backward()
+    np.testing.assert_allclose(s.values[0], mask.grad.numpy(), atol=1e-5)
+
+
+def test_attribution_tracks_exact_ablation(tiny_model, toy_task):
+    from scipy.stats import spearmanr
+
+    exact = score(tiny_model, toy_task, method="ablation", ablation="resample", cache=False, progress=False)
+    attr = score(tiny_model, toy_task, method="attribution", ablation="resample", cache=False, progress=False)
+    assert spearmanr(exact.values.ravel(), attr.values.ravel()).statistic > 0.6
+
+
+PLANTS = [(0, 1), (2, 3)]
+
+
+@pytest.mark.parametrize("method", ["ablation", "attribution"])
+@pytest.mark.parametrize("ablation", ["zero", "mean", "resample"])
+def test_planted_heads_ground_truth(toy_task, method, ablation):
+    model = planted(PLANTS, n_layers=3, n_heads=4, n_kv_heads=2, seed=3)
+    s = score(model, toy_task, method=method, ablation=ablation, metric="logprob", cache=False, progress=False)
+    v = np.abs(s.values[0])
+    others = np.ones_like(v, dtype=bool)
+    for l, h in PLANTS:
+        others[l, h] = False
+    assert v[others].max() == 0.0  # no other head can move the output: exactly 0
+    assert all(v[l, h] > 1e-4 for l, h in PLANTS)
+    ranked = {(l, h) for l, h, _ in [(i // 4, i % 4, 0) for i in np.argsort(-v, axis=None)[:2]]}
+    assert ranked == set(PLANTS)
+
+
+def test_headscores_api_and_round_trip(tiny_model, toy_task, tmp_path):
+    s = score(tiny_model, [toy_task, Task.from_records("Other", [{"prompt": "abc", "answer": " d"}, {"prompt": "xyzw", "answer": " q"}])],
+              method="attribution", ablation="mean", metric="logprob", cache=False, progress=False)
+    assert s.values.shape == (2, 3, 4) and s.tasks == ["Toy", "Other"]
+    assert s.per_example.shape == (2, 6, 3, 4) and np.isnan(s.per_example[1, 2:]).all()
+    assert s.n_examples.tolist() == [6, 2]
+    np.testing.assert_allclose(s["Toy"], np.nanmean(s.per_example[0], 0), atol=1e-6)
+    frac = s.normalized("fraction")
+    np.testing.assert_allclose(frac.sum((1, 2)), 1.0)
+    assert np.abs(s.normalized("max")).max() == pytest.approx(1.0)
+    np.testing.assert_allclose(s.normalized("zscore")[0].std(), 1.0, atol=1e-6)
+    top = s.top("Toy", 3)
+    assert top[0][2] == s["Toy"].max() and top[0][2] >= top[1][2] >= top[2][2]
+    assert s.rank("Toy")[top[0][0], top[0][1]] == 1
+    df = s.to_dataframe()
+    assert len(df) == 24 and set(df.columns) >= {"task", "layer", "head", "value", "fraction", "rank"}
+    xa = s.to_xarray()
+    assert xa.dims == ("task", "layer", "head") and float(xa.sel(task="Toy", layer=1, head=2)) == s["Toy"][1, 2]
+    back = HeadScores.load(s.save(tmp_path / "s.npz"))
+    for field in ("values", "n_examples", "baseline"):
+        np.testing.assert_array_equal(getattr(back, field), getattr(s, field))
+    np.testing.assert_array_equal(back.per_example, s.per_example)
+    assert (back.tasks, back.model, back.method, back.params) == (s.tasks, s.model, s.method, s.params)
+    with pytest.raises(KeyError, match="no task 'Nope'"):
+        s["Nope"]
+    with pytest.raises(ValueError, match="unknown normalization"):
+        s.normalized("softmax")
+
+
+def test_fallbacks_without_counterfactuals(tiny_model):
+    task = Task.from_records("Plain", [{"prompt": "abc", "answer": " d"}, {"prompt": "xyz", "answer": " w"}])
+    with pytest.warns(UserWarning, match="resample → mean ablation"):
+        s = score(tiny_model, task, method="ablation", ablation="resample", cache=False, progress=False)
+    assert s.params["per_task"]["Plain"] == {"ablation": "mean", "metric": "logprob"}
+    assert any("logit_diff → logprob" in n for n in s.notes)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"method": "magic"}, "unknown method"),
+    ({"ablation": "noise"}, "unknown ablation"),
+    ({"metric": "loss"}, "unknown metric"),
+    ({"batch_size": 0}, "batch_size must be"),
+])
+def test_bad_arguments(tiny_model, toy_task, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        score(tiny_model, toy_task, cache=False, progress=False, **kwargs)
+
+
+def test_cache_hit_skips_computation(tiny_model, toy_task, tmp_path, monkeypatch):
+    first = score(tiny_model, toy_task, method="ablation", ablation="zero", cache=tmp_path, progress=False)
+    assert len(list(tmp_path.glob("*.npz"))) == 1 and not list(tmp_path.glob("*.partial.npz"))
+    monkeypatch.setattr(scoring, "_ablation", lambda *a, **k: pytest.fail("recomputed despite the cache"))
+    again = score(tiny_model, toy_task, method="ablation", ablation="zero", cache=tmp_path, progress=False)
+    np.testing.assert_array_equal(first.values, again.values)
+    changed = Task.from_records("Toy", [{"prompt": "new", "answer": " item"}])
+    with pytest.raises(pytest.fail.Exception):
+        score(tiny_model, changed, method="ablation", ablation="zero", cache=tmp_path, progress=False)
+
+
+def test_interrupted_sweep_resumes_identically(tiny_model, toy_task, tmp_path, monkeypatch):
+    reference = score(tiny_model, toy_task, method="ablation", ablation="resample", cache=False, progress=False)
+    real = scoring._ablate_heads_hook
+    calls = {"n": 0}
+
+    def interrupt_in_layer_2(heads, n, src):
+        calls["n"] += 1
+        if calls["n"] == 3:  # layers 0 and 1 finished (one pass each), then the user hits stop
+            raise KeyboardInterrupt
+        return real(heads, n, src)
+
+    monkeypatch.setattr(scoring, "_ablate_heads_hook", interrupt_in_layer_2)
+    with pytest.raises(KeyboardInterrupt):
+        score(tiny_model, toy_task, method="ablation", ablation="resample", cache=tmp_path, progress=False)
+    partial = list(tmp_path.glob("*.partial.npz"))
+    assert len(partial) == 1
+    with np.load(partial[0]) as f:
+        assert f["done"].tolist() == [True, True, False]
+    monkeypatch.setattr(scoring, "_ablate_heads_hook", lambda *a: (calls.__setitem__("resumed", calls.get("resumed", 0) + 1), real(*a))[1])
+    resumed = score(tiny_model, toy_task, method="ablation", ablation="resample", cache=tmp_path, progress=False)
+    assert calls["resumed"] == 1  # only layer 2 was recomputed
+    np.testing.assert_array_equal(resumed.per_example, reference.per_example)
+    assert not list(tmp_path.glob("*.partial.npz"))
