@@ -6,16 +6,19 @@
   ``set_data`` / ``set_clim`` / ``set_alpha`` / ``set_text`` instead of rebuilding the figure.
 - ``heatmap(scores, task, ax=None, ...)``: one panel; ``save(fig, path)``: PNG / SVG / PDF by suffix.
 
-Figures are made without pyplot (``Figure`` + an Agg canvas): nothing is shown twice in a notebook and
-redraws leak no pyplot state. The layout is computed once, in inches, so a redraw runs no layout engine.
+Figures are made without pyplot (``HeadlabFigure``: a ``Figure`` with an Agg canvas and ``_repr_png_``),
+so a notebook shows a returned figure once, whatever the backend, and redraws leak no pyplot state. The
+layout is computed once, in inches, so a redraw runs no layout engine.
 """
 from __future__ import annotations
 
+import io
 import math
+import numbers
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, rcParams
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -30,9 +33,22 @@ COLORBAR_LABEL = "Head importance"
 SAVE_FORMATS = (".png", ".svg", ".pdf")
 # layout, in inches: panel size and the space around panels (tick labels, axis labels, titles)
 PANEL_W, PANEL_H = 2.7, 2.5
-MARGIN = dict(left=0.6, right=1.05, top=0.4, bottom=0.55, wspace=0.6, hspace=0.8)
+MARGIN = dict(left=0.6, right=1.35, top=0.35, bottom=0.55, wspace=0.3, hspace=0.45)
 CBAR_W, CBAR_PAD = 0.14, 0.25
 _KEEP = object()
+
+
+class HeadlabFigure(Figure):
+    """A ``Figure`` on an Agg canvas that renders itself as PNG in Jupyter (no pyplot needed)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        FigureCanvasAgg(self)
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.canvas.print_png(buf)
+        return buf.getvalue()
 
 
 def grid_shape(n: int) -> tuple[int, int]:
@@ -81,8 +97,7 @@ class GridView:
                 raise ValueError(f"a view drawn into one ax shows one task, got {len(self.tasks)}")
             fig = ax.get_figure(root=True)
         elif fig is None:
-            fig = Figure()
-            FigureCanvasAgg(fig)
+            fig = HeadlabFigure()
         self.figure = fig
         fig._headlab_view = self
         self._build()
@@ -113,6 +128,8 @@ class GridView:
         k, size = new["top_k"], self.scores.model.n_layers * self.scores.model.n_heads
         if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= size):
             raise ValueError(f"top_k must be an int from 1 to {size} (heads per task), got {k!r}")
+        if new["threshold"] is not None and not isinstance(new["threshold"], numbers.Real):
+            raise ValueError(f"threshold must be a number, got {new['threshold']!r}")
         if new["vmax"] is not None and not new["vmax"] > 0:
             raise ValueError(f"vmax must be a positive number, got {new['vmax']!r}")
         self.opts = new
@@ -131,10 +148,15 @@ class GridView:
             disp = disp * np.sign(self.scores.values[idx])
         return disp, bool(signed)
 
+    def key(self) -> np.ndarray:
+        """(n_panels, n_layers, n_heads) what threshold and top_k compare: the displayed value, or its
+        magnitude for signed displays (a strongly negative head matters too)."""
+        disp, signed = self.displayed()
+        return np.abs(disp) if signed else disp
+
     def selection(self) -> np.ndarray | None:
         """(n_panels, n_layers, n_heads) bool: the heads passing threshold / top_k (None: no selection)."""
-        disp, signed = self.displayed()
-        key = np.abs(disp) if signed else disp
+        key = self.key()
         if self.opts["threshold"] is not None:
             return key >= self.opts["threshold"]
         if self.opts["top_k"] is not None:
@@ -166,6 +188,9 @@ class GridView:
 
     # --- artists --------------------------------------------------------------------------------
 
+    def _shape(self, n: int) -> tuple[int, int]:
+        return grid_shape(n) if self.ncols is None else (math.ceil(n / self.ncols), min(self.ncols, n))
+
     def _size(self, rows, cols) -> tuple[float, float]:
         if self.figsize is not None:
             return self.figsize
@@ -177,18 +202,20 @@ class GridView:
         """Create the panels, images, titles and colour bar (used at construction and on regrid)."""
         fig, (L, H) = self.figure, self.scores.shape[1:]
         if self._ax is not None:
-            axes = [self._ax]
+            axes, self._grid = [self._ax], (1, 1)
         else:
-            n = len(self.tasks)
-            rows, cols = grid_shape(n) if self.ncols is None else (math.ceil(n / self.ncols), self.ncols)
+            rows, cols = self._grid = self._shape(len(self.tasks))
             fig.clear()
             w, h = self._size(rows, cols)
             fig.set_size_inches(w, h)
             m = MARGIN
+            panel_w = (w - m["left"] - m["right"] - (cols - 1) * m["wspace"]) / cols
+            panel_h = (h - m["top"] - m["bottom"] - (rows - 1) * m["hspace"]) / rows
+            if min(panel_w, panel_h) <= 0.2:
+                raise ValueError(f"figsize {(w, h)} is too small for a {rows} × {cols} grid")
             gs = fig.add_gridspec(rows, cols, left=m["left"] / w, right=1 - m["right"] / w, top=1 - m["top"] / h,
-                                  bottom=m["bottom"] / h, wspace=m["wspace"] / PANEL_W, hspace=m["hspace"] / PANEL_H)
+                                  bottom=m["bottom"] / h, wspace=m["wspace"] / panel_w, hspace=m["hspace"] / panel_h)
             axes = [fig.add_subplot(gs[i // cols, i % cols]) for i in range(rows * cols)]
-            self._grid = (rows, cols)
         self.axes = axes
         self.norm = Normalize()
         self.images, self.titles = [], []
@@ -215,29 +242,43 @@ class GridView:
         self.colorbar.set_label(COLORBAR_LABEL, fontsize=9)
         self.colorbar.ax.tick_params(labelsize=8)
         self.colorbar.formatter = FuncFormatter(self._format_tick)
+        self._place()
         self._refresh()
 
     def _format_tick(self, value, pos=None) -> str:
         lo, hi = self.norm.vmin, self.norm.vmax
         digits = max(0, 1 - math.floor(math.log10(max(abs(lo), abs(hi)))))
         text = f"{value:.{digits}f}"
+        if rcParams["axes.unicode_minus"]:
+            text = text.replace("-", "\N{MINUS SIGN}")
         return text + "+" if self._clipped and math.isclose(value, hi, rel_tol=1e-9) else text
+
+    def _place(self) -> None:
+        """Show one panel per task, hide the spare ones; tick labels only on the grid's outer edge."""
+        n, cols = len(self.tasks), self._grid[1]
+        for i, ax in enumerate(self.axes):
+            ax.set_visible(i < n)
+            outer_left, outer_bottom = i % cols == 0, i + cols >= n
+            ax.tick_params(labelleft=outer_left, labelbottom=outer_bottom)
+            ax.yaxis.label.set_visible(outer_left)
+            ax.xaxis.label.set_visible(outer_bottom)
 
     def _refresh(self) -> None:
         """Push the current options into the existing artists."""
         disp, signed = self.displayed()
         keep = self.selection()
         lo, hi, self._clipped = self._clim(disp, signed)
-        cmap = colormaps[self.opts["cmap"] or (DIVERGING if signed else SEQUENTIAL)]
-        for i, (ax, im, title) in enumerate(zip(self.axes, self.images, self.titles)):
-            ax.set_visible(i < len(self.tasks))
-            if i >= len(self.tasks):
-                continue
+        cmap = self.opts["cmap"] or (DIVERGING if signed else SEQUENTIAL)
+        cmap = colormaps[cmap] if isinstance(cmap, str) else cmap
+        for i, (im, title) in enumerate(zip(self.images[: len(self.tasks)], self.titles)):
             im.set_data(disp[i])
-            im.set_cmap(cmap)
-            im.set_alpha(None if keep is None else np.where(keep[i], 1.0, DIM_ALPHA))
+            if im.get_cmap().name != cmap.name:
+                im.set_cmap(cmap)
+            # always an array: matplotlib cannot go back from array alpha to a scalar one
+            im.set_alpha(np.where(keep[i], 1.0, DIM_ALPHA) if keep is not None else np.ones(disp[i].shape))
             title.set_text(self.title(self.tasks[i], None if keep is None else keep[i]))
-        self.images[0].set_clim(lo, hi)       # one Normalize is shared: every panel and the colour bar follow
+        if (self.norm.vmin, self.norm.vmax) != (lo, hi):
+            self.images[0].set_clim(lo, hi)   # one Normalize is shared: every panel and the colour bar follow
         ticks = MaxNLocator(nbins=5, symmetric=signed).tick_values(lo, hi)
         ticks = ticks[(ticks >= lo) & (ticks <= hi)]
         if self._clipped:                      # make the clip value itself the top tick
@@ -256,12 +297,12 @@ class GridView:
             new = self._check_tasks(tasks)
             if self._ax is not None and len(new) != 1:
                 raise ValueError(f"a view drawn into one ax shows one task, got {len(new)}")
-            fits = self._ax is not None or self.ncols is not None and len(new) <= len(self.axes) or (
-                self.ncols is None and grid_shape(len(new)) == self._grid)
+            fits = self._ax is not None or self._shape(len(new)) == self._grid
             self.tasks = new
             if not fits:
                 self._build()
                 return self
+            self._place()
         self._refresh()
         return self
 
@@ -302,3 +343,24 @@ def save(fig, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150 if path.suffix.lower() == ".png" else "figure", facecolor="white")
     return path
+
+
+def attention_pattern(pattern, tokens, title=None, ax=None):
+    """One head's attention pattern (query × key, shape (n, n) for n tokens) with the tokens as tick labels
+    on both axes (spaces shown as "␣", newlines as "\\n"); into ``ax`` or a new figure. Returns the Figure."""
+    pattern, tokens = np.asarray(pattern), [str(t).replace(" ", "␣").replace("\n", "\\n") for t in tokens]
+    if pattern.shape != (len(tokens), len(tokens)):
+        raise ValueError(f"pattern has shape {pattern.shape}, expected ({len(tokens)}, {len(tokens)}) for the tokens")
+    if ax is None:
+        side = min(7.0, 2.0 + 0.2 * len(tokens))
+        ax = HeadlabFigure(figsize=(side + 0.9, side), layout="constrained").add_subplot()
+    fig = ax.get_figure(root=True)
+    im = ax.imshow(pattern, cmap=SEQUENTIAL, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(tokens)), tokens, fontsize=7)
+    ax.set_xlabel("Key")
+    ax.set_ylabel("Query")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="Attention", shrink=0.8)
+    return fig

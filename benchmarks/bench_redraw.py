@@ -1,0 +1,70 @@
+"""Redraw cost of the head-importance grid: full rebuild vs in-place ``GridView.update``.
+
+Run: ``MPLBACKEND=Agg python benchmarks/bench_redraw.py``. For two 8-task HeadScores (30 × 9, the
+embedded SmolLM2, and 32 × 32), times (a) ``heatmap_grid(...)`` + ``fig.canvas.draw()`` and (b)
+``view.update(threshold=...)`` + ``fig.canvas.draw()``; prints the median ms of ``RUNS`` runs and the ratio.
+Goal: in-place ≤ 150 ms for the 8-panel grid.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from headlab.models import ModelInfo
+from headlab.plot import heatmap_grid
+from headlab.results import HeadScores
+from headlab.tasks import TASK_NAMES
+
+RUNS = 20
+GOAL_MS = 150.0
+
+
+def fake_scores(n_layers: int, n_heads: int, seed: int = 0) -> HeadScores:
+    """An 8-task HeadScores of shape (8, n_layers, n_heads): heavy-tailed signed values, seeded."""
+    rng = np.random.default_rng(seed)
+    t = len(TASK_NAMES)
+    values = rng.standard_normal((t, n_layers, n_heads)) * rng.gamma(0.5, 1.0, (t, n_layers, n_heads))
+    info = ModelInfo(f"random-{n_layers}x{n_heads}", n_layers, n_heads, n_heads, 64, 576, 49152)
+    return HeadScores(values, list(TASK_NAMES), info, "attribution", {"seed": seed}, [1] * t, np.zeros(t),
+                      values[:, None].astype(np.float32))
+
+
+def median_ms(fn, runs: int = RUNS) -> float:
+    times = []
+    for i in range(runs):
+        start = time.perf_counter()
+        fn(i)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def bench(scores: HeadScores) -> tuple[float, float]:
+    """(rebuild ms, in-place ms) per redraw, thresholds cycling through quantiles of the fraction map."""
+    thresholds = np.quantile(scores.normalized("fraction"), np.linspace(0.5, 0.95, RUNS))
+
+    def rebuild(i):
+        heatmap_grid(scores, threshold=thresholds[i]).canvas.draw()
+
+    fig = heatmap_grid(scores, threshold=thresholds[0])
+    fig.canvas.draw()
+    view = fig._headlab_view
+
+    def in_place(i):
+        view.update(threshold=thresholds[i])
+        fig.canvas.draw()
+
+    return median_ms(rebuild), median_ms(in_place)
+
+
+def main() -> None:
+    print(f"{'scores':<12} {'rebuild ms':>11} {'in-place ms':>12} {'ratio':>6}  goal ≤ {GOAL_MS:.0f} ms")
+    for shape in ((30, 9), (32, 32)):
+        scores = fake_scores(*shape)
+        full, fast = bench(scores)
+        status = "ok" if fast <= GOAL_MS else "SLOW"
+        print(f"{'8×%d×%d' % shape:<12} {full:>11.1f} {fast:>12.1f} {full / fast:>5.1f}×  {status}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,337 @@
+"""``explorer()``: a notebook dashboard over head scores — pick a model, method, tasks, normalisation and
+threshold (or top-k), and inspect one head's score, rank and attention pattern.
+
+- Threshold / top-k / normalisation / task changes redraw from cached scores: the ``GridView`` updates its
+  artists in place (``set_data`` / ``set_clim`` / ``set_alpha``) and the figure is re-displayed in an
+  ``Output`` (inline backend) or redrawn on its canvas (ipympl).
+- Model / method changes call ``headlab.scoring.score`` (its disk cache applies) with its progress bar
+  shown inside the widget; results are kept per (model, method) for the session.
+- Errors show as one line in ``Explorer.error``, never as a traceback.
+"""
+from __future__ import annotations
+
+import functools
+import html
+from dataclasses import dataclass
+
+import ipywidgets as W
+import matplotlib
+import numpy as np
+from IPython.display import HTML, display
+from matplotlib.figure import Figure
+
+from . import hooks, plot, scoring
+from .metrics import prompt_ids
+from .results import HeadScores
+from .tasks import as_task_list, builtin
+
+METHODS = {f"{m} · {a}": (m, a) for m in ("attribution", "ablation") for a in ("resample", "zero", "mean")}
+NORMALIZE_OPTIONS = (("fraction |s|/Σ|s|", "fraction"), ("z-score", "zscore"), ("s / max|s|", "max"),
+                     ("raw", "none"))
+DEFAULT_MODEL = "smollm2-135m (embedded)"
+LOG_SLIDER_DECADES = 2   # a FloatLogSlider when the selectable values span at least this many decades
+
+
+@dataclass
+class HeadDetails:
+    """One head of one task: its raw score and displayed value, rank (1 = best of n_heads), and its
+    attention pattern (n_tokens × n_tokens, query × key) on one of the task's prompts."""
+
+    task: str
+    layer: int
+    head: int
+    value: float
+    shown: float
+    rank: int
+    n_heads: int
+    tokens: list[str]
+    pattern: np.ndarray
+    figure: Figure
+
+    def summary(self) -> str:
+        return (f"L{self.layer}.H{self.head} in {self.task}: score {self.value:.4g} (shown {self.shown:.4g}), "
+                f"rank {self.rank} of {self.n_heads}")
+
+
+def one_line(err: BaseException) -> str:
+    """``Type: first line of the message`` — what the widget shows instead of a traceback."""
+    msg = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    first = msg.strip().splitlines()[0] if msg.strip() else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+def _guarded(handler):
+    """Widget callbacks: on success clear the error line, on failure show the error as one line."""
+    @functools.wraps(handler)
+    def wrapper(self, *args, **kwargs):
+        try:
+            handler(self, *args, **kwargs)
+        except Exception as err:  # a widget callback must never raise into the frontend
+            self.error.value = f"<span style='color:#b00020'>⚠ {html.escape(one_line(err))}</span>"
+        else:
+            self.error.value = ""
+    return wrapper
+
+
+def _method_choices(methods) -> dict[str, tuple[str, str]]:
+    if methods is None:
+        return dict(METHODS)
+    choices = {}
+    for m in methods:
+        label = m if isinstance(m, str) else f"{m[0]} · {m[1]}"
+        if label not in METHODS:
+            raise ValueError(f"unknown method {m!r}: choose from {list(METHODS)}")
+        choices[label] = METHODS[label]
+    if not choices:
+        raise ValueError("explorer() needs at least one method")
+    return choices
+
+
+def _interactive_backend() -> bool:
+    backend = (matplotlib.get_backend(auto_select=False) or "").lower()
+    return "ipympl" in backend or backend == "widget"
+
+
+class Explorer:
+    """The dashboard: ``.widget`` (what a notebook shows), ``.controls`` (name → widget), ``.view`` (the
+    ``GridView``), ``.scores`` (the HeadScores shown), ``.redraw()`` and ``.details(task, layer, head)``.
+
+    ``models``: name → TransformerBridge, or a callable returning one (called on first use).
+    ``tasks``: Tasks (a mapping like ``builtin()`` or a list; default: the eight built-in tasks).
+    ``methods``: labels of ``METHODS`` or (method, ablation) pairs (default: all six).
+    ``scores``: HeadScores of the first model and its method: shown at start, nothing computed.
+    """
+
+    def __init__(self, models=None, tasks=None, methods=None, scores=None):
+        from .models import load_model
+
+        self.models = dict(models) if models is not None else {DEFAULT_MODEL: load_model}
+        if not self.models:
+            raise ValueError("explorer() needs at least one model")
+        self.methods = _method_choices(methods)
+        if scores is not None and not isinstance(scores, HeadScores):
+            raise TypeError(f"scores= takes HeadScores, not {type(scores).__name__}")
+        self._tasks = None if tasks is None and scores is not None else {
+            t.name: t for t in as_task_list(builtin() if tasks is None else tasks)}
+        names = list(self._tasks) if self._tasks is not None else list(scores.tasks)
+        self._loaded, self._cache = {}, {}
+        method = next(iter(self.methods))
+        if scores is not None:
+            if set(scores.tasks) != set(names):
+                raise ValueError(f"scores= has tasks {scores.tasks} but tasks= has {names}: give the same tasks")
+            method = f"{scores.method} · {scores.params.get('ablation', 'resample')}"
+            if method not in self.methods:
+                raise ValueError(f"scores= were computed with {method!r}, not one of the methods {list(self.methods)}")
+            self._cache[(next(iter(self.models)), method)] = scores
+
+        wide = {"description_width": "initial"}
+        self.controls = c = {
+            "model": W.Dropdown(options=list(self.models), description="Model", style=wide),
+            "method": W.Dropdown(options=list(self.methods), value=method, description="Method", style=wide),
+            "normalize": W.Dropdown(options=NORMALIZE_OPTIONS, value="fraction", description="Normalise", style=wide),
+            "tasks": W.SelectMultiple(options=names, value=tuple(names), rows=min(8, len(names)), description="Tasks"),
+            "threshold": W.FloatSlider(description="Threshold", disabled=True),
+            "top_k": W.ToggleButton(value=False, description="top-k", tooltip="select each task's k best heads"),
+            "k": W.BoundedIntText(value=10, min=1, max=10, description="k", layout=W.Layout(width="120px")),
+            "detail_task": W.Dropdown(options=names, description="Task"),
+            "layer": W.BoundedIntText(value=0, min=0, max=0, description="Layer", layout=W.Layout(width="150px")),
+            "head": W.BoundedIntText(value=0, min=0, max=0, description="Head", layout=W.Layout(width="150px")),
+            "show": W.Button(description="Show head", icon="search"),
+        }
+        self.error, self.status = W.HTML(), W.Label()
+        self.progress, self.out, self.details_out = W.Output(), W.Output(), W.Output()
+        self._threshold_box = W.HBox([c["threshold"]])
+        self.scores = self.view = None
+        self._quiet = False   # True while a callback sets controls itself: their observers stand by
+        self._interactive = _interactive_backend()
+        if self._interactive:  # ipympl: a live canvas, clickable
+            import matplotlib.pyplot as plt
+
+            with plt.ioff():
+                self.figure = plt.figure()
+            with self.out:
+                display(self.figure.canvas)
+        else:
+            self.figure = plot.HeadlabFigure()
+        self.figure.canvas.mpl_connect("button_press_event", self._on_click)  # fires on interactive canvases only
+
+        for name in ("model", "method"):
+            c[name].observe(self._on_source, names="value")
+        c["normalize"].observe(self._on_normalize, names="value")
+        for name in ("tasks", "top_k", "k"):
+            c[name].observe(self._on_view, names="value")
+        c["show"].on_click(self._on_show)
+        self.widget = W.VBox([
+            W.HBox([W.VBox([c["model"], c["method"], c["normalize"], self._threshold_box,
+                            W.HBox([c["top_k"], c["k"]])]), c["tasks"]]),
+            self.status, self.error, self.progress, self.out,
+            W.HTML("<b>Head details</b>"),
+            W.HBox([c["detail_task"], c["layer"], c["head"], c["show"]]),
+            self.details_out,
+        ])
+        self._on_source()
+
+    def _ipython_display_(self):
+        display(self.widget)
+
+    # --- data ------------------------------------------------------------------------------------
+
+    def model(self, name: str):
+        """The bridge behind model ``name``, loading it on first use."""
+        if name not in self._loaded:
+            import torch
+
+            entry = self.models[name]
+            self._loaded[name] = entry if isinstance(entry, torch.nn.Module) or not callable(entry) else entry()
+        return self._loaded[name]
+
+    def task_objects(self) -> dict:
+        if self._tasks is None:
+            self._tasks = builtin(self.scores.tasks)
+        return self._tasks
+
+    def scores_for(self, model: str, method: str) -> HeadScores:
+        """Cached scores of (model, method), computing them with ``headlab.scoring.score`` when new."""
+        key = (model, method)
+        if key not in self._cache:
+            kind, ablation = self.methods[method]
+            bridge = self.model(model)
+            self.status.value = f"computing {method} on {model} …"
+            with self.progress:
+                try:
+                    self._cache[key] = scoring.score(bridge, list(self.task_objects().values()), method=kind,
+                                                     ablation=ablation, progress=True)
+                finally:
+                    self.progress.clear_output()
+        return self._cache[key]
+
+    # --- drawing ---------------------------------------------------------------------------------
+
+    def _selection(self) -> dict:
+        c = self.controls
+        return {"top_k": c["k"].value} if c["top_k"].value else {"threshold": c["threshold"].value}
+
+    def _new_threshold_slider(self) -> None:
+        """A threshold slider over the current display's values: log-scaled when they span decades."""
+        key = self.view.key()
+        hi, positive = float(key.max()), key[key > 0]
+        lo = float(positive.min()) if positive.size else 0.0
+        value = float(np.quantile(key, 0.8))
+        common = dict(description="Threshold", continuous_update=False, readout_format=".3g")
+        if lo > 0 and hi / lo >= 10 ** LOG_SLIDER_DECADES:
+            lo = max(lo, hi * 1e-4)
+            slider = W.FloatLogSlider(value=min(max(value, lo), hi), base=10, min=np.log10(lo), max=np.log10(hi),
+                                      step=(np.log10(hi) - np.log10(lo)) / 200, **common)
+        else:
+            lo = float(key.min())
+            hi = hi if hi > lo else lo + 1.0
+            slider = W.FloatSlider(value=value, min=lo, max=hi, step=(hi - lo) / 200, **common)
+        slider.disabled = self.controls["top_k"].value
+        slider.observe(self._on_view, names="value")
+        self.controls["threshold"] = slider
+        self._threshold_box.children = (slider,)
+
+    def _show(self) -> None:
+        if self._interactive:
+            self.figure.canvas.draw_idle()
+            return
+        with self.out:
+            self.out.clear_output(wait=True)
+            display(self.figure)
+
+    def redraw(self) -> None:
+        """Apply the controls to the view in place (no recomputation) and re-display the figure."""
+        c = self.controls
+        if self.view is None:
+            return
+        if not c["tasks"].value:
+            raise ValueError("no task selected: select at least one task")
+        c["threshold"].disabled = c["top_k"].value
+        self.view.update(tasks=list(c["tasks"].value), normalize=c["normalize"].value, **self._selection())
+        self._show()
+
+    # --- callbacks -------------------------------------------------------------------------------
+
+    @_guarded
+    def _on_source(self, change=None) -> None:
+        c = self.controls
+        self.scores = scores = self.scores_for(c["model"].value, c["method"].value)
+        _, L, H = scores.shape
+        self.view = plot.GridView(scores, tasks=list(c["tasks"].value) or None, normalize=c["normalize"].value,
+                                  fig=self.figure)
+        self._new_threshold_slider()
+        self._quiet = True
+        try:
+            c["k"].max = L * H
+            c["layer"].max, c["head"].max = L - 1, H - 1
+        finally:
+            self._quiet = False
+        self.status.value = (f"{c['method'].value} on {scores.model.name}: {len(scores.tasks)} tasks, "
+                             f"{L} layers × {H} heads")
+        self.redraw()
+
+    @_guarded
+    def _on_normalize(self, change=None) -> None:
+        if self.view is None:
+            return
+        self.view.update(normalize=self.controls["normalize"].value)
+        self._new_threshold_slider()
+        self.redraw()
+
+    @_guarded
+    def _on_view(self, change=None) -> None:
+        if not self._quiet:
+            self.redraw()
+
+    @_guarded
+    def _on_show(self, button=None) -> None:
+        c = self.controls
+        self.details(c["detail_task"].value, c["layer"].value, c["head"].value)
+
+    def _on_click(self, event) -> None:
+        """A click on a panel (ipympl) shows that head's details."""
+        shown = self.view.axes[: len(self.view.tasks)] if self.view else []
+        if event.inaxes not in shown or event.xdata is None:
+            return
+        c = self.controls
+        c["detail_task"].value = self.view.tasks[shown.index(event.inaxes)]
+        c["layer"].value, c["head"].value = int(round(event.ydata)), int(round(event.xdata))
+        self._on_show()
+
+    # --- head details ----------------------------------------------------------------------------
+
+    def details(self, task: str, layer: int, head: int, item: int = 0) -> HeadDetails:
+        """Score, rank and attention pattern (on the task's ``item``-th prompt) of head (layer, head);
+        also shown below the grid."""
+        import torch
+
+        scores = self.scores
+        if scores is None:
+            raise ValueError("no scores yet: pick a model and method that compute")
+        if task not in scores.tasks:
+            raise ValueError(f"unknown task {task!r}: choose from {scores.tasks}")
+        _, L, H = scores.shape
+        if not (0 <= layer < L and 0 <= head < H):
+            raise ValueError(f"no head L{layer}.H{head}: layers are 0–{L - 1}, heads 0–{H - 1}")
+        t = scores.tasks.index(task)
+        bridge = self.model(self.controls["model"].value)
+        prompt = self.task_objects()[task].items[item].prompt
+        ids = prompt_ids(bridge.tokenizer, prompt)
+        with torch.no_grad():
+            _, cache = bridge.run_with_cache(torch.tensor([ids], device=next(bridge.parameters()).device),
+                                             names_filter=hooks.pattern(layer))
+        pattern = cache[hooks.pattern(layer)][0, head].float().cpu().numpy()
+        tokens = [bridge.tokenizer.decode([i]) for i in ids]
+        fig = plot.attention_pattern(pattern, tokens, title=f"L{layer}.H{head} · {task} · prompt {item}")
+        info = HeadDetails(task, layer, head, float(scores.values[t, layer, head]),
+                           float(scores.normalized(self.controls["normalize"].value)[t, layer, head]),
+                           int(scores.rank(task)[layer, head]), L * H, tokens, pattern, fig)
+        with self.details_out:
+            self.details_out.clear_output(wait=True)
+            display(HTML(f"<p>{html.escape(info.summary())}</p>"), fig)
+        return info
+
+
+def explorer(models=None, tasks=None, methods=None, scores=None) -> Explorer:
+    """Build the dashboard (see ``Explorer``); a notebook cell ending in ``explorer()`` displays it."""
+    return Explorer(models=models, tasks=tasks, methods=methods, scores=scores)
