@@ -97,23 +97,12 @@ def cmd_score(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .metrics import evaluate
+    from .metrics import evaluate, summary_table
     from .models import load_model
 
     model = load_model(args.model)
-    print(eval_table([evaluate(model, t).summary() for t in _tasks(args.tasks, args.cogqa).values()]))
+    print(summary_table([evaluate(model, t).summary() for t in _tasks(args.tasks, args.cogqa).values()]))
     return 0
-
-
-def eval_table(rows: list[dict]) -> str:
-    """Markdown table of ``TaskEval.summary()`` rows."""
-    lines = ["| task | n | accuracy (greedy) | preference (logit diff > 0) | mean log-prob | mean logit diff |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        pref = f"{r['preference']:.0%}" if "preference" in r else "—"
-        ld = f"{r['mean_logit_diff']:.2f}" if "mean_logit_diff" in r else "—"
-        lines.append(f"| {r['task']} | {r['n']} | {r['accuracy']:.0%} | {pref} | {r['mean_logprob']:.2f} | {ld} |")
-    return "\n".join(lines)
 
 
 def main(argv=None) -> int:

@@ -188,3 +188,14 @@ def evaluate(model, task: Task, batch_size: int = 64) -> TaskEval:
         enc_ld = encode(task, tok, "logit_diff", warn=False)
         ld = from_logits(logits_at(model, enc_ld.tokens, enc_ld.read_pos, batch_size), enc_ld)
     return TaskEval(task.name, lp, ld, correct)
+
+
+def summary_table(rows: list[dict]) -> str:
+    """Markdown table of ``TaskEval.summary()`` rows."""
+    lines = ["| task | n | accuracy (greedy) | preference (logit diff > 0) | mean log-prob | mean logit diff |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        pref = f"{r['preference']:.0%}" if "preference" in r else "—"
+        ld = f"{r['mean_logit_diff']:.2f}" if "mean_logit_diff" in r else "—"
+        lines.append(f"| {r['task']} | {r['n']} | {r['accuracy']:.0%} | {pref} | {r['mean_logprob']:.2f} | {ld} |")
+    return "\n".join(lines)

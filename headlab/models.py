@@ -177,13 +177,34 @@ def _wrap_hf(hf_model, tok, name: str):
 
 
 def _load_embedded():
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no volatile bars in notebooks and logs
+    try:
+        return _load_embedded_quietly()
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _load_embedded_quietly():
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cached = cache_dir() / "models" / "smollm2-135m-instruct-q4_1-f32"
     if not (cached / "model.safetensors").is_file():
+        import functools
+
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
         gguf = embedded_gguf_path()
-        hf_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        bar = gguf_utils.tqdm
+        gguf_utils.tqdm = functools.partial(bar, disable=True)  # its dequantization bar ignores the hf switch
+        try:
+            hf_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        finally:
+            gguf_utils.tqdm = bar
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         _save_atomically(hf_model, tok, cached)
     hf_model = AutoModelForCausalLM.from_pretrained(str(cached), dtype=torch.float32, local_files_only=True)

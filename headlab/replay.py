@@ -11,7 +11,7 @@ import contextlib
 import torch
 
 from . import hooks
-from .metrics import Encoded, gather_positions
+from .metrics import gather_positions
 
 
 def _tile(value, n: int, copies: int):
@@ -28,6 +28,28 @@ class _Stop(Exception):
     pass
 
 
+def final_resid(model, tokens: torch.Tensor, fwd_hooks=()) -> torch.Tensor:
+    """Run ``model`` on ``tokens`` up to the final norm and return the residual stream (n, T, d_model).
+
+    The forward is stopped at ``ln_final``, so no full-vocabulary logits are computed. Works with grad.
+    """
+    box = {}
+
+    def stop(module, args):
+        box["resid"] = args[0]
+        raise _Stop
+
+    handle = model.ln_final.register_forward_pre_hook(stop)
+    try:
+        with model.hooks(fwd_hooks=list(fwd_hooks)):
+            model(tokens)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    return box["resid"]
+
+
 class Replay:
     """Clean run of ``tokens`` (n, T): block inputs ``resid[l]`` (n, T, d_model), clean ``z[l]``
     (n, T, H, d_head), and the clean logits at ``read_pos``."""
@@ -39,26 +61,17 @@ class Replay:
         self.resid: list[torch.Tensor] = [None] * n_layers
         self.kwargs: list[dict] = [None] * n_layers
         self.z: list[torch.Tensor] = [None] * n_layers
-        handles = []
-        for layer, block in enumerate(model.blocks):
-            handles.append(block.register_forward_pre_hook(self._capture(layer), with_kwargs=True))
+        handles = [block.register_forward_pre_hook(self._capture(layer), with_kwargs=True)
+                   for layer, block in enumerate(model.blocks)]
         fwd = [(hooks.z(l), self._keep_z(l)) for l in range(n_layers)] if keep_z else []
         try:
-            handles.append(model.ln_final.register_forward_pre_hook(self._stop))
-            with torch.no_grad(), model.hooks(fwd_hooks=fwd):
-                try:
-                    model(tokens)
-                except _Stop:  # raised at the final norm: no full-vocabulary logits are computed
-                    pass
+            with torch.no_grad():
+                resid = final_resid(model, tokens, fwd)
         finally:
             for h in handles:
                 h.remove()
         with torch.no_grad():
-            self.clean_logits = self._final(self.final_resid)
-
-    def _stop(self, module, args):
-        self.final_resid = args[0].detach()
-        raise _Stop
+            self.clean_logits = self.unembed_at(resid)
 
     def _capture(self, layer):
         def hook(module, args, kwargs):
@@ -82,10 +95,9 @@ class Replay:
             x = out[0] if isinstance(out, tuple) else out
         return x
 
-    def _final(self, x: torch.Tensor) -> torch.Tensor:
-        copies = x.shape[0] // self.n
-        x = gather_positions(x, self.read_pos.repeat(copies, 1))
-        return self.model.unembed(self.model.ln_final(x))
+    def unembed_at(self, x: torch.Tensor) -> torch.Tensor:
+        """Final residual (copies·n, T, d) → logits at the read positions (copies·n, P, V)."""
+        return unembed_at(self.model, x, self.read_pos)
 
     def logits_from(self, start: int, resid: torch.Tensor | None = None, copies: int = 1, fwd_hooks=()) -> torch.Tensor:
         """Re-run blocks ≥ ``start`` on ``copies`` stacked copies of the batch; logits (copies·n, P, V)."""
@@ -93,9 +105,11 @@ class Replay:
             resid = self.resid[start].repeat(copies, 1, 1)
         ctx = self.model.hooks(fwd_hooks=list(fwd_hooks)) if fwd_hooks else contextlib.nullcontext()
         with ctx:
-            return self._final(self._blocks_from(start, resid, copies))
+            return self.unembed_at(self._blocks_from(start, resid, copies))
 
 
-def replay(model, enc: Encoded, tokens: torch.Tensor | None = None, keep_z: bool = True) -> Replay:
-    """A ``Replay`` of ``enc.tokens`` (or ``tokens``, e.g. the counterfactual batch)."""
-    return Replay(model, enc.tokens if tokens is None else tokens, enc.read_pos, keep_z)
+def unembed_at(model, x: torch.Tensor, read_pos: torch.Tensor) -> torch.Tensor:
+    """Final residual (k·n, T, d) → logits (k·n, P, V) at ``read_pos`` (n, P), tiled over the k copies."""
+    copies = x.shape[0] // read_pos.shape[0]
+    x = gather_positions(x, read_pos.repeat(copies, 1))
+    return model.unembed(model.ln_final(x))

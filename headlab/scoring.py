@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from . import hooks
 from .metrics import METRICS, Encoded, encode, from_logits
 from .models import describe, load_model
-from .replay import Replay
+from .replay import Replay, final_resid, unembed_at
 from .results import HeadScores, atomic_write_bytes
 from .tasks import Task, as_task_list
 
@@ -139,7 +139,7 @@ def _sources(model, enc: Encoded, ablation: str, batches):
     if ablation == "mean":
         mean = _mean_z(model, enc, batches)
         return lambda idx, layer, replay: mean[layer].expand(len(idx), -1, -1, -1)
-    return lambda idx, layer, replay: replay.cf.z[layer]
+    return lambda idx, layer, replay: replay.cf_z[layer]
 
 
 def _ablation(model, enc: Encoded, ablation: str, batch_size, progress: bool, partial: Path | None):
@@ -161,7 +161,7 @@ def _ablation(model, enc: Encoded, ablation: str, batch_size, progress: bool, pa
     for idx in batches:
         sub = enc.subset(idx)
         r = Replay(model, sub.tokens, sub.read_pos, keep_z=False)
-        r.cf = Replay(model, sub.cf_tokens, sub.read_pos) if ablation == "resample" else None
+        r.cf_z = _z_of(model, sub.cf_tokens) if ablation == "resample" else None
         clean[idx.numpy()] = from_logits(r.clean_logits, sub).numpy()
         replays.append((idx, sub, r))
     steps = sum(int(not d) for d in done) * sum(
@@ -199,6 +199,21 @@ def _ablate_heads_hook(heads: list[int], n: int, src: torch.Tensor | None):
     return hook
 
 
+def _z_of(model, tokens: torch.Tensor) -> list[torch.Tensor]:
+    """Per layer (n, T, H, d_head): z of a plain no-grad run (stopped before the unembedding)."""
+    zs = [None] * len(model.blocks)
+
+    def keep(layer):
+        def hook(z, hook):
+            zs[layer] = z.detach().clone()
+            return z
+        return hook
+
+    with torch.no_grad():
+        final_resid(model, tokens, [(hooks.z(l), keep(l)) for l in range(len(model.blocks))])
+    return zs
+
+
 # --- attribution patching --------------------------------------------------------------------------
 
 def _attribution(model, enc: Encoded, ablation: str, batch_size, progress: bool):
@@ -214,8 +229,7 @@ def _attribution(model, enc: Encoded, ablation: str, batch_size, progress: bool)
     try:
         for idx in tqdm(batches, desc=f"{enc.task} · attribution/{ablation}", disable=not progress, leave=False):
             sub = enc.subset(idx)
-            r = Replay(model, sub.tokens, sub.read_pos, keep_z=False)
-            cf = Replay(model, sub.cf_tokens, sub.read_pos) if ablation == "resample" else None
+            cf_z = _z_of(model, sub.cf_tokens) if ablation == "resample" else None
             zs: list[torch.Tensor] = [None] * L
 
             def keep(layer):
@@ -225,10 +239,10 @@ def _attribution(model, enc: Encoded, ablation: str, batch_size, progress: bool)
                     return z
                 return hook
 
+            grad_from_embed = ("embed.hook_out", lambda x, hook: x.detach().requires_grad_(True))
             with torch.enable_grad():
-                resid = r.resid[0].clone().requires_grad_(True)
-                logits = r.logits_from(0, resid=resid, fwd_hooks=[(hooks.z(l), keep(l)) for l in range(L)])
-                metric = from_logits(logits, sub)
+                resid = final_resid(model, sub.tokens, [grad_from_embed] + [(hooks.z(l), keep(l)) for l in range(L)])
+                metric = from_logits(unembed_at(model, resid, sub.read_pos), sub)
                 metric.sum().backward()
             clean[idx.numpy()] = metric.detach().numpy()
             for layer, z in enumerate(zs):
@@ -237,7 +251,7 @@ def _attribution(model, enc: Encoded, ablation: str, batch_size, progress: bool)
                 elif ablation == "mean":
                     delta = z.detach() - mean[layer][None]
                 else:
-                    delta = z.detach() - cf.z[layer]
+                    delta = z.detach() - cf_z[layer]
                 per_ex[idx.numpy(), layer] = (delta * z.grad).sum((1, 3)).numpy()
     finally:
         for p, g in zip(model.parameters(), grads_were):
