@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test unit integration notebooks browser-test lab bench clean
+.PHONY: setup demo test browser-test lab bench clean
 
 setup: $(STAMP)
 
@@ -24,11 +24,16 @@ demo: $(STAMP)
 	$(PY) -m headlab demo --out out/
 
 test: $(STAMP)
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests/unit tests/integration -q
 	$(PY) -m pytest --nbval notebooks/ --nbval-sanitize-with notebooks/sanitize.cfg -q -p no:cacheprovider
 
+# Debian's chromium (Playwright's own browser download is not available here), then the browser test.
+browser-test: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	$(PY) -m pytest tests/browser -q -p no:cacheprovider
+
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser notebooks/
+	$(VENV)/bin/jupyter lab --allow-root --ip=127.0.0.1 --no-browser --ServerApp.root_dir=notebooks
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(PY) "$$b" || exit 1; done

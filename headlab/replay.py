@@ -61,6 +61,7 @@ class Replay:
         self.resid: list[torch.Tensor] = [None] * n_layers
         self.kwargs: list[dict] = [None] * n_layers
         self.z: list[torch.Tensor] = [None] * n_layers
+        self.kv = None  # the clean run's key/value cache, when the model keeps one (HF-backed bridges)
         handles = [block.register_forward_pre_hook(self._capture(layer), with_kwargs=True)
                    for layer, block in enumerate(model.blocks)]
         fwd = [(hooks.z(l), self._keep_z(l)) for l in range(n_layers)] if keep_z else []
@@ -77,6 +78,8 @@ class Replay:
         def hook(module, args, kwargs):
             if self.resid[layer] is None:
                 self.resid[layer] = args[0].detach()
+                if layer == 0 and hasattr(kwargs.get("past_key_values"), "layers"):
+                    self.kv = kwargs["past_key_values"]
                 kw = {k: v for k, v in kwargs.items() if k not in ("past_key_values", "past_key_value", "use_cache")}
                 self.kwargs[layer] = kw
         return hook
@@ -88,24 +91,71 @@ class Replay:
             return z
         return hook
 
-    def _blocks_from(self, start: int, resid: torch.Tensor, copies: int) -> torch.Tensor:
+    def _blocks_from(self, start: int, resid: torch.Tensor, copies: int, prefix: int = 0) -> torch.Tensor:
         x = resid
         for layer in range(start, len(self.model.blocks)):
-            out = self.model.blocks[layer](x, **{k: _tile(v, self.n, copies) for k, v in self.kwargs[layer].items()})
+            kwargs = {k: _tile(v, self.n, copies) for k, v in self.kwargs[layer].items()}
+            if prefix:
+                kwargs = _suffix_kwargs(kwargs, prefix, _PrefixKV(self.kv, prefix, copies))
+            out = self.model.blocks[layer](x, **kwargs)
             x = out[0] if isinstance(out, tuple) else out
         return x
+
+    def supports_prefix(self) -> bool:
+        """Whether ``logits_from(..., prefix=d)`` can reuse the clean keys/values of positions < d."""
+        return self.kv is not None and all(set(kw) <= _SUFFIX_KWARGS for kw in self.kwargs)
 
     def unembed_at(self, x: torch.Tensor) -> torch.Tensor:
         """Final residual (copies·n, T, d) → logits at the read positions (copies·n, P, V)."""
         return unembed_at(self.model, x, self.read_pos)
 
-    def logits_from(self, start: int, resid: torch.Tensor | None = None, copies: int = 1, fwd_hooks=()) -> torch.Tensor:
-        """Re-run blocks ≥ ``start`` on ``copies`` stacked copies of the batch; logits (copies·n, P, V)."""
+    def logits_from(self, start: int, resid: torch.Tensor | None = None, copies: int = 1, fwd_hooks=(),
+                    prefix: int = 0) -> torch.Tensor:
+        """Re-run blocks ≥ ``start`` on ``copies`` stacked copies of the batch; logits (copies·n, P, V).
+
+        ``prefix=d``: positions < d are known to be unchanged (e.g. resample ablation where the clean and
+        counterfactual prompts share their first d tokens): only positions ≥ d are re-run, attending to the
+        clean run's cached keys and values for the prefix. Hooks then see (copies·n, T − d, ...) tensors.
+        """
+        if prefix and not self.supports_prefix():
+            raise ValueError("this model keeps no key/value cache: re-run with prefix=0")
         if resid is None:
-            resid = self.resid[start].repeat(copies, 1, 1)
+            resid = self.resid[start][:, prefix:].repeat(copies, 1, 1)
         ctx = self.model.hooks(fwd_hooks=list(fwd_hooks)) if fwd_hooks else contextlib.nullcontext()
         with ctx:
-            return self.unembed_at(self._blocks_from(start, resid, copies))
+            x = self._blocks_from(start, resid, copies, prefix)
+        return unembed_at(self.model, x, self.read_pos - prefix)
+
+
+_SUFFIX_KWARGS = {"position_embeddings", "position_ids", "attention_mask", "cache_position"}
+
+
+def _suffix_kwargs(kwargs: dict, prefix: int, kv) -> dict:
+    """Block kwargs for positions ≥ ``prefix`` only, with ``kv`` supplying the prefix keys/values."""
+    out = {"past_key_values": kv, "use_cache": True}
+    for k, v in kwargs.items():
+        if k == "position_embeddings":
+            out[k] = tuple(t[:, prefix:] for t in v)
+        elif k == "position_ids":
+            out[k] = v[..., prefix:]
+        elif k == "attention_mask":
+            out[k] = None if v is None else v[..., prefix:, :]
+        elif k == "cache_position":
+            out[k] = v[prefix:]
+    return out
+
+
+class _PrefixKV:
+    """Stands in for a key/value cache: prepends the clean run's keys/values of positions < prefix."""
+
+    def __init__(self, cache, prefix: int, copies: int):
+        self.cache, self.prefix, self.copies = cache, prefix, copies
+
+    def update(self, k: torch.Tensor, v: torch.Tensor, layer_idx: int, *args, **kwargs):
+        layer = self.cache.layers[layer_idx]
+        pk = layer.keys[:, :, : self.prefix].repeat(self.copies, 1, 1, 1)
+        pv = layer.values[:, :, : self.prefix].repeat(self.copies, 1, 1, 1)
+        return torch.cat([pk, k], dim=-2), torch.cat([pv, v], dim=-2)
 
 
 def unembed_at(model, x: torch.Tensor, read_pos: torch.Tensor) -> torch.Tensor:

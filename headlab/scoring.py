@@ -119,6 +119,19 @@ def _item_batches(enc: Encoded, batch_size: int | None) -> list[torch.Tensor]:
     return [torch.arange(s, min(s + size, enc.n)) for s in range(0, enc.n, size)]
 
 
+def _prefix_batches(enc: Encoded, batch_size: int | None) -> list[torch.Tensor]:
+    """Item batches grouped by where each counterfactual first differs from its prompt, so that a batch
+    shares a long unchanged prefix (see ``Replay.logits_from(prefix=...)``)."""
+    size = batch_size or max(1, TOKEN_BUDGET // enc.tokens.shape[1])
+    differs = enc.tokens != enc.cf_tokens
+    first = torch.where(differs.any(1), differs.float().argmax(1), torch.tensor(enc.tokens.shape[1]))
+    batches = []
+    for d in torch.unique(first).tolist():
+        idx = torch.nonzero(first == d).flatten()
+        batches += [idx[s: s + size] for s in range(0, len(idx), size)]
+    return batches
+
+
 def _mean_z(model, enc: Encoded, batches) -> list[torch.Tensor]:
     """Per layer (T, H, d_head): mean z over the items whose sequence reaches each position."""
     sums, count = None, torch.zeros(enc.tokens.shape[1])
@@ -145,7 +158,7 @@ def _sources(model, enc: Encoded, ablation: str, batches):
 def _ablation(model, enc: Encoded, ablation: str, batch_size, progress: bool, partial: Path | None):
     """Exact per-head ablation: per_example (n, L, H) metric drops and clean metric (n,)."""
     L, H = len(model.blocks), model.cfg.n_heads
-    batches = _item_batches(enc, batch_size)
+    batches = _prefix_batches(enc, batch_size) if ablation == "resample" else _item_batches(enc, batch_size)
     T = enc.tokens.shape[1]
     seqs_per_pass = batch_size or max(1, TOKEN_BUDGET // T)
     per_ex = np.full((enc.n, L, H), np.nan, dtype=np.float32)
@@ -173,11 +186,14 @@ def _ablation(model, enc: Encoded, ablation: str, batch_size, progress: bool, pa
                 continue
             for idx, sub, r in replays:
                 src = source(idx, layer, r)
+                prefix = _shared_prefix(sub) if ablation == "resample" and r.supports_prefix() else 0
+                src = src[:, prefix:] if prefix else src
                 copies = max(1, min(H, seqs_per_pass // len(idx)))
                 for h0 in range(0, H, copies):
                     heads = list(range(h0, min(H, h0 + copies)))
                     hook = _ablate_heads_hook(heads, len(idx), src)
-                    logits = r.logits_from(layer, copies=len(heads), fwd_hooks=[(hooks.z(layer), hook)])
+                    logits = r.logits_from(layer, copies=len(heads), fwd_hooks=[(hooks.z(layer), hook)],
+                                           prefix=prefix)
                     ablated = from_logits(logits, sub).view(len(heads), len(idx))
                     per_ex[idx.numpy()[:, None], layer, heads] = (
                         torch.as_tensor(clean[idx.numpy()])[None] - ablated).T.numpy()
@@ -187,6 +203,15 @@ def _ablation(model, enc: Encoded, ablation: str, batch_size, progress: bool, pa
                 _save_partial(partial, per_ex, clean, done)
     bar.close()
     return per_ex, clean
+
+
+def _shared_prefix(enc: Encoded) -> int:
+    """Leading positions where every clean and counterfactual row agree: resample cannot change them.
+
+    Capped so that every read position stays in the re-run suffix."""
+    differs = (enc.tokens != enc.cf_tokens).any(0)
+    first = int(differs.float().argmax()) if bool(differs.any()) else enc.tokens.shape[1]
+    return min(first, int(enc.read_pos.min()))
 
 
 def _ablate_heads_hook(heads: list[int], n: int, src: torch.Tensor | None):

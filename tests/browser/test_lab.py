@@ -1,0 +1,128 @@
+"""A real browser: JupyterLab on 127.0.0.1, headless Debian Chromium driven by Playwright.
+
+Opens a copy of 01_quickstart.ipynb, runs all cells, drags the explorer's threshold slider and checks that
+the rendered grid changed and that no error output appeared. Screenshots go to artifacts/browser/.
+Every process started here is stopped (kernel sessions deleted, server terminated by PID).
+"""
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "artifacts" / "browser"
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _api(base, token, path, method="GET"):
+    req = urllib.request.Request(f"{base}{path}", method=method, headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        body = r.read()
+    return json.loads(body) if body else None
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make browser-test` installs Debian's chromium package")
+    work = tmp_path_factory.mktemp("lab")
+    shutil.copy(ROOT / "notebooks" / "01_quickstart.ipynb", work / "01_quickstart.ipynb")
+    port, token = _free_port(), secrets.token_hex(16)
+    log = open(work / "lab.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}", "--ServerApp.open_browser=False",
+         "--LabApp.news_url=", "--ServerApp.disable_check_xsrf=True"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                _api(base, token, "/api/status")
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("JupyterLab did not start: " + (work / "lab.log").read_text()[-500:])
+        yield base, token
+    finally:
+        try:
+            for session in _api(base, token, "/api/sessions") or []:
+                _api(base, token, f"/api/sessions/{session['id']}", method="DELETE")
+        except OSError:
+            pass
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def _grid_png(page, path):
+    img = page.locator(".widget-output img").first
+    img.scroll_into_view_if_needed()
+    img.screenshot(path=str(path))
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+def test_quickstart_runs_and_the_slider_redraws_the_grid(lab):
+    from playwright.sync_api import sync_playwright
+
+    base, token = lab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1100})
+            page.goto(f"{base}/lab/tree/01_quickstart.ipynb?token={token}")
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
+                ".every(p => /\\[\\d+\\]/.test(p.textContent))", timeout=540_000)
+            page.wait_for_selector(".widget-output img", timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "notebook.png"), full_page=True)
+            before = _grid_png(page, ARTIFACTS / "grid_before.png")
+
+            handle = page.locator(".widget-slider .noUi-handle").first
+            box = handle.bounding_box()
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.down()
+            page.mouse.move(box["x"] + 140, box["y"] + box["height"] / 2, steps=8)
+            page.mouse.up()
+            page.wait_for_timeout(3000)
+            after = _grid_png(page, ARTIFACTS / "grid_after.png")
+            page.screenshot(path=str(ARTIFACTS / "explorer_after_slider.png"), full_page=True)
+
+            assert before.shape == after.shape
+            changed = np.abs(before - after).sum(-1) > 30
+            assert changed.mean() > 0.01, f"only {changed.mean():.2%} of the grid's pixels changed"
+            errors = page.locator("[data-mime-type='application/vnd.jupyter.error'], .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+            assert errors.count() == 0, errors.first.inner_text()[:300]
+            assert "⚠" not in page.locator(".jp-NotebookPanel").inner_text()
+        finally:
+            browser.close()
