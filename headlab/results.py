@@ -159,7 +159,8 @@ class HeadScores:
 
     def __repr__(self) -> str:
         return (f"HeadScores({self.method}, model={self.model.name}, tasks={len(self.tasks)}, "
-                f"layers={self.model.n_layers}, heads={self.model.n_heads}, params={self.params})")
+                f"layers={self.model.n_layers}, heads={self.model.n_heads}, ablation={self.params.get('ablation')}, "
+                f"metric={self.params.get('metric')})")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -60,7 +60,8 @@ def test_batched_equals_one_by_one_on_embedded(embedded):
 
 
 def test_resample_ablation_equals_transformerlens_on_embedded(embedded):
-    """TL's own patching (get_act_patch_attn_head_out_all_pos) on three layers of the embedded model."""
+    """TL's own patching on three layers of the embedded model: generic_activation_patch with the setter and
+    activation of get_act_patch_attn_head_out_all_pos, restricted to those layers by an index_df."""
     import pandas as pd
     from transformer_lens import patching
 
@@ -74,7 +75,9 @@ def test_resample_ablation_equals_transformerlens_on_embedded(embedded):
     index = pd.DataFrame([(l, h) for l in (0, 14, 29) for h in range(9)], columns=["layer", "head"])
     with torch.no_grad():
         clean = fn(embedded(enc.tokens))
-        patched = patching.get_act_patch_attn_head_out_all_pos(embedded, enc.tokens, cf_cache, fn, index_df=index)
+        patched = patching.generic_activation_patch(
+            embedded, enc.tokens, cf_cache, fn, patch_setter=patching.layer_head_vector_patch_setter,
+            activation_name="z", index_df=index)
     ref = (clean - patched).numpy()
     mine = np.array([ours["Syntactic Understanding"][l, h] for l, h in index.itertuples(index=False)])
     np.testing.assert_allclose(mine, ref, atol=1e-4)
