@@ -16,6 +16,7 @@ import resource
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")  # TransformerLens' patching loop draws its own bar
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

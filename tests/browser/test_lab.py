@@ -44,12 +44,18 @@ def lab(tmp_path_factory):
         pytest.fail(f"{CHROMIUM} is missing: `make browser-test` installs Debian's chromium package")
     work = tmp_path_factory.mktemp("lab")
     shutil.copy(ROOT / "notebooks" / "01_quickstart.ipynb", work / "01_quickstart.ipynb")
+    settings = work / "settings"  # isolated user settings: render every cell, no news pop-up
+    for plugin, values in {"notebook-extension/tracker": {"windowingMode": "none"},
+                           "apputils-extension/notification": {"fetchNews": "false"}}.items():
+        path = settings / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
     port, token = _free_port(), secrets.token_hex(16)
     log = open(work / "lab.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}", "--ServerApp.open_browser=False",
-         "--LabApp.news_url=", "--ServerApp.disable_check_xsrf=True"],
+         f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={work / 'workspaces'}"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     base = f"http://127.0.0.1:{port}"
     try:
@@ -104,11 +110,12 @@ def test_quickstart_runs_and_the_slider_redraws_the_grid(lab):
             page.wait_for_function(
                 "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
                 ".every(p => /\\[\\d+\\]/.test(p.textContent))", timeout=540_000)
-            page.wait_for_selector(".widget-output img", timeout=60_000)
             page.screenshot(path=str(ARTIFACTS / "notebook.png"), full_page=True)
+            page.locator(".widget-output img").first.wait_for(state="attached", timeout=60_000)
             before = _grid_png(page, ARTIFACTS / "grid_before.png")
 
             handle = page.locator(".widget-slider .noUi-handle").first
+            handle.scroll_into_view_if_needed()
             box = handle.bounding_box()
             page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             page.mouse.down()
