@@ -28,20 +28,6 @@ def timed(fn):
     return out, time.perf_counter() - t
 
 
-def tl_resample(model, task):
-    from transformer_lens import patching
-
-    from headlab.metrics import encode, from_logits, gather_positions
-
-    enc = encode(task, model.tokenizer, "logit_diff")
-    _, cf_cache = model.run_with_cache(enc.cf_tokens)
-    fn = lambda logits: from_logits(gather_positions(logits, enc.read_pos), enc).mean()  # noqa: E731
-    with torch.no_grad():
-        clean = fn(model(enc.tokens))
-        patched = patching.get_act_patch_attn_head_out_all_pos(model, enc.tokens, cf_cache, fn)
-    return (clean - patched).numpy()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=8, help="items per task for exact vs attribution")
@@ -51,6 +37,7 @@ def main() -> None:
 
     import headlab
     from headlab.compare import agreement, disagreements
+    from headlab.scoring import transformerlens_patching
     from headlab.tasks import builtin
 
     model, t_load = timed(headlab.load_model)
@@ -59,7 +46,7 @@ def main() -> None:
     task = builtin([args.tl_task])[args.tl_task].subset(args.tl_items)
     ours, t_ours = timed(lambda: headlab.score(model, task, method="ablation", ablation="resample",
                                                cache=False, progress=False))
-    ref, t_tl = timed(lambda: tl_resample(model, task))
+    ref, t_tl = timed(lambda: transformerlens_patching(model, task))
     diff = np.abs(ours.values[0] - ref).max()
     print(f"\n## exact resample ablation vs TransformerLens patching ({args.tl_task}, {args.tl_items} items, "
           f"{ours.model.n_layers * ours.model.n_heads} heads)")

@@ -16,12 +16,17 @@ _LAZY = {
     "HeadScores": "headlab.results",
 }
 
-__all__ = ["__version__", *_LAZY]
+_SUBMODULES = ("compare", "hooks", "interventions", "metrics", "models", "plot", "replay", "results", "scoring",
+               "tasks", "widgets")
+
+__all__ = ["__version__", *_LAZY, *_SUBMODULES]
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"headlab.{name}")
     raise AttributeError(f"module 'headlab' has no attribute {name!r}")

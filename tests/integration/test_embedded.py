@@ -63,22 +63,13 @@ def test_resample_ablation_equals_transformerlens_on_embedded(embedded):
     """TL's own patching on three layers of the embedded model: generic_activation_patch with the setter and
     activation of get_act_patch_attn_head_out_all_pos, restricted to those layers by an index_df."""
     import pandas as pd
-    from transformer_lens import patching
 
-    from headlab.metrics import gather_positions
+    from headlab.scoring import transformerlens_patching
 
     task = builtin(["Syntactic Understanding"])["Syntactic Understanding"].subset(4)
     ours = score(embedded, task, method="ablation", ablation="resample", cache=False, progress=False)
-    enc = encode(task, embedded.tokenizer, "logit_diff")
-    _, cf_cache = embedded.run_with_cache(enc.cf_tokens)
-    fn = lambda logits: from_logits(gather_positions(logits, enc.read_pos), enc).mean()  # noqa: E731
     index = pd.DataFrame([(l, h) for l in (0, 14, 29) for h in range(9)], columns=["layer", "head"])
-    with torch.no_grad():
-        clean = fn(embedded(enc.tokens))
-        patched = patching.generic_activation_patch(
-            embedded, enc.tokens, cf_cache, fn, patch_setter=patching.layer_head_vector_patch_setter,
-            activation_name="z", index_df=index)
-    ref = (clean - patched).numpy()
+    ref = transformerlens_patching(embedded, task, index_df=index)
     mine = np.array([ours["Syntactic Understanding"][l, h] for l, h in index.itertuples(index=False)])
     np.testing.assert_allclose(mine, ref, atol=1e-4)
     assert np.abs(ref).max() > 1e-2  # not vacuous

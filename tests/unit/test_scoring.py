@@ -1,32 +1,20 @@
 import numpy as np
 import pytest
 import torch
-from transformer_lens import patching
 
 import headlab.scoring as scoring
 from headlab.metrics import encode, from_logits, gather_positions
 from headlab.models import planted
 from headlab.results import HeadScores
-from headlab.scoring import score
+from headlab.scoring import score, transformerlens_patching
 from headlab.tasks import Task
-
-
-def tl_resample(model, task, metric):
-    """TransformerLens' own patching loop: the counterfactual's z patched into the clean run."""
-    enc = encode(task, model.tokenizer, metric)
-    _, cf_cache = model.run_with_cache(enc.cf_tokens)
-    fn = lambda logits: from_logits(gather_positions(logits, enc.read_pos), enc).mean()  # noqa: E731
-    with torch.no_grad():
-        clean = fn(model(enc.tokens))
-        patched = patching.get_act_patch_attn_head_out_all_pos(model, enc.tokens, cf_cache, fn)
-    return (clean - patched).numpy()
 
 
 @pytest.mark.parametrize("metric", ["logit_diff", "logprob"])
 def test_resample_ablation_equals_transformerlens_patching(tiny_model, toy_task, metric):
     ours = score(tiny_model, toy_task, method="ablation", ablation="resample", metric=metric, cache=False,
                  progress=False)
-    ref = tl_resample(tiny_model, toy_task, metric)
+    ref = transformerlens_patching(tiny_model, toy_task, metric)
     assert np.abs(ref).max() > 1e-3  # the comparison is not vacuous
     np.testing.assert_allclose(ours.values[0], ref, atol=1e-4)
 
