@@ -326,9 +326,11 @@ class Explorer:
         info = HeadDetails(task, layer, head, float(scores.values[t, layer, head]),
                            float(scores.normalized(self.controls["normalize"].value)[t, layer, head]),
                            int(scores.rank(task)[layer, head]), L * H, tokens, pattern, fig)
-        with self.details_out:
-            self.details_out.clear_output(wait=True)
-            display(HTML(f"<p>{html.escape(info.summary())}</p>"), fig)
+        # Written to the Output's state, not captured with `with out:` — a call from a cell then adds
+        # nothing to that cell's own outputs (what nbval compares).
+        self.details_out.outputs = ()
+        self.details_out.append_display_data(HTML(f"<p>{html.escape(info.summary())}</p>"))
+        self.details_out.append_display_data(fig)
         return info
 
 
