@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps, rcParams
+from PIL import Image
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -242,6 +243,7 @@ class GridView:
         self.colorbar.set_label(COLORBAR_LABEL, fontsize=9)
         self.colorbar.ax.tick_params(labelsize=8)
         self.colorbar.formatter = FuncFormatter(self._format_tick)
+        self._background = None
         self._place()
         self._refresh()
 
@@ -256,6 +258,7 @@ class GridView:
     def _place(self) -> None:
         """Show one panel per task, hide the spare ones; tick labels only on the grid's outer edge."""
         n, cols = len(self.tasks), self._grid[1]
+        self._background = None
         for i, ax in enumerate(self.axes):
             ax.set_visible(i < n)
             outer_left, outer_bottom = i % cols == 0, i + cols >= n
@@ -277,13 +280,43 @@ class GridView:
             # always an array: matplotlib cannot go back from array alpha to a scalar one
             im.set_alpha(np.where(keep[i], 1.0, DIM_ALPHA) if keep is not None else np.ones(disp[i].shape))
             title.set_text(self.title(self.tasks[i], None if keep is None else keep[i]))
-        if (self.norm.vmin, self.norm.vmax) != (lo, hi):
+        static = (lo, hi, self._clipped, cmap.name)
+        if static != getattr(self, "_static", None):   # the colour bar changes: the cached background too
+            self._static, self._background = static, None
             self.images[0].set_clim(lo, hi)   # one Normalize is shared: every panel and the colour bar follow
-        ticks = MaxNLocator(nbins=5, symmetric=signed).tick_values(lo, hi)
-        ticks = ticks[(ticks >= lo) & (ticks <= hi)]
-        if self._clipped:                      # make the clip value itself the top tick
-            ticks = np.append(ticks[ticks < hi - 0.5 * np.diff(ticks[:2]).sum()], hi)
-        self.colorbar.set_ticks(ticks)
+            ticks = MaxNLocator(nbins=5, symmetric=signed).tick_values(lo, hi)
+            ticks = ticks[(ticks >= lo) & (ticks <= hi)]
+            if self._clipped:                      # make the clip value itself the top tick
+                ticks = np.append(ticks[ticks < hi - 0.5 * np.diff(ticks[:2]).sum()], hi)
+            self.colorbar.set_ticks(ticks)
+
+    def render_png(self) -> bytes:
+        """The figure as PNG bytes, redrawing only what ``update`` changes (images, titles) over a cached
+        background of axes, ticks, labels and colour bar (blitting). Same pixels as a full draw."""
+        canvas = self.figure.canvas
+        if not isinstance(canvas, FigureCanvasAgg):
+            raise TypeError("render_png() needs a figure on an Agg canvas (heatmap_grid builds one)")
+        dynamic = [a for pair in zip(self.images, self.titles) for a in pair]
+        if self._background is None:
+            for a in dynamic:
+                a.set_visible(False)
+            try:
+                canvas.draw()
+                self._background = canvas.copy_from_bbox(self.figure.bbox)
+            finally:
+                for a in dynamic:
+                    a.set_visible(True)
+        canvas.restore_region(self._background)
+        for ax, im, title in zip(self.axes, self.images, self.titles):
+            if ax.get_visible():
+                ax.draw_artist(im)
+                for spine in ax.spines.values():   # the frame sits above the image, as in a full draw
+                    ax.draw_artist(spine)
+                ax.draw_artist(title)
+        buf = io.BytesIO()
+        Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).save(
+            buf, format="png", compress_level=1)
+        return buf.getvalue()
 
     def update(self, threshold=_KEEP, normalize=_KEEP, top_k=_KEEP, tasks=_KEEP, vmax=_KEEP, signed=_KEEP,
                cmap=_KEEP) -> "GridView":

@@ -18,6 +18,7 @@ import ipywidgets as W
 import matplotlib
 import numpy as np
 from IPython.display import HTML, display
+from IPython.display import Image as PNG
 from matplotlib.figure import Figure
 
 from . import hooks, plot, scoring
@@ -237,7 +238,7 @@ class Explorer:
             return
         with self.out:
             self.out.clear_output(wait=True)
-            display(self.figure)
+            display(PNG(data=self.view.render_png()))  # blitted: only images and titles are redrawn
 
     def redraw(self) -> None:
         """Apply the controls to the view in place (no recomputation) and re-display the figure."""

@@ -203,3 +203,28 @@ def test_attention_pattern_labels():
     assert ax.get_xlabel() == "Key" and ax.get_ylabel() == "Query" and ax.get_title() == "L0.H1"
     with pytest.raises(ValueError, match="expected"):
         plot.attention_pattern(np.ones((2, 2)), tokens)
+
+
+def _png(data):
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
+
+
+@pytest.mark.parametrize("change", [dict(threshold=0.01), dict(normalize="zscore"), dict(top_k=5),
+                                    dict(tasks=NAMES[:7]),
+                                    dict(tasks=NAMES[:3])])
+def test_blitted_render_matches_a_full_draw(change):
+    fig = plot.heatmap_grid(make_scores(), threshold=0.002)
+    view = fig._headlab_view
+    before = _png(view.render_png())
+    view.update(**change)
+    fast, full = _png(view.render_png()), _png(fig._repr_png_())
+    assert fast.shape == full.shape
+    differs = np.abs(fast - full).sum(-1) > 0
+    # identical but for text antialiasing: few pixels, faint
+    assert differs.mean() < 0.02 and np.abs(fast - full).max() <= 40
+    if fast.shape == before.shape:
+        assert (np.abs(fast - before).sum(-1) > 30).mean() > 0.005  # the change is visible
