@@ -314,8 +314,8 @@ class GridView:
                     ax.draw_artist(spine)
                 ax.draw_artist(title)
         buf = io.BytesIO()
-        Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).save(
-            buf, format="png", compress_level=1)
+        rgba = np.asarray(canvas.buffer_rgba())
+        Image.fromarray(np.ascontiguousarray(rgba[..., :3])).save(buf, format="png", compress_level=1)
         return buf.getvalue()
 
     def update(self, threshold=_KEEP, normalize=_KEEP, top_k=_KEEP, tasks=_KEEP, vmax=_KEEP, signed=_KEEP,
