@@ -145,8 +145,7 @@ def _prefix_batches(enc: Encoded, batch_size: int | None) -> list[torch.Tensor]:
     """Item batches grouped by where each counterfactual first differs from its prompt, so that a batch
     shares a long unchanged prefix (see ``Replay.logits_from(prefix=...)``)."""
     size = batch_size or max(1, TOKEN_BUDGET // enc.tokens.shape[1])
-    differs = enc.tokens != enc.cf_tokens
-    first = torch.where(differs.any(1), differs.float().argmax(1), torch.tensor(enc.tokens.shape[1]))
+    first = _first_differences(enc)
     batches = []
     for d in torch.unique(first).tolist():
         idx = torch.nonzero(first == d).flatten()
@@ -154,14 +153,19 @@ def _prefix_batches(enc: Encoded, batch_size: int | None) -> list[torch.Tensor]:
     return batches
 
 
+def _first_differences(enc: Encoded) -> torch.Tensor:
+    """(n,) first position where each counterfactual row differs from its clean row (T if none)."""
+    differs = enc.tokens != enc.cf_tokens
+    return torch.where(differs.any(1), differs.float().argmax(1), torch.tensor(enc.tokens.shape[1]))
+
+
 def _mean_z(model, enc: Encoded, batches) -> list[torch.Tensor]:
     """Per layer (T, H, d_head): mean z over the items whose sequence reaches each position."""
     sums, count = None, torch.zeros(enc.tokens.shape[1])
     for idx in batches:
         sub = enc.subset(idx)
-        r = Replay(model, sub.tokens, sub.read_pos)
         mask = (torch.arange(sub.tokens.shape[1])[None] < sub.lengths[:, None]).float()  # (b, T)
-        layer_sums = [(z * mask[:, :, None, None]).sum(0) for z in r.z]
+        layer_sums = [(z * mask[:, :, None, None]).sum(0) for z in _z_of(model, sub.tokens)]
         sums = layer_sums if sums is None else [a + b for a, b in zip(sums, layer_sums)]
         count += mask.sum(0)
     return [s / count.clamp(min=1)[:, None, None] for s in sums]
@@ -231,9 +235,7 @@ def _shared_prefix(enc: Encoded) -> int:
     """Leading positions where every clean and counterfactual row agree: resample cannot change them.
 
     Capped so that every read position stays in the re-run suffix."""
-    differs = (enc.tokens != enc.cf_tokens).any(0)
-    first = int(differs.float().argmax()) if bool(differs.any()) else enc.tokens.shape[1]
-    return min(first, int(enc.read_pos.min()))
+    return min(int(_first_differences(enc).min()), int(enc.read_pos.min()))
 
 
 def _ablate_heads_hook(heads: list[int], n: int, src: torch.Tensor | None):
