@@ -11,13 +11,14 @@ threshold (or top-k), and inspect one head's score, rank and attention pattern.
 from __future__ import annotations
 
 import functools
+import base64
 import html
 from dataclasses import dataclass
 
 import ipywidgets as W
 import matplotlib
 import numpy as np
-from IPython.display import HTML, display
+from IPython.display import display
 from IPython.display import Image as PNG
 from matplotlib.figure import Figure
 
@@ -328,10 +329,15 @@ class Explorer:
                            float(scores.normalized(self.controls["normalize"].value)[t, layer, head]),
                            int(scores.rank(task)[layer, head]), L * H, tokens, pattern, fig)
         # Written to the Output's state, not captured with `with out:` — a call from a cell then adds
-        # nothing to that cell's own outputs (what nbval compares).
-        self.details_out.outputs = ()
-        self.details_out.append_display_data(HTML(f"<p>{html.escape(info.summary())}</p>"))
-        self.details_out.append_display_data(fig)
+        # nothing to that cell's own outputs (what nbval compares). The PNG goes in as base64 text: raw
+        # bytes in widget state travel as binary buffers, which the output renderer cannot show.
+        summary = html.escape(info.summary())
+        self.details_out.outputs = (
+            {"output_type": "display_data", "metadata": {},
+             "data": {"text/html": f"<p>{summary}</p>", "text/plain": info.summary()}},
+            {"output_type": "display_data", "metadata": {},
+             "data": {"image/png": base64.b64encode(fig._repr_png_()).decode("ascii"), "text/plain": repr(fig)}},
+        )
         return info
 
 

@@ -1,5 +1,7 @@
 """headlab.widgets: the explorer redraws in place from cached scores, computes once per (model, method),
 shows errors as one line and inspects single heads on the tiny model."""
+import base64
+
 import ipywidgets as W
 import numpy as np
 import pytest
@@ -157,6 +159,12 @@ def test_details_value_rank_and_pattern(tasks, tiny_model, calls):
     assert [t.get_text() for t in ax.get_xticklabels()] == labels
     assert [t.get_text() for t in ax.get_yticklabels()] == labels
     assert "rank" in info.summary()
+    # shown below the grid: the summary, and the pattern as base64 PNG text (bytes would reach the
+    # browser as a binary buffer and render as a broken image)
+    text, image = ex.details_out.outputs
+    assert info.summary() in text["data"]["text/plain"]
+    png = base64.b64decode(image["data"]["image/png"], validate=True)
+    assert png.startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="no head"):
         ex.details("Beta", L, 0)
 
