@@ -14,10 +14,13 @@ _LAZY = {
     "load_cogqa": "headlab.tasks",
     "score": "headlab.scoring",
     "HeadScores": "headlab.results",
+    "select_heads": "headlab.selection",
+    "validate": "headlab.validation",
 }
 
-_SUBMODULES = ("compare", "hooks", "interventions", "metrics", "models", "plot", "replay", "results", "scoring",
-               "tasks", "widgets")
+_SUBMODULES = ("compare", "gating", "hooks", "interventions", "metrics", "models", "plot", "probing",
+               "replay", "results", "scoring", "selection", "stats", "steering", "tasks", "validation",
+               "widgets")
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]
 

@@ -3,8 +3,11 @@
 - ``heatmap_grid(scores, ...)`` → ``Figure``; its ``GridView`` (``fig._headlab_view``) updates in place.
 - ``GridView(scores, ...)``: the artists (an ``AxesImage`` per panel, titles, colour bar) and
   ``update(threshold=..., normalize=..., top_k=..., tasks=...)``, which changes them with
-  ``set_data`` / ``set_clim`` / ``set_alpha`` / ``set_text`` instead of rebuilding the figure.
+  ``set_data`` / ``set_clim`` / ``set_alpha`` / ``set_text`` instead of rebuilding the figure;
+  ``significant=`` (e.g. ``stats.bootstrap(scores).significant``) dots the heads whose CI excludes 0.
 - ``heatmap(scores, task, ax=None, ...)``: one panel; ``save(fig, path)``: PNG / SVG / PDF by suffix.
+- ``always_any_grid(aa)``: per task, the heads selected in every run and in any run (``stats.always_any``);
+  ``plot_matrix(df)``: a labelled task × task matrix (``compare.task_overlap``).
 
 Figures are made without pyplot (``HeadlabFigure``: a ``Figure`` with an Agg canvas and ``_repr_png_``),
 so a notebook shows a returned figure once, whatever the backend, and redraws leak no pyplot state. The
@@ -30,6 +33,7 @@ from .results import NORMALIZATIONS, HeadScores
 
 SEQUENTIAL, DIVERGING = "viridis", "RdBu_r"
 DIM_ALPHA = 0.25          # opacity of heads outside the selection
+MARKER = dict(marker="o", s=7, facecolors="white", edgecolors="black", linewidths=0.5)  # significant heads
 COLORBAR_LABEL = "Head importance"
 SAVE_FORMATS = (".png", ".svg", ".pdf")
 # layout, in inches: panel size and the space around panels (tick labels, axis labels, titles)
@@ -82,13 +86,16 @@ class GridView:
     still sees the rest of the map. ``vmax`` (display units) clips the colour scale; the top colour-bar
     tick then reads e.g. "0.0040+". Signed displays (``signed=True``, or None and a normalisation other
     than "fraction" with negative values) use ``RdBu_r`` with a clim symmetric about 0.
+    ``significant``: (n_tasks, n_layers, n_heads) bool over ``scores.tasks`` (e.g. ``Bootstrap.significant``),
+    drawn as a dot on each such head (None: no dots).
 
     ``fig`` (an empty Figure) or ``ax`` (one panel; a single task) let you draw into your own figure.
     """
 
     def __init__(self, scores, threshold=None, normalize="fraction", vmax=None, top_k=None, signed=None,
-                 cmap=None, ncols=None, figsize=None, tasks=None, fig=None, ax=None):
+                 cmap=None, ncols=None, figsize=None, tasks=None, fig=None, ax=None, significant=None):
         self.scores = _check_scores(scores)
+        self.significant = self._check_mask(significant)
         self.opts = dict(threshold=None, normalize="fraction", vmax=None, top_k=None, signed=None, cmap=None)
         self._set_opts(threshold=threshold, normalize=normalize, vmax=vmax, top_k=top_k, signed=signed, cmap=cmap)
         self.tasks = self._check_tasks(tasks)
@@ -115,6 +122,15 @@ class GridView:
         if not tasks:
             raise ValueError("no tasks selected: pass at least one task name")
         return tasks
+
+    def _check_mask(self, mask) -> np.ndarray | None:
+        if mask is None:
+            return None
+        mask = np.asarray(mask)
+        if mask.shape != self.scores.shape or mask.dtype != bool:
+            raise ValueError(f"significant must be a bool array of shape {self.scores.shape} (tasks, layers, heads), "
+                             f"got {mask.dtype} {mask.shape}")
+        return mask
 
     def _set_opts(self, **changes) -> None:
         new = {**self.opts, **{k: v for k, v in changes.items() if v is not _KEEP}}
@@ -219,7 +235,7 @@ class GridView:
             axes = [fig.add_subplot(gs[i // cols, i % cols]) for i in range(rows * cols)]
         self.axes = axes
         self.norm = Normalize()
-        self.images, self.titles = [], []
+        self.images, self.titles, self.markers = [], [], []
         shift = lambda dx, dy: ScaledTranslation(dx / 72, dy / 72, fig.dpi_scale_trans)  # noqa: E731  (points)
         for ax in axes:
             im = ax.imshow(np.zeros((L, H)), norm=self.norm, cmap=SEQUENTIAL, interpolation="nearest", aspect="auto")
@@ -233,6 +249,7 @@ class GridView:
             ax.yaxis.set_label_coords(0, 0.5, ax.transAxes + shift(-22, 0))
             self.titles.append(ax.set_title("", fontsize=9.5, y=1.0, pad=4))
             self.images.append(im)
+            self.markers.append(ax.scatter(np.empty(0), np.empty(0), **MARKER))   # offsets (head, layer)
         if self._ax is not None:
             self.colorbar = fig.colorbar(self.images[0], ax=self._ax)
         else:
@@ -273,8 +290,13 @@ class GridView:
         lo, hi, self._clipped = self._clim(disp, signed)
         cmap = self.opts["cmap"] or (DIVERGING if signed else SEQUENTIAL)
         cmap = colormaps[cmap] if isinstance(cmap, str) else cmap
-        for i, (im, title) in enumerate(zip(self.images[: len(self.tasks)], self.titles)):
+        idx = [self.scores.tasks.index(t) for t in self.tasks]
+        for i, (im, title, dots) in enumerate(zip(self.images[: len(self.tasks)], self.titles, self.markers)):
             im.set_data(disp[i])
+            dots.set_visible(self.significant is not None)
+            if self.significant is not None:
+                layer, head = np.nonzero(self.significant[idx[i]])
+                dots.set_offsets(np.column_stack([head, layer]))
             if im.get_cmap().name != cmap.name:
                 im.set_cmap(cmap)
             # always an array: matplotlib cannot go back from array alpha to a scalar one
@@ -291,25 +313,29 @@ class GridView:
             self.colorbar.set_ticks(ticks)
 
     def render_png(self) -> bytes:
-        """The figure as PNG bytes, redrawing only what ``update`` changes (images, titles) over a cached
-        background of axes, ticks, labels and colour bar (blitting). Same pixels as a full draw."""
+        """The figure as PNG bytes, redrawing only what ``update`` changes (images, significance dots,
+        titles) over a cached background of axes, ticks, labels and colour bar (blitting). Same pixels as a
+        full draw."""
         canvas = self.figure.canvas
         if not isinstance(canvas, FigureCanvasAgg):
             raise TypeError("render_png() needs a figure on an Agg canvas (heatmap_grid builds one)")
-        dynamic = [a for pair in zip(self.images, self.titles) for a in pair]
+        dynamic = [a for trio in zip(self.images, self.markers, self.titles) for a in trio]
         if self._background is None:
+            shown = [a.get_visible() for a in dynamic]
             for a in dynamic:
                 a.set_visible(False)
             try:
                 canvas.draw()
                 self._background = canvas.copy_from_bbox(self.figure.bbox)
             finally:
-                for a in dynamic:
-                    a.set_visible(True)
+                for a, visible in zip(dynamic, shown):
+                    a.set_visible(visible)
         canvas.restore_region(self._background)
-        for ax, im, title in zip(self.axes, self.images, self.titles):
+        for ax, im, dots, title in zip(self.axes, self.images, self.markers, self.titles):
             if ax.get_visible():
                 ax.draw_artist(im)
+                if dots.get_visible():
+                    ax.draw_artist(dots)
                 for spine in ax.spines.values():   # the frame sits above the image, as in a full draw
                     ax.draw_artist(spine)
                 ax.draw_artist(title)
@@ -319,13 +345,16 @@ class GridView:
         return buf.getvalue()
 
     def update(self, threshold=_KEEP, normalize=_KEEP, top_k=_KEEP, tasks=_KEEP, vmax=_KEEP, signed=_KEEP,
-               cmap=_KEEP) -> "GridView":
-        """Change options in place (omitted ones are kept; a threshold clears top_k and vice versa).
+               cmap=_KEEP, significant=_KEEP) -> "GridView":
+        """Change options in place (omitted ones are kept; a threshold clears top_k and vice versa;
+        ``significant=None`` hides the dots, a mask moves them).
 
         The same Figure, axes and AxesImage objects are reused; a task selection that needs a different
         grid (e.g. 8 → 3 panels) rebuilds the panels inside the same Figure, one that fits hides the spare.
         """
         self._set_opts(threshold=threshold, normalize=normalize, top_k=top_k, vmax=vmax, signed=signed, cmap=cmap)
+        if significant is not _KEEP:
+            self.significant = self._check_mask(significant)
         if tasks is not _KEEP:
             new = self._check_tasks(tasks)
             if self._ax is not None and len(new) != 1:
@@ -341,15 +370,16 @@ class GridView:
 
 
 def heatmap_grid(scores, threshold=None, normalize="fraction", vmax=None, top_k=None, signed=None, cmap=None,
-                 ncols=None, figsize=None, tasks=None) -> Figure:
+                 ncols=None, figsize=None, tasks=None, significant=None) -> Figure:
     """One Layer × Head heatmap per task (8 tasks → 2 × 4) with one shared "Head importance" colour bar.
 
     ``normalize``: "fraction" |s|/Σ|s| (default), "zscore", "max" or "none" (see ``HeadScores.normalized``).
     ``threshold`` / ``top_k``: dim the heads outside the selection (see ``GridView``); ``vmax`` clips.
+    ``significant``: (n_tasks, n_layers, n_heads) bool, a dot on each such head (``Bootstrap.significant``).
     Returns the Figure; ``fig._headlab_view`` is its ``GridView`` for in-place ``update(...)``.
     """
     return GridView(scores, threshold=threshold, normalize=normalize, vmax=vmax, top_k=top_k, signed=signed,
-                    cmap=cmap, ncols=ncols, figsize=figsize, tasks=tasks).figure
+                    cmap=cmap, ncols=ncols, figsize=figsize, tasks=tasks, significant=significant).figure
 
 
 def heatmap(scores, task, ax=None, threshold=None, normalize="fraction", vmax=None, top_k=None, signed=None,
@@ -366,6 +396,53 @@ def heatmap(scores, task, ax=None, threshold=None, normalize="fraction", vmax=No
     GridView(scores, threshold=threshold, normalize=normalize, vmax=vmax, top_k=top_k, signed=signed, cmap=cmap,
              tasks=[task], ax=ax)
     return ax
+
+
+def always_any_grid(aa, tasks=None) -> Figure:
+    """The stability figure for ``stats.always_any(...)``: one row per task, columns "Always" (heads selected
+    in every run) and "Any" (in at least one), each a Layer × Head panel coloured by selection frequency
+    (grey: not in that set), counts in the titles, one shared colour bar. Returns the Figure."""
+    tasks = list(aa.tasks) if tasks is None else [tasks] if isinstance(tasks, str) else list(tasks)
+    unknown = [t for t in tasks if t not in aa.tasks]
+    if unknown or not tasks:
+        raise ValueError(f"unknown or no task(s) {unknown}: choose from {aa.tasks}")
+    L, H = aa.freq.shape[1:]
+    fig = HeadlabFigure(figsize=(2 * PANEL_W + 1.4, 0.5 + len(tasks) * PANEL_H), layout="constrained")
+    axes = fig.subplots(len(tasks), 2, squeeze=False, sharex=True, sharey=True)
+    cmap = colormaps[SEQUENTIAL].with_extremes(bad="0.9")
+    for row, task in zip(axes, tasks):
+        t = aa.tasks.index(task)
+        for ax, name, keep in zip(row, ("Always", "Any"), (aa.always[t], aa.any[t])):
+            im = ax.imshow(np.ma.masked_where(~keep, aa.freq[t]), cmap=cmap, vmin=0, vmax=1,
+                           interpolation="nearest", aspect="auto")
+            ax.set_title(f"{name} ({int(keep.sum())})", fontsize=9.5)
+            ax.xaxis.set_major_locator(FixedLocator(range(0, H, tick_step(H))))
+            ax.yaxis.set_major_locator(FixedLocator(range(0, L, tick_step(L))))
+            ax.tick_params(labelsize=8, length=2.5)
+        row[0].set_ylabel(f"{task}\nLayer", fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("Head", fontsize=9)
+    fig.colorbar(im, ax=axes, label=f"Selected in fraction of {aa.n_runs} runs", shrink=0.8)
+    return fig
+
+
+def plot_matrix(df, title=None, label=None, vmin=None, vmax=None) -> Figure:
+    """A row × column DataFrame (e.g. ``compare.task_overlap``) as a labelled heatmap with each value
+    written in its cell; ``vmin`` / ``vmax`` fix the colour scale. Returns the Figure."""
+    values = df.to_numpy(dtype=np.float64)
+    n_rows, n_cols = values.shape
+    fig = HeadlabFigure(figsize=(2.2 + 0.6 * n_cols, 1.6 + 0.45 * n_rows), layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(values, cmap=SEQUENTIAL, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_xticks(range(n_cols), [str(c) for c in df.columns], rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n_rows), [str(r) for r in df.index], fontsize=8)
+    bright = im.norm(values) > 0.6                  # dark text on the light end of viridis
+    for (r, c), v in np.ndenumerate(values):
+        ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7, color="black" if bright[r, c] else "white")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, label=label, shrink=0.8)
+    return fig
 
 
 def save(fig, path) -> Path:

@@ -30,18 +30,21 @@ from .replay import Replay, final_resid, unembed_at
 from .results import HeadScores, atomic_write_bytes
 from .tasks import Task, as_task_list
 
-METHODS = ("ablation", "attribution")
+METHODS = ("ablation", "attribution", "probe", "gating")
 ABLATIONS = ("zero", "mean", "resample")
 TOKEN_BUDGET = 16384  # tokens per forward pass; keeps the embedded model's sweep well under 6 GB
 CACHE_VERSION = 1
 
 
 def score(model=None, tasks=None, method: str = "attribution", ablation: str = "resample",
-          metric: str = "logit_diff", batch_size: int | None = None, cache=True, progress: bool = True) -> HeadScores:
+          metric: str = "logit_diff", batch_size: int | None = None, cache=True, progress: bool = True,
+          **options) -> HeadScores:
     """Score every head for every task. ``tasks``: a Task, a list, or ``builtin()`` (default: all eight).
 
     ``batch_size``: sequences per forward pass (default: as many as fit ``TOKEN_BUDGET`` tokens).
     ``cache``: True (``$HEADLAB_CACHE/scores``), False, or a folder.
+    ``options``: method-specific settings — "probe": see ``headlab.probing.probe_scores``; "gating": see
+    ``headlab.gating.gate_scores``. They are part of the cache key and of ``params``.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: choose from {METHODS}")
@@ -53,6 +56,8 @@ def score(model=None, tasks=None, method: str = "attribution", ablation: str = "
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     from transformer_lens.model_bridge import TransformerBridge
 
+    if options and method not in ("probe", "gating"):
+        raise ValueError(f"method {method!r} takes no options, got {sorted(options)}")
     model = model if isinstance(model, TransformerBridge) else load_model(model)
     if tasks is None:
         from .tasks import builtin
@@ -61,11 +66,21 @@ def score(model=None, tasks=None, method: str = "attribution", ablation: str = "
     task_list = as_task_list(tasks)
     info = describe(model)
     folder = _cache_folder(cache)
+    if method == "probe":
+        from .probing import probe_scores
+
+        return probe_scores(model, task_list, batch_size=batch_size, cache=folder, progress=progress, **options)
+    if method == "gating":
+        from .gating import check_options
+
+        options = check_options(**options)
 
     results, notes, per_task = [], [], {}
+    if method == "gating":  # gates are fitted on the answer's next-token loss: no ablation, no metric
+        ablation = metric = None
     for task in task_list:
         t_ablation, t_metric = ablation, metric
-        if not task.has_counterfactuals:
+        if method != "gating" and not task.has_counterfactuals:
             if t_metric == "logit_diff":
                 t_metric = "logprob"
                 notes.append(f"{task.name}: no counterfactuals, metric logit_diff → logprob")
@@ -73,10 +88,18 @@ def score(model=None, tasks=None, method: str = "attribution", ablation: str = "
                 t_ablation = "mean"
                 notes.append(f"{task.name}: no counterfactuals, resample → mean ablation")
         per_task[task.name] = {"ablation": t_ablation, "metric": t_metric}
-        key = _cache_key(model, info, task, method, t_ablation, t_metric)
+        key = _cache_key(model, info, task, method, t_ablation, t_metric, options)
         path = folder / f"{key}.npz" if folder else None
         if path is not None and path.is_file():
             results.append(_load_task(path))
+            continue
+        if method == "gating":
+            from .gating import gate_scores
+
+            out = gate_scores(model, task, batch_size=batch_size, progress=progress, **options)
+            if path is not None:
+                _save_task(path, *out)
+            results.append(out)
             continue
         enc = encode(task, model.tokenizer, t_metric)
         if t_ablation == "resample":
@@ -102,7 +125,7 @@ def score(model=None, tasks=None, method: str = "attribution", ablation: str = "
     per_example = np.full((len(results), n_max, info.n_layers, info.n_heads), np.nan, dtype=np.float32)
     for t, (pe, _) in enumerate(results):
         per_example[t, : pe.shape[0]] = pe
-    params = {"ablation": ablation, "metric": metric, "per_task": per_task}
+    params = {"ablation": ablation, "metric": metric, "per_task": per_task, **options}
     return HeadScores(
         values=np.stack([pe.astype(np.float64).mean(0) for pe, _ in results]),
         tasks=[t.name for t in task_list], model=info, method=method, params=params,
@@ -333,10 +356,10 @@ def model_fingerprint(model) -> str:
     return fp
 
 
-def _cache_key(model, info, task: Task, method, ablation, metric) -> str:
+def _cache_key(model, info, task: Task, method, ablation, metric, options=None) -> str:
     blob = json.dumps({"v": CACHE_VERSION, "model": info.to_dict(), "weights": model_fingerprint(model),
-                       "task": task.content_hash(), "method": method, "ablation": ablation, "metric": metric},
-                      sort_keys=True)
+                       "task": task.content_hash(), "method": method, "ablation": ablation, "metric": metric,
+                       **({"options": options} if options else {})}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 

@@ -4,6 +4,8 @@ threshold (or top-k), and inspect one head's score, rank and attention pattern.
 - Threshold / top-k / normalisation / task changes redraw from cached scores: the ``GridView`` updates its
   artists in place (``set_data`` / ``set_clim`` / ``set_alpha``) and the figure is re-displayed in an
   ``Output`` (inline backend) or redrawn on its canvas (ipympl).
+- The "CI" toggle dots the heads whose 95% bootstrap CI excludes 0 (``stats.bootstrap``, computed once per
+  scores object); it is disabled, the reason in its tooltip, when the scores hold < 2 items per task.
 - Model / method changes call ``headlab.scoring.score`` (its disk cache applies) with its progress bar
   shown inside the widget; results are kept per (model, method) for the session.
 - Errors show as one line in ``Explorer.error``, never as a traceback.
@@ -22,7 +24,7 @@ from IPython.display import display
 from IPython.display import Image as PNG
 from matplotlib.figure import Figure
 
-from . import hooks, plot, scoring
+from . import hooks, plot, scoring, stats
 from .metrics import prompt_ids
 from .results import HeadScores
 from .tasks import as_task_list, builtin
@@ -32,6 +34,7 @@ NORMALIZE_OPTIONS = (("fraction |s|/Σ|s|", "fraction"), ("z-score", "zscore"), 
                      ("raw", "none"))
 DEFAULT_MODEL = "smollm2-135m (embedded)"
 LOG_SLIDER_DECADES = 2   # a FloatLogSlider when the selectable values span at least this many decades
+CI_TOOLTIP = "dot the heads whose 95% bootstrap CI over the task's items excludes 0"
 
 
 @dataclass
@@ -96,7 +99,8 @@ def _interactive_backend() -> bool:
 
 class Explorer:
     """The dashboard: ``.widget`` (what a notebook shows), ``.controls`` (name → widget), ``.view`` (the
-    ``GridView``), ``.scores`` (the HeadScores shown), ``.redraw()`` and ``.details(task, layer, head)``.
+    ``GridView``), ``.scores`` (the HeadScores shown), ``.redraw()``, ``.significant()`` (the CI mask) and
+    ``.details(task, layer, head)``.
 
     ``models``: name → TransformerBridge, or a callable returning one (called on first use).
     ``tasks``: Tasks (a mapping like ``builtin()`` or a list; default: the eight built-in tasks).
@@ -116,7 +120,7 @@ class Explorer:
         self._tasks = None if tasks is None and scores is not None else {
             t.name: t for t in as_task_list(builtin() if tasks is None else tasks)}
         names = list(self._tasks) if self._tasks is not None else list(scores.tasks)
-        self._loaded, self._cache = {}, {}
+        self._loaded, self._cache, self._bootstraps = {}, {}, {}
         method = next(iter(self.methods))
         if scores is not None:
             if set(scores.tasks) != set(names):
@@ -135,6 +139,7 @@ class Explorer:
             "threshold": W.FloatSlider(description="Threshold", disabled=True),
             "top_k": W.ToggleButton(value=False, description="top-k", tooltip="select each task's k best heads"),
             "k": W.BoundedIntText(value=10, min=1, max=10, description="k", layout=W.Layout(width="120px")),
+            "ci": W.ToggleButton(value=False, description="CI", tooltip=CI_TOOLTIP),
             "detail_task": W.Dropdown(options=names, description="Task"),
             "layer": W.BoundedIntText(value=0, min=0, max=0, description="Layer", layout=W.Layout(width="150px")),
             "head": W.BoundedIntText(value=0, min=0, max=0, description="Head", layout=W.Layout(width="150px")),
@@ -160,12 +165,12 @@ class Explorer:
         for name in ("model", "method"):
             c[name].observe(self._on_source, names="value")
         c["normalize"].observe(self._on_normalize, names="value")
-        for name in ("tasks", "top_k", "k"):
+        for name in ("tasks", "top_k", "k", "ci"):
             c[name].observe(self._on_view, names="value")
         c["show"].on_click(self._on_show)
         self.widget = W.VBox([
             W.HBox([W.VBox([c["model"], c["method"], c["normalize"], self._threshold_box,
-                            W.HBox([c["top_k"], c["k"]])]), c["tasks"]]),
+                            W.HBox([c["top_k"], c["k"], c["ci"]])]), c["tasks"]]),
             self.status, self.error, self.progress, self.out,
             W.HTML("<b>Head details</b>"),
             W.HBox([c["detail_task"], c["layer"], c["head"], c["show"]]),
@@ -206,6 +211,13 @@ class Explorer:
                 finally:
                     self.progress.clear_output()
         return self._cache[key]
+
+    def significant(self) -> np.ndarray:
+        """(task, layer, head) bool: ``stats.bootstrap(self.scores).significant``, computed once per scores."""
+        scores = self.scores
+        if id(scores) not in self._bootstraps:   # the entry keeps ``scores`` alive: its id stays its own
+            self._bootstraps[id(scores)] = (scores, stats.bootstrap(scores))
+        return self._bootstraps[id(scores)][1].significant
 
     # --- drawing ---------------------------------------------------------------------------------
 
@@ -249,7 +261,8 @@ class Explorer:
         if not c["tasks"].value:
             raise ValueError("no task selected: select at least one task")
         c["threshold"].disabled = c["top_k"].value
-        self.view.update(tasks=list(c["tasks"].value), normalize=c["normalize"].value, **self._selection())
+        self.view.update(tasks=list(c["tasks"].value), normalize=c["normalize"].value,
+                         significant=self.significant() if c["ci"].value else None, **self._selection())
         self._show()
 
     # --- callbacks -------------------------------------------------------------------------------
@@ -262,10 +275,18 @@ class Explorer:
         self.view = plot.GridView(scores, tasks=list(c["tasks"].value) or None, normalize=c["normalize"].value,
                                   fig=self.figure)
         self._new_threshold_slider()
+        try:
+            stats.check_items(scores)
+            reason = None
+        except ValueError as err:
+            reason = f"CI unavailable: {err}"
         self._quiet = True
         try:
             c["k"].max = L * H
             c["layer"].max, c["head"].max = L - 1, H - 1
+            c["ci"].disabled, c["ci"].tooltip = reason is not None, reason or CI_TOOLTIP
+            if reason:
+                c["ci"].value = False
         finally:
             self._quiet = False
         self.status.value = (f"{c['method'].value} on {scores.model.name}: {len(scores.tasks)} tasks, "

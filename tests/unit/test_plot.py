@@ -228,3 +228,68 @@ def test_blitted_render_matches_a_full_draw(change):
     assert differs.mean() < 0.02 and np.abs(fast - full).max() <= 40
     if fast.shape == before.shape:
         assert (np.abs(fast - before).sum(-1) > 30).mean() > 0.005  # the change is visible
+
+
+def dots(view, i):
+    """(layer, head) pairs of panel i's significance markers, sorted."""
+    return sorted((int(y), int(x)) for x, y in view.markers[i].get_offsets())
+
+
+def test_significance_markers_follow_mask_and_toggle_in_place():
+    s = make_scores(3, 6, 4)
+    mask = np.random.default_rng(5).random(s.shape) > 0.6
+    fig = plot.heatmap_grid(s, significant=mask)
+    view = fig._headlab_view
+    markers, n_artists = list(view.markers), [len(ax.get_children()) for ax in view.axes]
+    for i in range(3):
+        assert view.markers[i].get_visible()
+        assert dots(view, i) == sorted(map(tuple, np.argwhere(mask[i]).tolist()))
+    view.update(significant=None)
+    assert not any(m.get_visible() for m in view.markers)
+    other = ~mask
+    view.update(significant=other, top_k=2)
+    assert view.markers == markers and [len(ax.get_children()) for ax in view.axes] == n_artists
+    assert view.markers[1].get_visible() and dots(view, 1) == sorted(map(tuple, np.argwhere(other[1]).tolist()))
+    view.update(tasks=[NAMES[2], NAMES[0]])              # the dots follow the task shown in each panel
+    assert dots(view, 0) == sorted(map(tuple, np.argwhere(other[2]).tolist()))
+    assert view.axes[0].get_ylim() == pytest.approx((5.5, -0.5))   # markers do not move the axes limits
+    with pytest.raises(ValueError, match="bool array of shape"):
+        view.update(significant=mask[:2])
+    assert not plot.heatmap_grid(s)._headlab_view.markers[0].get_visible()
+
+
+SIG = np.random.default_rng(7).random((8, 30, 9)) > 0.5
+
+
+@pytest.mark.parametrize("start, change", [(None, SIG), (SIG, None)])
+def test_blitted_render_includes_markers(start, change):
+    fig = plot.heatmap_grid(make_scores(), significant=start)
+    view = fig._headlab_view
+    before = _png(view.render_png())
+    view.update(significant=change)
+    fast, full = _png(view.render_png()), _png(fig._repr_png_())
+    differs = np.abs(fast - full).sum(-1) > 0
+    assert differs.mean() < 0.02 and np.abs(fast - full).max() <= 40
+    assert (np.abs(fast - before).sum(-1) > 30).mean() > 0.005
+
+
+def test_always_any_grid_rows_by_two():
+    from headlab import stats
+
+    runs = [make_scores(3, 4, 5, seed=i) for i in range(4)]
+    aa = stats.always_any(runs, top_k=5)
+    fig = plot.always_any_grid(aa)
+    panels = fig.axes[:-1]                               # the last axes is the colour bar
+    assert len(panels) == 3 * 2 and fig._repr_png_().startswith(b"\x89PNG")
+    for r, task in enumerate(NAMES[:3]):
+        left, right = panels[2 * r], panels[2 * r + 1]
+        assert left.get_title() == f"Always ({int(aa.always[r].sum())})"
+        assert right.get_title() == f"Any ({int(aa.any[r].sum())})"
+        assert left.get_ylabel() == f"{task}\nLayer"
+        shown = right.get_images()[0].get_array()
+        np.testing.assert_array_equal(~shown.mask, aa.any[r])
+        np.testing.assert_allclose(shown.compressed(), aa.freq[r][aa.any[r]])
+    assert fig.axes[-1].get_ylabel() == "Selected in fraction of 4 runs"
+    assert len(plot.always_any_grid(aa, tasks=NAMES[1]).axes) == 2 + 1
+    with pytest.raises(ValueError, match="unknown"):
+        plot.always_any_grid(aa, tasks=["Nope"])

@@ -175,3 +175,53 @@ def test_details_value_rank_and_pattern(tasks, tiny_model, calls):
     c = ex.controls
     assert (c["detail_task"].value, c["layer"].value, c["head"].value) == ("Beta", 1, 3)
     assert ex.error.value == "" and calls == []
+
+
+def scores_with_items(n_items=6):
+    """Fake scores whose per_example holds ``n_items`` items per task, heads 0.x strongly positive."""
+    rng = np.random.default_rng(4)
+    items = rng.normal(0, 0.2, (2, n_items, L, H))
+    items[:, :, 0] += 3.0
+    return HeadScores(items.mean(1), list(PROMPTS), ModelInfo("tiny", L, H, H, 16, 64, 259), "attribution",
+                      {"ablation": "resample", "metric": "logit_diff"}, [n_items] * 2, [0.0, 0.0], items)
+
+
+def test_ci_toggle_shows_cached_significance(tasks, calls, monkeypatch):
+    from headlab import stats
+
+    made = []
+    real = stats.bootstrap
+    monkeypatch.setattr(stats, "bootstrap", lambda s, **kw: made.append(s) or real(s, **kw))
+    seed = scores_with_items()
+    ex, _ = make(tasks, scores=seed)
+    ci, view = ex.controls["ci"], ex.view
+    markers = list(view.markers)
+    assert not ci.disabled and not ci.value and made == []
+    assert not any(m.get_visible() for m in markers)
+
+    ci.value = True
+    expected = real(seed).significant
+    assert made == [seed] and ex.error.value == "" and view.markers == markers
+    for i in range(2):
+        assert markers[i].get_visible()
+        shown = sorted((int(y), int(x)) for x, y in markers[i].get_offsets())
+        assert shown == sorted(map(tuple, np.argwhere(expected[i]).tolist()))
+    assert expected[:, 0].all()                              # the strong heads are marked
+
+    ci.value = False
+    assert not any(m.get_visible() for m in markers)
+    ci.value = True
+    ex.controls["top_k"].value = True
+    assert markers[0].get_visible() and made == [seed]       # computed once for these scores
+
+    ex.controls["method"].value = "ablation · zero"          # new scores without items: CI switches off
+    assert ci.disabled and not ci.value and ex.error.value == ""
+    assert not any(m.get_visible() for m in ex.view.markers) and made == [seed]
+
+
+def test_ci_toggle_disabled_without_items(tasks, calls):
+    ex, _ = make(tasks, scores=fake_scores())                # per_example holds 1 row, n_examples says 2
+    ci = ex.controls["ci"]
+    assert ci.disabled and ci.tooltip.startswith("CI unavailable:")
+    ex2, _ = make(tasks, scores=scores_with_items(1))
+    assert ex2.controls["ci"].disabled and "at least 2" in ex2.controls["ci"].tooltip

@@ -1,0 +1,186 @@
+"""Causal head gating (CHG, Nam et al. 2025, arXiv 2505.13737): ``score(..., method="gating")``.
+
+Every head gets a soft gate G = sigmoid(g) that multiplies its ``hook_z``; the model's weights stay frozen
+and only g (n_layers, n_heads) is fitted, with Adam, to
+
+    loss = NLL ± lam · Σ_heads clip(g, ±CLIP)
+
+NLL: the task's teacher-forced next-token cross-entropy on the gold answer (prompt + answer; per item the
+mean over its answer tokens, then the mean over items). Three fits per seed, ``steps`` Adam steps each:
+
+1. "free": lam = 0, from g = init + noise · N(0, 1) (``init`` 3 → gates ≈ 0.95, all open);
+2. "keep" (G+), from the free solution, with −lam: pushed open, so only heads that hurt the task close;
+3. "remove" (G−), from the free solution, with +lam: pushed closed, so only heads the task needs stay open.
+
+Heads with both gates high are facilitating, both low interfering, diverging (G+ high, G− low) irrelevant.
+The per-seed signed score is G+ + G− − 1 ∈ [−1, 1]: +1 facilitating, −1 interfering, ≈ 0 irrelevant.
+
+The regulariser is the paper's Σ logit(G) with g clipped to ±CLIP, so a head the task pushes past the clip
+is no longer held back (an interfering head can close fully in the keep fit). It is summed over heads —
+not averaged — because each head's own trade-off is then NLL gradient vs. lam whatever the model's size:
+in the remove fit a head stays open roughly when fully closing it would cost more than ~4 · lam nats per
+answer token. Every step is a full-batch step (``batch_size`` only splits the forward passes, gradients
+are accumulated), so seeds differ only by their initial noise on g, drawn from ``torch.Generator(seed)``:
+a seed's result does not depend on the other seeds, nor (beyond float rounding) on ``batch_size``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import hooks
+from .metrics import Encoded, encode
+from .replay import final_resid, unembed_at
+from .scoring import _item_batches
+from .tasks import Task
+
+DEFAULTS = {"seeds": [0, 1, 2], "steps": 100, "lr": 0.1, "lam": 0.05, "init": 3.0, "noise": 1.0}
+CLIP = 5.0  # |g| beyond which the regulariser stops pushing (gates 0.0067 / 0.9933)
+FITS = ("free", "keep", "remove")
+ROLES = ("facilitating", "interfering", "irrelevant")
+
+
+def check_options(**options) -> dict:
+    """Validate gating options and fill in ``DEFAULTS``; a plain JSON-serialisable dict.
+
+    seeds: distinct non-negative ints (one fit triple each); steps: Adam steps per fit; lr: Adam learning
+    rate on g; lam: regulariser strength (> 0); init: mean initial g; noise: std of the initial noise on g.
+    """
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown gating option(s) {unknown}: choose from {sorted(DEFAULTS)}")
+    out = {**DEFAULTS, **options}
+    seeds = out["seeds"]
+    if isinstance(seeds, Integral) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if (not isinstance(seeds, (list, tuple, range)) or not seeds
+            or not all(isinstance(s, Integral) and not isinstance(s, bool) and s >= 0 for s in seeds)
+            or len(set(seeds)) != len(seeds)):
+        raise ValueError(f"gating option seeds must be a non-empty list of distinct non-negative ints, got {seeds!r}")
+    out["seeds"] = [int(s) for s in seeds]
+    steps = out["steps"]
+    if not isinstance(steps, Integral) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"gating option steps must be a positive int, got {steps!r}")
+    out["steps"] = int(steps)
+    for name, positive in (("lr", True), ("lam", True), ("init", False), ("noise", False)):
+        value = out[name]
+        ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or (positive and value <= 0) or (name == "noise" and value < 0):
+            need = "a positive" if positive else "a non-negative" if name == "noise" else "a finite"
+            raise ValueError(f"gating option {name} must be {need} number, got {value!r}")
+        out[name] = float(value)
+    return out
+
+
+def taxonomy(keep: np.ndarray, remove: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Role of each head from its G+ (``keep``) and G− (``remove``) gates, any equal shapes → same-shape
+    str array: "facilitating" (both ≥ threshold), "interfering" (both < threshold), else "irrelevant"."""
+    keep, remove = np.asarray(keep), np.asarray(remove)
+    hi_keep, hi_remove = keep >= threshold, remove >= threshold
+    return np.where(hi_keep & hi_remove, ROLES[0], np.where(~hi_keep & ~hi_remove, ROLES[1], ROLES[2]))
+
+
+@dataclass
+class GateFits:
+    """Fitted gates of one task. Gate arrays are (n_seeds, n_layers, n_heads) in [0, 1].
+
+    free / keep / remove: gates after the lam = 0, G+ and G− fits
+    nll: (n_seeds, 3) task NLL (mean answer-token cross-entropy) at the last step of each fit, in ``FITS`` order
+    clean: (n_items,) per-item mean answer-token log-prob of the gold answer without gates
+    """
+
+    task: str
+    seeds: list[int]
+    options: dict
+    free: np.ndarray
+    keep: np.ndarray
+    remove: np.ndarray
+    nll: np.ndarray
+    clean: np.ndarray
+
+    def score(self) -> np.ndarray:
+        """(n_seeds, n_layers, n_heads) signed scores G+ + G− − 1: +1 facilitating, −1 interfering."""
+        return self.keep + self.remove - 1.0
+
+    def taxonomy(self, threshold: float = 0.5) -> np.ndarray:
+        """(n_layers, n_heads) roles from the seed-mean gates; see ``taxonomy``."""
+        return taxonomy(self.keep.mean(0), self.remove.mean(0), threshold)
+
+
+def gate_fits(model, task: Task, batch_size: int | None = None, progress: bool = True, **options) -> GateFits:
+    """Fit free, keep and remove gates for every seed on ``task``; ``options`` as in ``check_options``.
+
+    ``batch_size``: sequences per forward pass (default: as many as fit ``scoring.TOKEN_BUDGET`` tokens).
+    """
+    opts = check_options(**options)
+    enc = encode(task, model.tokenizer, "logprob", warn=False)
+    batches = _item_batches(enc, batch_size)
+    L, H = len(model.blocks), model.cfg.n_heads
+    S = len(opts["seeds"])
+    gates = {fit: np.zeros((S, L, H), dtype=np.float32) for fit in FITS}
+    nll = np.zeros((S, len(FITS)), dtype=np.float32)
+    grads_were = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    bar = tqdm(total=S * len(FITS) * opts["steps"], desc=f"{task.name} · gating", disable=not progress, leave=False)
+    try:
+        with torch.no_grad():
+            clean = torch.cat([-_item_nll(model, enc.subset(idx), None) for idx in batches]).numpy()
+        for s, seed in enumerate(opts["seeds"]):
+            gen = torch.Generator().manual_seed(seed)
+            g0 = opts["init"] + opts["noise"] * torch.randn((L, H), generator=gen)
+            free, nll[s, 0] = _fit(model, enc, batches, g0, 0.0, opts, bar)
+            keep, nll[s, 1] = _fit(model, enc, batches, free, -opts["lam"], opts, bar)
+            remove, nll[s, 2] = _fit(model, enc, batches, free, opts["lam"], opts, bar)
+            for fit, g in zip(FITS, (free, keep, remove)):
+                gates[fit][s] = torch.sigmoid(g).numpy()
+    finally:
+        bar.close()
+        for p, was in zip(model.parameters(), grads_were):
+            p.requires_grad_(was)
+    return GateFits(task.name, opts["seeds"], opts, gates["free"], gates["keep"], gates["remove"], nll,
+                    clean.astype(np.float32))
+
+
+def gate_scores(model, task: Task, batch_size: int | None = None, progress: bool = True, **options):
+    """What ``score(method="gating")`` stores: per-seed scores (n_seeds, n_layers, n_heads) — the
+    "examples" axis of ``HeadScores.per_example`` is the seeds — and the clean per-item mean answer-token
+    log-prob (n_items,), whose mean becomes ``HeadScores.baseline``."""
+    fits = gate_fits(model, task, batch_size=batch_size, progress=progress, **options)
+    return fits.score().astype(np.float32), fits.clean
+
+
+def _fit(model, enc: Encoded, batches, g0: torch.Tensor, lam: float, opts: dict, bar) -> tuple[torch.Tensor, float]:
+    """``steps`` full-batch Adam steps on g (L, H) from ``g0``; the final g and the last step's NLL."""
+    g = g0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([g], lr=opts["lr"])
+    for _ in range(opts["steps"]):
+        opt.zero_grad()
+        total = 0.0
+        with torch.enable_grad():
+            for idx in batches:
+                loss = _item_nll(model, enc.subset(idx), g).sum() / enc.n
+                loss.backward()
+                total += loss.item()
+            if lam:
+                (lam * g.clamp(-CLIP, CLIP).sum()).backward()
+        opt.step()
+        bar.update(1)
+    return g.detach(), total
+
+
+def _item_nll(model, enc: Encoded, g: torch.Tensor | None) -> torch.Tensor:
+    """(b,) mean answer-token NLL per item, with every head's z scaled by sigmoid(g) (no gates if None)."""
+    def gate(layer):
+        return lambda z, hook: z * torch.sigmoid(g[layer]).to(z.dtype)[None, None, :, None]
+
+    fwd = [] if g is None else [(hooks.z(l), gate(l)) for l in range(g.shape[0])]
+    logits = unembed_at(model, final_resid(model, enc.tokens, fwd), enc.read_pos)
+    logp = logits.log_softmax(-1).gather(-1, enc.target[..., None])[..., 0]
+    mask = enc.read_mask.float()
+    return -(logp * mask).sum(-1) / mask.sum(-1)

@@ -1,0 +1,273 @@
+"""Probing scorers (Cognitive Mirrors, arXiv 2512.10978): which heads' activations tell the tasks apart.
+
+Every item is run teacher-forced on prompt + gold answer; each head's ``hook_z`` is pooled over the answer
+tokens ("mean", "first" or "last"), giving x (N, L, H, d_head) and the item's task as its class.
+
+probe="mlp" (the paper's probe): a head's feature is its own vector concatenated with its layer's mean
+  vector, projected by one shared linear map (2·d_head → 64); the projections of all heads feed an MLP
+  (→ 512, ReLU, dropout 0.3) to the classes; cross-entropy, AdamW lr 1e-4. Importance of head (l, h) for
+  class c on item i = Σ_k ∂logit_c/∂p_{l,h,k} · p_{l,h,k} (grad × activation on the projected features),
+  averaged over the items of class c. Signed, not normalised.
+probe="logistic": per head and class a one-vs-rest logistic regression (class-balanced); the score is the
+  held-out Youden J = TPR − FPR (0 = chance, 1 = perfect), a second, directly checkable map.
+
+Both are cross-fitted: items are split into stratified folds, each fold is scored by probes trained on the
+others, so every importance and accuracy is computed on held-out items only. Seeds are fixed: results are
+deterministic.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import hooks
+from .metrics import answer_ids, prompt_ids
+from .models import describe
+from .replay import final_resid
+from .results import HeadScores
+from .tasks import Task
+
+POOLS = ("mean", "first", "last")
+PROBES = ("mlp", "logistic")
+DEFAULTS = {"probe": "mlp", "pool": "mean", "folds": 5, "seed": 0, "epochs": 60, "lr": 1e-4,
+            "max_answer_tokens": 16}
+
+
+@dataclass
+class HeadActivations:
+    """x (N, L, H, d_head) float32: pooled per-head z; y (N,) class index into ``classes``;
+    item (N,) the item's index within its task."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    classes: list[str]
+    item: torch.Tensor
+
+
+def head_activations(model, tasks: list[Task], pool: str = "mean", max_answer_tokens: int = 16,
+                     batch_size: int | None = None, progress: bool = True) -> HeadActivations:
+    """Pooled ``hook_z`` of every head on every item (prompt + at most ``max_answer_tokens`` answer tokens)."""
+    if pool not in POOLS:
+        raise ValueError(f"unknown pool {pool!r}: choose from {POOLS}")
+    tok = model.tokenizer
+    rows, spans, ys, items = [], [], [], []
+    for c, task in enumerate(tasks):
+        for i, it in enumerate(task.items):
+            p, a = prompt_ids(tok, it.prompt), answer_ids(tok, it.answer)[:max_answer_tokens]
+            if not a:
+                raise ValueError(f"task {task.name!r}: item {i} answer {it.answer!r} tokenizes to nothing")
+            rows.append(p + a)
+            spans.append((len(p), len(p) + len(a)))
+            ys.append(c)
+            items.append(i)
+    L, H = len(model.blocks), model.cfg.n_heads
+    order = np.argsort([len(r) for r in rows], kind="stable")  # similar lengths share a batch: less padding
+    per_batch = batch_size or max(1, 8192 // max(len(r) for r in rows))
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    x = None
+    for s in tqdm(range(0, len(rows), per_batch), desc="head activations", disable=not progress, leave=False):
+        idx = order[s: s + per_batch]
+        T = max(len(rows[i]) for i in idx)
+        tokens = torch.full((len(idx), T), pad, dtype=torch.long)
+        weight = torch.zeros(len(idx), T)
+        for j, i in enumerate(idx):
+            tokens[j, : len(rows[i])] = torch.tensor(rows[i])
+            lo, hi = spans[i]
+            if pool == "mean":
+                weight[j, lo:hi] = 1.0 / (hi - lo)
+            else:
+                weight[j, lo if pool == "first" else hi - 1] = 1.0
+        pooled = [None] * L
+
+        def keep(layer):
+            def hook(z, hook):
+                pooled[layer] = torch.einsum("bt,bthd->bhd", weight, z.float())
+                return z
+            return hook
+
+        with torch.no_grad():
+            final_resid(model, tokens, [(hooks.z(l), keep(l)) for l in range(L)])
+        block = torch.stack(pooled, 1)  # (b, L, H, d_head)
+        if x is None:
+            x = torch.zeros((len(rows), *block.shape[1:]))
+        x[torch.as_tensor(idx)] = block
+    return HeadActivations(x, torch.tensor(ys), [t.name for t in tasks], torch.tensor(items))
+
+
+def stratified_folds(y: torch.Tensor, folds: int, seed: int) -> np.ndarray:
+    """(N,) fold index per item: each class's items shuffled (seeded) and dealt round-robin."""
+    y = np.asarray(y)
+    counts = np.bincount(y)
+    if folds < 2 or counts[counts > 0].min() < folds:
+        raise ValueError(f"folds={folds} needs ≥ 2 folds and ≥ {folds} items in every class "
+                         f"(smallest class has {counts[counts > 0].min()}): lower folds or add items")
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), dtype=np.int64)
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
+        fold[members] = np.arange(len(members)) % folds
+    return fold
+
+
+def _standardize(train: torch.Tensor, *others: torch.Tensor):
+    mu, sd = train.mean(0), train.std(0).clamp_min(1e-6)
+    return [(t - mu) / sd for t in (train, *others)]
+
+
+class CogProbe(nn.Module):
+    """The paper's probe. x (N, L, H, d) → projected head features (N, L, H, proj) → class logits (N, C)."""
+
+    def __init__(self, n_layers: int, n_heads: int, d_head: int, n_classes: int, proj: int = 64,
+                 hidden: int = 512, dropout: float = 0.3):
+        super().__init__()
+        self.project = nn.Linear(2 * d_head, proj)
+        self.mlp = nn.Sequential(nn.Linear(n_layers * n_heads * proj, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, n_classes))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        layer_mean = x.mean(2, keepdim=True).expand_as(x)
+        return self.project(torch.cat([x, layer_mean], -1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.features(x).flatten(1))
+
+
+def _fit_mlp(x, y, n_classes, epochs, lr, seed):
+    torch.manual_seed(seed)
+    _, L, H, d = x.shape
+    probe = CogProbe(L, H, d, n_classes)
+    opt = torch.optim.AdamW(probe.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    batch = 32
+    probe.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(y), generator=gen)
+        for s in range(0, len(y), batch):
+            idx = perm[s: s + batch]
+            loss = nn.functional.cross_entropy(probe(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return probe.eval()
+
+
+def grad_x_activation(probe: CogProbe, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per item: importance of every head for the item's own class (N, L, H), and the predicted class (N,)."""
+    feats = probe.features(x).detach().requires_grad_(True)
+    logits = probe.mlp(feats.flatten(1))
+    logits.gather(1, y[:, None]).sum().backward()
+    return (feats.grad * feats).sum(-1).detach(), logits.argmax(1).detach()
+
+
+def _mlp_crossfit(acts: HeadActivations, fold, epochs, lr, seed, progress):
+    n_classes = len(acts.classes)
+    importance = torch.zeros(acts.x.shape[:3])
+    pred = torch.zeros(len(acts.y), dtype=torch.long)
+    for f in tqdm(range(fold.max() + 1), desc="probe folds", disable=not progress, leave=False):
+        tr, te = torch.as_tensor(fold != f), torch.as_tensor(fold == f)
+        x_tr, x_te = _standardize(acts.x[tr], acts.x[te])
+        with torch.random.fork_rng():
+            probe = _fit_mlp(x_tr, acts.y[tr], n_classes, epochs, lr, seed + f)
+        importance[te], pred[te] = grad_x_activation(probe, x_te, acts.y[te])
+    return importance, pred
+
+
+def _fit_logistic(x, y, n_classes, steps=300, lr=0.05, l2=1e-3):
+    """One-vs-rest logistic regression per head, all heads at once. x (N, L, H, d) → W (L, H, d, C), b (L, H, C)."""
+    _, L, H, d = x.shape
+    w = torch.zeros(L, H, d, n_classes, requires_grad=True)
+    b = torch.zeros(L, H, n_classes, requires_grad=True)
+    target = nn.functional.one_hot(y, n_classes).float()[:, None, None, :].expand(-1, L, H, -1)
+    pos = target[:, 0, 0].sum(0)
+    pos_weight = (len(y) - pos) / pos.clamp_min(1)  # class-balanced: threshold 0 ≈ balanced accuracy
+    opt = torch.optim.Adam([w, b], lr=lr)
+    for _ in range(steps):
+        logits = torch.einsum("nlhd,lhdc->nlhc", x, w) + b
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
+        loss = loss + l2 * (w ** 2).sum() / (L * H)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return w.detach(), b.detach()
+
+
+def _logistic_crossfit(acts: HeadActivations, fold, progress):
+    """Held-out one-vs-rest decisions: (N, L, H, C) bool (item predicted in class c by head (l, h))."""
+    n_classes = len(acts.classes)
+    says = torch.zeros((*acts.x.shape[:3], n_classes), dtype=torch.bool)
+    for f in tqdm(range(fold.max() + 1), desc="logistic folds", disable=not progress, leave=False):
+        tr, te = torch.as_tensor(fold != f), torch.as_tensor(fold == f)
+        x_tr, x_te = _standardize(acts.x[tr], acts.x[te])
+        with torch.enable_grad():
+            w, b = _fit_logistic(x_tr, acts.y[tr], n_classes)
+        says[te] = (torch.einsum("nlhd,lhdc->nlhc", x_te, w) + b) > 0
+    return says
+
+
+def check_options(**options) -> dict:
+    """Fill the probe's defaults; one-line ValueError for unknown or bad options."""
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown probe option(s) {unknown}: choose from {sorted(DEFAULTS)}")
+    opts = {**DEFAULTS, **options}
+    if opts["probe"] not in PROBES:
+        raise ValueError(f"unknown probe {opts['probe']!r}: choose from {PROBES}")
+    if opts["pool"] not in POOLS:
+        raise ValueError(f"unknown pool {opts['pool']!r}: choose from {POOLS}")
+    for name in ("folds", "epochs", "max_answer_tokens"):
+        if not isinstance(opts[name], int) or opts[name] < 1:
+            raise ValueError(f"probe option {name} must be a positive int, got {opts[name]!r}")
+    return opts
+
+
+def probe_scores(model, tasks: list[Task], batch_size: int | None = None, cache: Path | None = None,
+                 progress: bool = True, **options) -> HeadScores:
+    """``score(method="probe")``: one class per task (≥ 2 tasks). values (C, L, H); per_example (C, n_c, L, H)
+    holds each held-out item's own importance; baseline = held-out recall of the class. ``params`` records the
+    options, the held-out accuracy (``accuracy``; chance = 1/C) and per-class recall."""
+    opts = check_options(**options)
+    if len(tasks) < 2:
+        raise ValueError("probing needs at least two tasks (the classes): pass several tasks, e.g. builtin()")
+    info = describe(model)
+    path = None
+    if cache is not None:
+        from .scoring import model_fingerprint
+
+        blob = json.dumps({"v": 1, "model": info.to_dict(), "weights": model_fingerprint(model),
+                           "tasks": [t.content_hash() for t in tasks], "options": opts}, sort_keys=True)
+        path = Path(cache) / f"probe-{hashlib.sha256(blob.encode()).hexdigest()[:24]}.npz"
+        if path.is_file():
+            return HeadScores.load(path)
+    acts = head_activations(model, tasks, opts["pool"], opts["max_answer_tokens"], batch_size, progress)
+    fold = stratified_folds(acts.y, opts["folds"], opts["seed"])
+    C, (N, L, H) = len(tasks), acts.x.shape[:3]
+    y = acts.y.numpy()
+    counts = np.bincount(y, minlength=C)
+    per_example = np.full((C, counts.max(), L, H), np.nan, dtype=np.float32)
+    if opts["probe"] == "mlp":
+        importance, pred = _mlp_crossfit(acts, fold, opts["epochs"], opts["lr"], opts["seed"], progress)
+        recall = np.array([(pred.numpy()[y == c] == c).mean() for c in range(C)])
+        accuracy = float((pred.numpy() == y).mean())
+        for c in range(C):
+            per_example[c, : counts[c]] = importance[torch.as_tensor(y == c)].numpy()
+    else:
+        says = _logistic_crossfit(acts, fold, progress).numpy()  # (N, L, H, C)
+        fpr = np.stack([says[y != c, ..., c].mean(0) for c in range(C)])  # (C, L, H)
+        for c in range(C):
+            per_example[c, : counts[c]] = says[y == c, ..., c] - fpr[c]  # mean over items = TPR − FPR
+        best = np.stack([per_example[c, : counts[c]].mean(0) for c in range(C)]).reshape(C, -1).max(1)
+        recall, accuracy = (best + 1) / 2, float("nan")  # best single head's balanced accuracy per class
+    values = np.stack([per_example[c, : counts[c]].astype(np.float64).mean(0) for c in range(C)])
+    params = {**opts, "accuracy": accuracy, "chance": 1.0 / C,
+              "class_accuracy": {t.name: float(r) for t, r in zip(tasks, recall)}}
+    scores = HeadScores(values, [t.name for t in tasks], info, "probe", params, counts, recall, per_example)
+    if path is not None:
+        scores.save(path)
+    return scores
