@@ -177,17 +177,34 @@ class TaskEval:
         return row
 
 
+@torch.no_grad()
 def evaluate(model, task: Task, batch_size: int = 64) -> TaskEval:
-    """Accuracy (greedy), answer log-prob and (with counterfactuals) logit difference per item."""
+    """Accuracy (greedy), answer log-prob and (with counterfactuals) logit difference per item.
+
+    One forward pass per batch: the logit-difference read position (where answer and counterfactual answer
+    first differ) lies inside the teacher-forced answer, so both metrics read the same run; logits are
+    computed only at the positions read.
+    """
+    from .replay import final_resid, unembed_at
+
     tok = model.tokenizer
     enc_lp = encode(task, tok, "logprob", warn=False)
-    logits = logits_at(model, enc_lp.tokens, enc_lp.read_pos, batch_size)
-    lp, correct = from_logits(logits, enc_lp), greedy_correct(logits, enc_lp)
-    ld = None
-    if task.has_counterfactuals:
-        enc_ld = encode(task, tok, "logit_diff", warn=False)
-        ld = from_logits(logits_at(model, enc_ld.tokens, enc_ld.read_pos, batch_size), enc_ld)
-    return TaskEval(task.name, lp, ld, correct)
+    enc_ld = encode(task, tok, "logit_diff", warn=False) if task.has_counterfactuals else None
+    if enc_ld is not None:
+        T = enc_ld.tokens.shape[1]
+        real = torch.arange(T)[None] < enc_ld.lengths[:, None]
+        assert bool(((enc_ld.tokens == enc_lp.tokens[:, :T]) | ~real).all()), "logit-diff rows must prefix logprob rows"
+    lp, ld, correct = [], [], []
+    for s in range(0, enc_lp.n, batch_size):
+        part = enc_lp.subset(torch.arange(s, min(s + batch_size, enc_lp.n)))
+        resid = final_resid(model, part.tokens[:, : int(part.lengths.max())])
+        logits = unembed_at(model, resid, part.read_pos)
+        lp.append(from_logits(logits, part))
+        correct.append(greedy_correct(logits, part))
+        if enc_ld is not None:
+            part_ld = enc_ld.subset(torch.arange(s, min(s + batch_size, enc_lp.n)))
+            ld.append(from_logits(unembed_at(model, resid, part_ld.read_pos), part_ld))
+    return TaskEval(task.name, torch.cat(lp), torch.cat(ld) if ld else None, torch.cat(correct))
 
 
 def summary_table(rows: list[dict]) -> str:

@@ -69,6 +69,16 @@ class HeadScores:
         return HeadScores(self.values[idx], [self.tasks[i] for i in idx], self.model, self.method, dict(self.params),
                           self.n_examples[idx], self.baseline[idx], self.per_example[idx], list(self.notes))
 
+    def per_run(self) -> list["HeadScores"]:
+        """One HeadScores per row of ``per_example`` (for gating: one per seed) — e.g. the runs for
+        ``stats.always_any``. Needs the same number of rows in every task."""
+        if len(set(self.n_examples.tolist())) != 1:
+            raise ValueError(f"tasks have different numbers of rows {self.n_examples.tolist()}: select one task first")
+        rows = self.per_example[:, : int(self.n_examples[0])].astype(np.float64)
+        return [HeadScores(rows[:, r], self.tasks, self.model, self.method, {**self.params, "run": r},
+                           np.ones(len(self.tasks), dtype=np.int64), self.baseline, rows[:, r: r + 1])
+                for r in range(rows.shape[1])]
+
     def normalized(self, kind: str = "fraction") -> np.ndarray:
         """(n_tasks, n_layers, n_heads): "fraction" |s|/Σ|s| per task (the papers' 0–0.004 scale),
         "zscore" (s − mean)/std per task, "max" s / max|s| per task, "none" the raw values."""

@@ -73,3 +73,16 @@ def test_greedy_accuracy_matches_generation(tiny_model):
     assert ev.correct[0].item() is True
     assert ev.logit_diff is None and ev.summary()["n"] == 2
     assert ev.correct[1].item() == (_greedy(tiny_model, prompt + "!") == new)
+
+
+def test_evaluate_reads_both_metrics_from_one_run(tiny_model, toy_task):
+    """The single-pass evaluate equals two separate full-logit runs, one per encoding."""
+    from headlab.metrics import evaluate, greedy_correct, logits_at
+
+    ev = evaluate(tiny_model, toy_task, batch_size=4)
+    lp_enc, ld_enc = (encode(toy_task, tiny_model.tokenizer, m) for m in ("logprob", "logit_diff"))
+    lp_logits = logits_at(tiny_model, lp_enc.tokens, lp_enc.read_pos)
+    torch.testing.assert_close(ev.logprob, from_logits(lp_logits, lp_enc), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(ev.logit_diff, from_logits(logits_at(tiny_model, ld_enc.tokens, ld_enc.read_pos),
+                                                          ld_enc), atol=1e-4, rtol=1e-5)
+    assert torch.equal(ev.correct, greedy_correct(lp_logits, lp_enc))

@@ -119,3 +119,17 @@ def test_errors_are_one_line(call, message):
     with pytest.raises(ValueError) as info:
         call(noisy(N=4))
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_per_run_splits_rows_into_runs_for_always_any():
+    items = np.zeros((1, 3, 2, 2))
+    items[0, :, 0, 0] = 1.0            # every run: head (0, 0)
+    items[0, 1, 1, 1] = 2.0            # run 1 only: head (1, 1) beats it
+    runs = from_items(items).per_run()
+    assert len(runs) == 3 and runs[1].values[0, 1, 1] == 2.0 and runs[1].params["run"] == 1
+    aa = stats.always_any(runs, top_k=1)
+    assert aa.always[0].tolist() == [[False, False], [False, False]]
+    assert aa.any[0].tolist() == [[True, False], [False, True]]
+    np.testing.assert_allclose(aa.freq[0], [[2 / 3, 0], [0, 1 / 3]])
+    with pytest.raises(ValueError, match="different numbers of rows"):
+        from_items(np.zeros((2, 3, 2, 2)), n_examples=[3, 2]).per_run()
