@@ -25,6 +25,7 @@ a seed's result does not depend on the other seeds, nor (beyond float rounding) 
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -43,6 +44,7 @@ DEFAULTS = {"seeds": [0, 1, 2], "steps": 100, "lr": 0.1, "lam": 0.05, "init": 3.
 CLIP = 5.0  # |g| beyond which the regulariser stops pushing (gates 0.0067 / 0.9933)
 FITS = ("free", "keep", "remove")
 ROLES = ("facilitating", "interfering", "irrelevant")
+_RECENT: dict = {}  # the last few fits in this process, keyed by (model, task content, options, batch_size)
 
 
 def check_options(**options) -> dict:
@@ -118,6 +120,9 @@ def gate_fits(model, task: Task, batch_size: int | None = None, progress: bool =
     ``batch_size``: sequences per forward pass (default: as many as fit ``scoring.TOKEN_BUDGET`` tokens).
     """
     opts = check_options(**options)
+    key = (id(model), task.content_hash(), json.dumps(opts, sort_keys=True), batch_size)
+    if key in _RECENT:  # e.g. score(method="gating") just fitted these: don't fit twice
+        return _RECENT[key]
     enc = encode(task, model.tokenizer, "logprob", warn=False)
     batches = _item_batches(enc, batch_size)
     L, H = len(model.blocks), model.cfg.n_heads
@@ -143,8 +148,12 @@ def gate_fits(model, task: Task, batch_size: int | None = None, progress: bool =
         bar.close()
         for p, was in zip(model.parameters(), grads_were):
             p.requires_grad_(was)
-    return GateFits(task.name, opts["seeds"], opts, gates["free"], gates["keep"], gates["remove"], nll,
+    fits = GateFits(task.name, opts["seeds"], opts, gates["free"], gates["keep"], gates["remove"], nll,
                     clean.astype(np.float32))
+    _RECENT[key] = fits
+    while len(_RECENT) > 8:
+        _RECENT.pop(next(iter(_RECENT)))
+    return fits
 
 
 def gate_scores(model, task: Task, batch_size: int | None = None, progress: bool = True, **options):

@@ -36,7 +36,7 @@ from .tasks import Task
 
 POOLS = ("mean", "first", "last")
 PROBES = ("mlp", "logistic")
-DEFAULTS = {"probe": "mlp", "pool": "mean", "folds": 5, "seed": 0, "epochs": 60, "lr": 1e-4,
+DEFAULTS = {"probe": "mlp", "pool": "mean", "folds": 5, "seed": 0, "epochs": 20, "lr": 1e-4,
             "max_answer_tokens": 16}
 
 

@@ -29,7 +29,9 @@ from .metrics import prompt_ids
 from .results import HeadScores
 from .tasks import as_task_list, builtin
 
-METHODS = {f"{m} · {a}": (m, a) for m in ("attribution", "ablation") for a in ("resample", "zero", "mean")}
+METHODS = {**{f"{m} · {a}": (m, a) for m in ("attribution", "ablation") for a in ("resample", "zero", "mean")},
+           "probe · mlp": ("probe", "mlp"), "probe · logistic": ("probe", "logistic"),
+           "gating · 3 seeds": ("gating", "3 seeds")}
 NORMALIZE_OPTIONS = (("fraction |s|/Σ|s|", "fraction"), ("z-score", "zscore"), ("s / max|s|", "max"),
                      ("raw", "none"))
 DEFAULT_MODEL = "smollm2-135m (embedded)"
@@ -104,7 +106,8 @@ class Explorer:
 
     ``models``: name → TransformerBridge, or a callable returning one (called on first use).
     ``tasks``: Tasks (a mapping like ``builtin()`` or a list; default: the eight built-in tasks).
-    ``methods``: labels of ``METHODS`` or (method, ablation) pairs (default: all six).
+    ``methods``: labels of ``METHODS`` or (method, variant) pairs (default: all: six ablation/attribution
+    variants, the two probes, gating).
     ``scores``: HeadScores of the first model and its method: shown at start, nothing computed.
     """
 
@@ -206,8 +209,13 @@ class Explorer:
             self.status.value = f"computing {method} on {model} …"
             with self.progress:
                 try:
-                    self._cache[key] = scoring.score(bridge, list(self.task_objects().values()), method=kind,
-                                                     ablation=ablation, progress=True)
+                    tasks = list(self.task_objects().values())
+                    if kind == "probe":
+                        self._cache[key] = scoring.score(bridge, tasks, method=kind, probe=ablation, progress=True)
+                    elif kind == "gating":
+                        self._cache[key] = scoring.score(bridge, tasks, method=kind, progress=True)
+                    else:
+                        self._cache[key] = scoring.score(bridge, tasks, method=kind, ablation=ablation, progress=True)
                 finally:
                     self.progress.clear_output()
         return self._cache[key]

@@ -173,3 +173,12 @@ def test_taxonomy_of_gate_arrays():
     remove = np.array([0.8, 0.05, 0.1, 0.7])
     assert taxonomy(keep, remove).tolist() == ["facilitating", "interfering", "irrelevant", "irrelevant"]
     assert taxonomy(keep, remove, threshold=0.85).tolist() == ["irrelevant", "interfering"] * 2
+
+
+def test_a_repeated_fit_is_not_recomputed(model, task, monkeypatch):
+    opts = {**FIT, "seeds": [3], "steps": 2}
+    first = gate_fits(model, task, progress=False, **opts)
+    monkeypatch.setattr(gating, "_fit", lambda *a, **k: pytest.fail("fitted twice"))
+    assert gate_fits(model, task, progress=False, **opts) is first
+    with pytest.raises(pytest.fail.Exception):
+        gate_fits(model, task, batch_size=3, progress=False, **opts)  # other batching: a new fit

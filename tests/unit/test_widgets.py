@@ -44,7 +44,7 @@ def calls(monkeypatch):
     made = []
 
     def fake_score(model, tasks, method="attribution", ablation="resample", **kwargs):
-        made.append((model, [t.name for t in tasks], method, ablation))
+        made.append((model, [t.name for t in tasks], method, kwargs.get("probe", ablation)))
         return fake_scores(method, ablation, seed=len(made))
 
     monkeypatch.setattr(scoring, "score", fake_score)
@@ -63,7 +63,8 @@ def test_layout_and_controls(tasks, calls):
     assert calls == [] and loads == []        # seeded: nothing computed, the model not even loaded
     c = ex.controls
     assert list(c["method"].options) == ["attribution · resample", "attribution · zero", "attribution · mean",
-                                         "ablation · resample", "ablation · zero", "ablation · mean"]
+                                         "ablation · resample", "ablation · zero", "ablation · mean",
+                                         "probe · mlp", "probe · logistic", "gating · 3 seeds"]
     assert c["method"].value == "attribution · resample" and c["tasks"].value == ("Alpha", "Beta")
     assert isinstance(c["threshold"], W.FloatLogSlider)   # fractions span decades
     assert c["k"].max == L * H and c["layer"].max == L - 1 and c["head"].max == H - 1
@@ -106,6 +107,8 @@ def test_method_and_model_changes_score_once(tasks, calls):
     assert len(calls) == 1
     ex.controls["model"].value = "other"
     assert len(calls) == 2 and calls[-1][0] == "bridge-b"
+    ex.controls["method"].value = "probe · logistic"        # the probe kind goes to score() as probe=
+    assert calls[-1] == ("bridge-b", ["Alpha", "Beta"], "probe", "logistic")
 
 
 def test_score_error_is_one_line(tasks, monkeypatch):
