@@ -377,7 +377,13 @@ def heatmap_grid(scores, threshold=None, normalize="fraction", vmax=None, top_k=
     ``threshold`` / ``top_k``: dim the heads outside the selection (see ``GridView``); ``vmax`` clips.
     ``significant``: (n_tasks, n_layers, n_heads) bool, a dot on each such head (``Bootstrap.significant``).
     Returns the Figure; ``fig._headlab_view`` is its ``GridView`` for in-place ``update(...)``.
+    Given ``stats.always_any(...)`` instead of scores, draws ``always_any_grid`` (rows = tasks, columns =
+    Always, Any).
     """
+    from .stats import AlwaysAny
+
+    if isinstance(scores, AlwaysAny):
+        return always_any_grid(scores, tasks=tasks)
     return GridView(scores, threshold=threshold, normalize=normalize, vmax=vmax, top_k=top_k, signed=signed,
                     cmap=cmap, ncols=ncols, figsize=figsize, tasks=tasks, significant=significant).figure
 

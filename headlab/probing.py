@@ -230,8 +230,9 @@ def check_options(**options) -> dict:
 def probe_scores(model, tasks: list[Task], batch_size: int | None = None, cache: Path | None = None,
                  progress: bool = True, **options) -> HeadScores:
     """``score(method="probe")``: one class per task (≥ 2 tasks). values (C, L, H); per_example (C, n_c, L, H)
-    holds each held-out item's own importance; baseline = held-out recall of the class. ``params`` records the
-    options, the held-out accuracy (``accuracy``; chance = 1/C) and per-class recall."""
+    holds each held-out item's own importance (logistic: its TPR − FPR term). baseline / ``params["class_accuracy"]``:
+    the MLP's held-out recall of the class (logistic: the best single head's held-out balanced accuracy).
+    ``params`` also records the options and the MLP's held-out ``accuracy`` (chance = 1/C; NaN for logistic)."""
     opts = check_options(**options)
     if len(tasks) < 2:
         raise ValueError("probing needs at least two tasks (the classes): pass several tasks, e.g. builtin()")

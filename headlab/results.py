@@ -168,9 +168,11 @@ class HeadScores:
                        f["n_examples"], f["baseline"], f["per_example"], meta.get("notes", []))
 
     def __repr__(self) -> str:
+        detail = {"probe": f"probe={self.params.get('probe')}, pool={self.params.get('pool')}",
+                  "gating": f"seeds={self.params.get('seeds')}"}.get(
+            self.method, f"ablation={self.params.get('ablation')}, metric={self.params.get('metric')}")
         return (f"HeadScores({self.method}, model={self.model.name}, tasks={len(self.tasks)}, "
-                f"layers={self.model.n_layers}, heads={self.model.n_heads}, ablation={self.params.get('ablation')}, "
-                f"metric={self.params.get('metric')})")
+                f"layers={self.model.n_layers}, heads={self.model.n_heads}, {detail})")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import headlab
 from headlab.__main__ import greedy_answer
 from headlab.metrics import encode, evaluate, from_logits, logits_at
 from headlab.models import describe
@@ -91,3 +92,15 @@ def test_cli_score_writes_scores_and_table(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "headlab", "score", "--tasks", "Telepathy", "--out", str(tmp_path)],
                          capture_output=True, text=True, env=env, timeout=600)
     assert bad.returncode != 0 and "unknown task" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_probe_on_cogqa(embedded, cogqa_path):
+    """The paper's probe on CogQA (read from ../shared; never copied into the repo): held-out accuracy
+    above chance, one map per cognitive function."""
+    from headlab.tasks import load_cogqa
+
+    tasks = {name: t.subset(12) for name, t in load_cogqa(cogqa_path, report=False).items() if len(t) >= 12}
+    s = headlab.score(embedded, tasks, method="probe", folds=3, epochs=10, cache=False, progress=False)
+    assert s.values.shape == (len(tasks), 30, 9) and s.tasks == list(tasks)
+    assert s.params["accuracy"] > 2 * s.params["chance"]
+    assert np.isfinite(s.per_example).all()

@@ -291,5 +291,7 @@ def test_always_any_grid_rows_by_two():
         np.testing.assert_allclose(shown.compressed(), aa.freq[r][aa.any[r]])
     assert fig.axes[-1].get_ylabel() == "Selected in fraction of 4 runs"
     assert len(plot.always_any_grid(aa, tasks=NAMES[1]).axes) == 2 + 1
+    via_grid = plot.heatmap_grid(aa, tasks=NAMES[:2])    # heatmap_grid draws Always / Any too
+    assert [a.get_title() for a in via_grid.axes[:4]] == [a.get_title() for a in panels[:4]]
     with pytest.raises(ValueError, match="unknown"):
         plot.always_any_grid(aa, tasks=["Nope"])
