@@ -21,7 +21,6 @@ import ipywidgets as W
 import matplotlib
 import numpy as np
 from IPython.display import display
-from IPython.display import Image as PNG
 from matplotlib.figure import Figure
 
 from . import hooks, plot, scoring, stats
@@ -94,6 +93,13 @@ def _method_choices(methods) -> dict[str, tuple[str, str]]:
     return choices
 
 
+def _label_of(scores: HeadScores) -> str:
+    """The ``METHODS`` label of how ``scores`` were computed."""
+    variant = {"probe": scores.params.get("probe", "mlp"), "gating": "3 seeds"}.get(
+        scores.method, scores.params.get("ablation", "resample"))
+    return f"{scores.method} · {variant}"
+
+
 def _interactive_backend() -> bool:
     backend = (matplotlib.get_backend(auto_select=False) or "").lower()
     return "ipympl" in backend or backend == "widget"
@@ -128,7 +134,7 @@ class Explorer:
         if scores is not None:
             if set(scores.tasks) != set(names):
                 raise ValueError(f"scores= has tasks {scores.tasks} but tasks= has {names}: give the same tasks")
-            method = f"{scores.method} · {scores.params.get('ablation', 'resample')}"
+            method = _label_of(scores)
             if method not in self.methods:
                 raise ValueError(f"scores= were computed with {method!r}, not one of the methods {list(self.methods)}")
             self._cache[(next(iter(self.models)), method)] = scores
@@ -150,6 +156,7 @@ class Explorer:
         }
         self.error, self.status = W.HTML(), W.Label()
         self.progress, self.out, self.details_out = W.Output(), W.Output(), W.Output()
+        self.image, self.hover = W.Image(format="png"), W.Label()  # the grid as PNG; what the pointer is on
         self._threshold_box = W.HBox([c["threshold"]])
         self.scores = self.view = None
         self._quiet = False   # True while a callback sets controls itself: their observers stand by
@@ -161,8 +168,13 @@ class Explorer:
                 self.figure = plt.figure()
             with self.out:
                 display(self.figure.canvas)
-        else:
+        else:  # a PNG that listens: hover names a head, a click shows its details
+            from ipyevents import Event
+
             self.figure = plot.HeadlabFigure()
+            self._pointer = Event(source=self.image, watched_events=["click", "mousemove"],
+                                  throttle_or_debounce="throttle", wait=80)
+            self._pointer.on_dom_event(self._on_pointer)
         self.figure.canvas.mpl_connect("button_press_event", self._on_click)  # fires on interactive canvases only
 
         for name in ("model", "method"):
@@ -174,7 +186,7 @@ class Explorer:
         self.widget = W.VBox([
             W.HBox([W.VBox([c["model"], c["method"], c["normalize"], self._threshold_box,
                             W.HBox([c["top_k"], c["k"], c["ci"]])]), c["tasks"]]),
-            self.status, self.error, self.progress, self.out,
+            self.status, self.error, self.progress, self.out if self._interactive else self.image, self.hover,
             W.HTML("<b>Head details</b>"),
             W.HBox([c["detail_task"], c["layer"], c["head"], c["show"]]),
             self.details_out,
@@ -257,9 +269,7 @@ class Explorer:
         if self._interactive:
             self.figure.canvas.draw_idle()
             return
-        with self.out:
-            self.out.clear_output(wait=True)
-            display(PNG(data=self.view.render_png()))  # blitted: only images and titles are redrawn
+        self.image.value = self.view.render_png()  # blitted: only images and titles are redrawn
 
     def redraw(self) -> None:
         """Apply the controls to the view in place (no recomputation) and re-display the figure."""
@@ -319,15 +329,45 @@ class Explorer:
         c = self.controls
         self.details(c["detail_task"].value, c["layer"].value, c["head"].value)
 
+    def head_at(self, x: float, y: float) -> tuple[str, int, int] | None:
+        """(task, layer, head) under pixel (x, y) of the grid's PNG (origin top left), or None."""
+        if self.view is None:
+            return None
+        y_up = self.figure.bbox.height - y  # matplotlib's display coordinates start bottom left
+        _, L, H = self.scores.shape
+        for task, ax in zip(self.view.tasks, self.view.axes):
+            if ax.bbox.contains(x, y_up):
+                head, layer = ax.transData.inverted().transform((x, y_up))
+                return task, min(max(round(layer), 0), L - 1), min(max(round(head), 0), H - 1)
+        return None
+
+    @_guarded
+    def _on_pointer(self, event: dict) -> None:
+        """ipyevents on the grid PNG: ``dataX`` / ``dataY`` are image pixels."""
+        hit = self.head_at(event["dataX"], event["dataY"]) if "dataX" in event else None
+        if hit is None:
+            self.hover.value = ""
+            return
+        task, layer, head = hit
+        if event.get("type") == "click":
+            self._show_details(task, layer, head)
+            return
+        t, (_, L, H) = self.scores.tasks.index(task), self.scores.shape
+        self.hover.value = (f"L{layer}.H{head} · {task}: score {self.scores.values[t, layer, head]:.4g}, rank "
+                            f"{int(self.scores.rank(task)[layer, head])} of {L * H} — click for its attention pattern")
+
+    def _show_details(self, task: str, layer: int, head: int) -> None:
+        c = self.controls
+        c["detail_task"].value, c["layer"].value, c["head"].value = task, layer, head
+        self._on_show()
+
     def _on_click(self, event) -> None:
         """A click on a panel (ipympl) shows that head's details."""
         shown = self.view.axes[: len(self.view.tasks)] if self.view else []
         if event.inaxes not in shown or event.xdata is None:
             return
-        c = self.controls
-        c["detail_task"].value = self.view.tasks[shown.index(event.inaxes)]
-        c["layer"].value, c["head"].value = int(round(event.ydata)), int(round(event.xdata))
-        self._on_show()
+        self._show_details(self.view.tasks[shown.index(event.inaxes)], int(round(event.ydata)),
+                           int(round(event.xdata)))
 
     # --- head details ----------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """A real browser: JupyterLab on 127.0.0.1, headless Debian Chromium driven by Playwright.
 
 Opens a copy of 01_quickstart.ipynb, runs all cells, drags the explorer's threshold slider and checks that
-the rendered grid changed and that no error output appeared. Screenshots go to artifacts/browser/.
+the rendered grid changed and that no error output appeared; hovers and clicks a head of the grid and checks
+its name and details appear. Screenshots go to artifacts/browser/.
 Every process started here is stopped (kernel sessions deleted, server terminated by PID).
 """
 import json
@@ -99,15 +100,20 @@ def _wait_for_kernel(page, base, token, timeout_s=120):
 
 def _wait_until_all_cells_ran(page, timeout_s):
     """Poll the cell prompts; fail at once on an error output, with a screenshot and the prompts on timeout."""
+    # The saved notebook carries execution counts: clear them, so a number means "ran in this kernel".
+    page.get_by_role("menuitem", name="Edit", exact=True).click()
+    page.get_by_role("menuitem", name="Clear Outputs of All Cells", exact=True).click()
+    page.wait_for_function("() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
+                           ".every(p => !/\\d/.test(p.textContent))", timeout=30_000)
     deadline = time.monotonic() + timeout_s
     started = None
     while True:
-        prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
         if started is None or (time.monotonic() - started > 20 and all(p.strip() == "[ ]:" for p in prompts)):
             # (Re)issue Run All: a request sent while the kernel connection is still settling can be dropped.
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
             started = time.monotonic()
+        prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
         if prompts and all(re.search(r"\[\d+\]", p) for p in prompts):
             return
         errors = page.locator("[data-mime-type='application/vnd.jupyter.error']")
@@ -122,8 +128,11 @@ def _wait_until_all_cells_ran(page, timeout_s):
         page.wait_for_timeout(2000)
 
 
+GRID = "img.widget-image"  # the explorer's grid: an ipywidgets Image with ipyevents listening
+
+
 def _grid_png(page, path):
-    img = page.locator(".widget-output img").first
+    img = page.locator(GRID).first
     img.scroll_into_view_if_needed()
     img.screenshot(path=str(path))
     from PIL import Image
@@ -147,9 +156,9 @@ def test_quickstart_runs_and_the_slider_redraws_the_grid(lab):
             _wait_for_kernel(page, base, token)
             _wait_until_all_cells_ran(page, timeout_s=float(os.environ.get("HEADLAB_BROWSER_TIMEOUT", 540)))
             page.screenshot(path=str(ARTIFACTS / "notebook.png"), full_page=True)
-            page.locator(".widget-output img").first.wait_for(state="attached", timeout=60_000)
+            page.locator(GRID).first.wait_for(state="attached", timeout=60_000)
             before = _grid_png(page, ARTIFACTS / "grid_before.png")
-            src_before = page.locator(".widget-output img").first.get_attribute("src")
+            src_before = page.locator(GRID).first.get_attribute("src")
 
             handle = page.locator(".widget-slider .noUi-handle").first
             handle.scroll_into_view_if_needed()
@@ -159,7 +168,7 @@ def test_quickstart_runs_and_the_slider_redraws_the_grid(lab):
             page.mouse.move(box["x"] + 140, box["y"] + box["height"] / 2, steps=8)
             page.mouse.up()
             # the kernel redraws on release; wait for the new PNG to replace the old one
-            page.wait_for_function("src => { const img = document.querySelector('.widget-output img');"
+            page.wait_for_function("src => { const img = document.querySelector('img.widget-image');"
                                    " return img && img.complete && img.src !== src; }", arg=src_before,
                                    timeout=60_000)
             after = _grid_png(page, ARTIFACTS / "grid_after.png")
@@ -171,8 +180,17 @@ def test_quickstart_runs_and_the_slider_redraws_the_grid(lab):
             errors = page.locator("[data-mime-type='application/vnd.jupyter.error'], .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
             assert errors.count() == 0, errors.first.inner_text()[:300]
             assert "⚠" not in page.locator(".jp-NotebookPanel").inner_text()
-            # the head-details pattern (second image in a widget output) really decodes in the browser
-            widths = page.eval_on_selector_all(".widget-output img", "imgs => imgs.map(i => i.naturalWidth)")
+            # hover over the first panel names a head; a click there shows that head's details
+            grid = page.locator(GRID).first
+            box = grid.bounding_box()
+            page.mouse.move(box["x"] + 0.15 * box["width"], box["y"] + 0.3 * box["height"])
+            page.get_by_text("click for its attention pattern").wait_for(timeout=30_000)
+            page.mouse.click(box["x"] + 0.15 * box["width"], box["y"] + 0.3 * box["height"])
+            page.get_by_text(re.compile(r"L\d+\.H\d+ in Knowledge Recall: score")).wait_for(timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "explorer_after_click.png"), full_page=True)
+            # the grid and the head-details pattern really decode in the browser
+            widths = page.eval_on_selector_all(".widget-output img, img.widget-image",
+                                               "imgs => imgs.map(i => i.naturalWidth)")
             assert len(widths) >= 2 and min(widths) > 0, f"undecodable widget images: natural widths {widths}"
         finally:
             browser.close()

@@ -180,6 +180,30 @@ def test_details_value_rank_and_pattern(tasks, tiny_model, calls):
     assert ex.error.value == "" and calls == []
 
 
+def test_pointer_on_the_grid_png(tasks, tiny_model, calls):
+    """ipyevents on the PNG: image pixels (origin top left) → (task, layer, head); hover names, click shows."""
+    seed = fake_scores()
+    ex, _ = make(tasks, scores=seed, models={"tiny": tiny_model})
+    png = ex.image.value
+    from PIL import Image
+    import io
+
+    width, height = Image.open(io.BytesIO(png)).size
+    assert (width, height) == (round(ex.figure.bbox.width), round(ex.figure.bbox.height))
+    x, y_up = ex.view.axes[1].transData.transform((2, 0))   # Beta, layer 0, head 2 in display coordinates
+    pixel = {"dataX": x, "dataY": height - y_up}
+    assert ex.head_at(pixel["dataX"], pixel["dataY"]) == ("Beta", 0, 2)
+    ex._on_pointer({"type": "mousemove", **pixel})
+    assert ex.hover.value.startswith("L0.H2 · Beta: score") and f"rank {seed.rank('Beta')[0, 2]} of {L * H}" in ex.hover.value
+    ex._on_pointer({"type": "mousemove", "dataX": 1, "dataY": 1})  # the margin: no head
+    assert ex.hover.value == "" and ex.head_at(1, 1) is None
+    ex._on_pointer({"type": "click", **pixel})
+    c = ex.controls
+    assert (c["detail_task"].value, c["layer"].value, c["head"].value) == ("Beta", 0, 2)
+    assert "L0.H2 in Beta" in ex.details_out.outputs[0]["data"]["text/plain"]
+    assert ex.error.value == ""
+
+
 def scores_with_items(n_items=6):
     """Fake scores whose per_example holds ``n_items`` items per task, heads 0.x strongly positive."""
     rng = np.random.default_rng(4)
