@@ -87,6 +87,8 @@ def test_validate_on_planted_heads(toy_task):
     assert "| Toy | 2 |" in v.markdown()
     with pytest.raises(ValueError, match="at least 10"):
         validate(model, s, toy_task, n_random=3)
+    mean = validate(model, s, toy_task, k=2, n_random=10, by="abs", mode="mean", progress=False).table.loc["Toy"]
+    assert mean.drop_random == 0 and abs(mean.drop_top) > 1e-3 and mean.drop_top != row.drop_top
 
 
 def test_steer_adds_alpha_times_direction(tiny_model, toy_task):
