@@ -68,9 +68,9 @@ def test_threshold_counts_in_titles_and_dimming():
     thr = 0.005
     view = plot.heatmap_grid(s, threshold=thr)._headlab_view
     frac = s.normalized("fraction")
-    for i, (title, im) in enumerate(zip(view.titles, view.images)):
+    for i, (title, label, im) in enumerate(zip(view.titles, view.counts, view.images)):
         count = int((frac[i] >= thr).sum())
-        assert title.get_text() == f"{NAMES[i]} ({count} ≥ thr)"
+        assert (title.get_text(), label.get_text()) == (NAMES[i], f"{count} ≥ thr")
         alpha = im.get_alpha()
         assert (alpha == 1).sum() == count and np.all(alpha[frac[i] < thr] == plot.DIM_ALPHA)
 
@@ -83,7 +83,7 @@ def test_top_k_selects_exactly_k():
         keep = im.get_alpha() == 1
         assert keep.sum() == 7
         assert np.all(frac[i][keep].min() >= frac[i][~keep].max())
-        assert view.titles[i].get_text() == f"{NAMES[i]} (top 7)"
+        assert view.counts[i].get_text() == "top 7"
 
 
 def test_vmax_clip_adds_plus_tick():
@@ -111,7 +111,7 @@ def test_signed_display_is_diverging_and_symmetric(kwargs):
 def test_signed_threshold_uses_magnitude():
     s = make_scores(2, 6, 4)
     view = plot.heatmap_grid(s, normalize="none", threshold=1.0)._headlab_view
-    assert view.titles[0].get_text() == f"{NAMES[0]} ({int((np.abs(s.values[0]) >= 1.0).sum())} ≥ thr)"
+    assert view.counts[0].get_text() == f"{int((np.abs(s.values[0]) >= 1.0).sum())} ≥ thr"
 
 
 def test_positive_raw_values_stay_sequential():
@@ -129,13 +129,14 @@ def test_in_place_update_keeps_artists():
     assert view.images == images and view.axes == axes and view.colorbar is cbar and fig._headlab_view is view
     assert any(not np.array_equal(b, im.get_alpha()) for b, im in zip(before, images))
     frac = s.normalized("fraction")
-    assert view.titles[0].get_text() == f"{NAMES[0]} ({int((frac[0] >= 0.006).sum())} ≥ thr)"
+    assert view.counts[0].get_text() == f"{int((frac[0] >= 0.006).sum())} ≥ thr"
 
     view.update(normalize="zscore", threshold=None)
     z = s.normalized("zscore")
     assert view.images == images
     np.testing.assert_allclose(images[2].get_array(), z[2])
     assert images[2].get_cmap().name == "RdBu_r" and view.titles[2].get_text() == NAMES[2]
+    assert view.counts[2].get_text() == ""
     assert np.all(images[0].get_alpha() == 1)
 
     view.update(top_k=3)                      # top_k replaces the threshold
@@ -165,7 +166,7 @@ def test_single_heatmap_into_axes():
     fig = Figure()
     ax = fig.add_subplot()
     assert plot.heatmap(s, "Retrieval", ax=ax, top_k=2) is ax
-    assert ax.get_title() == "Retrieval (top 2)" and len(fig.axes) == 2
+    assert (ax.get_title(loc="left"), ax.get_title(loc="right")) == ("Retrieval", "top 2") and len(fig.axes) == 2
     ax2 = plot.heatmap(s, "Retrieval")
     assert ax2.get_ylabel() == "Layer" and ax2.get_xlabel() == "Head"
 
@@ -295,3 +296,13 @@ def test_always_any_grid_rows_by_two():
     assert [a.get_title() for a in via_grid.axes[:4]] == [a.get_title() for a in panels[:4]]
     with pytest.raises(ValueError, match="unknown"):
         plot.always_any_grid(aa, tasks=["Nope"])
+
+
+def test_png_bytes_round_trip():
+    rgba = np.random.default_rng(0).integers(0, 256, (7, 5, 4), dtype=np.uint8)
+    import io
+
+    from PIL import Image
+
+    decoded = np.asarray(Image.open(io.BytesIO(plot.png_bytes(rgba))))
+    assert decoded.shape == (7, 5, 4) and np.array_equal(decoded, rgba)

@@ -68,7 +68,7 @@ def test_layout_and_controls(tasks, calls):
     assert c["method"].value == "attribution · resample" and c["tasks"].value == ("Alpha", "Beta")
     assert isinstance(c["threshold"], W.FloatLogSlider)   # fractions span decades
     assert c["k"].max == L * H and c["layer"].max == L - 1 and c["head"].max == H - 1
-    assert [t.get_text().split(" (")[0] for t in ex.view.titles[:2]] == ["Alpha", "Beta"]
+    assert [t.get_text() for t in ex.view.titles[:2]] == ["Alpha", "Beta"]
     assert ex.error.value == ""
 
 
@@ -78,8 +78,9 @@ def test_threshold_normalize_tasks_redraw_in_place(tasks, calls):
     frac = ex.scores.normalized("fraction")
     slider = ex.controls["threshold"]
     slider.value = float(np.sort(frac[0].ravel())[-3])     # 3 heads of Alpha pass
-    assert view.titles[0].get_text() == "Alpha (3 ≥ thr)"
-    assert view.titles[1].get_text() == f"Beta ({int((frac[1] >= slider.value).sum())} ≥ thr)"
+    assert [t.get_text() for t in view.titles[:2]] == ["Alpha", "Beta"]
+    assert view.counts[0].get_text() == "3 ≥ thr"
+    assert view.counts[1].get_text() == f"{int((frac[1] >= slider.value).sum())} ≥ thr"
     assert (images[0].get_alpha() == 1).sum() == 3
 
     ex.controls["normalize"].value = "zscore"
@@ -88,11 +89,12 @@ def test_threshold_normalize_tasks_redraw_in_place(tasks, calls):
 
     ex.controls["top_k"].value = True
     ex.controls["k"].value = 2
-    assert all((im.get_alpha() == 1).sum() == 2 for im in images) and view.titles[0].get_text() == "Alpha (top 2)"
+    assert all((im.get_alpha() == 1).sum() == 2 for im in images) and view.counts[0].get_text() == "top 2"
     assert ex.controls["threshold"].disabled
 
     ex.controls["tasks"].value = ("Beta",)
-    assert [ax.get_visible() for ax in view.axes] == [True] and view.titles[0].get_text() == "Beta (top 2)"
+    assert [ax.get_visible() for ax in view.axes] == [True] and view.titles[0].get_text() == "Beta"
+    assert view.counts[0].get_text() == "top 2"
     assert calls == []                         # all of it from the cached scores
 
 
