@@ -2,11 +2,13 @@
 
 1. Exact resample ablation (headlab's replay) vs TransformerLens' patching loop
    (get_act_patch_attn_head_out_all_pos, all 270 heads): time, ratio, max |difference|.
-2. Exact ablation vs attribution patching on the eight tasks: time, ratio, Spearman ρ per task over the
-   whole map and over the exact top-20 heads, top-20 overlap, and the heads they disagree on most.
+2. Exact ablation vs attribution patching on the eight tasks, per ablation (resample, zero): time, ratio,
+   Spearman ρ per task over the whole map and over the exact top-20 heads, top-20 overlap, and the heads
+   they disagree on most.
 3. Peak RSS of the process.
 
     python benchmarks/bench_scorers.py [--items 8] [--tl-items 8] [--tl-task "Knowledge Recall"]
+                                       [--ablations resample zero]
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=8, help="items per task for exact vs attribution")
     ap.add_argument("--tl-items", type=int, default=8, help="items for the TransformerLens comparison")
     ap.add_argument("--tl-task", default="Knowledge Recall")
+    ap.add_argument("--ablations", nargs="+", default=["resample", "zero"], choices=["resample", "zero", "mean"],
+                    help="ablations to compare exact vs attribution on")
     args = ap.parse_args()
 
     import headlab
@@ -56,22 +60,23 @@ def main() -> None:
     print(f"speed-up: {t_tl / t_ours:.2f}x   max |difference|: {diff:.2e}")
 
     tasks = {name: t.subset(args.items) for name, t in builtin().items()}
-    exact, t_exact = timed(lambda: headlab.score(model, tasks, method="ablation", ablation="resample",
-                                                 cache=False, progress=False))
-    attr, t_attr = timed(lambda: headlab.score(model, tasks, method="attribution", ablation="resample",
-                                               cache=False, progress=False))
-    print(f"\n## exact ablation vs attribution patching (8 tasks × {args.items} items, resample)")
-    print("| scorer | time (s) |\n|---|---:|")
-    print(f"| exact ablation | {t_exact:.1f} |\n| attribution patching | {t_attr:.1f} |")
-    print(f"speed-up: {t_exact / t_attr:.1f}x")
-    table = agreement(exact, attr, k=20)
-    print("\n| task | Spearman ρ (all 270 heads) | ρ over exact top-20 | top-20 overlap (Jaccard) |")
-    print("|---|---:|---:|---:|")
-    for name, row in table.iterrows():
-        print(f"| {name} | {row['rho']:.2f} | {row['rho_top20']:.2f} | {row['jaccard_top20']:.2f} |")
-    worst = table["rho"].idxmin()
-    print(f"\nheads that disagree most in {worst} (rank by exact vs by attribution):")
-    print(disagreements(exact, attr, worst, n=5).round(4).to_string(index=False))
+    for ablation in args.ablations:
+        exact, t_exact = timed(lambda: headlab.score(model, tasks, method="ablation", ablation=ablation,
+                                                     cache=False, progress=False))
+        attr, t_attr = timed(lambda: headlab.score(model, tasks, method="attribution", ablation=ablation,
+                                                   cache=False, progress=False))
+        print(f"\n## exact ablation vs attribution patching (8 tasks × {args.items} items, {ablation})")
+        print("| scorer | time (s) |\n|---|---:|")
+        print(f"| exact ablation | {t_exact:.1f} |\n| attribution patching | {t_attr:.1f} |")
+        print(f"speed-up: {t_exact / t_attr:.1f}x")
+        table = agreement(exact, attr, k=20)
+        print("\n| task | Spearman ρ (all 270 heads) | ρ over exact top-20 | top-20 overlap (Jaccard) |")
+        print("|---|---:|---:|---:|")
+        for name, row in table.iterrows():
+            print(f"| {name} | {row['rho']:.2f} | {row['rho_top20']:.2f} | {row['jaccard_top20']:.2f} |")
+        worst = table["rho"].idxmin()
+        print(f"\nheads that disagree most in {worst} (rank by exact vs by attribution):")
+        print(disagreements(exact, attr, worst, n=5).round(4).to_string(index=False))
     print(f"\npeak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2:.2f} GB")
 
 

@@ -40,6 +40,32 @@ class Encoded:
     def n(self) -> int:
         return self.tokens.shape[0]
 
+    @classmethod
+    def concat(cls, parts: list["Encoded"], task: str = "pooled") -> "Encoded":
+        """Stack encodings of one metric (e.g. several tasks): rows right-padded to the longest T (padding
+        after a row never changes its numbers), read positions to the largest P (extra ones masked). A part
+        without counterfactuals contributes its clean rows as ``cf_tokens``."""
+        metrics = {p.metric for p in parts}
+        if len(metrics) != 1:
+            raise ValueError(f"cannot stack encodings of different metrics {sorted(metrics)}")
+        T = max(p.tokens.shape[1] for p in parts)
+        P = max(p.read_pos.shape[1] for p in parts)
+
+        def stack(get, width, fill):
+            out = []
+            for p in parts:
+                t = get(p)
+                extra = width - t.shape[1]
+                pad = t[:, -1:].expand(-1, extra) if fill is None else t.new_full((t.shape[0], extra), fill)
+                out.append(torch.cat([t, pad], 1))
+            return torch.cat(out)
+
+        return cls(task, metrics.pop(), stack(lambda p: p.tokens, T, 0),
+                   stack(lambda p: p.tokens if p.cf_tokens is None else p.cf_tokens, T, 0),
+                   torch.cat([p.lengths for p in parts]), torch.cat([p.cf_ok for p in parts]),
+                   stack(lambda p: p.read_pos, P, None), stack(lambda p: p.read_mask, P, False),
+                   stack(lambda p: p.target, P, 0), stack(lambda p: p.foil, P, 0))
+
     def subset(self, idx) -> "Encoded":
         idx = torch.as_tensor(idx)
         pick = lambda t: None if t is None else t[idx]  # noqa: E731

@@ -64,6 +64,37 @@ def test_attribution_tracks_exact_ablation(tiny_model, toy_task):
     assert spearmanr(exact.values.ravel(), attr.values.ravel()).statistic > 0.6
 
 
+@pytest.mark.parametrize("ablation", ["zero", "mean", "resample"])
+def test_pooled_attribution_equals_one_task_at_a_time(tiny_model, toy_task, ablation):
+    """Attribution pools every task's items into length-sorted batches: the numbers must not notice."""
+    long = Task.from_records("long", [dict(prompt="Once upon a time, " + i.prompt, answer=i.answer,
+                                           counterfactual="Once upon a time, " + i.counterfactual,
+                                           counterfactual_answer=i.counterfactual_answer) for i in toy_task.items])
+    both = score(tiny_model, [toy_task, long], method="attribution", ablation=ablation, cache=False,
+                 progress=False)
+    assert np.abs(both.values).max() > 1e-3
+    for t, task in enumerate([toy_task, long]):
+        alone = score(tiny_model, task, method="attribution", ablation=ablation, batch_size=1, cache=False,
+                      progress=False)
+        np.testing.assert_allclose(both.per_example[t, : alone.n_examples[0]], alone.per_example[0], atol=1e-5)
+        np.testing.assert_allclose(both.baseline[t], alone.baseline[0], atol=1e-5)
+
+
+def test_pooled_batches_keep_the_token_budget():
+    from headlab.metrics import Encoded
+
+    lengths = torch.tensor([30, 5, 12, 30, 7, 400])
+    enc = Encoded("t", "logprob", torch.zeros(6, 400, dtype=torch.long), None, lengths, torch.ones(6, dtype=bool),
+                  *[torch.zeros(6, 1, dtype=torch.long)] * 1, torch.ones(6, 1, dtype=bool),
+                  torch.zeros(6, 1, dtype=torch.long), torch.zeros(6, 1, dtype=torch.long))
+    batches = scoring._pooled_batches(enc, None)
+    assert sorted(torch.cat(batches).tolist()) == list(range(6))
+    for b in batches:
+        assert len(b) == 1 or len(b) * int(lengths[b].max()) <= scoring.ATTRIBUTION_TOKEN_BUDGET
+    assert [lengths[b].tolist() for b in batches] == [[5, 7, 12, 30, 30], [400]]
+    assert [len(b) for b in scoring._pooled_batches(enc, 4)] == [4, 2]
+
+
 PLANTS = [(0, 1), (2, 3)]
 
 
