@@ -2,7 +2,8 @@
 
 - ``agreement`` / ``compare``: per task Spearman ρ, ρ over the reference's top-k, top-k Jaccard;
   ``compare_scatter``: one scatter of head scores per task, ρ in the titles.
-- ``disagreements``: the heads whose ranks differ most between two maps.
+- ``disagreements``: the heads whose ranks differ most between two maps; ``patch_path``: why — the metric
+  drop along the path from a head's clean z to its counterfactual z (attribution sees only its slope at 0).
 - ``task_overlap``: task × task top-k Jaccard (which functions share heads); draw with ``plot.plot_matrix``.
 - ``relative_depth`` / ``cross_model`` / ``cross_model_plot``: layers mapped onto relative depth [0, 1],
   so a 30-layer and a 2-layer model can be compared per task.
@@ -96,6 +97,43 @@ def disagreements(a: HeadScores, b: HeadScores, task: str, n: int = 5):
     H = a.values.shape[2]
     return pd.DataFrame([{"layer": int(i // H), "head": int(i % H), "a": a[task].flat[i], "b": b[task].flat[i],
                           "rank_a": int(ra.flat[i]), "rank_b": int(rb.flat[i])} for i in order])
+
+
+def patch_path(model, task, layer: int, head: int, alphas=(0.0, 0.25, 0.5, 0.75, 1.0),
+               metric: str = "logit_diff") -> np.ndarray:
+    """Mean metric drop (len(alphas),) when head (layer, head)'s z becomes z + α (z_cf − z) at every position.
+
+    α = 1 is exact resample ablation; attribution patching estimates the curve by its slope at α = 0, so a
+    curve that bends (or first rises) is where the two disagree. Items whose counterfactual differs in
+    token length are skipped, as in ``score``.
+    """
+    import torch
+
+    from . import hooks
+    from .metrics import encode, from_logits
+    from .replay import final_resid, unembed_at
+    from .scoring import _z_of
+
+    n_layers, n_heads = len(model.blocks), model.cfg.n_heads
+    if not (0 <= layer < n_layers and 0 <= head < n_heads):
+        raise ValueError(f"head L{layer}.H{head} is outside this {n_layers} × {n_heads} model")
+    enc = encode(task, model.tokenizer, metric)
+    enc = enc.subset(torch.nonzero(enc.cf_ok).flatten())
+    if enc.n == 0 or enc.cf_tokens is None:
+        raise ValueError(f"task {task.name!r} has no usable counterfactuals: patch_path needs them")
+    cf = _z_of(model, enc.cf_tokens)[layer][:, :, head]
+
+    def run(alpha):
+        def mix(z, hook):
+            z = z.clone()
+            z[:, :, head] += alpha * (cf - z[:, :, head])
+            return z
+        with torch.no_grad():
+            resid = final_resid(model, enc.tokens, [(hooks.z(layer), mix)] if alpha else [])
+            return from_logits(unembed_at(model, resid, enc.read_pos), enc)
+
+    clean = run(0.0)
+    return np.array([(clean - run(float(a))).mean().item() for a in alphas])
 
 
 def task_overlap(scores: HeadScores, k: int = 20):

@@ -114,3 +114,16 @@ def test_disagreements_still_rank_gaps():
     b = scores([[[1, 3, 2, 4]]])
     gaps = compare.disagreements(a, b, "T0", n=2)
     assert gaps[["head", "rank_a", "rank_b"]].values.tolist() == [[0, 1, 4], [3, 4, 1]]
+
+
+def test_patch_path_ends_at_exact_resample_ablation(tiny_model, toy_task):
+    from headlab.compare import patch_path
+    from headlab.scoring import score
+
+    exact = score(tiny_model, toy_task, method="ablation", ablation="resample", cache=False, progress=False)
+    layer, head = np.unravel_index(np.abs(exact.values[0]).argmax(), exact.values[0].shape)
+    curve = patch_path(tiny_model, toy_task, int(layer), int(head), alphas=(0, 0.5, 1))
+    assert curve[0] == 0 and abs(curve[2]) > 1e-3
+    np.testing.assert_allclose(curve[2], exact.values[0, layer, head], atol=1e-5)
+    with pytest.raises(ValueError, match="outside"):
+        patch_path(tiny_model, toy_task, 99, 0)
