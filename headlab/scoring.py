@@ -341,8 +341,9 @@ def _attribution(model, jobs: list[tuple[Encoded, str]], batch_size, progress: b
                                       leave=False):
             T = int(sub.lengths.max())
             tokens = sub.tokens[:, :T]
-            resampled = torch.tensor([jobs[j][1] == "resample" for j in owner.tolist()])
-            cf_z = _z_of(model, sub.cf_tokens[:, :T]) if resampled.any() else None
+            owners = owner.unique().tolist()
+            resampled = any(jobs[j][1] == "resample" for j in owners)
+            cf_z = _z_of(model, sub.cf_tokens[:, :T]) if resampled else None
             zs: list[torch.Tensor] = [None] * L
 
             def keep(layer):
@@ -359,18 +360,18 @@ def _attribution(model, jobs: list[tuple[Encoded, str]], batch_size, progress: b
                 grads = torch.autograd.grad(metric.sum(), zs)
             for layer, (z, grad) in enumerate(zip(zs, grads)):
                 delta = z.detach().clone()                      # zero ablation: z − 0
-                for j in owner.unique().tolist():
+                for j in owners:
                     rows = owner == j
                     if jobs[j][1] == "resample":
                         delta[rows] -= cf_z[layer][rows]
                     elif jobs[j][1] == "mean":   # positions past the task's rows: grad 0, any value
                         mean = means[j][layer][:T]
                         delta[rows, : len(mean)] -= mean
-                score = (delta * grad).sum((1, 3)).numpy()    # (b, H): Σ over positions and d_head
-                for j in owner.unique().tolist():
+                per_head = (delta * grad).sum((1, 3)).numpy()    # (b, H): Σ over positions and d_head
+                for j in owners:
                     rows = (owner == j).numpy()
-                    outs[j][0][local[rows].numpy(), layer] = score[rows]
-            for j in owner.unique().tolist():
+                    outs[j][0][local[rows].numpy(), layer] = per_head[rows]
+            for j in owners:
                 rows = (owner == j).numpy()
                 outs[j][1][local[rows].numpy()] = metric.detach().numpy()[rows]
     finally:
