@@ -111,7 +111,7 @@ def patch_path(model, task, layer: int, head: int, alphas=(0.0, 0.25, 0.5, 0.75,
 
     from . import hooks
     from .metrics import encode, from_logits
-    from .replay import final_resid, unembed_at
+    from .replay import Replay
     from .scoring import _z_of
 
     n_layers, n_heads = len(model.blocks), model.cfg.n_heads
@@ -122,18 +122,18 @@ def patch_path(model, task, layer: int, head: int, alphas=(0.0, 0.25, 0.5, 0.75,
     if enc.n == 0 or enc.cf_tokens is None:
         raise ValueError(f"task {task.name!r} has no usable counterfactuals: patch_path needs them")
     cf = _z_of(model, enc.cf_tokens)[layer][:, :, head]
+    replay = Replay(model, enc.tokens, enc.read_pos, keep_z=False)   # re-runs only blocks ≥ layer
+    clean = from_logits(replay.clean_logits, enc)
 
-    def run(alpha):
+    def drop(alpha: float) -> float:
         def mix(z, hook):
-            z = z.clone()
             z[:, :, head] += alpha * (cf - z[:, :, head])
             return z
         with torch.no_grad():
-            resid = final_resid(model, enc.tokens, [(hooks.z(layer), mix)] if alpha else [])
-            return from_logits(unembed_at(model, resid, enc.read_pos), enc)
+            logits = replay.logits_from(layer, fwd_hooks=[(hooks.z(layer), mix)])
+        return (clean - from_logits(logits, enc)).mean().item()
 
-    clean = run(0.0)
-    return np.array([(clean - run(float(a))).mean().item() for a in alphas])
+    return np.array([drop(float(a)) for a in alphas])
 
 
 def task_overlap(scores: HeadScores, k: int = 20):
