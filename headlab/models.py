@@ -328,6 +328,21 @@ def tiny(n_layers: int = 2, n_heads: int = 4, d_model: int = 64, seed: int = 0, 
     return bridge
 
 
+def tiny_hf(n_layers: int = 2, n_heads: int = 4, d_model: int = 32, seed: int = 0, n_kv_heads: int = 2,
+            vocab_size: int = 259):
+    """A small random Hugging Face ``LlamaForCausalLM`` (byte vocabulary by default): a user's own model in
+    miniature. ``load_model(tiny_hf(), tokenizer=byte_tokenizer())`` wraps it; unlike ``tiny``'s native bridge
+    it keeps a key/value cache, so attribution runs it packed (``headlab.packing``)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=d_model, intermediate_size=2 * d_model,
+                      num_hidden_layers=n_layers, num_attention_heads=n_heads, num_key_value_heads=n_kv_heads,
+                      max_position_embeddings=256)
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(cfg).eval()
+
+
 def planted(heads, n_layers: int = 2, n_heads: int = 4, d_model: int = 64, seed: int = 0, **kwargs):
     """A ``tiny`` model whose W_O is zero for every head except ``heads`` [(layer, head), ...].
 

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import hooks
+from . import hooks, packing
 from .metrics import METRICS, Encoded, encode, from_logits
+from .packing import Pack, Run
 from .models import describe, load_model
 from .replay import Replay, final_resid, unembed_at
 from .results import HeadScores, atomic_write_bytes
@@ -33,7 +34,8 @@ from .tasks import Task, as_task_list
 METHODS = ("ablation", "attribution", "probe", "gating")
 ABLATIONS = ("zero", "mean", "resample")
 TOKEN_BUDGET = 16384  # tokens per forward pass; keeps the embedded model's sweep well under 6 GB
-ATTRIBUTION_TOKEN_BUDGET = 512  # tokens per forward + backward: faster on a CPU than larger batches (measured)
+PACKED_TOKEN_BUDGET = 2048  # tokens per packed forward + backward (attribution; fewer, fuller passes: measured)
+PADDED_TOKEN_BUDGET = 512  # per right-padded forward + backward: larger padded batches were slower (measured)
 CACHE_VERSION = 1
 
 
@@ -282,15 +284,8 @@ def _ablate_heads_hook(heads: list[int], n: int, src: torch.Tensor | None):
 def _z_of(model, tokens: torch.Tensor) -> list[torch.Tensor]:
     """Per layer (n, T, H, d_head): z of a plain no-grad run (stopped before the unembedding)."""
     zs = [None] * len(model.blocks)
-
-    def keep(layer):
-        def hook(z, hook):
-            zs[layer] = z.detach().clone()
-            return z
-        return hook
-
     with torch.no_grad():
-        final_resid(model, tokens, [(hooks.z(l), keep(l)) for l in range(len(model.blocks))])
+        final_resid(model, tokens, _keep_z(zs))
     return zs
 
 
@@ -298,31 +293,42 @@ def _z_of(model, tokens: torch.Tensor) -> list[torch.Tensor]:
 
 def _pooled_batches(enc: Encoded, batch_size: int | None) -> list[torch.Tensor]:
     """Row batches of a pooled encoding, shortest rows first: ``batch_size`` rows each, or (default) as
-    many as keep rows × longest row ≤ ``ATTRIBUTION_TOKEN_BUDGET``."""
+    many as keep rows × longest row ≤ ``PADDED_TOKEN_BUDGET``."""
     order = torch.argsort(enc.lengths, stable=True)
     if batch_size:
         return [order[s: s + batch_size] for s in range(0, len(order), batch_size)]
     batches, start = [], 0
     for end in range(1, len(order) + 1):
         longest = int(enc.lengths[order[end - 1]])
-        if end - start > 1 and (end - start) * longest > ATTRIBUTION_TOKEN_BUDGET:
+        if end - start > 1 and (end - start) * longest > PADDED_TOKEN_BUDGET:
             batches.append(order[start: end - 1])
             start = end - 1
     return batches + [order[start:]]
+
+
+def _packed_batches(enc: Encoded, batch_size: int | None) -> tuple[list[torch.Tensor], int]:
+    """Item batches of a pooled encoding for packed runs, and the row width: the items are packed into rows
+    as wide as the longest item, and the rows cut into batches of ``batch_size`` rows, or (default) as many
+    as keep rows × width ≤ ``PACKED_TOKEN_BUDGET``."""
+    pack = Pack(torch.zeros_like(enc.lengths), enc.lengths)
+    rows = batch_size or max(1, PACKED_TOKEN_BUDGET // pack.width)
+    batches = [torch.nonzero((pack.row >= s) & (pack.row < s + rows)).flatten() for s in range(0, pack.n_rows, rows)]
+    return batches, pack.width
 
 
 def _attribution(model, jobs: list[tuple[Encoded, str]], batch_size, progress: bool):
     """First-order head scores for encoded tasks ``jobs`` [(enc, ablation)]: [(per_example (n, L, H), clean
     (n,))] per job.
 
-    Every job's items (of one metric) are pooled, sorted by length and batched, so that short tasks fill a
-    forward pass together and rows carry little padding. Per batch: a no-grad counterfactual run (if any
-    row is resampled), one clean forward with ∂metric/∂z kept for every layer, one backward (activation
-    gradients only: the weights are frozen meanwhile).
+    Every job's items (of one metric) are pooled and batched together, so that short tasks fill a pass
+    together: packed end to end where the model allows it (``packing``), else sorted by length and
+    right-padded. Per batch: one clean forward with ∂metric/∂z kept for every layer, one backward (activation
+    gradients only: the weights are frozen meanwhile), and a no-grad counterfactual run for resampled items.
     """
     L, H = len(model.blocks), model.cfg.n_heads
     means = [_mean_z(model, enc, _item_batches(enc, batch_size)) if abl == "mean" else None for enc, abl in jobs]
     outs = [(np.zeros((enc.n, L, H), dtype=np.float32), np.zeros(enc.n, dtype=np.float32)) for enc, _ in jobs]
+    packed = packing.supported(model)
     groups = {}
     for j, (enc, _) in enumerate(jobs):
         groups.setdefault(enc.metric, []).append(j)
@@ -331,53 +337,129 @@ def _attribution(model, jobs: list[tuple[Encoded, str]], batch_size, progress: b
         pooled = Encoded.concat([jobs[j][0] for j in members])
         owner = torch.cat([torch.full((jobs[j][0].n,), j) for j in members])
         local = torch.cat([torch.arange(jobs[j][0].n) for j in members])
-        plan += [(pooled.subset(idx), owner[idx], local[idx]) for idx in _pooled_batches(pooled, batch_size)]
+        batches, width = _packed_batches(pooled, batch_size) if packed else (_pooled_batches(pooled, batch_size), 0)
+        plan += [(pooled.subset(idx), owner[idx], local[idx], width) for idx in batches]
     ablations = sorted({abl for _, abl in jobs})
+    step = _attribution_packed if packed else _attribution_padded
     grads_were = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
     try:
-        for sub, owner, local in tqdm(plan, desc=f"attribution/{'+'.join(ablations)}", disable=not progress,
+        for sub, owner, local, width in tqdm(plan, desc=f"attribution/{'+'.join(ablations)}", disable=not progress,
                                       leave=False):
-            T = int(sub.lengths.max())
-            tokens = sub.tokens[:, :T]
             owners = owner.unique().tolist()
-            resampled = any(jobs[j][1] == "resample" for j in owners)
-            cf_z = _z_of(model, sub.cf_tokens[:, :T]) if resampled else None
-            zs: list[torch.Tensor] = [None] * L
-
-            def keep(layer):
-                def hook(z, hook):
-                    if layer == 0:       # the graph starts here: nothing below layer 0's z is differentiated
-                        z = z.detach().requires_grad_(True)
-                    zs[layer] = z
-                    return z
-                return hook
-
-            with torch.enable_grad():
-                resid = final_resid(model, tokens, [(hooks.z(l), keep(l)) for l in range(L)])
-                metric = from_logits(unembed_at(model, resid, sub.read_pos), sub)
-                grads = torch.autograd.grad(metric.sum(), zs)
-            for layer, (z, grad) in enumerate(zip(zs, grads)):
-                delta = z.detach().clone()                      # zero ablation: z − 0
-                for j in owners:
-                    rows = owner == j
-                    if jobs[j][1] == "resample":
-                        delta[rows] -= cf_z[layer][rows]
-                    elif jobs[j][1] == "mean":   # positions past the task's rows: grad 0, any value
-                        mean = means[j][layer][:T]
-                        delta[rows, : len(mean)] -= mean
-                per_head = (delta * grad).sum((1, 3)).numpy()    # (b, H): Σ over positions and d_head
-                for j in owners:
-                    rows = (owner == j).numpy()
-                    outs[j][0][local[rows].numpy(), layer] = per_head[rows]
+            kinds = {j: jobs[j][1] for j in owners}
+            metric, per_head = step(model, sub, owner, kinds, means, width)
             for j in owners:
                 rows = (owner == j).numpy()
-                outs[j][1][local[rows].numpy()] = metric.detach().numpy()[rows]
+                outs[j][0][local[rows].numpy()] = per_head[rows]
+                outs[j][1][local[rows].numpy()] = metric[rows]
     finally:
         for p, g in zip(model.parameters(), grads_were):
             p.requires_grad_(g)
     return outs
+
+
+def _keep_z_with_grad(zs: list):
+    """Hooks keeping each layer's z in ``zs``; the graph starts at layer 0's z (nothing below it is
+    differentiated)."""
+    def keep(layer):
+        def hook(z, hook):
+            if layer == 0:
+                z = z.detach().requires_grad_(True)
+            zs[layer] = z
+            return z
+        return hook
+    return [(hooks.z(layer), keep(layer)) for layer in range(len(zs))]
+
+
+def _attribution_padded(model, sub: Encoded, owner, kinds: dict, means, width=0):
+    """One right-padded batch: metric (b,) and Σ_pos,d (z − z_ablated) · ∂metric/∂z (b, L, H), numpy."""
+    L = len(model.blocks)
+    T = int(sub.lengths.max())
+    cf_z = _z_of(model, sub.cf_tokens[:, :T]) if "resample" in kinds.values() else None
+    zs: list[torch.Tensor] = [None] * L
+    with torch.enable_grad():
+        resid = final_resid(model, sub.tokens[:, :T], _keep_z_with_grad(zs))
+        metric = from_logits(unembed_at(model, resid, sub.read_pos), sub)
+        grads = torch.autograd.grad(metric.sum(), zs)
+    per_head = []
+    for layer, (z, grad) in enumerate(zip(zs, grads)):
+        delta = z.detach().clone()                      # zero ablation: z − 0
+        for j, kind in kinds.items():
+            rows = owner == j
+            if kind == "resample":
+                delta[rows] -= cf_z[layer][rows]
+            elif kind == "mean":   # positions past the task's rows: grad 0, any value
+                mean = means[j][layer][:T]
+                delta[rows, : len(mean)] -= mean
+        per_head.append((delta * grad).sum((1, 3)))    # (b, H): Σ over positions and d_head
+    return metric.detach().numpy(), torch.stack(per_head, 1).numpy()
+
+
+def _attribution_packed(model, sub: Encoded, owner, kinds: dict, means, width: int):
+    """``_attribution_padded`` on a packed batch (see ``packing``): the clean items share rows without
+    padding, and a resampled item's counterfactual run covers only the positions from its first differing
+    token on, attending to the clean run's keys/values before it (earlier positions cannot differ: their
+    z − z_cf is exactly 0). Rows are ``width`` tokens wide."""
+    L, n = len(model.blocks), sub.n
+    pack = Pack(torch.zeros_like(sub.lengths), sub.lengths, width)
+    zs: list[torch.Tensor] = [None] * L
+    with torch.enable_grad():
+        run = Run(model, pack, pack.place(sub.tokens), _keep_z_with_grad(zs))
+        x = run.resid.reshape(-1, run.resid.shape[-1])[pack.slots(sub.read_pos)]      # (n, P, d)
+        metric = from_logits(model.unembed(model.ln_final(x)), sub)
+        grads = torch.autograd.grad(metric.sum(), zs)
+    T = int(sub.lengths.max())
+    pos = torch.arange(T)[None].expand(n, T)
+    real = pos < sub.lengths[:, None]
+    slots = pack.slots(pos)                                                           # (n, T)
+    resampled = torch.zeros(n, dtype=torch.bool)
+    for j, kind in kinds.items():
+        resampled |= (owner == j) & (kind == "resample")
+    first = torch.minimum(_first_differences(sub), sub.lengths)
+    cf_z, cf_clean, cf_slots, same = None, None, None, slots[real & resampled[:, None] & (pos < first[:, None])]
+    pieces = torch.nonzero(resampled & (first < sub.lengths)).flatten()
+    if len(pieces):
+        cf_pack = Pack(first[pieces], sub.lengths[pieces], width=pack.width)
+        prefix = [[] for _ in range(cf_pack.n_rows)]                  # per cf row: (clean slot, piece)
+        for k, i in enumerate(pieces.tolist()):
+            prefix[int(cf_pack.row[k])] += [(s, k) for s in slots[i, : int(first[i])].tolist()]
+        n_prefix = max(1, max(len(p) for p in prefix))
+        prefix_slot = torch.zeros((cf_pack.n_rows, n_prefix), dtype=torch.long)
+        prefix_owner = torch.full((cf_pack.n_rows, n_prefix), -1, dtype=torch.long)
+        for r, p in enumerate(prefix):
+            if p:
+                prefix_slot[r, : len(p)], prefix_owner[r, : len(p)] = torch.tensor(p).T
+        cf_z = [None] * L
+        with torch.no_grad():
+            Run(model, cf_pack, cf_pack.place(sub.cf_tokens[pieces]), _keep_z(cf_z),
+                prefix=run.gather_kv(prefix_slot), prefix_owner=prefix_owner, rotary=run.rotary)
+        suffix = real[pieces] & (pos[pieces] >= first[pieces, None])
+        cf_clean = slots[pieces][suffix]
+        cf_slots = cf_pack.slots(pos[pieces])[suffix]
+    mean_items = [(j, (real & (owner == j)[:, None])) for j, kind in kinds.items() if kind == "mean"]
+    item = torch.where(pack.owner >= 0, pack.owner, n).flatten()                   # empty slots → row n
+    per_head = torch.zeros((n + 1, L, model.cfg.n_heads))
+    for layer, (z, grad) in enumerate(zip(zs, grads)):
+        delta = z.detach().flatten(0, 1).clone()                                    # (R·W, H, d): z − 0
+        delta[same] = 0.0
+        if cf_z is not None:
+            delta[cf_clean] -= cf_z[layer].flatten(0, 1)[cf_slots]
+        for j, where in mean_items:
+            delta[slots[where]] -= means[j][layer][pos[where]]
+        per_head[:, layer].index_add_(0, item, (delta * grad.flatten(0, 1)).sum(-1))
+    return metric.detach().numpy(), per_head[:n].numpy()
+
+
+def _keep_z(zs: list):
+    """Hooks keeping each layer's z (detached) in ``zs``."""
+    def keep(layer):
+        def hook(z, hook):
+            zs[layer] = z.detach()
+            return z
+        return hook
+    return [(hooks.z(layer), keep(layer)) for layer in range(len(zs))]
 
 
 # --- cache ----------------------------------------------------------------------------------------

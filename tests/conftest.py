@@ -44,3 +44,11 @@ def cogqa_path():
     if not COGQA.is_file():
         pytest.skip(f"CogQA not found at {COGQA}: it is read from ../shared/data/cogqa (never bundled)")
     return COGQA
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():
+    """A random Hugging Face Llama (2 layers, 4 query heads over 2 KV heads) behind the bridge: packable."""
+    from headlab.models import byte_tokenizer, load_model, tiny_hf
+
+    return load_model(tiny_hf(), tokenizer=byte_tokenizer())

@@ -76,6 +76,22 @@ def test_resample_ablation_equals_transformerlens_on_embedded(embedded):
     assert np.abs(ref).max() > 1e-2  # not vacuous
 
 
+@pytest.mark.parametrize("ablation", ["zero", "resample"])
+def test_packed_attribution_equals_padded_on_embedded(embedded, ablation, monkeypatch):
+    """The embedded model runs attribution packed (rows shared by several items, counterfactual suffixes on
+    the clean keys/values); right-padded full runs give the same numbers."""
+    from headlab import packing
+
+    assert packing.supported(embedded)
+    tasks = {name: builtin([name])[name].subset(3) for name in ("Knowledge Recall", "Decision-making", "Math Calculation")}
+    packed = score(embedded, tasks, method="attribution", ablation=ablation, cache=False, progress=False)
+    monkeypatch.setattr(packing, "supported", lambda model: False)
+    padded = score(embedded, tasks, method="attribution", ablation=ablation, cache=False, progress=False)
+    assert np.abs(padded.per_example).max() > 1e-2
+    np.testing.assert_allclose(packed.per_example, padded.per_example, atol=1e-4)
+    np.testing.assert_allclose(packed.baseline, padded.baseline, atol=1e-4)
+
+
 def test_cli_score_writes_scores_and_table(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-m", "headlab", "score", "--method", "attribution", "--tasks",

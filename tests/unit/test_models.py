@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from headlab.models import ModelInfo, ModelLoadError, byte_tokenizer, describe, load_model, planted, tiny
+from headlab.models import ModelInfo, ModelLoadError, byte_tokenizer, describe, load_model, planted, tiny, tiny_hf
 
 
 def test_tiny_describes_itself():
@@ -53,17 +53,8 @@ def test_bridge_passes_through(tiny_model):
     assert load_model(tiny_model) is tiny_model
 
 
-def _small_llama(vocab):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    torch.manual_seed(0)
-    return LlamaForCausalLM(cfg)
-
-
 def test_wraps_a_user_loaded_hf_model():
-    hf = _small_llama(259)
+    hf = tiny_hf()
     m = load_model(hf, tokenizer=byte_tokenizer())
     info = describe(m)
     assert (info.n_layers, info.n_heads, info.n_kv_heads, info.d_head) == (2, 4, 2, 8)
@@ -84,12 +75,12 @@ def test_bad_model_arguments(arg, match):
 
 def test_hf_model_needs_tokenizer():
     with pytest.raises(ModelLoadError, match="needs its tokenizer"):
-        load_model(_small_llama(259))
+        load_model(tiny_hf())
 
 
 def test_mismatched_tokenizer_is_refused():
     with pytest.raises(ModelLoadError, match="tokenizer has 259 tokens but the model's vocabulary has 100"):
-        load_model(_small_llama(100), tokenizer=byte_tokenizer())
+        load_model(tiny_hf(vocab_size=100), tokenizer=byte_tokenizer())
 
 
 def test_missing_embedded_package(monkeypatch, tmp_path):

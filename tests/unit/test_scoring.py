@@ -80,6 +80,43 @@ def test_pooled_attribution_equals_one_task_at_a_time(tiny_model, toy_task, abla
         np.testing.assert_allclose(both.baseline[t], alone.baseline[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("ablation", ["zero", "mean", "resample"])
+def test_packed_attribution_equals_padded(tiny_llama, toy_task, ablation, monkeypatch):
+    """Packed rows and counterfactual suffixes on the clean keys/values (``headlab.packing``) give the numbers
+    of right-padded full runs: tasks of different lengths, counterfactuals differing early, late and never."""
+    from headlab import packing
+
+    early = Task.from_records("early", [dict(prompt=f"{a} then the rest of it:", answer=" ok",
+                                             counterfactual=f"{b} then the rest of it:", counterfactual_answer=" no")
+                                        for a, b in ["ab", "cd", "ee", "gh"]])
+    tasks = [toy_task, early]
+    packed = score(tiny_llama, tasks, method="attribution", ablation=ablation, cache=False, progress=False)
+    monkeypatch.setattr(packing, "supported", lambda model: False)
+    padded = score(tiny_llama, tasks, method="attribution", ablation=ablation, cache=False, progress=False)
+    assert np.nanmax(np.abs(padded.per_example)) > 1e-3
+    np.testing.assert_allclose(packed.per_example, padded.per_example, atol=1e-5)
+    np.testing.assert_allclose(packed.baseline, padded.baseline, atol=1e-5)
+
+
+def test_packed_batches_cut_rows_at_the_token_budget(monkeypatch):
+    from headlab.metrics import Encoded
+    from headlab.packing import Pack
+
+    lengths = torch.tensor([30, 5, 12, 30, 7, 400, 25])
+    enc = Encoded("t", "logprob", torch.zeros(7, 400, dtype=torch.long), None, lengths, torch.ones(7, dtype=bool),
+                  torch.zeros(7, 1, dtype=torch.long), torch.ones(7, 1, dtype=bool),
+                  torch.zeros(7, 1, dtype=torch.long), torch.zeros(7, 1, dtype=torch.long))
+    batches, width = scoring._packed_batches(enc, None)   # rows of 400: [400], [30, 30, 25, 12, 7, 5]
+    assert width == 400 and [sorted(lengths[b].tolist()) for b in batches] == [[5, 7, 12, 25, 30, 30, 400]]
+    batches, _ = scoring._packed_batches(enc, 1)
+    assert [sorted(lengths[b].tolist()) for b in batches] == [[400], [5, 7, 12, 25, 30, 30]]
+    monkeypatch.setattr(scoring, "PACKED_TOKEN_BUDGET", 100)    # rows of 30: 30 | 30 | 25 + 5 | 12 + 7
+    batches, width = scoring._packed_batches(enc.subset(torch.tensor([0, 1, 2, 3, 4, 6])), None)
+    assert width == 30 and [len(b) for b in batches] == [4, 2]
+    for b in batches:
+        assert Pack(torch.zeros(len(b), dtype=torch.long), lengths[[0, 1, 2, 3, 4, 6]][b], width).n_rows <= 3
+
+
 def test_pooled_batches_keep_the_token_budget():
     from headlab.metrics import Encoded
 
@@ -90,7 +127,7 @@ def test_pooled_batches_keep_the_token_budget():
     batches = scoring._pooled_batches(enc, None)
     assert sorted(torch.cat(batches).tolist()) == list(range(6))
     for b in batches:
-        assert len(b) == 1 or len(b) * int(lengths[b].max()) <= scoring.ATTRIBUTION_TOKEN_BUDGET
+        assert len(b) == 1 or len(b) * int(lengths[b].max()) <= scoring.PADDED_TOKEN_BUDGET
     assert [lengths[b].tolist() for b in batches] == [[5, 7, 12, 30, 30], [400]]
     assert [len(b) for b in scoring._pooled_batches(enc, 4)] == [4, 2]
 

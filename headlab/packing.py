@@ -1,0 +1,146 @@
+"""Packing: sequences laid end to end in shared rows, each attending only to itself.
+
+Right-padding a batch of mixed lengths spends every layer's compute on the padding (a third of the eight
+builtin tasks' tokens). A ``Pack`` places pieces of sequences end to end in rows of ``width`` tokens (first
+fit, longest first); a block-diagonal causal mask keeps the pieces apart and each token keeps its own
+position in its sequence (rotary position embeddings), so every piece gets exactly the numbers a run of
+its sequence alone would give. A piece may start mid-sequence: its earlier positions' keys and values are
+then gathered from another packed run (``PrefixKV``), e.g. a counterfactual prompt's suffix after the
+prefix it shares with its clean prompt.
+
+Needs a rotary model whose blocks take only ``BLOCK_KWARGS`` and keep a key/value cache: ``supported``.
+"""
+from __future__ import annotations
+
+import torch
+
+from .replay import final_resid
+
+BLOCK_KWARGS = {"attention_mask", "position_embeddings", "position_ids", "past_key_values", "use_cache"}
+
+
+class Pack:
+    """Pieces ``[start_i, stop_i)`` of n sequences placed in ``n_rows`` rows of ``width`` slots.
+
+    ``row`` (n,), ``offset`` (n,): where piece i's first token sits; ``owner`` (n_rows, width): the piece in
+    each slot (−1: empty); ``position`` (n_rows, width): each slot's position in its sequence.
+    """
+
+    def __init__(self, start: torch.Tensor, stop: torch.Tensor, width: int | None = None):
+        self.start, self.stop = start.long(), stop.long()
+        size = (self.stop - self.start).tolist()
+        self.width = int(width or max(max(size, default=1), 1))
+        if max(size, default=0) > self.width:
+            raise ValueError(f"a piece of {max(size)} tokens does not fit rows of {self.width}")
+        free, row, offset = [], [0] * len(size), [0] * len(size)
+        for i in sorted(range(len(size)), key=lambda i: -size[i]):
+            r = next((r for r, f in enumerate(free) if f >= size[i]), len(free))
+            if r == len(free):
+                free.append(self.width)
+            row[i], offset[i] = r, self.width - free[r]
+            free[r] -= size[i]
+        self.n_rows = max(len(free), 1)
+        self.row, self.offset = torch.tensor(row, dtype=torch.long), torch.tensor(offset, dtype=torch.long)
+        self.owner = torch.full((self.n_rows, self.width), -1, dtype=torch.long)
+        self.position = torch.zeros((self.n_rows, self.width), dtype=torch.long)
+        for i, n in enumerate(size):
+            r, o = row[i], offset[i]
+            self.owner[r, o: o + n] = i
+            self.position[r, o: o + n] = torch.arange(int(self.start[i]), int(self.start[i]) + n)
+
+    def slots(self, pos: torch.Tensor) -> torch.Tensor:
+        """Flat slot (row · width + column) of sequence positions ``pos`` (n, P) of each piece; (n, P)."""
+        return (self.row * self.width + self.offset - self.start)[:, None] + pos
+
+    def place(self, values: torch.Tensor, fill=0) -> torch.Tensor:
+        """Sequence-indexed ``values`` (n, T, ...) → packed (n_rows, width, ...); empty slots ``fill``."""
+        owner, pos = self.owner.clamp(min=0), self.position
+        out = values[owner, pos.clamp(max=values.shape[1] - 1)]
+        mask = (self.owner < 0).view(*self.owner.shape, *([1] * (values.dim() - 2)))
+        return out.masked_fill(mask, fill)
+
+    def mask(self) -> torch.Tensor:
+        """(n_rows, 1, width, width) bool: a slot attends to the earlier slots of its own piece."""
+        same = self.owner[:, :, None] == self.owner[:, None, :]
+        causal = torch.ones(self.width, self.width, dtype=torch.bool).tril()
+        return (same & causal)[:, None]
+
+    def prefix_mask(self, n_prefix: int, prefix_owner: torch.Tensor) -> torch.Tensor:
+        """(n_rows, 1, width, n_prefix + width) bool: as ``mask``, after ``n_prefix`` gathered key slots
+        whose pieces are ``prefix_owner`` (n_rows, n_prefix) (−1: empty), all earlier than any own slot."""
+        sees = (self.owner[:, :, None] == prefix_owner[:, None, :]) & (self.owner[:, :, None] >= 0)
+        return torch.cat([sees[:, None], self.mask()], dim=-1)
+
+
+def supported(model) -> bool:
+    """Whether ``model`` can run packed: rotary positions, blocks taking only ``BLOCK_KWARGS``, a key/value
+    cache (checked once, on a two-token run)."""
+    known = getattr(model, "_headlab_packable", None)
+    if known is None:
+        seen = {}
+
+        def look(module, args, kwargs):
+            seen.update(kwargs)
+
+        handle = model.blocks[0].register_forward_pre_hook(look, with_kwargs=True)
+        try:
+            with torch.no_grad():
+                final_resid(model, torch.zeros((1, 2), dtype=torch.long))
+        finally:
+            handle.remove()
+        known = (set(seen) <= BLOCK_KWARGS and isinstance(seen.get("position_embeddings"), tuple)
+                 and hasattr(seen.get("past_key_values"), "layers"))
+        model._headlab_packable = known
+    return known
+
+
+class PrefixKV:
+    """Stands in for a block's key/value cache: prepends keys/values ``keys[l]``, ``values[l]``
+    (rows, kv_heads, n_prefix, d_head) to each layer's own."""
+
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor]):
+        self.keys, self.values = keys, values
+
+    def update(self, k: torch.Tensor, v: torch.Tensor, layer_idx: int, *args, **kwargs):
+        return torch.cat([self.keys[layer_idx], k], dim=-2), torch.cat([self.values[layer_idx], v], dim=-2)
+
+
+class Run:
+    """One packed forward to the final norm: ``resid`` (n_rows, width, d_model); ``keys``/``values`` per
+    layer (n_rows, kv_heads, width, d_head), detached; ``rotary`` the position-embedding table it used."""
+
+    def __init__(self, model, pack: Pack, tokens: torch.Tensor, fwd_hooks=(), prefix: PrefixKV | None = None,
+                 prefix_owner: torch.Tensor | None = None, rotary=None):
+        self.rotary = rotary
+        cache = {}
+        mask = pack.mask() if prefix is None else pack.prefix_mask(prefix_owner.shape[1], prefix_owner)
+
+        def repack(module, args, kwargs):
+            if "kv" not in cache:
+                cache["kv"] = kwargs.get("past_key_values")
+                if self.rotary is None:      # the model's table for positions 0 … width − 1 of this run
+                    self.rotary = tuple(t[:1] for t in kwargs["position_embeddings"])
+                cache["rotary"] = tuple(t[0][pack.position] for t in self.rotary)
+            kwargs = dict(kwargs, attention_mask=mask, position_ids=pack.position,
+                          position_embeddings=cache["rotary"])
+            if prefix is not None:
+                kwargs["past_key_values"] = prefix
+            return args, kwargs
+
+        handles = [block.register_forward_pre_hook(repack, with_kwargs=True) for block in model.blocks]
+        try:
+            self.resid = final_resid(model, tokens, fwd_hooks)
+        finally:
+            for h in handles:
+                h.remove()
+        kv = cache.get("kv")
+        if prefix is None:
+            self.keys = [layer.keys.detach() for layer in kv.layers]
+            self.values = [layer.values.detach() for layer in kv.layers]
+
+    def gather_kv(self, slots: torch.Tensor) -> PrefixKV:
+        """Keys/values of flat slots ``slots`` (rows', n) of this run, per layer (rows', kv_heads, n, d_head)."""
+        def pick(t):                                   # (R, kvH, W, d) → (R·W, kvH, d) → (rows', kvH, n, d)
+            flat = t.transpose(1, 2).reshape(-1, t.shape[1], t.shape[3])
+            return flat[slots].transpose(1, 2)
+        return PrefixKV([pick(k) for k in self.keys], [pick(v) for v in self.values])
