@@ -59,6 +59,21 @@ class Pack:
         mask = (self.owner < 0).view(*self.owner.shape, *([1] * (values.dim() - 2)))
         return out.masked_fill(mask, fill)
 
+    def prefix_slots(self, prefix: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Key slots to gather for each row: piece i's earlier positions sit at flat slots ``prefix[i]`` of
+        another run. Returns those slots, end to end per row, (n_rows, n_prefix), and their pieces (−1: empty)."""
+        per_row = [[] for _ in range(self.n_rows)]
+        for i, slots in enumerate(prefix):
+            per_row[int(self.row[i])].append((slots, torch.full_like(slots, i)))
+        n_prefix = max([sum(len(s) for s, _ in row) for row in per_row] + [1])
+        slot = torch.zeros((self.n_rows, n_prefix), dtype=torch.long)
+        owner = torch.full((self.n_rows, n_prefix), -1, dtype=torch.long)
+        for r, row in enumerate(per_row):
+            if row:
+                s, o = torch.cat([s for s, _ in row]), torch.cat([o for _, o in row])
+                slot[r, : len(s)], owner[r, : len(o)] = s, o
+        return slot, owner
+
     def mask(self) -> torch.Tensor:
         """(n_rows, 1, width, width) bool: a slot attends to the earlier slots of its own piece."""
         same = self.owner[:, :, None] == self.owner[:, None, :]
@@ -106,8 +121,10 @@ class PrefixKV:
 
 
 class Run:
-    """One packed forward to the final norm: ``resid`` (n_rows, width, d_model); ``keys``/``values`` per
-    layer (n_rows, kv_heads, width, d_head), detached; ``rotary`` the position-embedding table it used."""
+    """One packed forward of ``tokens`` (n_rows, width) to the final norm: ``resid`` (n_rows, width, d_model);
+    ``keys``/``values`` per layer (n_rows, kv_heads, width, d_head), detached; ``rotary`` the position-embedding
+    table it used. With ``prefix`` (from another run's ``gather_kv``) and ``prefix_owner`` (from
+    ``Pack.prefix_slots``), each piece also attends to its gathered earlier positions."""
 
     def __init__(self, model, pack: Pack, tokens: torch.Tensor, fwd_hooks=(), prefix: PrefixKV | None = None,
                  prefix_owner: torch.Tensor | None = None, rotary=None):
@@ -133,10 +150,9 @@ class Run:
         finally:
             for h in handles:
                 h.remove()
-        kv = cache.get("kv")
         if prefix is None:
-            self.keys = [layer.keys.detach() for layer in kv.layers]
-            self.values = [layer.values.detach() for layer in kv.layers]
+            self.keys = [layer.keys.detach() for layer in cache["kv"].layers]
+            self.values = [layer.values.detach() for layer in cache["kv"].layers]
 
     def gather_kv(self, slots: torch.Tensor) -> PrefixKV:
         """Keys/values of flat slots ``slots`` (rows', n) of this run, per layer (rows', kv_heads, n, d_head)."""

@@ -7,6 +7,8 @@ method="ablation" (exact): for each head, replace its ``hook_z`` at every positi
   batch and computes logits only at read positions.
 method="attribution": one forward + backward (plus one counterfactual forward for resample) scores all
   heads at once: Σ_pos,d (z_clean − z_ablated) · ∂metric/∂z — the first-order estimate of the same drop.
+  Fast path: ``packing`` puts the items end to end in shared rows, and runs a counterfactual only from its
+  first differing token on.
 
 Results are cached on disk per task (key: model fingerprint, task content, method, params), written
 atomically; an exact sweep saves each finished layer and resumes from there after an interruption.
@@ -44,7 +46,8 @@ def score(model=None, tasks=None, method: str = "attribution", ablation: str = "
           **options) -> HeadScores:
     """Score every head for every task. ``tasks``: a Task, a list, or ``builtin()`` (default: all eight).
 
-    ``batch_size``: sequences per forward pass (default: as many as fit ``TOKEN_BUDGET`` tokens).
+    ``batch_size``: sequences per forward pass (default: as many as fit ``TOKEN_BUDGET`` tokens); packed
+    attribution: rows per pass (default: ``PACKED_TOKEN_BUDGET`` tokens).
     ``cache``: True (``$HEADLAB_CACHE/scores``), False, or a folder.
     ``options``: method-specific settings — "probe": see ``headlab.probing.probe_scores``; "gating": see
     ``headlab.gating.gate_scores``. They are part of the cache key and of ``params``.
@@ -289,6 +292,19 @@ def _z_of(model, tokens: torch.Tensor) -> list[torch.Tensor]:
     return zs
 
 
+def _keep_z(zs: list, grad: bool = False):
+    """Hooks keeping each layer's z in ``zs``: detached, or with ``grad`` attached to a graph that starts at
+    layer 0's z (nothing below it is differentiated)."""
+    def keep(layer):
+        def hook(z, hook):
+            if not grad or layer == 0:
+                z = z.detach().requires_grad_(grad)
+            zs[layer] = z
+            return z
+        return hook
+    return [(hooks.z(layer), keep(layer)) for layer in range(len(zs))]
+
+
 # --- attribution patching --------------------------------------------------------------------------
 
 def _pooled_batches(enc: Encoded, batch_size: int | None) -> list[torch.Tensor]:
@@ -360,19 +376,6 @@ def _attribution(model, jobs: list[tuple[Encoded, str]], batch_size, progress: b
     return outs
 
 
-def _keep_z_with_grad(zs: list):
-    """Hooks keeping each layer's z in ``zs``; the graph starts at layer 0's z (nothing below it is
-    differentiated)."""
-    def keep(layer):
-        def hook(z, hook):
-            if layer == 0:
-                z = z.detach().requires_grad_(True)
-            zs[layer] = z
-            return z
-        return hook
-    return [(hooks.z(layer), keep(layer)) for layer in range(len(zs))]
-
-
 def _attribution_padded(model, sub: Encoded, owner, kinds: dict, means, width=0):
     """One right-padded batch: metric (b,) and Σ_pos,d (z − z_ablated) · ∂metric/∂z (b, L, H), numpy."""
     L = len(model.blocks)
@@ -380,7 +383,7 @@ def _attribution_padded(model, sub: Encoded, owner, kinds: dict, means, width=0)
     cf_z = _z_of(model, sub.cf_tokens[:, :T]) if "resample" in kinds.values() else None
     zs: list[torch.Tensor] = [None] * L
     with torch.enable_grad():
-        resid = final_resid(model, sub.tokens[:, :T], _keep_z_with_grad(zs))
+        resid = final_resid(model, sub.tokens[:, :T], _keep_z(zs, grad=True))
         metric = from_logits(unembed_at(model, resid, sub.read_pos), sub)
         grads = torch.autograd.grad(metric.sum(), zs)
     per_head = []
@@ -406,7 +409,7 @@ def _attribution_packed(model, sub: Encoded, owner, kinds: dict, means, width: i
     pack = Pack(torch.zeros_like(sub.lengths), sub.lengths, width)
     zs: list[torch.Tensor] = [None] * L
     with torch.enable_grad():
-        run = Run(model, pack, pack.place(sub.tokens), _keep_z_with_grad(zs))
+        run = Run(model, pack, pack.place(sub.tokens), _keep_z(zs, grad=True))
         x = run.resid.reshape(-1, run.resid.shape[-1])[pack.slots(sub.read_pos)]      # (n, P, d)
         metric = from_logits(model.unembed(model.ln_final(x)), sub)
         grads = torch.autograd.grad(metric.sum(), zs)
@@ -422,15 +425,7 @@ def _attribution_packed(model, sub: Encoded, owner, kinds: dict, means, width: i
     pieces = torch.nonzero(resampled & (first < sub.lengths)).flatten()
     if len(pieces):
         cf_pack = Pack(first[pieces], sub.lengths[pieces], width=pack.width)
-        prefix = [[] for _ in range(cf_pack.n_rows)]                  # per cf row: (clean slot, piece)
-        for k, i in enumerate(pieces.tolist()):
-            prefix[int(cf_pack.row[k])] += [(s, k) for s in slots[i, : int(first[i])].tolist()]
-        n_prefix = max(1, max(len(p) for p in prefix))
-        prefix_slot = torch.zeros((cf_pack.n_rows, n_prefix), dtype=torch.long)
-        prefix_owner = torch.full((cf_pack.n_rows, n_prefix), -1, dtype=torch.long)
-        for r, p in enumerate(prefix):
-            if p:
-                prefix_slot[r, : len(p)], prefix_owner[r, : len(p)] = torch.tensor(p).T
+        prefix_slot, prefix_owner = cf_pack.prefix_slots([slots[i, : int(first[i])] for i in pieces.tolist()])
         cf_z = [None] * L
         with torch.no_grad():
             Run(model, cf_pack, cf_pack.place(sub.cf_tokens[pieces]), _keep_z(cf_z),
@@ -450,16 +445,6 @@ def _attribution_packed(model, sub: Encoded, owner, kinds: dict, means, width: i
             delta[slots[where]] -= means[j][layer][pos[where]]
         per_head[:, layer].index_add_(0, item, (delta * grad.flatten(0, 1)).sum(-1))
     return metric.detach().numpy(), per_head[:n].numpy()
-
-
-def _keep_z(zs: list):
-    """Hooks keeping each layer's z (detached) in ``zs``."""
-    def keep(layer):
-        def hook(z, hook):
-            zs[layer] = z.detach()
-            return z
-        return hook
-    return [(hooks.z(layer), keep(layer)) for layer in range(len(zs))]
 
 
 # --- cache ----------------------------------------------------------------------------------------

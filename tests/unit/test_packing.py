@@ -83,9 +83,9 @@ def test_suffix_run_attends_to_the_gathered_prefix(tiny_llama):
     with torch.no_grad():
         run = Run(tiny_llama, pack, pack.place(torch.nn.utils.rnn.pad_sequence(clean, batch_first=True)))
     suffix = Pack(first, lengths, width=10)
-    prefix = [_slots(pack, i, torch.arange(int(first[i]))) for i in range(2)]
-    prefix_slot = torch.cat(prefix)[None]
-    prefix_owner = torch.tensor([[0] * 3 + [1] * 2])
+    prefix_slot, prefix_owner = suffix.prefix_slots([_slots(pack, i, torch.arange(int(first[i]))) for i in range(2)])
+    assert prefix_owner.tolist() == [[0, 0, 0, 1, 1]]
+    assert prefix_slot.tolist() == [[0, 1, 2, 6, 7]]              # clean row: piece 0 at 0–5, piece 1 at 6–9
     with torch.no_grad():
         cf_run = Run(tiny_llama, suffix, suffix.place(torch.nn.utils.rnn.pad_sequence(cf, batch_first=True)),
                      prefix=run.gather_kv(prefix_slot), prefix_owner=prefix_owner, rotary=run.rotary)
