@@ -110,7 +110,7 @@ def patch_path(model, task, layer: int, head: int, alphas=(0.0, 0.25, 0.5, 0.75,
     import torch
 
     from . import hooks
-    from .metrics import encode, from_logits
+    from .metrics import encode, metric_at
     from .replay import Replay
     from .scoring import _z_of
 
@@ -123,15 +123,16 @@ def patch_path(model, task, layer: int, head: int, alphas=(0.0, 0.25, 0.5, 0.75,
         raise ValueError(f"task {task.name!r} has no usable counterfactuals: patch_path needs them")
     cf = _z_of(model, enc.cf_tokens)[layer][:, :, head]
     replay = Replay(model, enc.tokens, enc.read_pos, keep_z=False)   # re-runs only blocks ≥ layer
-    clean = from_logits(replay.clean_logits, enc)
+    with torch.no_grad():
+        clean = metric_at(model, replay.clean_read, enc)
 
     def drop(alpha: float) -> float:
         def mix(z, hook):
             z[:, :, head] += alpha * (cf - z[:, :, head])
             return z
         with torch.no_grad():
-            logits = replay.logits_from(layer, fwd_hooks=[(hooks.z(layer), mix)])
-        return (clean - from_logits(logits, enc)).mean().item()
+            ablated = metric_at(model, replay.read_from(layer, fwd_hooks=[(hooks.z(layer), mix)]), enc)
+        return (clean - ablated).mean().item()
 
     return np.array([drop(float(a)) for a in alphas])
 

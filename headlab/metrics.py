@@ -167,6 +167,20 @@ def from_logits(logits: torch.Tensor, enc: Encoded) -> torch.Tensor:
     return (logp * mask).sum(-1)
 
 
+def metric_at(model, x: torch.Tensor, enc: Encoded) -> torch.Tensor:
+    """Per-item metric from the final residual stream at the read positions: x (k·n, P, d_model) → (k·n,),
+    rows tiling ``enc``. ``logit_diff`` reads only the answer's and the foil's unembedding rows (their
+    difference), not the whole vocabulary; ``logprob`` needs every logit (its softmax)."""
+    x = model.ln_final(x)
+    head = getattr(model.unembed, "original_component", None)
+    if enc.metric != "logit_diff" or not isinstance(head, torch.nn.Linear):
+        return from_logits(model.unembed(x), enc)
+    reps = x.shape[0] // enc.n
+    target, foil = enc.target[:, 0].repeat(reps), enc.foil[:, 0].repeat(reps)
+    diff = (x[:, 0] * (head.weight[target] - head.weight[foil])).sum(-1)
+    return diff if head.bias is None else diff + head.bias[target] - head.bias[foil]
+
+
 def greedy_correct(logits: torch.Tensor, enc: Encoded) -> torch.Tensor:
     """(n,) bool: every teacher-forced argmax equals its answer token (needs a ``logprob`` encoding)."""
     if enc.metric != "logprob":

@@ -5,8 +5,8 @@ builtin tasks' tokens). A ``Pack`` places pieces of sequences end to end in rows
 fit, longest first); a block-diagonal causal mask keeps the pieces apart and each token keeps its own
 position in its sequence (rotary position embeddings), so every piece gets exactly the numbers a run of
 its sequence alone would give. A piece may start mid-sequence: its earlier positions' keys and values are
-then gathered from another packed run (``PrefixKV``), e.g. a counterfactual prompt's suffix after the
-prefix it shares with its clean prompt.
+then gathered from another packed run (``PrefixKV``), e.g. a resampled item's clean and counterfactual
+suffixes after the prefix they share, which ran once without gradients.
 
 Needs a rotary model whose blocks take only ``BLOCK_KWARGS`` and keep a key/value cache: ``supported``.
 """
@@ -85,6 +85,91 @@ class Pack:
         whose pieces are ``prefix_owner`` (n_rows, n_prefix) (−1: empty), all earlier than any own slot."""
         sees = (self.owner[:, :, None] == prefix_owner[:, None, :]) & (self.owner[:, :, None] >= 0)
         return torch.cat([sees[:, None], self.mask()], dim=-1)
+
+
+class Trie:
+    """Shared prefixes computed once: the token sequences ``seqs`` (list of 1-d tensors) form a trie whose
+    nodes sit in ``n_rows`` rows of ``width`` slots, each attending to itself and its ancestors only, at its
+    depth as position. ``path[i]``: the flat slots of sequence i's tokens, in order.
+
+    A subtree that fits a row goes there whole, after copies of its ancestors; a larger one is split into
+    its children's subtrees; pieces fill rows first fit, largest first. Stands in for a ``Pack`` in ``Run``
+    (``position``, ``mask()``), with ``tokens`` (n_rows, width) as its input.
+    """
+
+    def __init__(self, seqs: list[torch.Tensor], width: int):
+        self.width = int(width)
+        children, token, ends = [{}], [0], [[]]                  # node 0: the root, above every first token
+        for i, seq in enumerate(seqs):
+            if len(seq) > self.width:
+                raise ValueError(f"a sequence of {len(seq)} tokens does not fit rows of {self.width}")
+            node = 0
+            for t in seq.tolist():
+                if t not in children[node]:
+                    children[node][t] = len(token)
+                    children.append({}), token.append(t), ends.append([])
+                node = children[node][t]
+            ends[node].append(i)
+        size = [1] * len(token)
+        for node in reversed(range(len(token))):                # a child's id is larger than its parent's
+            size[node] += sum(size[c] for c in children[node].values())
+        pieces = []                                             # (ancestor chain, subtree root)
+
+        def split(node, chain):
+            if len(chain) + size[node] <= self.width or not children[node]:
+                pieces.append((chain, node))
+            else:
+                for child in children[node].values():
+                    split(child, chain + [node])
+        for child in children[0].values():
+            split(child, [])
+        free, rows = [], []
+        for chain, node in sorted(pieces, key=lambda p: -(len(p[0]) + size[p[1]])):
+            n = len(chain) + size[node]
+            r = next((r for r, f in enumerate(free) if f >= n), len(free))
+            if r == len(free):
+                free.append(self.width), rows.append([])
+            free[r] -= n
+            rows[r].append((chain, node))
+        self.n_rows = max(len(rows), 1)
+        flat_tokens, depth = [0] * (self.n_rows * self.width), [0] * (self.n_rows * self.width)
+        parent = list(range(self.n_rows * self.width))          # flat slot of each slot's parent (itself: none)
+        slot_of = {}                                            # node → a slot holding it
+        for r, row in enumerate(rows):
+            at = r * self.width
+            for chain, node in row:
+                order = [(c, d, at + d - 1 if d else None) for d, c in enumerate(chain)]
+                todo = [(node, len(chain), at + len(chain) - 1 if chain else None)]
+                while todo:                                     # depth first: a subtree's slots are contiguous
+                    c, d, up = todo.pop()
+                    order.append((c, d, up))
+                    todo += [(k, d + 1, at + len(order) - 1) for k in reversed(children[c].values())]
+                for k, (c, d, up) in enumerate(order):
+                    flat_tokens[at + k], depth[at + k] = token[c], d
+                    parent[at + k] = at + k if up is None else up
+                    slot_of.setdefault(c, at + k)
+                at += len(order)
+        self.tokens = torch.tensor(flat_tokens).view(self.n_rows, self.width)
+        self.position = torch.tensor(depth).view(self.n_rows, self.width)
+        self.parent = torch.tensor(parent).view(self.n_rows, self.width)
+        self.path = [torch.zeros(0, dtype=torch.long)] * len(seqs)
+        for node, items in enumerate(ends):
+            if items and node:
+                slots = [slot_of[node]]
+                while parent[slots[-1]] != slots[-1]:
+                    slots.append(parent[slots[-1]])
+                for i in items:
+                    self.path[i] = torch.tensor(slots[::-1])
+
+    def mask(self) -> torch.Tensor:
+        """(n_rows, 1, width, width) bool: a slot attends to itself and its ancestors."""
+        up = self.parent - torch.arange(self.n_rows)[:, None] * self.width      # row-local parent slot
+        seen = torch.eye(self.width, dtype=torch.bool).repeat(self.n_rows, 1, 1)
+        at = torch.arange(self.width).repeat(self.n_rows, 1)
+        for _ in range(int(self.position.max())):
+            at = up.gather(1, at)
+            seen.scatter_(2, at[..., None], True)
+        return seen[:, None]
 
 
 def supported(model) -> bool:

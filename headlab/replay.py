@@ -2,7 +2,8 @@
 
 An ablation at layer l cannot change blocks < l, so the exact scorer keeps the residual stream entering
 each block and runs only blocks ≥ l, for several head ablations at once (``copies`` of the batch), and
-computes logits only at the positions the metric reads.
+keeps the final residual stream only at the positions the metric reads (``metrics.metric_at`` turns it
+into the metric).
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def final_resid(model, tokens: torch.Tensor, fwd_hooks=()) -> torch.Tensor:
 
 class Replay:
     """Clean run of ``tokens`` (n, T): block inputs ``resid[l]`` (n, T, d_model), clean ``z[l]``
-    (n, T, H, d_head), and the clean logits at ``read_pos``."""
+    (n, T, H, d_head), and ``clean_read``, the final residual stream at ``read_pos`` (n, P, d_model)."""
 
     def __init__(self, model, tokens: torch.Tensor, read_pos: torch.Tensor, keep_z: bool = True):
         self.model, self.tokens, self.read_pos = model, tokens, read_pos
@@ -71,8 +72,7 @@ class Replay:
         finally:
             for h in handles:
                 h.remove()
-        with torch.no_grad():
-            self.clean_logits = self.unembed_at(resid)
+        self.clean_read = at_positions(resid, read_pos)
 
     def _capture(self, layer):
         def hook(module, args, kwargs):
@@ -102,16 +102,13 @@ class Replay:
         return x
 
     def supports_prefix(self) -> bool:
-        """Whether ``logits_from(..., prefix=d)`` can reuse the clean keys/values of positions < d."""
+        """Whether ``read_from(..., prefix=d)`` can reuse the clean keys/values of positions < d."""
         return self.kv is not None and all(set(kw) <= _SUFFIX_KWARGS for kw in self.kwargs)
 
-    def unembed_at(self, x: torch.Tensor) -> torch.Tensor:
-        """Final residual (copies·n, T, d) → logits at the read positions (copies·n, P, V)."""
-        return unembed_at(self.model, x, self.read_pos)
-
-    def logits_from(self, start: int, resid: torch.Tensor | None = None, copies: int = 1, fwd_hooks=(),
-                    prefix: int = 0) -> torch.Tensor:
-        """Re-run blocks ≥ ``start`` on ``copies`` stacked copies of the batch; logits (copies·n, P, V).
+    def read_from(self, start: int, resid: torch.Tensor | None = None, copies: int = 1, fwd_hooks=(),
+                  prefix: int = 0) -> torch.Tensor:
+        """Re-run blocks ≥ ``start`` on ``copies`` stacked copies of the batch; the final residual stream
+        at the read positions (copies·n, P, d_model).
 
         ``prefix=d``: positions < d are known to be unchanged (e.g. resample ablation where the clean and
         counterfactual prompts share their first d tokens): only positions ≥ d are re-run, attending to the
@@ -124,7 +121,7 @@ class Replay:
         ctx = self.model.hooks(fwd_hooks=list(fwd_hooks)) if fwd_hooks else contextlib.nullcontext()
         with ctx:
             x = self._blocks_from(start, resid, copies, prefix)
-        return unembed_at(self.model, x, self.read_pos - prefix)
+        return at_positions(x, self.read_pos - prefix)
 
 
 _SUFFIX_KWARGS = {"position_embeddings", "position_ids", "attention_mask", "cache_position"}
@@ -158,8 +155,11 @@ class _PrefixKV:
         return torch.cat([pk, k], dim=-2), torch.cat([pv, v], dim=-2)
 
 
+def at_positions(x: torch.Tensor, read_pos: torch.Tensor) -> torch.Tensor:
+    """x (k·n, T, d) → (k·n, P, d) at ``read_pos`` (n, P), tiled over the k copies."""
+    return gather_positions(x, read_pos.repeat(x.shape[0] // read_pos.shape[0], 1))
+
+
 def unembed_at(model, x: torch.Tensor, read_pos: torch.Tensor) -> torch.Tensor:
     """Final residual (k·n, T, d) → logits (k·n, P, V) at ``read_pos`` (n, P), tiled over the k copies."""
-    copies = x.shape[0] // read_pos.shape[0]
-    x = gather_positions(x, read_pos.repeat(copies, 1))
-    return model.unembed(model.ln_final(x))
+    return model.unembed(model.ln_final(at_positions(x, read_pos)))

@@ -26,10 +26,10 @@ import torch
 from tqdm.auto import tqdm
 
 from . import hooks, packing
-from .metrics import METRICS, Encoded, encode, from_logits
-from .packing import Pack, Run
+from .metrics import METRICS, Encoded, encode, from_logits, metric_at
+from .packing import Pack, Run, Trie
 from .models import describe, load_model
-from .replay import Replay, final_resid, unembed_at
+from .replay import Replay, at_positions, final_resid
 from .results import HeadScores, atomic_write_bytes
 from .tasks import Task, as_task_list
 
@@ -179,7 +179,7 @@ def _item_batches(enc: Encoded, batch_size: int | None) -> list[torch.Tensor]:
 
 def _prefix_batches(enc: Encoded, batch_size: int | None) -> list[torch.Tensor]:
     """Item batches grouped by where each counterfactual first differs from its prompt, so that a batch
-    shares a long unchanged prefix (see ``Replay.logits_from(prefix=...)``)."""
+    shares a long unchanged prefix (see ``Replay.read_from(prefix=...)``)."""
     size = batch_size or max(1, TOKEN_BUDGET // enc.tokens.shape[1])
     first = _first_differences(enc)
     batches = []
@@ -237,7 +237,8 @@ def _ablation(model, enc: Encoded, ablation: str, batch_size, progress: bool, pa
         sub = enc.subset(idx)
         r = Replay(model, sub.tokens, sub.read_pos, keep_z=False)
         r.cf_z = _z_of(model, sub.cf_tokens) if ablation == "resample" else None
-        clean[idx.numpy()] = from_logits(r.clean_logits, sub).numpy()
+        with torch.no_grad():
+            clean[idx.numpy()] = metric_at(model, r.clean_read, sub).numpy()
         replays.append((idx, sub, r))
     steps = sum(int(not d) for d in done) * sum(
         -(-H // max(1, seqs_per_pass // len(idx))) for idx in batches)
@@ -254,9 +255,8 @@ def _ablation(model, enc: Encoded, ablation: str, batch_size, progress: bool, pa
                 for h0 in range(0, H, copies):
                     heads = list(range(h0, min(H, h0 + copies)))
                     hook = _ablate_heads_hook(heads, len(idx), src)
-                    logits = r.logits_from(layer, copies=len(heads), fwd_hooks=[(hooks.z(layer), hook)],
-                                           prefix=prefix)
-                    ablated = from_logits(logits, sub).view(len(heads), len(idx))
+                    x = r.read_from(layer, copies=len(heads), fwd_hooks=[(hooks.z(layer), hook)], prefix=prefix)
+                    ablated = metric_at(model, x, sub).view(len(heads), len(idx))
                     per_ex[idx.numpy()[:, None], layer, heads] = (
                         torch.as_tensor(clean[idx.numpy()])[None] - ablated).T.numpy()
                     bar.update(1)
@@ -384,7 +384,7 @@ def _attribution_padded(model, sub: Encoded, owner, kinds: dict, means, width=0)
     zs: list[torch.Tensor] = [None] * L
     with torch.enable_grad():
         resid = final_resid(model, sub.tokens[:, :T], _keep_z(zs, grad=True))
-        metric = from_logits(unembed_at(model, resid, sub.read_pos), sub)
+        metric = metric_at(model, at_positions(resid, sub.read_pos), sub)
         grads = torch.autograd.grad(metric.sum(), zs)
     per_head = []
     for layer, (z, grad) in enumerate(zip(zs, grads)):
@@ -401,39 +401,59 @@ def _attribution_padded(model, sub: Encoded, owner, kinds: dict, means, width=0)
 
 
 def _attribution_packed(model, sub: Encoded, owner, kinds: dict, means, width: int):
-    """``_attribution_padded`` on a packed batch (see ``packing``): the clean items share rows without
-    padding, and a resampled item's counterfactual run covers only the positions from its first differing
-    token on, attending to the clean run's keys/values before it (earlier positions cannot differ: their
-    z − z_cf is exactly 0). Rows are ``width`` tokens wide."""
+    """``_attribution_padded`` on a packed batch (see ``packing``): items share rows without padding.
+
+    A resampled item's z − z_cf is exactly 0 before its first differing token (its counterfactual shares that
+    prefix), so only its positions from there on (its *split*) need gradients: the prefixes run once without
+    grad, laid out as a trie (``packing.Trie``: a prefix that items share is computed once), and each item's
+    clean suffix (with grad) and counterfactual suffix attend to its prefix's keys/values. Other items run
+    whole, with grad. Rows are ``width`` tokens wide."""
     L, n = len(model.blocks), sub.n
-    pack = Pack(torch.zeros_like(sub.lengths), sub.lengths, width)
-    zs: list[torch.Tensor] = [None] * L
-    with torch.enable_grad():
-        run = Run(model, pack, pack.place(sub.tokens), _keep_z(zs, grad=True))
-        x = run.resid.reshape(-1, run.resid.shape[-1])[pack.slots(sub.read_pos)]      # (n, P, d)
-        metric = from_logits(model.unembed(model.ln_final(x)), sub)
-        grads = torch.autograd.grad(metric.sum(), zs)
-    T = int(sub.lengths.max())
-    pos = torch.arange(T)[None].expand(n, T)
-    real = pos < sub.lengths[:, None]
-    slots = pack.slots(pos)                                                           # (n, T)
     resampled = torch.zeros(n, dtype=torch.bool)
     for j, kind in kinds.items():
         resampled |= (owner == j) & (kind == "resample")
     first = torch.minimum(_first_differences(sub), sub.lengths)
-    cf_z, cf_clean, cf_slots, same = None, None, None, slots[real & resampled[:, None] & (pos < first[:, None])]
+    split = torch.where(resampled, torch.minimum(first, sub.read_pos[:, 0]), 0)   # read positions take grad
+    T = int(sub.lengths.max())
+    pos = torch.arange(T)[None].expand(n, T)
+    heads = torch.nonzero(split > 0).flatten()
+    prefix, rotary = {}, None
+    if len(heads):                       # the prefixes, each distinct token path once (items share them)
+        trie = Trie([sub.tokens[i, : int(split[i])] for i in heads.tolist()], width)
+        with torch.no_grad():
+            head = Run(model, trie, trie.tokens)
+        rotary = head.rotary
+        prefix = {int(i): trie.path[k] for k, i in enumerate(heads.tolist())}
+
+    def run(pieces, tokens, hooks):
+        """A packed run of items ``pieces`` from their split on, on their prefixes' keys/values."""
+        pack = Pack(split[pieces], sub.lengths[pieces], width)
+        kv = {}
+        if prefix:
+            slot, kv["prefix_owner"] = pack.prefix_slots(
+                [prefix.get(i, torch.zeros(0, dtype=torch.long)) for i in pieces.tolist()])
+            kv["prefix"] = head.gather_kv(slot)
+        return pack, Run(model, pack, pack.place(tokens[pieces]), hooks, rotary=rotary, **kv)
+
+    zs: list[torch.Tensor] = [None] * L
+    with torch.enable_grad():
+        pack, clean = run(torch.arange(n), sub.tokens, _keep_z(zs, grad=True))
+        rotary = clean.rotary
+        x = clean.resid.flatten(0, 1)[pack.slots(sub.read_pos)]                         # (n, P, d)
+        metric = metric_at(model, x, sub)
+        grads = torch.autograd.grad(metric.sum(), zs)
+    live = (pos < sub.lengths[:, None]) & (pos >= split[:, None])                   # positions with grad
+    slots = pack.slots(pos)                                                           # (n, T)
+    same = slots[live & resampled[:, None] & (pos < first[:, None])]
+    cf_z, cf_clean, cf_slots = None, None, None
     pieces = torch.nonzero(resampled & (first < sub.lengths)).flatten()
     if len(pieces):
-        cf_pack = Pack(first[pieces], sub.lengths[pieces], width=pack.width)
-        prefix_slot, prefix_owner = cf_pack.prefix_slots([slots[i, : int(first[i])] for i in pieces.tolist()])
         cf_z = [None] * L
         with torch.no_grad():
-            Run(model, cf_pack, cf_pack.place(sub.cf_tokens[pieces]), _keep_z(cf_z),
-                prefix=run.gather_kv(prefix_slot), prefix_owner=prefix_owner, rotary=run.rotary)
-        suffix = real[pieces] & (pos[pieces] >= first[pieces, None])
-        cf_clean = slots[pieces][suffix]
-        cf_slots = cf_pack.slots(pos[pieces])[suffix]
-    mean_items = [(j, (real & (owner == j)[:, None])) for j, kind in kinds.items() if kind == "mean"]
+            cf_pack, _ = run(pieces, sub.cf_tokens, _keep_z(cf_z))
+        cf_clean = slots[pieces][live[pieces]]
+        cf_slots = cf_pack.slots(pos[pieces])[live[pieces]]
+    mean_items = [(j, live & (owner == j)[:, None]) for j, kind in kinds.items() if kind == "mean"]
     item = torch.where(pack.owner >= 0, pack.owner, n).flatten()                   # empty slots → row n
     per_head = torch.zeros((n + 1, L, model.cfg.n_heads))
     for layer, (z, grad) in enumerate(zip(zs, grads)):

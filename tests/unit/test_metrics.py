@@ -1,6 +1,9 @@
 import torch
 
-from headlab.metrics import encode, evaluate, from_logits, logits_at
+import pytest
+
+from headlab.metrics import encode, evaluate, from_logits, logits_at, metric_at
+from headlab.replay import at_positions, final_resid
 from headlab.tasks import Task
 
 MIXED = [  # different prompt and answer lengths, to exercise the padding
@@ -57,6 +60,20 @@ def _greedy(model, prompt, n=2):
         for _ in range(n):
             ids = torch.cat([ids, model(ids)[:, -1].argmax(-1, keepdim=True)], 1)
     return ids[0, start:].tolist()
+
+
+@pytest.mark.parametrize("metric", ["logit_diff", "logprob"])
+@pytest.mark.parametrize("model", ["tiny_model", "tiny_llama"])
+def test_metric_at_equals_the_metric_of_full_logits(model, metric, request):
+    """``metric_at`` reads two unembedding rows for logit_diff: the full-vocabulary numbers, 3 stacked copies."""
+    model = request.getfixturevalue(model)
+    enc = encode(Task.from_records("M", MIXED), model.tokenizer, metric)
+    with torch.no_grad():
+        x = at_positions(final_resid(model, enc.tokens.repeat(3, 1)), enc.read_pos)
+        got = metric_at(model, x, enc)
+    want = from_logits(logits_at(model, enc.tokens, enc.read_pos), enc).repeat(3)
+    assert want.abs().max() > 1e-2
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
 def test_greedy_accuracy_matches_generation(tiny_model):

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from headlab import packing
-from headlab.packing import Pack, Run
+from headlab.packing import Pack, Run, Trie
 from headlab.replay import final_resid
 
 
@@ -46,6 +46,35 @@ def test_mask_keeps_pieces_apart_and_causal():
                  [0, 0, 0, 1, 1]]
     pm = pack.prefix_mask(2, torch.tensor([[0, -1]]))[0, 0].int()
     assert pm[:, :2].tolist() == [[0, 0]] * 3 + [[1, 0]] * 2      # piece 0 sees its gathered prefix slot
+
+
+def test_trie_computes_each_shared_prefix_once_and_splits_large_subtrees():
+    seqs = [torch.tensor(s) for s in ([1, 2, 3], [1, 2, 4, 5], [1, 2], [1, 6], [7, 8])]
+    trie = Trie(seqs, width=5)              # {1 → {2 → {3, 4 → 5}, 6}} is 6 nodes: split under 1, which is copied
+    assert trie.tokens.tolist() == [[1, 2, 3, 4, 5], [1, 6, 7, 8, 0]]
+    assert trie.position.tolist() == [[0, 1, 2, 2, 3], [0, 1, 0, 1, 0]]
+    for i, s in enumerate(seqs):
+        assert trie.tokens.flatten()[trie.path[i]].tolist() == s.tolist()
+        assert trie.position.flatten()[trie.path[i]].tolist() == list(range(len(s)))
+    assert trie.mask()[0, 0].int().tolist() == [[1, 0, 0, 0, 0],
+                                                [1, 1, 0, 0, 0],
+                                                [1, 1, 1, 0, 0],
+                                                [1, 1, 0, 1, 0],        # 4 sees 1, 2 but not its sibling 3
+                                                [1, 1, 0, 1, 1]]
+    with pytest.raises(ValueError, match="does not fit rows of 2"):
+        Trie(seqs, width=2)
+
+
+def test_trie_run_equals_each_sequence_alone(tiny_llama):
+    seqs = [torch.tensor(s) for s in ([256, 10, 20, 30, 40], [256, 10, 20, 31], [256, 10, 21, 30, 40, 50],
+                                      [256, 10, 20], [256, 7], [256, 10, 20, 30, 41, 42])]
+    for width in (6, 20):                   # rows of 6 split the subtree under 256 → 10; 20 holds it whole
+        trie = Trie(seqs, width)
+        assert int((trie.tokens > 0).sum()) < sum(len(s) for s in seqs)
+        with torch.no_grad():
+            flat = Run(tiny_llama, trie, trie.tokens).resid.flatten(0, 1)
+        for i, s in enumerate(seqs):
+            torch.testing.assert_close(flat[trie.path[i]], _alone(tiny_llama, s), atol=1e-5, rtol=1e-5)
 
 
 def test_native_tiny_model_is_not_packable_but_hf_llama_is(tiny_model, tiny_llama):

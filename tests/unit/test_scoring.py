@@ -80,20 +80,27 @@ def test_pooled_attribution_equals_one_task_at_a_time(tiny_model, toy_task, abla
         np.testing.assert_allclose(both.baseline[t], alone.baseline[0], atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:.*no counterfactuals")
+@pytest.mark.parametrize("metric", ["logit_diff", "logprob"])
 @pytest.mark.parametrize("ablation", ["zero", "mean", "resample"])
-def test_packed_attribution_equals_padded(tiny_llama, toy_task, ablation, monkeypatch):
-    """Packed rows and counterfactual suffixes on the clean keys/values (``headlab.packing``) give the numbers
-    of right-padded full runs: tasks of different lengths, counterfactuals differing early, late and never."""
+def test_packed_attribution_equals_padded(tiny_llama, toy_task, ablation, metric, monkeypatch):
+    """Packed rows, resampled items' gradient-free prefixes and counterfactual suffixes on the clean
+    keys/values (``headlab.packing``) give the numbers of right-padded full runs: tasks of different lengths,
+    counterfactuals differing early, late and never, and (logprob) a task without counterfactuals, mean-ablated,
+    in the same rows as resampled ones."""
     from headlab import packing
 
     early = Task.from_records("early", [dict(prompt=f"{a} then the rest of it:", answer=" ok",
                                              counterfactual=f"{b} then the rest of it:", counterfactual_answer=" no")
-                                        for a, b in ["ab", "cd", "ee", "gh"]])
-    tasks = [toy_task, early]
-    packed = score(tiny_llama, tasks, method="attribution", ablation=ablation, cache=False, progress=False)
+                                        for a, b in ["ab", "cd", "ee", "gh", "zz"]])
+    plain = Task.from_records("plain", [dict(prompt="just a prompt", answer=" yes"), dict(prompt="x", answer=" no")])
+    tasks = [toy_task, early, plain]
+    packed = score(tiny_llama, tasks, method="attribution", ablation=ablation, metric=metric, cache=False,
+                   progress=False)
     monkeypatch.setattr(packing, "supported", lambda model: False)
-    padded = score(tiny_llama, tasks, method="attribution", ablation=ablation, cache=False, progress=False)
-    assert np.nanmax(np.abs(padded.per_example)) > 1e-3
+    padded = score(tiny_llama, tasks, method="attribution", ablation=ablation, metric=metric, cache=False,
+                   progress=False)
+    assert np.nanmax(np.abs(padded.per_example), axis=(1, 2, 3)).min() > 1e-4     # every task scores heads
     np.testing.assert_allclose(packed.per_example, padded.per_example, atol=1e-5)
     np.testing.assert_allclose(packed.baseline, padded.baseline, atol=1e-5)
 
