@@ -6,7 +6,8 @@ fit, longest first); a block-diagonal causal mask keeps the pieces apart and eac
 position in its sequence (rotary position embeddings), so every piece gets exactly the numbers a run of
 its sequence alone would give. A piece may start mid-sequence: its earlier positions' keys and values are
 then gathered from another packed run (``PrefixKV``), e.g. a resampled item's clean and counterfactual
-suffixes after the prefix they share, which ran once without gradients.
+suffixes after the prefix they share, which ran once without gradients. A ``Trie`` lays out many such
+prefixes so that a token path they share is computed once (each token attends to its ancestors only).
 
 Needs a rotary model whose blocks take only ``BLOCK_KWARGS`` and keep a key/value cache: ``supported``.
 """

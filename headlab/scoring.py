@@ -416,24 +416,24 @@ def _attribution_packed(model, sub: Encoded, owner, kinds: dict, means, width: i
     split = torch.where(resampled, torch.minimum(first, sub.read_pos[:, 0]), 0)   # read positions take grad
     T = int(sub.lengths.max())
     pos = torch.arange(T)[None].expand(n, T)
-    heads = torch.nonzero(split > 0).flatten()
+    with_prefix = torch.nonzero(split > 0).flatten()
     prefix, rotary = {}, None
-    if len(heads):                       # the prefixes, each distinct token path once (items share them)
-        trie = Trie([sub.tokens[i, : int(split[i])] for i in heads.tolist()], width)
+    if len(with_prefix):                 # the prefixes, each distinct token path once (items share them)
+        trie = Trie([sub.tokens[i, : int(split[i])] for i in with_prefix.tolist()], width)
         with torch.no_grad():
-            head = Run(model, trie, trie.tokens)
-        rotary = head.rotary
-        prefix = {int(i): trie.path[k] for k, i in enumerate(heads.tolist())}
+            prefix_run = Run(model, trie, trie.tokens)
+        rotary = prefix_run.rotary
+        prefix = {int(i): trie.path[k] for k, i in enumerate(with_prefix.tolist())}
 
-    def run(pieces, tokens, hooks):
+    def run(pieces, tokens, fwd_hooks):
         """A packed run of items ``pieces`` from their split on, on their prefixes' keys/values."""
         pack = Pack(split[pieces], sub.lengths[pieces], width)
         kv = {}
         if prefix:
             slot, kv["prefix_owner"] = pack.prefix_slots(
                 [prefix.get(i, torch.zeros(0, dtype=torch.long)) for i in pieces.tolist()])
-            kv["prefix"] = head.gather_kv(slot)
-        return pack, Run(model, pack, pack.place(tokens[pieces]), hooks, rotary=rotary, **kv)
+            kv["prefix"] = prefix_run.gather_kv(slot)
+        return pack, Run(model, pack, pack.place(tokens[pieces]), fwd_hooks, rotary=rotary, **kv)
 
     zs: list[torch.Tensor] = [None] * L
     with torch.enable_grad():

@@ -5,7 +5,7 @@ import torch
 
 from headlab import hooks
 from headlab.interventions import head_means, mask_heads, steer
-from headlab.metrics import encode, from_logits, gather_positions
+from headlab.metrics import encode
 from headlab.models import ModelInfo, planted
 from headlab.results import HeadScores
 from headlab.scoring import score
