@@ -20,6 +20,19 @@ from .replay import final_resid
 BLOCK_KWARGS = {"attention_mask", "position_embeddings", "position_ids", "past_key_values", "use_cache"}
 
 
+def _first_fit(sizes: list[int], width: int) -> tuple[list[int], list[int], int]:
+    """Pieces of ``sizes`` placed in rows of ``width`` slots, first fit, largest first: each piece's row and
+    offset, and the number of rows (at least 1)."""
+    free, row, offset = [], [0] * len(sizes), [0] * len(sizes)
+    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+        r = next((r for r, f in enumerate(free) if f >= sizes[i]), len(free))
+        if r == len(free):
+            free.append(width)
+        row[i], offset[i] = r, width - free[r]
+        free[r] -= sizes[i]
+    return row, offset, max(len(free), 1)
+
+
 class Pack:
     """Pieces ``[start_i, stop_i)`` of n sequences placed in ``n_rows`` rows of ``width`` slots.
 
@@ -33,14 +46,7 @@ class Pack:
         self.width = int(width or max(max(size, default=1), 1))
         if max(size, default=0) > self.width:
             raise ValueError(f"a piece of {max(size)} tokens does not fit rows of {self.width}")
-        free, row, offset = [], [0] * len(size), [0] * len(size)
-        for i in sorted(range(len(size)), key=lambda i: -size[i]):
-            r = next((r for r, f in enumerate(free) if f >= size[i]), len(free))
-            if r == len(free):
-                free.append(self.width)
-            row[i], offset[i] = r, self.width - free[r]
-            free[r] -= size[i]
-        self.n_rows = max(len(free), 1)
+        row, offset, self.n_rows = _first_fit(size, self.width)
         self.row, self.offset = torch.tensor(row, dtype=torch.long), torch.tensor(offset, dtype=torch.long)
         self.owner = torch.full((self.n_rows, self.width), -1, dtype=torch.long)
         self.position = torch.zeros((self.n_rows, self.width), dtype=torch.long)
@@ -124,32 +130,22 @@ class Trie:
                     split(child, chain + [node])
         for child in children[0].values():
             split(child, [])
-        free, rows = [], []
-        for chain, node in sorted(pieces, key=lambda p: -(len(p[0]) + size[p[1]])):
-            n = len(chain) + size[node]
-            r = next((r for r, f in enumerate(free) if f >= n), len(free))
-            if r == len(free):
-                free.append(self.width), rows.append([])
-            free[r] -= n
-            rows[r].append((chain, node))
-        self.n_rows = max(len(rows), 1)
+        row, offset, self.n_rows = _first_fit([len(chain) + size[node] for chain, node in pieces], self.width)
         flat_tokens, depth = [0] * (self.n_rows * self.width), [0] * (self.n_rows * self.width)
         parent = list(range(self.n_rows * self.width))          # flat slot of each slot's parent (itself: none)
         slot_of = {}                                            # node → a slot holding it
-        for r, row in enumerate(rows):
-            at = r * self.width
-            for chain, node in row:
-                order = [(c, d, at + d - 1 if d else None) for d, c in enumerate(chain)]
-                todo = [(node, len(chain), at + len(chain) - 1 if chain else None)]
-                while todo:                                     # depth first: a subtree's slots are contiguous
-                    c, d, up = todo.pop()
-                    order.append((c, d, up))
-                    todo += [(k, d + 1, at + len(order) - 1) for k in reversed(children[c].values())]
-                for k, (c, d, up) in enumerate(order):
-                    flat_tokens[at + k], depth[at + k] = token[c], d
-                    parent[at + k] = at + k if up is None else up
-                    slot_of.setdefault(c, at + k)
-                at += len(order)
+        for (chain, node), r, o in zip(pieces, row, offset):
+            at = r * self.width + o
+            order = [(c, d, at + d - 1 if d else None) for d, c in enumerate(chain)]
+            todo = [(node, len(chain), at + len(chain) - 1 if chain else None)]
+            while todo:                                         # depth first: a subtree's slots are contiguous
+                c, d, up = todo.pop()
+                order.append((c, d, up))
+                todo += [(k, d + 1, at + len(order) - 1) for k in reversed(children[c].values())]
+            for k, (c, d, up) in enumerate(order):
+                flat_tokens[at + k], depth[at + k] = token[c], d
+                parent[at + k] = at + k if up is None else up
+                slot_of.setdefault(c, at + k)
         self.tokens = torch.tensor(flat_tokens).view(self.n_rows, self.width)
         self.position = torch.tensor(depth).view(self.n_rows, self.width)
         self.parent = torch.tensor(parent).view(self.n_rows, self.width)
