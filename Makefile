@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test browser-test lab bench clean
+.PHONY: setup demo test lint browser-test lab bench clean
 
 setup: $(STAMP)
 
@@ -24,8 +24,14 @@ demo: $(STAMP)
 	$(PY) -m headlab demo --out out/
 
 test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest tests/unit tests/integration -q
 	$(PY) -m pytest --nbval notebooks/ --nbval-sanitize-with notebooks/sanitize.cfg -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 # Debian's chromium (Playwright's own browser download is not available here), then the browser test.
 browser-test: $(STAMP)

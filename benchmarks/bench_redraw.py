@@ -2,9 +2,11 @@
 
 Run: ``MPLBACKEND=Agg python benchmarks/bench_redraw.py``. For two 8-task HeadScores (30 × 9, the
 embedded SmolLM2, and 32 × 32), times (a) ``heatmap_grid(...)`` to PNG, (b)
-``view.update(threshold=...)`` + a full draw to PNG and (c) the same update + ``view.render_png()`` (blitting); prints the median ms of ``RUNS`` runs and the ratio.
+``view.update(threshold=...)`` + a full draw to PNG and (c) the same update + ``view.render_png()``
+(blitting); prints the median ms of ``RUNS`` runs and the ratio.
 Goal: in-place ≤ 150 ms for the 8-panel grid.
 """
+
 from __future__ import annotations
 
 import time
@@ -12,9 +14,9 @@ import time
 import numpy as np
 
 from headlab.models import ModelInfo
-from headlab.plot import heatmap_grid
 from headlab.results import HeadScores
 from headlab.tasks import TASK_NAMES
+from headlab.viz.plot import heatmap_grid
 
 RUNS = 20
 GOAL_MS = 150.0
@@ -26,8 +28,16 @@ def fake_scores(n_layers: int, n_heads: int, seed: int = 0) -> HeadScores:
     t = len(TASK_NAMES)
     values = rng.standard_normal((t, n_layers, n_heads)) * rng.gamma(0.5, 1.0, (t, n_layers, n_heads))
     info = ModelInfo(f"random-{n_layers}x{n_heads}", n_layers, n_heads, n_heads, 64, 576, 49152)
-    return HeadScores(values, list(TASK_NAMES), info, "attribution", {"seed": seed}, [1] * t, np.zeros(t),
-                      values[:, None].astype(np.float32))
+    return HeadScores(
+        values,
+        list(TASK_NAMES),
+        info,
+        "attribution",
+        {"seed": seed},
+        [1] * t,
+        np.zeros(t),
+        values[:, None].astype(np.float32),
+    )
 
 
 def median_ms(fn, runs: int = RUNS) -> float:
@@ -63,13 +73,16 @@ def bench(scores: HeadScores) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    print(f"{'scores':<10} {'rebuild':>9} {'in place, full draw':>20} {'in place, blit':>15} {'ratio':>6}  "
-          f"goal ≤ {GOAL_MS:.0f} ms")
+    print(
+        f"{'scores':<10} {'rebuild':>9} {'in place, full draw':>20} {'in place, blit':>15} {'ratio':>6}  "
+        f"goal ≤ {GOAL_MS:.0f} ms"
+    )
     for shape in ((30, 9), (32, 32)):
         scores = fake_scores(*shape)
         full, redraw, blit = bench(scores)
         status = "ok" if blit <= GOAL_MS else "SLOW"
-        print(f"{'8×%d×%d' % shape:<10} {full:>7.1f}ms {redraw:>18.1f}ms {blit:>13.1f}ms {full / blit:>5.1f}×  {status}")
+        name = f"8×{shape[0]}×{shape[1]}"
+        print(f"{name:<10} {full:>7.1f}ms {redraw:>18.1f}ms {blit:>13.1f}ms {full / blit:>5.1f}×  {status}")
 
 
 if __name__ == "__main__":

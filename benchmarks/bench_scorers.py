@@ -12,6 +12,7 @@
     python benchmarks/bench_scorers.py [--items 8] [--tl-items 8] [--tl-task "Knowledge Recall"]
                                        [--repeats 3] [--ablations resample zero]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,25 +39,33 @@ def main() -> None:
     ap.add_argument("--tl-items", type=int, default=8, help="items for the TransformerLens comparison")
     ap.add_argument("--tl-task", default="Knowledge Recall")
     ap.add_argument("--repeats", type=int, default=3, help="timed attribution calls after the first")
-    ap.add_argument("--ablations", nargs="+", default=["resample", "zero"], choices=["resample", "zero", "mean"],
-                    help="ablations to compare exact vs attribution on")
+    ap.add_argument(
+        "--ablations",
+        nargs="+",
+        default=["resample", "zero"],
+        choices=["resample", "zero", "mean"],
+        help="ablations to compare exact vs attribution on",
+    )
     args = ap.parse_args()
 
     import headlab
-    from headlab.compare import agreement, disagreements
-    from headlab.scoring import transformerlens_patching
+    from headlab.analysis.compare import agreement, disagreements
+    from headlab.scorers.reference import transformerlens_patching
     from headlab.tasks import builtin
 
     model, t_load = timed(headlab.load_model)
     print(f"embedded model loaded in {t_load:.1f} s; torch threads: {torch.get_num_threads()}")
 
     task = builtin([args.tl_task])[args.tl_task].subset(args.tl_items)
-    ours, t_ours = timed(lambda: headlab.score(model, task, method="ablation", ablation="resample",
-                                               cache=False, progress=False))
+    ours, t_ours = timed(
+        lambda: headlab.score(model, task, method="ablation", ablation="resample", cache=False, progress=False)
+    )
     ref, t_tl = timed(lambda: transformerlens_patching(model, task))
     diff = np.abs(ours.values[0] - ref).max()
-    print(f"\n## exact resample ablation vs TransformerLens patching ({args.tl_task}, {args.tl_items} items, "
-          f"{ours.model.n_layers * ours.model.n_heads} heads)")
+    print(
+        f"\n## exact resample ablation vs TransformerLens patching ({args.tl_task}, {args.tl_items} items, "
+        f"{ours.model.n_layers * ours.model.n_heads} heads)"
+    )
     print("| scorer | time (s) |\n|---|---:|")
     print(f"| TransformerLens get_act_patch_attn_head_out_all_pos | {t_tl:.1f} |")
     print(f"| headlab exact ablation (replay) | {t_ours:.1f} |")
@@ -64,10 +73,17 @@ def main() -> None:
 
     tasks = {name: t.subset(args.items) for name, t in builtin().items()}
     for ablation in args.ablations:
-        exact, t_exact = timed(lambda: headlab.score(model, tasks, method="ablation", ablation=ablation,
-                                                     cache=False, progress=False))
-        attribution = lambda: headlab.score(model, tasks, method="attribution", ablation=ablation,  # noqa: E731
-                                            cache=False, progress=False)
+        exact, t_exact = timed(
+            lambda: headlab.score(model, tasks, method="ablation", ablation=ablation, cache=False, progress=False)
+        )
+        attribution = lambda: headlab.score(
+            model,
+            tasks,
+            method="attribution",
+            ablation=ablation,  # noqa: E731
+            cache=False,
+            progress=False,
+        )
         attr, t_first = timed(attribution)
         t_warm = float(np.median([timed(attribution)[1] for _ in range(args.repeats)]))
         print(f"\n## exact ablation vs attribution patching (8 tasks × {args.items} items, {ablation})")
@@ -83,7 +99,7 @@ def main() -> None:
         worst = table["rho"].idxmin()
         print(f"\nheads that disagree most in {worst} (rank by exact vs by attribution):")
         print(disagreements(exact, attr, worst, n=5).round(4).to_string(index=False))
-    print(f"\npeak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2:.2f} GB")
+    print(f"\npeak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Sequences are right-padded. The models are causal, so padding after a sequence n
 batched and one-by-one runs agree (tested to 1e-4). Logits are computed only at the positions a metric
 reads (``Encoded.read_pos``).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .engine.forward import final_resid, gather_positions, unembed_at
 from .tasks import Task, TaskError
 
 METRICS = ("logit_diff", "logprob")
@@ -27,21 +29,21 @@ class Encoded:
 
     task: str
     metric: str
-    tokens: torch.Tensor        # (n, T) clean prompt + teacher-forced continuation, right-padded
+    tokens: torch.Tensor  # (n, T) clean prompt + teacher-forced continuation, right-padded
     cf_tokens: torch.Tensor | None  # (n, T) counterfactual prompt + the same continuation (or None)
-    lengths: torch.Tensor       # (n,) real length of each row
-    cf_ok: torch.Tensor         # (n,) bool: counterfactual has the clean prompt's token length
-    read_pos: torch.Tensor      # (n, P) positions whose logits the metric reads
-    read_mask: torch.Tensor     # (n, P) bool: real read positions (logprob answers differ in length)
-    target: torch.Tensor        # (n, P) answer token at each read position
-    foil: torch.Tensor          # (n, P) counterfactual-answer token (logit_diff only; else = target)
+    lengths: torch.Tensor  # (n,) real length of each row
+    cf_ok: torch.Tensor  # (n,) bool: counterfactual has the clean prompt's token length
+    read_pos: torch.Tensor  # (n, P) positions whose logits the metric reads
+    read_mask: torch.Tensor  # (n, P) bool: real read positions (logprob answers differ in length)
+    target: torch.Tensor  # (n, P) answer token at each read position
+    foil: torch.Tensor  # (n, P) counterfactual-answer token (logit_diff only; else = target)
 
     @property
     def n(self) -> int:
         return self.tokens.shape[0]
 
     @classmethod
-    def concat(cls, parts: list["Encoded"], task: str = "pooled") -> "Encoded":
+    def concat(cls, parts: list[Encoded], task: str = "pooled") -> Encoded:
         """Stack encodings of one metric (e.g. several tasks): rows right-padded to the longest T (padding
         after a row never changes its numbers), read positions to the largest P (extra ones masked). A part
         without counterfactuals contributes its clean rows as ``cf_tokens``."""
@@ -60,18 +62,41 @@ class Encoded:
                 out.append(torch.cat([t, pad], 1))
             return torch.cat(out)
 
-        return cls(task, metrics.pop(), stack(lambda p: p.tokens, T, 0),
-                   stack(lambda p: p.tokens if p.cf_tokens is None else p.cf_tokens, T, 0),
-                   torch.cat([p.lengths for p in parts]), torch.cat([p.cf_ok for p in parts]),
-                   stack(lambda p: p.read_pos, P, None), stack(lambda p: p.read_mask, P, False),
-                   stack(lambda p: p.target, P, 0), stack(lambda p: p.foil, P, 0))
+        return cls(
+            task,
+            metrics.pop(),
+            stack(lambda p: p.tokens, T, 0),
+            stack(lambda p: p.tokens if p.cf_tokens is None else p.cf_tokens, T, 0),
+            torch.cat([p.lengths for p in parts]),
+            torch.cat([p.cf_ok for p in parts]),
+            stack(lambda p: p.read_pos, P, None),
+            stack(lambda p: p.read_mask, P, False),
+            stack(lambda p: p.target, P, 0),
+            stack(lambda p: p.foil, P, 0),
+        )
 
-    def subset(self, idx) -> "Encoded":
+    def first_differences(self) -> torch.Tensor:
+        """(n,) first position where each counterfactual row differs from its clean row (T if none)."""
+        if self.cf_tokens is None:
+            return torch.full((self.n,), self.tokens.shape[1])
+        differs = self.tokens != self.cf_tokens
+        return torch.where(differs.any(1), differs.float().argmax(1), torch.tensor(self.tokens.shape[1]))
+
+    def subset(self, idx) -> Encoded:
         idx = torch.as_tensor(idx)
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
-        return Encoded(self.task, self.metric, pick(self.tokens), pick(self.cf_tokens), pick(self.lengths),
-                       pick(self.cf_ok), pick(self.read_pos), pick(self.read_mask), pick(self.target),
-                       pick(self.foil))
+        return Encoded(
+            self.task,
+            self.metric,
+            pick(self.tokens),
+            pick(self.cf_tokens),
+            pick(self.lengths),
+            pick(self.cf_ok),
+            pick(self.read_pos),
+            pick(self.read_mask),
+            pick(self.target),
+            pick(self.foil),
+        )
 
 
 def answer_ids(tokenizer, text: str) -> list[int]:
@@ -123,7 +148,9 @@ def encode(task: Task, tokenizer, metric: str = "logit_diff", warn: bool = True)
     if warn and task.has_counterfactuals and n_bad:
         warnings.warn(
             f"task {task.name!r}: {n_bad} of {len(task)} counterfactual prompts differ in token length from their "
-            "prompt; resample ablation and attribution skip those items", stacklevel=2)
+            "prompt; resample ablation and attribution skip those items",
+            stacklevel=2,
+        )
     lengths = torch.tensor([len(r) for r in rows])
     T = int(lengths.max())
     P = max(len(r) for r in reads)
@@ -137,12 +164,22 @@ def encode(task: Task, tokenizer, metric: str = "logit_diff", warn: bool = True)
         tokens[i, : len(row)] = torch.tensor(row)
         cf_tokens[i, : len(cf_row)] = torch.tensor(cf_row)
         read_pos[i, : len(r)] = torch.tensor(r)
-        read_pos[i, len(r):] = r[-1]
+        read_pos[i, len(r) :] = r[-1]
         read_mask[i, : len(r)] = True
         target[i, : len(t)] = torch.tensor(t)
         foil[i, : len(f)] = torch.tensor(f)
-    return Encoded(task.name, metric, tokens, cf_tokens if task.has_counterfactuals else None, lengths,
-                   torch.tensor(cf_ok), read_pos, read_mask, target, foil)
+    return Encoded(
+        task.name,
+        metric,
+        tokens,
+        cf_tokens if task.has_counterfactuals else None,
+        lengths,
+        torch.tensor(cf_ok),
+        read_pos,
+        read_mask,
+        target,
+        foil,
+    )
 
 
 def _first_difference(a: list[int], b: list[int]) -> int | None:
@@ -150,11 +187,6 @@ def _first_difference(a: list[int], b: list[int]) -> int | None:
         if x != y:
             return k
     return None
-
-
-def gather_positions(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """x (b, T, d), pos (b, P) → (b, P, d)."""
-    return x.gather(1, pos.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
 def from_logits(logits: torch.Tensor, enc: Encoded) -> torch.Tensor:
@@ -194,8 +226,8 @@ def logits_at(model, tokens: torch.Tensor, read_pos: torch.Tensor, batch_size: i
     """Run ``model`` on right-padded ``tokens`` (n, T); return logits at ``read_pos`` (n, P, V)."""
     out = []
     for s in range(0, tokens.shape[0], batch_size):
-        logits = model(tokens[s: s + batch_size])
-        out.append(gather_positions(logits, read_pos[s: s + batch_size]))
+        logits = model(tokens[s : s + batch_size])
+        out.append(gather_positions(logits, read_pos[s : s + batch_size]))
     return torch.cat(out)
 
 
@@ -204,13 +236,17 @@ class TaskEval:
     """Clean behaviour of a model on a task: per-item arrays and their summary."""
 
     task: str
-    logprob: torch.Tensor      # (n,)
+    logprob: torch.Tensor  # (n,)
     logit_diff: torch.Tensor | None  # (n,)
-    correct: torch.Tensor      # (n,) bool
+    correct: torch.Tensor  # (n,) bool
 
     def summary(self) -> dict:
-        row = {"task": self.task, "n": len(self.logprob), "accuracy": self.correct.float().mean().item(),
-               "mean_logprob": self.logprob.mean().item()}
+        row = {
+            "task": self.task,
+            "n": len(self.logprob),
+            "accuracy": self.correct.float().mean().item(),
+            "mean_logprob": self.logprob.mean().item(),
+        }
         if self.logit_diff is not None:
             row["preference"] = (self.logit_diff > 0).float().mean().item()
             row["mean_logit_diff"] = self.logit_diff.mean().item()
@@ -225,8 +261,6 @@ def evaluate(model, task: Task, batch_size: int = 64) -> TaskEval:
     first differ) lies inside the teacher-forced answer, so both metrics read the same run; logits are
     computed only at the positions read.
     """
-    from .replay import final_resid, unembed_at
-
     tok = model.tokenizer
     enc_lp = encode(task, tok, "logprob", warn=False)
     enc_ld = encode(task, tok, "logit_diff", warn=False) if task.has_counterfactuals else None
@@ -249,8 +283,10 @@ def evaluate(model, task: Task, batch_size: int = 64) -> TaskEval:
 
 def summary_table(rows: list[dict]) -> str:
     """Markdown table of ``TaskEval.summary()`` rows."""
-    lines = ["| task | n | accuracy (greedy) | preference (logit diff > 0) | mean log-prob | mean logit diff |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| task | n | accuracy (greedy) | preference (logit diff > 0) | mean log-prob | mean logit diff |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         pref = f"{r['preference']:.0%}" if "preference" in r else "—"
         ld = f"{r['mean_logit_diff']:.2f}" if "mean_logit_diff" in r else "—"

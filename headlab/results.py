@@ -2,17 +2,17 @@
 
 Plots, widgets, statistics and the CLI read only this.
 """
+
 from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .cache import atomic_write_bytes
 from .models import ModelInfo
 
 NORMALIZATIONS = ("none", "fraction", "zscore", "max")
@@ -63,21 +63,40 @@ class HeadScores:
         """One task's (n_layers, n_heads) map."""
         return self.values[self._index(task)]
 
-    def select(self, tasks) -> "HeadScores":
+    def select(self, tasks) -> HeadScores:
         """The scores of a subset of tasks, in the order given."""
         idx = [self._index(t) for t in tasks]
-        return HeadScores(self.values[idx], [self.tasks[i] for i in idx], self.model, self.method, dict(self.params),
-                          self.n_examples[idx], self.baseline[idx], self.per_example[idx], list(self.notes))
+        return HeadScores(
+            self.values[idx],
+            [self.tasks[i] for i in idx],
+            self.model,
+            self.method,
+            dict(self.params),
+            self.n_examples[idx],
+            self.baseline[idx],
+            self.per_example[idx],
+            list(self.notes),
+        )
 
-    def per_run(self) -> list["HeadScores"]:
+    def per_run(self) -> list[HeadScores]:
         """One HeadScores per row of ``per_example`` (for gating: one per seed) — e.g. the runs for
         ``stats.always_any``. Needs the same number of rows in every task."""
         if len(set(self.n_examples.tolist())) != 1:
             raise ValueError(f"tasks have different numbers of rows {self.n_examples.tolist()}: select one task first")
         rows = self.per_example[:, : int(self.n_examples[0])].astype(np.float64)
-        return [HeadScores(rows[:, r], self.tasks, self.model, self.method, {**self.params, "run": r},
-                           np.ones(len(self.tasks), dtype=np.int64), self.baseline, rows[:, r: r + 1])
-                for r in range(rows.shape[1])]
+        return [
+            HeadScores(
+                rows[:, r],
+                self.tasks,
+                self.model,
+                self.method,
+                {**self.params, "run": r},
+                np.ones(len(self.tasks), dtype=np.int64),
+                self.baseline,
+                rows[:, r : r + 1],
+            )
+            for r in range(rows.shape[1])
+        ]
 
     def normalized(self, kind: str = "fraction") -> np.ndarray:
         """(n_tasks, n_layers, n_heads): "fraction" |s|/Σ|s| per task (the papers' 0–0.004 scale),
@@ -137,14 +156,21 @@ class HeadScores:
         except ImportError:
             raise ImportError("to_xarray() needs xarray: pip install xarray") from None
         return xr.DataArray(
-            self.values, dims=("task", "layer", "head"),
+            self.values,
+            dims=("task", "layer", "head"),
             coords={"task": self.tasks, "layer": np.arange(self.model.n_layers), "head": np.arange(self.model.n_heads)},
-            name="head_score", attrs={"method": self.method, "model": self.model.name, "params": json.dumps(self.params)},
+            name="head_score",
+            attrs={"method": self.method, "model": self.model.name, "params": json.dumps(self.params)},
         )
 
     def _meta(self) -> dict:
-        return {"tasks": self.tasks, "model": self.model.to_dict(), "method": self.method, "params": self.params,
-                "notes": self.notes}
+        return {
+            "tasks": self.tasks,
+            "model": self.model.to_dict(),
+            "method": self.method,
+            "params": self.params,
+            "notes": self.notes,
+        }
 
     def save(self, path) -> Path:
         """Write to ``path`` (.npz) atomically; ``HeadScores.load`` round-trips exactly."""
@@ -152,40 +178,42 @@ class HeadScores:
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
         buf = io.BytesIO()
-        np.savez(buf, values=self.values, n_examples=self.n_examples, baseline=self.baseline,
-                 per_example=self.per_example, meta=np.array(json.dumps(self._meta())))
+        np.savez(
+            buf,
+            values=self.values,
+            n_examples=self.n_examples,
+            baseline=self.baseline,
+            per_example=self.per_example,
+            meta=np.array(json.dumps(self._meta())),
+        )
         atomic_write_bytes(path, buf.getvalue())
         return path
 
     @classmethod
-    def load(cls, path) -> "HeadScores":
+    def load(cls, path) -> HeadScores:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no saved scores at {path}")
         with np.load(path, allow_pickle=False) as f:
             meta = json.loads(str(f["meta"]))
-            return cls(f["values"], meta["tasks"], ModelInfo(**meta["model"]), meta["method"], meta["params"],
-                       f["n_examples"], f["baseline"], f["per_example"], meta.get("notes", []))
+            return cls(
+                f["values"],
+                meta["tasks"],
+                ModelInfo(**meta["model"]),
+                meta["method"],
+                meta["params"],
+                f["n_examples"],
+                f["baseline"],
+                f["per_example"],
+                meta.get("notes", []),
+            )
 
     def __repr__(self) -> str:
-        detail = {"probe": f"probe={self.params.get('probe')}, pool={self.params.get('pool')}",
-                  "gating": f"seeds={self.params.get('seeds')}"}.get(
-            self.method, f"ablation={self.params.get('ablation')}, metric={self.params.get('metric')}")
-        return (f"HeadScores({self.method}, model={self.model.name}, tasks={len(self.tasks)}, "
-                f"layers={self.model.n_layers}, heads={self.model.n_heads}, {detail})")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        detail = {
+            "probe": f"probe={self.params.get('probe')}, pool={self.params.get('pool')}",
+            "gating": f"seeds={self.params.get('seeds')}",
+        }.get(self.method, f"ablation={self.params.get('ablation')}, metric={self.params.get('metric')}")
+        return (
+            f"HeadScores({self.method}, model={self.model.name}, tasks={len(self.tasks)}, "
+            f"layers={self.model.n_layers}, heads={self.model.n_heads}, {detail})"
+        )

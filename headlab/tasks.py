@@ -8,16 +8,17 @@ ablation and attribution patching need the pair; zero/mean ablation and the ``lo
 - ``Task.from_records / from_jsonl / from_dataframe``: your own tasks, validated.
 - ``load_cogqa(path)``: the Cognitive Mirrors CogQA JSON, read from a path (never bundled).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import warnings
 from collections import Counter, OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Mapping
 
 TASK_NAMES = (
     "Knowledge Recall",
@@ -90,19 +91,19 @@ class Task:
         blob = json.dumps([self.name, [asdict(it) for it in self.items]], sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
-    def subset(self, n: int) -> "Task":
+    def subset(self, n: int) -> Task:
         """The first ``n`` items (for quick runs)."""
         return Task(self.name, self.items[:n], self.source)
 
     # --- constructors -----------------------------------------------------------------------------
     @classmethod
-    def from_records(cls, name: str, records: Iterable[Mapping], source: str = "custom") -> "Task":
+    def from_records(cls, name: str, records: Iterable[Mapping], source: str = "custom") -> Task:
         """Build from dicts with ``prompt``, ``answer`` and optional counterfactual fields."""
         items = tuple(_item_from_record(name, i, rec) for i, rec in enumerate(records))
         return cls(name, items, source)
 
     @classmethod
-    def from_jsonl(cls, path, name: str | None = None) -> "Task":
+    def from_jsonl(cls, path, name: str | None = None) -> Task:
         """One JSON object per line; the task is named after the file unless ``name`` is given."""
         path = Path(path)
         if not path.is_file():
@@ -118,13 +119,15 @@ class Task:
         return cls.from_records(name or path.stem.replace("_", " ").title(), records, source=str(path))
 
     @classmethod
-    def from_dataframe(cls, df, name: str) -> "Task":
+    def from_dataframe(cls, df, name: str) -> Task:
         """From a pandas DataFrame with columns ``prompt``, ``answer`` (and optional counterfactual columns)."""
         missing = [c for c in ("prompt", "answer") if c not in df.columns]
         if missing:
             raise TaskError(f"task {name!r}: the DataFrame lacks column(s) {missing}: add them")
         cols = [c for c in FIELDS if c in df.columns]
-        records = [{c: (None if _isna(v) else v) for c, v in zip(cols, row)} for row in df[cols].itertuples(index=False)]
+        records = [
+            {c: (None if _isna(v) else v) for c, v in zip(cols, row)} for row in df[cols].itertuples(index=False)
+        ]
         return cls.from_records(name, records, source="dataframe")
 
 
@@ -150,13 +153,11 @@ def _item_from_record(task: str, i: int, rec: Mapping) -> Item:
         if not isinstance(cf, str) or not cf.strip() or not isinstance(cf_answer, str) or not cf_answer.strip():
             raise TaskError(f"task {task!r}: item {i} has an empty counterfactual or counterfactual_answer")
         if cf_answer == rec["answer"]:
-            raise TaskError(
-                f"task {task!r}: item {i} has counterfactual_answer equal to answer: the pair must differ"
-            )
+            raise TaskError(f"task {task!r}: item {i} has counterfactual_answer equal to answer: the pair must differ")
     return Item(rec["prompt"], rec["answer"], cf, cf_answer)
 
 
-def builtin(names: Iterable[str] | None = None) -> "OrderedDict[str, Task]":
+def builtin(names: Iterable[str] | None = None) -> OrderedDict[str, Task]:
     """The eight built-in cognitive tasks (or the named subset), in grid order."""
     names = list(TASK_NAMES if names is None else names)
     unknown = [n for n in names if n not in _FILES]
@@ -187,7 +188,7 @@ def as_task_list(tasks) -> list[Task]:
     return tasks
 
 
-def load_cogqa(path, context: bool = True, report: bool = True) -> "OrderedDict[str, Task]":
+def load_cogqa(path, context: bool = True, report: bool = True) -> OrderedDict[str, Task]:
     """Read the CogQA JSON (list of ``{question, answer, generated: [{subquestion, answer, cognitive_skill}]}``).
 
     Each subquestion becomes a teacher-forced item of its cognitive function: prompt
@@ -218,7 +219,9 @@ def load_cogqa(path, context: bool = True, report: bool = True) -> "OrderedDict[
             if not question or not answer:
                 dropped["<empty subquestion or answer>"] += 1
                 continue
-            prompt = f"Question: {main}\nSubquestion: {question}\nAnswer:" if context else f"Question: {question}\nAnswer:"
+            prompt = (
+                f"Question: {main}\nSubquestion: {question}\nAnswer:" if context else f"Question: {question}\nAnswer:"
+            )
             if (prompt, answer) in seen:
                 dropped["<duplicate>"] += 1
                 continue
@@ -226,8 +229,9 @@ def load_cogqa(path, context: bool = True, report: bool = True) -> "OrderedDict[
             records[label].append({"prompt": prompt, "answer": " " + answer})
     if dropped and report:
         summary = ", ".join(f"{label}: {n}" for label, n in dropped.most_common())
-        warnings.warn(f"CogQA: dropped {sum(dropped.values())} item(s) outside the eight functions ({summary})",
-                      stacklevel=2)
+        warnings.warn(
+            f"CogQA: dropped {sum(dropped.values())} item(s) outside the eight functions ({summary})", stacklevel=2
+        )
     tasks = OrderedDict()
     for name in TASK_NAMES:
         if records[name]:

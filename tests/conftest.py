@@ -1,4 +1,5 @@
 """Shared fixtures. Tests never reach a model hub: HF_HUB_OFFLINE is set before anything imports it."""
+
 import os
 from pathlib import Path
 
@@ -12,8 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 COGQA = Path(os.environ.get("HEADLAB_COGQA", ROOT.parent / "shared" / "data" / "cogqa" / "cogqa_train.json"))
 
 RECORDS = [
-    {"prompt": f"The box of {a} is", "answer": f" {a}{b}", "counterfactual": f"The box of {b} is",
-     "counterfactual_answer": f" {b}{a}"}
+    {
+        "prompt": f"The box of {a} is",
+        "answer": f" {a}{b}",
+        "counterfactual": f"The box of {b} is",
+        "counterfactual_answer": f" {b}{a}",
+    }
     for a, b in ["xy", "pq", "mn", "rs", "uv", "gh"]
 ]
 

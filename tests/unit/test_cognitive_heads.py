@@ -1,17 +1,18 @@
 """Head selection, masking (zero / mean / scale), layer-matched validation and steering on tiny models."""
+
 import numpy as np
 import pytest
 import torch
 
 from headlab import hooks
-from headlab.interventions import head_means, mask_heads, steer
+from headlab.analysis.interventions import head_means, mask_heads, steer
+from headlab.analysis.selection import elbow_count, select_heads
+from headlab.analysis.steering import directions, steering_sweep
+from headlab.analysis.validation import layer_matched_random, validate
 from headlab.metrics import encode
 from headlab.models import ModelInfo, planted
 from headlab.results import HeadScores
 from headlab.scoring import score
-from headlab.selection import elbow_count, select_heads
-from headlab.steering import directions, steering_sweep
-from headlab.validation import layer_matched_random, validate
 
 
 def _scores(m):
@@ -51,8 +52,11 @@ def test_mask_modes_by_hand(tiny_model, toy_task):
         seen["z"] = z.clone()
         return z
 
-    for mode, expect in [("zero", lambda z: 0 * z), ("scale", lambda z: 0.5 * z),
-                         ("mean", lambda z: torch.as_tensor(means[1, 2]).expand_as(z))]:
+    for mode, expect in [
+        ("zero", lambda z: 0 * z),
+        ("scale", lambda z: 0.5 * z),
+        ("mean", lambda z: torch.as_tensor(means[1, 2]).expand_as(z)),
+    ]:
         with torch.no_grad():
             _ = tiny_model.run_with_hooks(enc.tokens, fwd_hooks=[(hooks.z(1), grab)])
             clean = seen["z"][:, :, 2].clone()

@@ -1,4 +1,5 @@
 """headlab.compare: agreement of two maps, task × task overlap, and relative-depth profiles across models."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,8 +14,16 @@ def scores(values, tasks=None, name="toy"):
     """HeadScores of a hand-built (task, layer, head) map."""
     v = np.asarray(values, dtype=np.float64)
     T, L, H = v.shape
-    return HeadScores(v, tasks or [f"T{t}" for t in range(T)], ModelInfo(name, L, H, H, 8, 32, 100), "attribution",
-                      {"ablation": "resample"}, [1] * T, np.zeros(T), v[:, None])
+    return HeadScores(
+        v,
+        tasks or [f"T{t}" for t in range(T)],
+        ModelInfo(name, L, H, H, 8, 32, 100),
+        "attribution",
+        {"ablation": "resample"},
+        [1] * T,
+        np.zeros(T),
+        v[:, None],
+    )
 
 
 def test_compare_identical_maps():
@@ -26,7 +35,7 @@ def test_compare_identical_maps():
 
 def test_compare_exact_numbers_on_common_tasks():
     a = scores([[[4, 3, 2, 1]], [[1, 2, 3, 4]]], tasks=["A", "B"])
-    b = scores([[[9, 9, 9, 9]], [[4, 3, 1, 2]]], tasks=["C", "A"])   # only "A" in common
+    b = scores([[[9, 9, 9, 9]], [[4, 3, 1, 2]]], tasks=["C", "A"])  # only "A" in common
     table = compare.compare(a, b, k=3)
     assert list(table.index) == ["A"]
     row = table.loc["A"]
@@ -42,18 +51,18 @@ def test_compare_exact_numbers_on_common_tasks():
 def test_compare_scatter_panels_and_rho_titles():
     rng = np.random.default_rng(1)
     a = scores(rng.normal(size=(3, 4, 5)))
-    fig = compare.compare_scatter(a, a)
+    fig = plot.compare_scatter(a, a)
     assert isinstance(fig, Figure) and fig._repr_png_().startswith(b"\x89PNG")
     shown = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in shown] == [f"T{t}  ρ = 1.00" for t in range(3)]
     assert len(shown[0].collections[0].get_offsets()) == 20 and shown[0].get_xlabel() == "toy · attribution"
-    one = compare.compare_scatter(a, a, task="T1", labels=("exact", "approx"))
+    one = plot.compare_scatter(a, a, task="T1", labels=("exact", "approx"))
     assert [ax.get_title() for ax in one.axes] == ["T1  ρ = 1.00"] and one.axes[0].get_ylabel() == "approx"
 
 
 def test_task_overlap_exact_symmetric_unit_diagonal():
     s = scores([[[4, 3, 2, 1]], [[4, 3, 1, 2]], [[1, 4, 3, 2]]], tasks=["A", "B", "C"])
-    m = compare.task_overlap(s, k=2)                 # top-2: A {0,1}, B {0,1}, C {1,2}
+    m = compare.task_overlap(s, k=2)  # top-2: A {0,1}, B {0,1}, C {1,2}
     assert list(m.index) == list(m.columns) == ["A", "B", "C"]
     np.testing.assert_allclose(m.to_numpy(), [[1, 1, 1 / 3], [1, 1, 1 / 3], [1 / 3, 1 / 3, 1]])
     big = compare.task_overlap(scores(np.random.default_rng(2).normal(size=(5, 6, 7))), k=10)
@@ -66,21 +75,21 @@ def test_task_overlap_exact_symmetric_unit_diagonal():
 
 
 def test_relative_depth_exact_profiles():
-    shallow = scores([[[1, 0], [-3, 0]]])            # 2 layers: a quarter of |score| in layer 0
+    shallow = scores([[[1, 0], [-3, 0]]])  # 2 layers: a quarter of |score| in layer 0
     d = compare.relative_depth(shallow, bins=4)
     assert d.index.names == ["task", "depth"]
     np.testing.assert_allclose(d.index.get_level_values("depth"), [0.125, 0.375, 0.625, 0.875])
     np.testing.assert_allclose(d["share"], [0.125, 0.125, 0.375, 0.375])
     np.testing.assert_allclose(d["peak"], [1 / 3, 1 / 3, 1, 1])
-    split = compare.relative_depth(scores([[[1], [2], [5]]]), bins=2)   # layer 1 straddles depth 0.5
+    split = compare.relative_depth(scores([[[1], [2], [5]]]), bins=2)  # layer 1 straddles depth 0.5
     np.testing.assert_allclose(split["share"], [0.25, 0.75])
     np.testing.assert_allclose(split["peak"], [0.4, 1.0])
 
 
 def test_relative_depth_puts_any_depth_on_one_axis():
     deep, shallow = np.zeros((2, 30, 9)), np.zeros((2, 2, 4))
-    deep[:, 29, 3] = shallow[:, 1, 0] = 1.0          # all importance in the last layer
-    deep[1], shallow[1] = 1.0, 1.0                   # task 1: uniform
+    deep[:, 29, 3] = shallow[:, 1, 0] = 1.0  # all importance in the last layer
+    deep[1], shallow[1] = 1.0, 1.0  # task 1: uniform
     a, b = compare.relative_depth(scores(deep), bins=10), compare.relative_depth(scores(shallow), bins=10)
     assert a.index.equals(b.index)
     depth = a.loc["T0"].index.to_numpy()
@@ -95,13 +104,13 @@ def test_relative_depth_puts_any_depth_on_one_axis():
 
 
 def test_cross_model_table_and_plot():
-    a = scores([[[1], [2], [3], [4]]], tasks=["A"], name="deep")    # shares 0.1 … 0.4 over 4 bins
-    b = scores([[[1], [3]], [[1], [1]]], tasks=["A", "B"], name="shallow")   # A: 0.125, 0.125, 0.375, 0.375
+    a = scores([[[1], [2], [3], [4]]], tasks=["A"], name="deep")  # shares 0.1 … 0.4 over 4 bins
+    b = scores([[[1], [3]], [[1], [1]]], tasks=["A", "B"], name="shallow")  # A: 0.125, 0.125, 0.375, 0.375
     table = compare.cross_model(a, b, bins=4)
     assert isinstance(table, pd.DataFrame) and list(table.index) == ["A"]
-    assert table.loc["A", "rho_share"] == pytest.approx(4 / np.sqrt(20))     # ranks 1..4 vs 1.5, 1.5, 3.5, 3.5
+    assert table.loc["A", "rho_share"] == pytest.approx(4 / np.sqrt(20))  # ranks 1..4 vs 1.5, 1.5, 3.5, 3.5
     assert table.loc["A", "depth_a"] == 0.875 and table.loc["A", "depth_b"] == 0.625
-    fig = compare.cross_model_plot(a, b, bins=4)
+    fig = plot.cross_model_plot(a, b, bins=4)
     ax = fig.axes[0]
     assert len(ax.lines) == 2 and ax.get_xlabel() == "Relative depth" and ax.get_xlim() == (0, 1)
     assert ax.get_title() == "A  ρ = 0.89"
@@ -117,7 +126,7 @@ def test_disagreements_still_rank_gaps():
 
 
 def test_patch_path_ends_at_exact_resample_ablation(tiny_model, toy_task):
-    from headlab.compare import patch_path
+    from headlab.analysis.compare import patch_path
     from headlab.scoring import score
 
     exact = score(tiny_model, toy_task, method="ablation", ablation="resample", cache=False, progress=False)

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-import headlab.gating as gating
-from headlab.gating import DEFAULTS, check_options, gate_fits, taxonomy
+import headlab.scorers.gating as gating
+from headlab.engine.forward import final_resid, unembed_at
 from headlab.models import planted
-from headlab.replay import final_resid, unembed_at
+from headlab.scorers.gating import DEFAULTS, check_options, gate_fits, taxonomy
 from headlab.scoring import score
 from headlab.tasks import Task
 
@@ -126,19 +126,22 @@ def test_score_caches_on_the_options(model, task, tmp_path, monkeypatch):
         score(model, task, **kwargs, **{**opts, "lam": 0.1})
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"bogus": 1}, r"unknown gating option\(s\) \['bogus'\]: choose from"),
-    ({"seeds": []}, "seeds must be a non-empty list"),
-    ({"seeds": [1, 1]}, "distinct"),
-    ({"seeds": [-1]}, "non-negative ints"),
-    ({"steps": 0}, "steps must be a positive int"),
-    ({"steps": 2.5}, "steps must be a positive int"),
-    ({"lr": 0}, "lr must be a positive number"),
-    ({"lam": -0.1}, "lam must be a positive number"),
-    ({"init": float("nan")}, "init must be a finite number"),
-    ({"noise": -1}, "noise must be a non-negative number"),
-    ({"lr": True}, "lr must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"bogus": 1}, r"unknown gating option\(s\) \['bogus'\]: choose from"),
+        ({"seeds": []}, "seeds must be a non-empty list"),
+        ({"seeds": [1, 1]}, "distinct"),
+        ({"seeds": [-1]}, "non-negative ints"),
+        ({"steps": 0}, "steps must be a positive int"),
+        ({"steps": 2.5}, "steps must be a positive int"),
+        ({"lr": 0}, "lr must be a positive number"),
+        ({"lam": -0.1}, "lam must be a positive number"),
+        ({"init": float("nan")}, "init must be a finite number"),
+        ({"noise": -1}, "noise must be a non-negative number"),
+        ({"lr": True}, "lr must be a positive number"),
+    ],
+)
 def test_bad_options(options, match):
     with pytest.raises(ValueError, match=match):
         check_options(**options)

@@ -1,9 +1,8 @@
+import pytest
 import torch
 
-import pytest
-
+from headlab.engine.forward import at_positions, final_resid
 from headlab.metrics import encode, evaluate, from_logits, logits_at, metric_at
-from headlab.replay import at_positions, final_resid
 from headlab.tasks import Task
 
 MIXED = [  # different prompt and answer lengths, to exercise the padding
@@ -38,8 +37,13 @@ def test_logit_diff_reads_first_differing_token(tiny_model):
     assert enc.foil[0, 0] == tok("7", add_special_tokens=False).input_ids[0]
     with torch.no_grad():
         logits = tiny_model(enc.tokens[:1, : enc.lengths[0]])[0, -1]
-    assert abs(float(logits[enc.target[0, 0]] - logits[enc.foil[0, 0]]) - float(
-        from_logits(logits_at(tiny_model, enc.tokens, enc.read_pos), enc)[0])) < 1e-4
+    assert (
+        abs(
+            float(logits[enc.target[0, 0]] - logits[enc.foil[0, 0]])
+            - float(from_logits(logits_at(tiny_model, enc.tokens, enc.read_pos), enc)[0])
+        )
+        < 1e-4
+    )
 
 
 def test_batched_equals_one_by_one(tiny_model):
@@ -47,8 +51,12 @@ def test_batched_equals_one_by_one(tiny_model):
     for metric in ("logprob", "logit_diff"):
         enc = encode(task, tiny_model.tokenizer, metric)
         batched = from_logits(logits_at(tiny_model, enc.tokens, enc.read_pos), enc)
-        single = torch.cat([from_logits(logits_at(tiny_model, e.tokens[:, : e.lengths[0]], e.read_pos), e)
-                            for e in (enc.subset([i]) for i in range(enc.n))])
+        single = torch.cat(
+            [
+                from_logits(logits_at(tiny_model, e.tokens[:, : e.lengths[0]], e.read_pos), e)
+                for e in (enc.subset([i]) for i in range(enc.n))
+            ]
+        )
         assert torch.allclose(batched, single, atol=1e-4)
 
 
@@ -100,6 +108,7 @@ def test_evaluate_reads_both_metrics_from_one_run(tiny_model, toy_task):
     lp_enc, ld_enc = (encode(toy_task, tiny_model.tokenizer, m) for m in ("logprob", "logit_diff"))
     lp_logits = logits_at(tiny_model, lp_enc.tokens, lp_enc.read_pos)
     torch.testing.assert_close(ev.logprob, from_logits(lp_logits, lp_enc), atol=1e-4, rtol=1e-5)
-    torch.testing.assert_close(ev.logit_diff, from_logits(logits_at(tiny_model, ld_enc.tokens, ld_enc.read_pos),
-                                                          ld_enc), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(
+        ev.logit_diff, from_logits(logits_at(tiny_model, ld_enc.tokens, ld_enc.read_pos), ld_enc), atol=1e-4, rtol=1e-5
+    )
     assert torch.equal(ev.correct, greedy_correct(lp_logits, lp_enc))

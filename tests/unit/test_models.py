@@ -63,11 +63,14 @@ def test_wraps_a_user_loaded_hf_model():
         assert torch.allclose(m(ids), hf(ids).logits, atol=1e-4)
 
 
-@pytest.mark.parametrize("arg, match", [
-    ("gpt-17", "unknown model alias 'gpt-17'"),
-    (42, "not int"),
-    ("tiny", "headlab.models.tiny"),
-])
+@pytest.mark.parametrize(
+    "arg, match",
+    [
+        ("gpt-17", "unknown model alias 'gpt-17'"),
+        (42, "not int"),
+        ("tiny", "headlab.models.tiny"),
+    ],
+)
 def test_bad_model_arguments(arg, match):
     with pytest.raises(ModelLoadError, match=match):
         load_model(arg)
@@ -96,9 +99,11 @@ def test_missing_embedded_package(monkeypatch, tmp_path):
 @pytest.mark.parametrize("offline", ["1", ""])
 def test_uncached_hub_model_fails_fast_with_one_line(offline):
     env = {**os.environ, "HF_HUB_OFFLINE": offline, "HF_HOME": "/tmp/headlab-empty-hf-home"}
-    code = ("from headlab.models import load_model, ModelLoadError\n"
-            "try:\n    load_model('nobody-xyz/no-such-model')\n"
-            "except ModelLoadError as e:\n    print('ERR', e)\n")
+    code = (
+        "from headlab.models import load_model, ModelLoadError\n"
+        "try:\n    load_model('nobody-xyz/no-such-model')\n"
+        "except ModelLoadError as e:\n    print('ERR', e)\n"
+    )
     t = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     took = time.perf_counter() - t

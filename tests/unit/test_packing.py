@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from headlab import packing
-from headlab.packing import Pack, Run, Trie
-from headlab.replay import final_resid
+from headlab.engine.forward import final_resid
+from headlab.engine.packing import Pack, Run, Trie
 
 
 def _slots(pack, i, pos):
@@ -14,7 +14,7 @@ def _slots(pack, i, pos):
 def test_pieces_fill_rows_longest_first_without_overlap():
     stop = torch.tensor([5, 3, 7, 2, 4])
     pack = Pack(torch.zeros(5, dtype=torch.long), stop)
-    assert (pack.width, pack.n_rows) == (7, 3)              # 7 | 5 + 2 | 4 + 3
+    assert (pack.width, pack.n_rows) == (7, 3)  # 7 | 5 + 2 | 4 + 3
     for i, n in enumerate(stop.tolist()):
         slots = _slots(pack, i, torch.arange(n))
         assert (pack.owner.flatten()[slots] == i).all()
@@ -37,38 +37,45 @@ def test_a_piece_longer_than_a_row_is_refused():
 
 
 def test_mask_keeps_pieces_apart_and_causal():
-    pack = Pack(torch.tensor([0, 0]), torch.tensor([2, 3]), width=5)     # row: piece 1 (3), piece 0 (2)
+    pack = Pack(torch.tensor([0, 0]), torch.tensor([2, 3]), width=5)  # row: piece 1 (3), piece 0 (2)
     m = pack.mask()[0, 0].int().tolist()
-    assert m == [[1, 0, 0, 0, 0],
-                 [1, 1, 0, 0, 0],
-                 [1, 1, 1, 0, 0],
-                 [0, 0, 0, 1, 0],
-                 [0, 0, 0, 1, 1]]
+    assert m == [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 1, 1]]
     pm = pack.prefix_mask(2, torch.tensor([[0, -1]]))[0, 0].int()
-    assert pm[:, :2].tolist() == [[0, 0]] * 3 + [[1, 0]] * 2      # piece 0 sees its gathered prefix slot
+    assert pm[:, :2].tolist() == [[0, 0]] * 3 + [[1, 0]] * 2  # piece 0 sees its gathered prefix slot
 
 
 def test_trie_computes_each_shared_prefix_once_and_splits_large_subtrees():
     seqs = [torch.tensor(s) for s in ([1, 2, 3], [1, 2, 4, 5], [1, 2], [1, 6], [7, 8])]
-    trie = Trie(seqs, width=5)              # {1 → {2 → {3, 4 → 5}, 6}} is 6 nodes: split under 1, which is copied
+    trie = Trie(seqs, width=5)  # {1 → {2 → {3, 4 → 5}, 6}} is 6 nodes: split under 1, which is copied
     assert trie.tokens.tolist() == [[1, 2, 3, 4, 5], [1, 6, 7, 8, 0]]
     assert trie.position.tolist() == [[0, 1, 2, 2, 3], [0, 1, 0, 1, 0]]
     for i, s in enumerate(seqs):
         assert trie.tokens.flatten()[trie.path[i]].tolist() == s.tolist()
         assert trie.position.flatten()[trie.path[i]].tolist() == list(range(len(s)))
-    assert trie.mask()[0, 0].int().tolist() == [[1, 0, 0, 0, 0],
-                                                [1, 1, 0, 0, 0],
-                                                [1, 1, 1, 0, 0],
-                                                [1, 1, 0, 1, 0],        # 4 sees 1, 2 but not its sibling 3
-                                                [1, 1, 0, 1, 1]]
+    assert trie.mask()[0, 0].int().tolist() == [
+        [1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0],
+        [1, 1, 1, 0, 0],
+        [1, 1, 0, 1, 0],  # 4 sees 1, 2 but not its sibling 3
+        [1, 1, 0, 1, 1],
+    ]
     with pytest.raises(ValueError, match="does not fit rows of 2"):
         Trie(seqs, width=2)
 
 
 def test_trie_run_equals_each_sequence_alone(tiny_llama):
-    seqs = [torch.tensor(s) for s in ([256, 10, 20, 30, 40], [256, 10, 20, 31], [256, 10, 21, 30, 40, 50],
-                                      [256, 10, 20], [256, 7], [256, 10, 20, 30, 41, 42])]
-    for width in (6, 20):                   # rows of 6 split the subtree under 256 → 10; 20 holds it whole
+    seqs = [
+        torch.tensor(s)
+        for s in (
+            [256, 10, 20, 30, 40],
+            [256, 10, 20, 31],
+            [256, 10, 21, 30, 40, 50],
+            [256, 10, 20],
+            [256, 7],
+            [256, 10, 20, 30, 41, 42],
+        )
+    ]
+    for width in (6, 20):  # rows of 6 split the subtree under 256 → 10; 20 holds it whole
         trie = Trie(seqs, width)
         assert int((trie.tokens > 0).sum()) < sum(len(s) for s in seqs)
         with torch.no_grad():
@@ -114,10 +121,16 @@ def test_suffix_run_attends_to_the_gathered_prefix(tiny_llama):
     suffix = Pack(first, lengths, width=10)
     prefix_slot, prefix_owner = suffix.prefix_slots([_slots(pack, i, torch.arange(int(first[i]))) for i in range(2)])
     assert prefix_owner.tolist() == [[0, 0, 0, 1, 1]]
-    assert prefix_slot.tolist() == [[0, 1, 2, 6, 7]]              # clean row: piece 0 at 0–5, piece 1 at 6–9
+    assert prefix_slot.tolist() == [[0, 1, 2, 6, 7]]  # clean row: piece 0 at 0–5, piece 1 at 6–9
     with torch.no_grad():
-        cf_run = Run(tiny_llama, suffix, suffix.place(torch.nn.utils.rnn.pad_sequence(cf, batch_first=True)),
-                     prefix=run.gather_kv(prefix_slot), prefix_owner=prefix_owner, rotary=run.rotary)
+        cf_run = Run(
+            tiny_llama,
+            suffix,
+            suffix.place(torch.nn.utils.rnn.pad_sequence(cf, batch_first=True)),
+            prefix=run.gather_kv(prefix_slot),
+            prefix_owner=prefix_owner,
+            rotary=run.rotary,
+        )
     flat = cf_run.resid.flatten(0, 1)
     for i in range(2):
         pos = torch.arange(int(first[i]), int(lengths[i]))

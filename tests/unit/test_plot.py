@@ -1,4 +1,5 @@
 """headlab.plot: grid layout, axes, colour bar, selection, in-place updates, errors, saving."""
+
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
@@ -7,17 +8,32 @@ from headlab import plot
 from headlab.models import ModelInfo
 from headlab.results import HeadScores
 
-NAMES = ["Knowledge Recall", "Retrieval", "Logical Reasoning", "Decision-making", "Semantic Understanding",
-         "Syntactic Understanding", "Inference", "Math Calculation"]
+NAMES = [
+    "Knowledge Recall",
+    "Retrieval",
+    "Logical Reasoning",
+    "Decision-making",
+    "Semantic Understanding",
+    "Syntactic Understanding",
+    "Inference",
+    "Math Calculation",
+]
 
 
 def make_scores(n_tasks=8, L=30, H=9, seed=0, positive=False):
     rng = np.random.default_rng(seed)
     v = rng.standard_normal((n_tasks, L, H))
     v = np.abs(v) if positive else v
-    return HeadScores(values=v, tasks=NAMES[:n_tasks], model=ModelInfo("x", L, H, H, 8, 64, 100),
-                      method="attribution", params={"ablation": "resample"}, n_examples=[1] * n_tasks,
-                      baseline=[0.0] * n_tasks, per_example=np.zeros((n_tasks, 1, L, H)))
+    return HeadScores(
+        values=v,
+        tasks=NAMES[:n_tasks],
+        model=ModelInfo("x", L, H, H, 8, 64, 100),
+        method="attribution",
+        params={"ablation": "resample"},
+        n_examples=[1] * n_tasks,
+        baseline=[0.0] * n_tasks,
+        per_example=np.zeros((n_tasks, 1, L, H)),
+    )
 
 
 def visible_axes(fig):
@@ -25,8 +41,21 @@ def visible_axes(fig):
     return [ax for ax in view.axes if ax.get_visible()]
 
 
-@pytest.mark.parametrize("n, shape", [(1, (1, 1)), (2, (1, 2)), (3, (1, 3)), (4, (1, 4)), (5, (2, 3)),
-                                      (6, (2, 3)), (7, (2, 4)), (8, (2, 4)), (9, (3, 3)), (12, (3, 4))])
+@pytest.mark.parametrize(
+    "n, shape",
+    [
+        (1, (1, 1)),
+        (2, (1, 2)),
+        (3, (1, 3)),
+        (4, (1, 4)),
+        (5, (2, 3)),
+        (6, (2, 3)),
+        (7, (2, 4)),
+        (8, (2, 4)),
+        (9, (3, 3)),
+        (12, (3, 4)),
+    ],
+)
 def test_grid_shape(n, shape):
     assert plot.grid_shape(n) == shape
 
@@ -100,8 +129,9 @@ def test_vmax_clip_adds_plus_tick():
     assert not any(t.get_text().endswith("+") for t in unclipped._headlab_view.colorbar.ax.get_yticklabels())
 
 
-@pytest.mark.parametrize("kwargs", [{"normalize": "zscore"}, {"normalize": "none"}, {"normalize": "max"},
-                                    {"signed": True}])
+@pytest.mark.parametrize(
+    "kwargs", [{"normalize": "zscore"}, {"normalize": "none"}, {"normalize": "max"}, {"signed": True}]
+)
 def test_signed_display_is_diverging_and_symmetric(kwargs):
     view = plot.heatmap_grid(make_scores(4, 6, 4), **kwargs)._headlab_view
     assert view.images[0].get_cmap().name == "RdBu_r"
@@ -139,7 +169,7 @@ def test_in_place_update_keeps_artists():
     assert view.counts[2].get_text() == ""
     assert np.all(images[0].get_alpha() == 1)
 
-    view.update(top_k=3)                      # top_k replaces the threshold
+    view.update(top_k=3)  # top_k replaces the threshold
     assert view.opts["threshold"] is None and all((im.get_alpha() == 1).sum() == 3 for im in images)
 
 
@@ -148,11 +178,11 @@ def test_task_selection_hides_or_regrids():
     fig = plot.heatmap_grid(s)
     view = fig._headlab_view
     images = list(view.images)
-    view.update(tasks=NAMES[1:])              # 7 panels still fit 2 × 4: the spare one is hidden
+    view.update(tasks=NAMES[1:])  # 7 panels still fit 2 × 4: the spare one is hidden
     assert view.images == images and len(visible_axes(fig)) == 7
     assert view.titles[0].get_text() == NAMES[1]
     np.testing.assert_allclose(images[0].get_array(), s.normalized("fraction")[1])
-    view.update(tasks=NAMES[:3])              # 3 panels: rebuilt as 1 × 3 in the same figure
+    view.update(tasks=NAMES[:3])  # 3 panels: rebuilt as 1 × 3 in the same figure
     assert view.figure is fig and view._grid == (1, 3) and len(visible_axes(fig)) == 3
 
 
@@ -171,14 +201,17 @@ def test_single_heatmap_into_axes():
     assert ax2.get_ylabel() == "Layer" and ax2.get_xlabel() == "Head"
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda s: plot.heatmap_grid(s, tasks=["Nope"]), "unknown task"),
-    (lambda s: plot.heatmap(s, "Nope"), "unknown task"),
-    (lambda s: plot.heatmap_grid(s, normalize="softmax"), "unknown normalize"),
-    (lambda s: plot.heatmap_grid(s, threshold=0.1, top_k=3), "not both"),
-    (lambda s: plot.heatmap_grid(s, top_k=0), "top_k"),
-    (lambda s: plot.heatmap_grid(s.values), "expected HeadScores"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda s: plot.heatmap_grid(s, tasks=["Nope"]), "unknown task"),
+        (lambda s: plot.heatmap(s, "Nope"), "unknown task"),
+        (lambda s: plot.heatmap_grid(s, normalize="softmax"), "unknown normalize"),
+        (lambda s: plot.heatmap_grid(s, threshold=0.1, top_k=3), "not both"),
+        (lambda s: plot.heatmap_grid(s, top_k=0), "top_k"),
+        (lambda s: plot.heatmap_grid(s.values), "expected HeadScores"),
+    ],
+)
 def test_errors_are_one_line(call, message):
     with pytest.raises((ValueError, TypeError)) as info:
         call(make_scores(2, 2, 4))
@@ -214,9 +247,10 @@ def _png(data):
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
 
 
-@pytest.mark.parametrize("change", [dict(threshold=0.01), dict(normalize="zscore"), dict(top_k=5),
-                                    dict(tasks=NAMES[:7]),
-                                    dict(tasks=NAMES[:3])])
+@pytest.mark.parametrize(
+    "change",
+    [dict(threshold=0.01), dict(normalize="zscore"), dict(top_k=5), dict(tasks=NAMES[:7]), dict(tasks=NAMES[:3])],
+)
 def test_blitted_render_matches_a_full_draw(change):
     fig = plot.heatmap_grid(make_scores(), threshold=0.002)
     view = fig._headlab_view
@@ -251,9 +285,9 @@ def test_significance_markers_follow_mask_and_toggle_in_place():
     view.update(significant=other, top_k=2)
     assert view.markers == markers and [len(ax.get_children()) for ax in view.axes] == n_artists
     assert view.markers[1].get_visible() and dots(view, 1) == sorted(map(tuple, np.argwhere(other[1]).tolist()))
-    view.update(tasks=[NAMES[2], NAMES[0]])              # the dots follow the task shown in each panel
+    view.update(tasks=[NAMES[2], NAMES[0]])  # the dots follow the task shown in each panel
     assert dots(view, 0) == sorted(map(tuple, np.argwhere(other[2]).tolist()))
-    assert view.axes[0].get_ylim() == pytest.approx((5.5, -0.5))   # markers do not move the axes limits
+    assert view.axes[0].get_ylim() == pytest.approx((5.5, -0.5))  # markers do not move the axes limits
     with pytest.raises(ValueError, match="bool array of shape"):
         view.update(significant=mask[:2])
     assert not plot.heatmap_grid(s)._headlab_view.markers[0].get_visible()
@@ -280,7 +314,7 @@ def test_always_any_grid_rows_by_two():
     runs = [make_scores(3, 4, 5, seed=i) for i in range(4)]
     aa = stats.always_any(runs, top_k=5)
     fig = plot.always_any_grid(aa)
-    panels = fig.axes[:-1]                               # the last axes is the colour bar
+    panels = fig.axes[:-1]  # the last axes is the colour bar
     assert len(panels) == 3 * 2 and fig._repr_png_().startswith(b"\x89PNG")
     for r, task in enumerate(NAMES[:3]):
         left, right = panels[2 * r], panels[2 * r + 1]
@@ -292,7 +326,7 @@ def test_always_any_grid_rows_by_two():
         np.testing.assert_allclose(shown.compressed(), aa.freq[r][aa.any[r]])
     assert fig.axes[-1].get_ylabel() == "Selected in fraction of 4 runs"
     assert len(plot.always_any_grid(aa, tasks=NAMES[1]).axes) == 2 + 1
-    via_grid = plot.heatmap_grid(aa, tasks=NAMES[:2])    # heatmap_grid draws Always / Any too
+    via_grid = plot.heatmap_grid(aa, tasks=NAMES[:2])  # heatmap_grid draws Always / Any too
     assert [a.get_title() for a in via_grid.axes[:4]] == [a.get_title() for a in panels[:4]]
     with pytest.raises(ValueError, match="unknown"):
         plot.always_any_grid(aa, tasks=["Nope"])

@@ -1,4 +1,5 @@
 """headlab.probing on a tiny model whose only class signal is planted in one head's activations."""
+
 import contextlib
 
 import numpy as np
@@ -6,7 +7,8 @@ import pytest
 import torch
 
 from headlab import hooks
-from headlab.probing import head_activations, stratified_folds
+import headlab.scorers.probe as probe
+from headlab.scorers.probe import head_activations, stratified_folds
 from headlab.scoring import score
 from headlab.tasks import Task
 
@@ -18,8 +20,13 @@ def _tasks(n=15):
     rng = np.random.default_rng(0)
     out = []
     for name, letters in LETTERS.items():
-        records = [{"prompt": "Item " + "".join(rng.choice(list("0123456789"), 4)) + " says",
-                    "answer": " " + "".join(rng.choice(list(letters), 3))} for _ in range(n)]
+        records = [
+            {
+                "prompt": "Item " + "".join(rng.choice(list("0123456789"), 4)) + " says",
+                "answer": " " + "".join(rng.choice(list(letters), 3)),
+            }
+            for _ in range(n)
+        ]
         out.append(Task.from_records(name, records))
     return out
 
@@ -27,7 +34,7 @@ def _tasks(n=15):
 @contextlib.contextmanager
 def planted_signal(model, seed=0):
     """Every head's z becomes token-independent noise, except SIGNAL's, which becomes the token embedding."""
-    L, H, d = len(model.blocks), model.cfg.n_heads, model.cfg.d_head
+    L, d = len(model.blocks), model.cfg.d_head
     gen = torch.Generator().manual_seed(seed)
     box = {}
 
@@ -41,6 +48,7 @@ def planted_signal(model, seed=0):
             if layer == SIGNAL[0]:
                 noise[:, :, SIGNAL[1]] = box["embed"][..., :d] * 3
             return noise
+
         return hook
 
     with model.hooks(fwd_hooks=[("embed.hook_out", grab)] + [(hooks.z(l), replace(l)) for l in range(L)]):
@@ -63,9 +71,11 @@ def test_activations_pool_over_the_answer_tokens(tiny_model, tasks):
     item = tasks[0].items[0]
     ids = tiny_model.tokenizer(item.prompt).input_ids
     n_ans = len(tiny_model.tokenizer(item.answer, add_special_tokens=False).input_ids)
-    _, cache = tiny_model.run_with_cache(torch.tensor([ids + tiny_model.tokenizer(
-        item.answer, add_special_tokens=False).input_ids]), names_filter=hooks.z(1))
-    z = cache[hooks.z(1)][0, len(ids):]
+    _, cache = tiny_model.run_with_cache(
+        torch.tensor([ids + tiny_model.tokenizer(item.answer, add_special_tokens=False).input_ids]),
+        names_filter=hooks.z(1),
+    )
+    z = cache[hooks.z(1)][0, len(ids) :]
     assert z.shape[0] == n_ans
     torch.testing.assert_close(mean.x[0, 1], z.mean(0), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(first.x[0, 1], z[0], atol=1e-5, rtol=1e-4)
@@ -75,8 +85,10 @@ def test_activations_pool_over_the_answer_tokens(tiny_model, tasks):
 def test_folds_are_stratified_and_seeded():
     y = torch.tensor([0] * 10 + [1] * 7)
     f = stratified_folds(y, 5, seed=3)
-    assert all(np.bincount(f[y.numpy() == c], minlength=5).max() - np.bincount(f[y.numpy() == c], minlength=5).min()
-               <= 1 for c in (0, 1))
+    assert all(
+        np.bincount(f[y.numpy() == c], minlength=5).max() - np.bincount(f[y.numpy() == c], minlength=5).min() <= 1
+        for c in (0, 1)
+    )
     np.testing.assert_array_equal(f, stratified_folds(y, 5, seed=3))
     with pytest.raises(ValueError, match="lower folds"):
         stratified_folds(y, 8, seed=0)
@@ -85,8 +97,9 @@ def test_folds_are_stratified_and_seeded():
 @pytest.mark.parametrize("probe", ["mlp", "logistic"])
 def test_probe_finds_the_planted_head(tiny_model, tasks, probe):
     with planted_signal(tiny_model):
-        s = score(tiny_model, tasks, method="probe", probe=probe, folds=3, epochs=40, lr=1e-3, cache=False,
-                  progress=False)
+        s = score(
+            tiny_model, tasks, method="probe", probe=probe, folds=3, epochs=40, lr=1e-3, cache=False, progress=False
+        )
     assert s.method == "probe" and s.tasks == list(LETTERS) and s.params["probe"] == probe
     assert s.per_example.shape == (3, 15, 3, 4)
     for task in s.tasks:
@@ -99,15 +112,19 @@ def test_probe_finds_the_planted_head(tiny_model, tasks, probe):
         assert np.abs(others).max() < 0.5  # noise heads: near chance
 
 
-def test_probe_is_deterministic_and_cached(tiny_model, tasks, tmp_path):
+def test_probe_is_deterministic_and_cached(tiny_model, tasks, tmp_path, monkeypatch):
     kw = dict(method="probe", folds=3, epochs=5, progress=False)
     a = score(tiny_model, tasks, cache=tmp_path, **kw)
-    assert len(list(tmp_path.glob("probe-*.npz"))) == 1
+    assert len(list(tmp_path.glob("*.npz"))) == len(tasks)  # one file per class, keyed on all classes
     b = score(tiny_model, tasks, cache=False, **kw)
     np.testing.assert_array_equal(a.per_example, b.per_example)
+    monkeypatch.setattr(probe, "probe_scores", lambda *a, **k: pytest.fail("recomputed despite the cache"))
     c = score(tiny_model, tasks, cache=tmp_path, **kw)  # from disk
     np.testing.assert_array_equal(a.values, c.values)
     assert c.params["accuracy"] == a.params["accuracy"]
+    assert c.params["class_accuracy"] == a.params["class_accuracy"]
+    with pytest.raises(pytest.fail.Exception):  # another set of classes: every class's result changes
+        score(tiny_model, tasks[:2], cache=tmp_path, **kw)
 
 
 def test_probe_errors_are_one_line(tiny_model, tasks):

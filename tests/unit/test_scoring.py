@@ -2,18 +2,22 @@ import numpy as np
 import pytest
 import torch
 
-import headlab.scoring as scoring
-from headlab.metrics import encode, from_logits, gather_positions
+import headlab.scorers.ablation as ablation_scorer
+import headlab.scorers.attribution as attribution
+from headlab.engine.forward import gather_positions
+from headlab.metrics import encode, from_logits
 from headlab.models import planted
 from headlab.results import HeadScores
-from headlab.scoring import score, transformerlens_patching
+from headlab.scorers.reference import transformerlens_patching
+from headlab.scoring import score
 from headlab.tasks import Task
 
 
 @pytest.mark.parametrize("metric", ["logit_diff", "logprob"])
 def test_resample_ablation_equals_transformerlens_patching(tiny_model, toy_task, metric):
-    ours = score(tiny_model, toy_task, method="ablation", ablation="resample", metric=metric, cache=False,
-                 progress=False)
+    ours = score(
+        tiny_model, toy_task, method="ablation", ablation="resample", metric=metric, cache=False, progress=False
+    )
     ref = transformerlens_patching(tiny_model, toy_task, metric)
     assert np.abs(ref).max() > 1e-3  # the comparison is not vacuous
     np.testing.assert_allclose(ours.values[0], ref, atol=1e-4)
@@ -35,8 +39,12 @@ def test_zero_ablation_by_hand(tiny_model, toy_task):
 
     with torch.no_grad():
         clean = from_logits(gather_positions(tiny_model(enc.tokens), enc.read_pos), enc)
-        ablated = from_logits(gather_positions(tiny_model.run_with_hooks(
-            enc.tokens, fwd_hooks=[("blocks.1.attn.hook_z", zero_head)]), enc.read_pos), enc)
+        ablated = from_logits(
+            gather_positions(
+                tiny_model.run_with_hooks(enc.tokens, fwd_hooks=[("blocks.1.attn.hook_z", zero_head)]), enc.read_pos
+            ),
+            enc,
+        )
     np.testing.assert_allclose(s.per_example[0, :, 1, 3], (clean - ablated).numpy(), atol=1e-4)
     np.testing.assert_allclose(s.baseline[0], clean.mean().item(), atol=1e-5)
 
@@ -67,15 +75,24 @@ def test_attribution_tracks_exact_ablation(tiny_model, toy_task):
 @pytest.mark.parametrize("ablation", ["zero", "mean", "resample"])
 def test_pooled_attribution_equals_one_task_at_a_time(tiny_model, toy_task, ablation):
     """Attribution pools every task's items into length-sorted batches: the numbers must not notice."""
-    long = Task.from_records("long", [dict(prompt="Once upon a time, " + i.prompt, answer=i.answer,
-                                           counterfactual="Once upon a time, " + i.counterfactual,
-                                           counterfactual_answer=i.counterfactual_answer) for i in toy_task.items])
-    both = score(tiny_model, [toy_task, long], method="attribution", ablation=ablation, cache=False,
-                 progress=False)
+    long = Task.from_records(
+        "long",
+        [
+            dict(
+                prompt="Once upon a time, " + i.prompt,
+                answer=i.answer,
+                counterfactual="Once upon a time, " + i.counterfactual,
+                counterfactual_answer=i.counterfactual_answer,
+            )
+            for i in toy_task.items
+        ],
+    )
+    both = score(tiny_model, [toy_task, long], method="attribution", ablation=ablation, cache=False, progress=False)
     assert np.abs(both.values).max() > 1e-3
     for t, task in enumerate([toy_task, long]):
-        alone = score(tiny_model, task, method="attribution", ablation=ablation, batch_size=1, cache=False,
-                      progress=False)
+        alone = score(
+            tiny_model, task, method="attribution", ablation=ablation, batch_size=1, cache=False, progress=False
+        )
         np.testing.assert_allclose(both.per_example[t, : alone.n_examples[0]], alone.per_example[0], atol=1e-5)
         np.testing.assert_allclose(both.baseline[t], alone.baseline[0], atol=1e-5)
 
@@ -90,35 +107,55 @@ def test_packed_attribution_equals_padded(tiny_llama, toy_task, ablation, metric
     in the same rows as resampled ones."""
     from headlab import packing
 
-    early = Task.from_records("early", [dict(prompt=f"{a} then the rest of it:", answer=" ok",
-                                             counterfactual=f"{b} then the rest of it:", counterfactual_answer=" no")
-                                        for a, b in ["ab", "cd", "ee", "gh", "zz"]])
+    early = Task.from_records(
+        "early",
+        [
+            dict(
+                prompt=f"{a} then the rest of it:",
+                answer=" ok",
+                counterfactual=f"{b} then the rest of it:",
+                counterfactual_answer=" no",
+            )
+            for a, b in ["ab", "cd", "ee", "gh", "zz"]
+        ],
+    )
     plain = Task.from_records("plain", [dict(prompt="just a prompt", answer=" yes"), dict(prompt="x", answer=" no")])
     tasks = [toy_task, early, plain]
-    packed = score(tiny_llama, tasks, method="attribution", ablation=ablation, metric=metric, cache=False,
-                   progress=False)
+    packed = score(
+        tiny_llama, tasks, method="attribution", ablation=ablation, metric=metric, cache=False, progress=False
+    )
     monkeypatch.setattr(packing, "supported", lambda model: False)
-    padded = score(tiny_llama, tasks, method="attribution", ablation=ablation, metric=metric, cache=False,
-                   progress=False)
-    assert np.nanmax(np.abs(padded.per_example), axis=(1, 2, 3)).min() > 1e-4     # every task scores heads
+    padded = score(
+        tiny_llama, tasks, method="attribution", ablation=ablation, metric=metric, cache=False, progress=False
+    )
+    assert np.nanmax(np.abs(padded.per_example), axis=(1, 2, 3)).min() > 1e-4  # every task scores heads
     np.testing.assert_allclose(packed.per_example, padded.per_example, atol=1e-5)
     np.testing.assert_allclose(packed.baseline, padded.baseline, atol=1e-5)
 
 
 def test_packed_batches_cut_rows_at_the_token_budget(monkeypatch):
+    from headlab.engine.packing import Pack
     from headlab.metrics import Encoded
-    from headlab.packing import Pack
 
     lengths = torch.tensor([30, 5, 12, 30, 7, 400, 25])
-    enc = Encoded("t", "logprob", torch.zeros(7, 400, dtype=torch.long), None, lengths, torch.ones(7, dtype=bool),
-                  torch.zeros(7, 1, dtype=torch.long), torch.ones(7, 1, dtype=bool),
-                  torch.zeros(7, 1, dtype=torch.long), torch.zeros(7, 1, dtype=torch.long))
-    batches, width = scoring._packed_batches(enc, None)   # rows of 400: [400], [30, 30, 25, 12, 7, 5]
+    enc = Encoded(
+        "t",
+        "logprob",
+        torch.zeros(7, 400, dtype=torch.long),
+        None,
+        lengths,
+        torch.ones(7, dtype=bool),
+        torch.zeros(7, 1, dtype=torch.long),
+        torch.ones(7, 1, dtype=bool),
+        torch.zeros(7, 1, dtype=torch.long),
+        torch.zeros(7, 1, dtype=torch.long),
+    )
+    batches, width = attribution.packed_batches(enc, None)  # rows of 400: [400], [30, 30, 25, 12, 7, 5]
     assert width == 400 and [sorted(lengths[b].tolist()) for b in batches] == [[5, 7, 12, 25, 30, 30, 400]]
-    batches, _ = scoring._packed_batches(enc, 1)
+    batches, _ = attribution.packed_batches(enc, 1)
     assert [sorted(lengths[b].tolist()) for b in batches] == [[400], [5, 7, 12, 25, 30, 30]]
-    monkeypatch.setattr(scoring, "PACKED_TOKEN_BUDGET", 100)    # rows of 30: 30 | 30 | 25 + 5 | 12 + 7
-    batches, width = scoring._packed_batches(enc.subset(torch.tensor([0, 1, 2, 3, 4, 6])), None)
+    monkeypatch.setattr(attribution, "PACKED_TOKEN_BUDGET", 100)  # rows of 30: 30 | 30 | 25 + 5 | 12 + 7
+    batches, width = attribution.packed_batches(enc.subset(torch.tensor([0, 1, 2, 3, 4, 6])), None)
     assert width == 30 and [len(b) for b in batches] == [4, 2]
     for b in batches:
         assert Pack(torch.zeros(len(b), dtype=torch.long), lengths[[0, 1, 2, 3, 4, 6]][b], width).n_rows <= 3
@@ -128,15 +165,24 @@ def test_pooled_batches_keep_the_token_budget():
     from headlab.metrics import Encoded
 
     lengths = torch.tensor([30, 5, 12, 30, 7, 400])
-    enc = Encoded("t", "logprob", torch.zeros(6, 400, dtype=torch.long), None, lengths, torch.ones(6, dtype=bool),
-                  *[torch.zeros(6, 1, dtype=torch.long)] * 1, torch.ones(6, 1, dtype=bool),
-                  torch.zeros(6, 1, dtype=torch.long), torch.zeros(6, 1, dtype=torch.long))
-    batches = scoring._pooled_batches(enc, None)
+    enc = Encoded(
+        "t",
+        "logprob",
+        torch.zeros(6, 400, dtype=torch.long),
+        None,
+        lengths,
+        torch.ones(6, dtype=bool),
+        *[torch.zeros(6, 1, dtype=torch.long)] * 1,
+        torch.ones(6, 1, dtype=bool),
+        torch.zeros(6, 1, dtype=torch.long),
+        torch.zeros(6, 1, dtype=torch.long),
+    )
+    batches = attribution.pooled_batches(enc, None)
     assert sorted(torch.cat(batches).tolist()) == list(range(6))
     for b in batches:
-        assert len(b) == 1 or len(b) * int(lengths[b].max()) <= scoring.PADDED_TOKEN_BUDGET
+        assert len(b) == 1 or len(b) * int(lengths[b].max()) <= attribution.PADDED_TOKEN_BUDGET
     assert [lengths[b].tolist() for b in batches] == [[5, 7, 12, 30, 30], [400]]
-    assert [len(b) for b in scoring._pooled_batches(enc, 4)] == [4, 2]
+    assert [len(b) for b in attribution.pooled_batches(enc, 4)] == [4, 2]
 
 
 PLANTS = [(0, 1), (2, 3)]
@@ -158,8 +204,15 @@ def test_planted_heads_ground_truth(toy_task, method, ablation):
 
 
 def test_headscores_api_and_round_trip(tiny_model, toy_task, tmp_path):
-    s = score(tiny_model, [toy_task, Task.from_records("Other", [{"prompt": "abc", "answer": " d"}, {"prompt": "xyzw", "answer": " q"}])],
-              method="attribution", ablation="mean", metric="logprob", cache=False, progress=False)
+    s = score(
+        tiny_model,
+        [toy_task, Task.from_records("Other", [{"prompt": "abc", "answer": " d"}, {"prompt": "xyzw", "answer": " q"}])],
+        method="attribution",
+        ablation="mean",
+        metric="logprob",
+        cache=False,
+        progress=False,
+    )
     assert s.values.shape == (2, 3, 4) and s.tasks == ["Toy", "Other"]
     assert s.per_example.shape == (2, 6, 3, 4) and np.isnan(s.per_example[1, 2:]).all()
     assert s.n_examples.tolist() == [6, 2]
@@ -194,12 +247,15 @@ def test_fallbacks_without_counterfactuals(tiny_model):
     assert any("logit_diff → logprob" in n for n in s.notes)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"method": "magic"}, "unknown method"),
-    ({"ablation": "noise"}, "unknown ablation"),
-    ({"metric": "loss"}, "unknown metric"),
-    ({"batch_size": 0}, "batch_size must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"method": "magic"}, "unknown method"),
+        ({"ablation": "noise"}, "unknown ablation"),
+        ({"metric": "loss"}, "unknown metric"),
+        ({"batch_size": 0}, "batch_size must be"),
+    ],
+)
 def test_bad_arguments(tiny_model, toy_task, kwargs, match):
     with pytest.raises(ValueError, match=match):
         score(tiny_model, toy_task, cache=False, progress=False, **kwargs)
@@ -208,7 +264,7 @@ def test_bad_arguments(tiny_model, toy_task, kwargs, match):
 def test_cache_hit_skips_computation(tiny_model, toy_task, tmp_path, monkeypatch):
     first = score(tiny_model, toy_task, method="ablation", ablation="zero", cache=tmp_path, progress=False)
     assert len(list(tmp_path.glob("*.npz"))) == 1 and not list(tmp_path.glob("*.partial.npz"))
-    monkeypatch.setattr(scoring, "_ablation", lambda *a, **k: pytest.fail("recomputed despite the cache"))
+    monkeypatch.setattr(ablation_scorer, "ablate", lambda *a, **k: pytest.fail("recomputed despite the cache"))
     again = score(tiny_model, toy_task, method="ablation", ablation="zero", cache=tmp_path, progress=False)
     np.testing.assert_array_equal(first.values, again.values)
     changed = Task.from_records("Toy", [{"prompt": "new", "answer": " item"}])
@@ -218,7 +274,7 @@ def test_cache_hit_skips_computation(tiny_model, toy_task, tmp_path, monkeypatch
 
 def test_interrupted_sweep_resumes_identically(tiny_model, toy_task, tmp_path, monkeypatch):
     reference = score(tiny_model, toy_task, method="ablation", ablation="resample", cache=False, progress=False)
-    real = scoring._ablate_heads_hook
+    real = ablation_scorer.ablate_heads_hook
     calls = {"n": 0}
 
     def interrupt_in_layer_2(heads, n, src):
@@ -227,14 +283,18 @@ def test_interrupted_sweep_resumes_identically(tiny_model, toy_task, tmp_path, m
             raise KeyboardInterrupt
         return real(heads, n, src)
 
-    monkeypatch.setattr(scoring, "_ablate_heads_hook", interrupt_in_layer_2)
+    monkeypatch.setattr(ablation_scorer, "ablate_heads_hook", interrupt_in_layer_2)
     with pytest.raises(KeyboardInterrupt):
         score(tiny_model, toy_task, method="ablation", ablation="resample", cache=tmp_path, progress=False)
     partial = list(tmp_path.glob("*.partial.npz"))
     assert len(partial) == 1
     with np.load(partial[0]) as f:
         assert f["done"].tolist() == [True, True, False]
-    monkeypatch.setattr(scoring, "_ablate_heads_hook", lambda *a: (calls.__setitem__("resumed", calls.get("resumed", 0) + 1), real(*a))[1])
+    monkeypatch.setattr(
+        ablation_scorer,
+        "ablate_heads_hook",
+        lambda *a: (calls.__setitem__("resumed", calls.get("resumed", 0) + 1), real(*a))[1],
+    )
     resumed = score(tiny_model, toy_task, method="ablation", ablation="resample", cache=tmp_path, progress=False)
     assert calls["resumed"] == 1  # only layer 2 was recomputed
     np.testing.assert_array_equal(resumed.per_example, reference.per_example)

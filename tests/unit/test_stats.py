@@ -1,5 +1,6 @@
 """headlab.stats: item bootstrap (reproducible, CIs, significance, selection frequency, NaN padding) and
 the always / any heads across runs."""
+
 import numpy as np
 import pytest
 
@@ -15,8 +16,16 @@ def from_items(items, n_examples=None, values=None, names=None):
     n_examples = [N] * T if n_examples is None else n_examples
     if values is None:
         values = np.stack([items[t, :n].mean(0) for t, n in enumerate(n_examples)])
-    return HeadScores(values, names or [f"T{t}" for t in range(T)], ModelInfo("toy", L, H, H, 8, 32, 100),
-                      "ablation", {"ablation": "zero"}, n_examples, np.zeros(T), items)
+    return HeadScores(
+        values,
+        names or [f"T{t}" for t in range(T)],
+        ModelInfo("toy", L, H, H, 8, 32, 100),
+        "ablation",
+        {"ablation": "zero"},
+        n_examples,
+        np.zeros(T),
+        items,
+    )
 
 
 def noisy(T=2, N=20, L=3, H=4, seed=0):
@@ -37,7 +46,7 @@ def test_shapes_and_ci_contains_the_mean():
     assert boot.runs.shape == (100, 2, 3, 4) and boot.tasks == s.tasks
     for a in (boot.mean, boot.lo, boot.hi, boot.significant):
         assert a.shape == (2, 3, 4)
-    assert boot.freq is None                                  # no threshold / top_k given
+    assert boot.freq is None  # no threshold / top_k given
     np.testing.assert_allclose(boot.mean, s.per_example.mean(1, dtype=np.float64))
     assert np.all(boot.lo <= boot.mean) and np.all(boot.mean <= boot.hi) and np.all(boot.lo < boot.hi)
 
@@ -54,24 +63,24 @@ def test_constant_head_is_exact_and_significant_zero_head_is_not():
 
 def test_selection_frequency():
     items = np.random.default_rng(2).normal(0, 0.1, (2, 15, 3, 4))
-    items[:, :, 1, 2] += 5.0                                  # dominant in every item
+    items[:, :, 1, 2] += 5.0  # dominant in every item
     s = from_items(items)
     for rule in (dict(top_k=1), dict(threshold=0.3), dict(top_k=3, normalize="zscore")):
         boot = stats.bootstrap(s, n=80, **rule)
         assert boot.freq.shape == (2, 3, 4) and np.all((boot.freq >= 0) & (boot.freq <= 1))
         assert np.all(boot.freq[:, 1, 2] == 1)
-    assert stats.bootstrap(s, n=80, top_k=1).freq.sum() == pytest.approx(2)   # one head per task per run
+    assert stats.bootstrap(s, n=80, top_k=1).freq.sum() == pytest.approx(2)  # one head per task per run
 
 
 def test_nan_padding_is_never_drawn():
     items = np.random.default_rng(3).normal(size=(2, 10, 2, 3))
-    items[1, 3:] = np.nan                                     # task 1 has 3 items, then padding
+    items[1, 3:] = np.nan  # task 1 has 3 items, then padding
     boot = stats.bootstrap(from_items(items, n_examples=[10, 3]), n=50)
     assert np.isfinite(boot.runs).all() and np.isfinite(boot.lo).all()
-    kept = items[1, :3].astype(np.float32)                   # per_example is float32
+    kept = items[1, :3].astype(np.float32)  # per_example is float32
     np.testing.assert_allclose(boot.mean[1], kept.mean(0, dtype=np.float64))
     sentinel = items.copy()
-    sentinel[1, 3:] = 1e6                                     # rows past n_examples are ignored, NaN or not
+    sentinel[1, 3:] = 1e6  # rows past n_examples are ignored, NaN or not
     padded = stats.bootstrap(from_items(sentinel, n_examples=[10, 3]), n=50)
     np.testing.assert_array_equal(padded.runs, boot.runs)
     assert np.all(boot.runs[:, 1] <= kept.max(0) + 1e-12) and np.all(boot.runs[:, 1] >= kept.min(0) - 1e-12)
@@ -83,7 +92,7 @@ def runs_of(*maps):
 
 
 def test_always_any_exact_masks():
-    runs = runs_of([[[4, 3, 0, 0]]], [[[4, 0, 3, 0]]], [[[3, 4, 0, 0]]])   # 1 task, 1 layer, 4 heads
+    runs = runs_of([[[4, 3, 0, 0]]], [[[4, 0, 3, 0]]], [[[3, 4, 0, 0]]])  # 1 task, 1 layer, 4 heads
     for rule in (dict(top_k=2), dict(threshold=0.4), dict(threshold=3, normalize="none")):
         aa = stats.always_any(runs, **rule)
         assert aa.always.tolist() == [[[True, False, False, False]]]
@@ -101,20 +110,25 @@ def test_always_any_of_a_bootstrap_shares_the_rule():
     assert np.all(aa.always.sum((1, 2)) <= 3) and np.all(aa.any.sum((1, 2)) >= 3)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda s: stats.bootstrap(s.select(["T0"]), n=0), "n (resamples)"),
-    (lambda s: stats.bootstrap(s, top_k=2, threshold=0.1), "one of them"),
-    (lambda s: stats.bootstrap(s, top_k=0), "top_k must be"),
-    (lambda s: stats.bootstrap(s, threshold=0.1, normalize="softmax"), "unknown normalize"),
-    (lambda s: stats.bootstrap(from_items(np.ones((1, 1, 2, 2)))), "at least 2"),
-    (lambda s: stats.bootstrap(from_items(np.ones((1, 3, 2, 2)), n_examples=[4], values=np.ones((1, 2, 2)))),
-     "holds 3 items"),
-    (lambda s: stats.bootstrap(from_items(np.full((1, 3, 2, 2), np.nan), values=np.ones((1, 2, 2)))), "NaN among"),
-    (lambda s: stats.always_any([s, s]), "one of them"),
-    (lambda s: stats.always_any([s, s.select(["T1", "T0"])], top_k=1), "run 1 has tasks"),
-    (lambda s: stats.always_any([s, noisy(L=2)], top_k=1), "run 1 has shape"),
-    (lambda s: stats.always_any([], top_k=1), "at least one run"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda s: stats.bootstrap(s.select(["T0"]), n=0), "n (resamples)"),
+        (lambda s: stats.bootstrap(s, top_k=2, threshold=0.1), "one of them"),
+        (lambda s: stats.bootstrap(s, top_k=0), "top_k must be"),
+        (lambda s: stats.bootstrap(s, threshold=0.1, normalize="softmax"), "unknown normalize"),
+        (lambda s: stats.bootstrap(from_items(np.ones((1, 1, 2, 2)))), "at least 2"),
+        (
+            lambda s: stats.bootstrap(from_items(np.ones((1, 3, 2, 2)), n_examples=[4], values=np.ones((1, 2, 2)))),
+            "holds 3 items",
+        ),
+        (lambda s: stats.bootstrap(from_items(np.full((1, 3, 2, 2), np.nan), values=np.ones((1, 2, 2)))), "NaN among"),
+        (lambda s: stats.always_any([s, s]), "one of them"),
+        (lambda s: stats.always_any([s, s.select(["T1", "T0"])], top_k=1), "run 1 has tasks"),
+        (lambda s: stats.always_any([s, noisy(L=2)], top_k=1), "run 1 has shape"),
+        (lambda s: stats.always_any([], top_k=1), "at least one run"),
+    ],
+)
 def test_errors_are_one_line(call, message):
     with pytest.raises(ValueError) as info:
         call(noisy(N=4))
@@ -123,8 +137,8 @@ def test_errors_are_one_line(call, message):
 
 def test_per_run_splits_rows_into_runs_for_always_any():
     items = np.zeros((1, 3, 2, 2))
-    items[0, :, 0, 0] = 1.0            # every run: head (0, 0)
-    items[0, 1, 1, 1] = 2.0            # run 1 only: head (1, 1) beats it
+    items[0, :, 0, 0] = 1.0  # every run: head (0, 0)
+    items[0, 1, 1, 1] = 2.0  # run 1 only: head (1, 1) beats it
     runs = from_items(items).per_run()
     assert len(runs) == 3 and runs[1].values[0, 1, 1] == 2.0 and runs[1].params["run"] == 1
     aa = stats.always_any(runs, top_k=1)

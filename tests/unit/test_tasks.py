@@ -11,9 +11,20 @@ GOOD = {"prompt": "2 + 2 =", "answer": " 4", "counterfactual": "2 + 3 =", "count
 
 def test_builtin_has_the_eight_functions_in_grid_order():
     tasks = builtin()
-    assert list(tasks) == list(TASK_NAMES) == [
-        "Knowledge Recall", "Retrieval", "Logical Reasoning", "Decision-making",
-        "Semantic Understanding", "Syntactic Understanding", "Inference", "Math Calculation"]
+    assert (
+        list(tasks)
+        == list(TASK_NAMES)
+        == [
+            "Knowledge Recall",
+            "Retrieval",
+            "Logical Reasoning",
+            "Decision-making",
+            "Semantic Understanding",
+            "Syntactic Understanding",
+            "Inference",
+            "Math Calculation",
+        ]
+    )
     for task in tasks.values():
         assert len(task) >= 40, task
         assert task.has_counterfactuals and task.source == "builtin"
@@ -27,16 +38,19 @@ def test_builtin_subset_and_unknown():
         builtin(["Telepathy"])
 
 
-@pytest.mark.parametrize("records, match", [
-    ([], "has no items"),
-    ([{"answer": " 4"}], "missing a non-empty 'prompt'"),
-    ([{"prompt": "2 + 2 =", "answer": ""}], "missing a non-empty 'answer'"),
-    ([GOOD, GOOD], "item 1 duplicates item 0"),
-    ([{"prompt": "a", "answer": " b", "counterfactual": "c"}], "only one of"),
-    ([{**GOOD, "counterfactual_answer": " 4"}], "equal to answer"),
-    ([{**GOOD, "colour": "red"}], "unknown field"),
-    (["2 + 2 = 4"], "not a dict"),
-])
+@pytest.mark.parametrize(
+    "records, match",
+    [
+        ([], "has no items"),
+        ([{"answer": " 4"}], "missing a non-empty 'prompt'"),
+        ([{"prompt": "2 + 2 =", "answer": ""}], "missing a non-empty 'answer'"),
+        ([GOOD, GOOD], "item 1 duplicates item 0"),
+        ([{"prompt": "a", "answer": " b", "counterfactual": "c"}], "only one of"),
+        ([{**GOOD, "counterfactual_answer": " 4"}], "equal to answer"),
+        ([{**GOOD, "colour": "red"}], "unknown field"),
+        (["2 + 2 = 4"], "not a dict"),
+    ],
+)
 def test_validation_errors(records, match):
     with pytest.raises(TaskError, match=match):
         Task.from_records("Bad", records)
@@ -59,7 +73,10 @@ def test_from_jsonl_and_dataframe(tmp_path):
 def test_content_hash_tracks_content():
     a = Task.from_records("A", [GOOD])
     assert a.content_hash() == Task.from_records("A", [GOOD]).content_hash()
-    assert a.content_hash() != Task.from_records("A", [{**GOOD, "answer": " 5", "counterfactual_answer": " 6"}]).content_hash()
+    assert (
+        a.content_hash()
+        != Task.from_records("A", [{**GOOD, "answer": " 5", "counterfactual_answer": " 6"}]).content_hash()
+    )
 
 
 def test_as_task_list():
@@ -72,8 +89,10 @@ def test_as_task_list():
 
 
 def test_counterfactual_length_policy(tiny_model):
-    task = Task.from_records("T", [GOOD, {"prompt": "2 + 2 =", "answer": " 4x", "counterfactual": "20 + 30 =",
-                                          "counterfactual_answer": " 5x"}])
+    task = Task.from_records(
+        "T",
+        [GOOD, {"prompt": "2 + 2 =", "answer": " 4x", "counterfactual": "20 + 30 =", "counterfactual_answer": " 5x"}],
+    )
     with pytest.warns(UserWarning, match="1 of 2 counterfactual prompts differ in token length"):
         enc = encode(task, tiny_model.tokenizer, "logit_diff")
     assert enc.cf_ok.tolist() == [True, False]
@@ -82,6 +101,7 @@ def test_counterfactual_length_policy(tiny_model):
 def test_answer_that_tokenizes_to_nothing(tiny_model):
     class Silent:
         """A tokenizer wrapper that maps one string to no tokens."""
+
         def __init__(self, tok):
             self.tok, self.pad_token_id = tok, tok.pad_token_id
 
@@ -112,7 +132,8 @@ def test_load_cogqa(cogqa_path):
         assert len(task) >= 0.95 * labels.count(name)
         assert not task.has_counterfactuals
     assert sum(tasks.dropped[k] for k in tasks.dropped if not k.startswith("<")) == sum(
-        1 for l in labels if l not in TASK_NAMES)
+        1 for l in labels if l not in TASK_NAMES
+    )
     item = tasks["Math Calculation"].items[0]
     assert item.prompt.startswith("Question: ") and "\nSubquestion: " in item.prompt and item.answer.startswith(" ")
     assert "Self-Evaluation" in str(rec[0].message)

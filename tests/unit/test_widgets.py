@@ -1,5 +1,6 @@
 """headlab.widgets: the explorer redraws in place from cached scores, computes once per (model, method),
 shows errors as one line and inspects single heads on the tiny model."""
+
 import base64
 
 import ipywidgets as W
@@ -18,9 +19,16 @@ PROMPTS = {"Alpha": ["The cat sat on the", "A dog ran to the"], "Beta": ["One pl
 
 @pytest.fixture(scope="module")
 def tasks():
-    return [Task.from_records(name, [{"prompt": p, "answer": " mat", "counterfactual": p.replace("e", "a"),
-                                      "counterfactual_answer": " hat"} for p in prompts])
-            for name, prompts in PROMPTS.items()]
+    return [
+        Task.from_records(
+            name,
+            [
+                {"prompt": p, "answer": " mat", "counterfactual": p.replace("e", "a"), "counterfactual_answer": " hat"}
+                for p in prompts
+            ],
+        )
+        for name, prompts in PROMPTS.items()
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +42,16 @@ def fake_scores(method="attribution", ablation="resample", seed=0):
     """Heavy-tailed positive scores (fractions span decades) for the two tasks."""
     rng = np.random.default_rng(seed)
     values = 10 ** rng.uniform(-4, 0, (2, L, H))
-    return HeadScores(values, list(PROMPTS), ModelInfo("tiny", L, H, H, 16, 64, 259), method,
-                      {"ablation": ablation, "metric": "logit_diff"}, [2, 2], [0.0, 0.0], np.zeros((2, 1, L, H)))
+    return HeadScores(
+        values,
+        list(PROMPTS),
+        ModelInfo("tiny", L, H, H, 16, 64, 259),
+        method,
+        {"ablation": ablation, "metric": "logit_diff"},
+        [2, 2],
+        [0.0, 0.0],
+        np.zeros((2, 1, L, H)),
+    )
 
 
 @pytest.fixture
@@ -60,13 +76,21 @@ def make(tasks, **kwargs):
 def test_layout_and_controls(tasks, calls):
     ex, loads = make(tasks, scores=fake_scores())
     assert isinstance(ex.widget, W.VBox) and hasattr(ex, "_ipython_display_")
-    assert calls == [] and loads == []        # seeded: nothing computed, the model not even loaded
+    assert calls == [] and loads == []  # seeded: nothing computed, the model not even loaded
     c = ex.controls
-    assert list(c["method"].options) == ["attribution · resample", "attribution · zero", "attribution · mean",
-                                         "ablation · resample", "ablation · zero", "ablation · mean",
-                                         "probe · mlp", "probe · logistic", "gating · 3 seeds"]
+    assert list(c["method"].options) == [
+        "attribution · resample",
+        "attribution · zero",
+        "attribution · mean",
+        "ablation · resample",
+        "ablation · zero",
+        "ablation · mean",
+        "probe · mlp",
+        "probe · logistic",
+        "gating · 3 seeds",
+    ]
     assert c["method"].value == "attribution · resample" and c["tasks"].value == ("Alpha", "Beta")
-    assert isinstance(c["threshold"], W.FloatLogSlider)   # fractions span decades
+    assert isinstance(c["threshold"], W.FloatLogSlider)  # fractions span decades
     assert c["k"].max == L * H and c["layer"].max == L - 1 and c["head"].max == H - 1
     assert [t.get_text() for t in ex.view.titles[:2]] == ["Alpha", "Beta"]
     assert ex.error.value == ""
@@ -77,7 +101,7 @@ def test_threshold_normalize_tasks_redraw_in_place(tasks, calls):
     view, images = ex.view, list(ex.view.images)
     frac = ex.scores.normalized("fraction")
     slider = ex.controls["threshold"]
-    slider.value = float(np.sort(frac[0].ravel())[-3])     # 3 heads of Alpha pass
+    slider.value = float(np.sort(frac[0].ravel())[-3])  # 3 heads of Alpha pass
     assert [t.get_text() for t in view.titles[:2]] == ["Alpha", "Beta"]
     assert view.counts[0].get_text() == "3 ≥ thr"
     assert view.counts[1].get_text() == f"{int((frac[1] >= slider.value).sum())} ≥ thr"
@@ -95,7 +119,7 @@ def test_threshold_normalize_tasks_redraw_in_place(tasks, calls):
     ex.controls["tasks"].value = ("Beta",)
     assert [ax.get_visible() for ax in view.axes] == [True] and view.titles[0].get_text() == "Beta"
     assert view.counts[0].get_text() == "top 2"
-    assert calls == []                         # all of it from the cached scores
+    assert calls == []  # all of it from the cached scores
 
 
 def test_method_and_model_changes_score_once(tasks, calls):
@@ -104,12 +128,12 @@ def test_method_and_model_changes_score_once(tasks, calls):
     assert calls == [("bridge-a", ["Alpha", "Beta"], "ablation", "zero")]
     assert ex.scores.method == "ablation" and ex.error.value == ""
     np.testing.assert_allclose(ex.view.images[0].get_array(), ex.scores.normalized("fraction")[0])
-    ex.controls["method"].value = "attribution · resample"   # seeded: cached
-    ex.controls["method"].value = "ablation · zero"          # computed once already
+    ex.controls["method"].value = "attribution · resample"  # seeded: cached
+    ex.controls["method"].value = "ablation · zero"  # computed once already
     assert len(calls) == 1
     ex.controls["model"].value = "other"
     assert len(calls) == 2 and calls[-1][0] == "bridge-b"
-    ex.controls["method"].value = "probe · logistic"        # the probe kind goes to score() as probe=
+    ex.controls["method"].value = "probe · logistic"  # the probe kind goes to score() as probe=
     assert calls[-1] == ("bridge-b", ["Alpha", "Beta"], "probe", "logistic")
 
 
@@ -131,7 +155,7 @@ def test_score_error_is_one_line(tasks, monkeypatch):
 def test_seeded_without_tasks_loads_builtin_lazily(calls):
     ex = widgets.explorer(models={"tiny": lambda: "bridge"}, scores=fake_scores())
     assert ex.controls["tasks"].options == ("Alpha", "Beta") and ex.error.value == ""
-    ex.controls["method"].value = "attribution · zero"    # needs the Task objects: not built-in names
+    ex.controls["method"].value = "attribution · zero"  # needs the Task objects: not built-in names
     assert ex.error.value.count("TaskError: unknown built-in task") == 1 and calls == []
 
 
@@ -187,16 +211,20 @@ def test_pointer_on_the_grid_png(tasks, tiny_model, calls):
     seed = fake_scores()
     ex, _ = make(tasks, scores=seed, models={"tiny": tiny_model})
     png = ex.image.value
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     width, height = Image.open(io.BytesIO(png)).size
     assert (width, height) == (round(ex.figure.bbox.width), round(ex.figure.bbox.height))
-    x, y_up = ex.view.axes[1].transData.transform((2, 0))   # Beta, layer 0, head 2 in display coordinates
+    x, y_up = ex.view.axes[1].transData.transform((2, 0))  # Beta, layer 0, head 2 in display coordinates
     pixel = {"dataX": x, "dataY": height - y_up}
     assert ex.head_at(pixel["dataX"], pixel["dataY"]) == ("Beta", 0, 2)
     ex._on_pointer({"type": "mousemove", **pixel})
-    assert ex.hover.value.startswith("L0.H2 · Beta: score") and f"rank {seed.rank('Beta')[0, 2]} of {L * H}" in ex.hover.value
+    assert (
+        ex.hover.value.startswith("L0.H2 · Beta: score")
+        and f"rank {seed.rank('Beta')[0, 2]} of {L * H}" in ex.hover.value
+    )
     ex._on_pointer({"type": "mousemove", "dataX": 1, "dataY": 1})  # the margin: no head
     assert ex.hover.value == "" and ex.head_at(1, 1) is None
     ex._on_pointer({"type": "click", **pixel})
@@ -211,8 +239,16 @@ def scores_with_items(n_items=6):
     rng = np.random.default_rng(4)
     items = rng.normal(0, 0.2, (2, n_items, L, H))
     items[:, :, 0] += 3.0
-    return HeadScores(items.mean(1), list(PROMPTS), ModelInfo("tiny", L, H, H, 16, 64, 259), "attribution",
-                      {"ablation": "resample", "metric": "logit_diff"}, [n_items] * 2, [0.0, 0.0], items)
+    return HeadScores(
+        items.mean(1),
+        list(PROMPTS),
+        ModelInfo("tiny", L, H, H, 16, 64, 259),
+        "attribution",
+        {"ablation": "resample", "metric": "logit_diff"},
+        [n_items] * 2,
+        [0.0, 0.0],
+        items,
+    )
 
 
 def test_ci_toggle_shows_cached_significance(tasks, calls, monkeypatch):
@@ -235,21 +271,21 @@ def test_ci_toggle_shows_cached_significance(tasks, calls, monkeypatch):
         assert markers[i].get_visible()
         shown = sorted((int(y), int(x)) for x, y in markers[i].get_offsets())
         assert shown == sorted(map(tuple, np.argwhere(expected[i]).tolist()))
-    assert expected[:, 0].all()                              # the strong heads are marked
+    assert expected[:, 0].all()  # the strong heads are marked
 
     ci.value = False
     assert not any(m.get_visible() for m in markers)
     ci.value = True
     ex.controls["top_k"].value = True
-    assert markers[0].get_visible() and made == [seed]       # computed once for these scores
+    assert markers[0].get_visible() and made == [seed]  # computed once for these scores
 
-    ex.controls["method"].value = "ablation · zero"          # new scores without items: CI switches off
+    ex.controls["method"].value = "ablation · zero"  # new scores without items: CI switches off
     assert ci.disabled and not ci.value and ex.error.value == ""
     assert not any(m.get_visible() for m in ex.view.markers) and made == [seed]
 
 
 def test_ci_toggle_disabled_without_items(tasks, calls):
-    ex, _ = make(tasks, scores=fake_scores())                # per_example holds 1 row, n_examples says 2
+    ex, _ = make(tasks, scores=fake_scores())  # per_example holds 1 row, n_examples says 2
     ci = ex.controls["ci"]
     assert ci.disabled and ci.tooltip.startswith("CI unavailable:")
     ex2, _ = make(tasks, scores=scores_with_items(1))

@@ -4,17 +4,18 @@ Table 1, done right) and across tasks (Table 2).
 Random sets exclude the top heads, match their layer distribution (a layer that runs out of other heads
 borrows from the nearest layers) and are drawn ``n_random`` times; drops are reported as mean ± std.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..metrics import evaluate
+from ..results import HeadScores
+from ..tasks import Task, as_task_list
 from .interventions import head_means, mask_heads
-from .metrics import evaluate
-from .results import HeadScores
 from .selection import select_heads
-from .tasks import Task, as_task_list
 
 
 def _behaviour(model, task: Task) -> tuple[float, float]:
@@ -60,23 +61,38 @@ class Validation:
     ``cross``: (A × B) drop of task B's metric with task A's top heads masked (``None`` unless asked).
     ``heads``: each task's top heads."""
 
-    table: "object"
-    cross: "object | None"
+    table: object
+    cross: object | None
     heads: dict
 
     def markdown(self, decimals: int = 2) -> str:
         f = f"{{:.{decimals}f}}"
-        lines = ["| task | k | clean | drop: top-k | drop: random-k (mean ± std) | ratio | acc clean | acc top-k | acc random-k |",
-                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines = [
+            "| task | k | clean | drop: top-k | drop: random-k (mean ± std) | ratio "
+            "| acc clean | acc top-k | acc random-k |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for task, r in self.table.iterrows():
-            lines.append(f"| {task} | {int(r.k)} | {f.format(r.clean)} | {f.format(r.drop_top)} | "
-                         f"{f.format(r.drop_random)} ± {f.format(r.drop_random_std)} | {f.format(r.ratio)} | "
-                         f"{r.acc_clean:.0%} | {r.acc_top:.0%} | {r.acc_random:.0%} |")
+            lines.append(
+                f"| {task} | {int(r.k)} | {f.format(r.clean)} | {f.format(r.drop_top)} | "
+                f"{f.format(r.drop_random)} ± {f.format(r.drop_random_std)} | {f.format(r.ratio)} | "
+                f"{r.acc_clean:.0%} | {r.acc_top:.0%} | {r.acc_random:.0%} |"
+            )
         return "\n".join(lines)
 
 
-def validate(model, scores: HeadScores, tasks, k: int | None = None, n_random: int = 10, seed: int = 0,
-             mode: str = "zero", by: str = "value", cross_task: bool = False, progress: bool = True) -> Validation:
+def validate(
+    model,
+    scores: HeadScores,
+    tasks,
+    k: int | None = None,
+    n_random: int = 10,
+    seed: int = 0,
+    mode: str = "zero",
+    by: str = "value",
+    cross_task: bool = False,
+    progress: bool = True,
+) -> Validation:
     """Mask each task's top-k heads of ``scores`` (k = the elbow count when None) vs ``n_random`` (≥ 10)
     layer-matched random sets; ``mode`` as in ``mask_heads`` ("mean" uses the tasks' mean activations).
 
@@ -109,11 +125,22 @@ def validate(model, scores: HeadScores, tasks, k: int | None = None, n_random: i
         rand = np.array(rand)
         m0, a0 = clean[task.name]
         drop_top, drops = m0 - m_top, m0 - rand[:, 0]
-        rows.append({"task": task.name, "k": len(top), "clean": m0, "top_masked": m_top,
-                     "drop_top": drop_top, "drop_random": drops.mean(), "drop_random_std": drops.std(ddof=1),
-                     "ratio": _ratio(drop_top, drops.mean()),
-                     "acc_clean": a0, "acc_top": a_top, "acc_random": rand[:, 1].mean(),
-                     "acc_random_std": rand[:, 1].std(ddof=1)})
+        rows.append(
+            {
+                "task": task.name,
+                "k": len(top),
+                "clean": m0,
+                "top_masked": m_top,
+                "drop_top": drop_top,
+                "drop_random": drops.mean(),
+                "drop_random_std": drops.std(ddof=1),
+                "ratio": _ratio(drop_top, drops.mean()),
+                "acc_clean": a0,
+                "acc_top": a_top,
+                "acc_random": rand[:, 1].mean(),
+                "acc_random_std": rand[:, 1].std(ddof=1),
+            }
+        )
     cross = None
     if cross_task:
         names = [t.name for t in task_list]

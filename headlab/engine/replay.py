@@ -5,6 +5,7 @@ each block and runs only blocks ≥ l, for several head ablations at once (``cop
 keeps the final residual stream only at the positions the metric reads (``metrics.metric_at`` turns it
 into the metric).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -12,7 +13,7 @@ import contextlib
 import torch
 
 from . import hooks
-from .metrics import gather_positions
+from .forward import at_positions, final_resid
 
 
 def _tile(value, n: int, copies: int):
@@ -23,32 +24,6 @@ def _tile(value, n: int, copies: int):
     if isinstance(value, tuple):
         return tuple(_tile(v, n, copies) for v in value)
     return value
-
-
-class _Stop(Exception):
-    pass
-
-
-def final_resid(model, tokens: torch.Tensor, fwd_hooks=()) -> torch.Tensor:
-    """Run ``model`` on ``tokens`` up to the final norm and return the residual stream (n, T, d_model).
-
-    The forward is stopped at ``ln_final``, so no full-vocabulary logits are computed. Works with grad.
-    """
-    box = {}
-
-    def stop(module, args):
-        box["resid"] = args[0]
-        raise _Stop
-
-    handle = model.ln_final.register_forward_pre_hook(stop)
-    try:
-        with model.hooks(fwd_hooks=list(fwd_hooks)):
-            model(tokens)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-    return box["resid"]
 
 
 class Replay:
@@ -63,8 +38,10 @@ class Replay:
         self.kwargs: list[dict] = [None] * n_layers
         self.z: list[torch.Tensor] = [None] * n_layers
         self.kv = None  # the clean run's key/value cache, when the model keeps one (HF-backed bridges)
-        handles = [block.register_forward_pre_hook(self._capture(layer), with_kwargs=True)
-                   for layer, block in enumerate(model.blocks)]
+        handles = [
+            block.register_forward_pre_hook(self._capture(layer), with_kwargs=True)
+            for layer, block in enumerate(model.blocks)
+        ]
         fwd = [(hooks.z(l), self._keep_z(l)) for l in range(n_layers)] if keep_z else []
         try:
             with torch.no_grad():
@@ -82,6 +59,7 @@ class Replay:
                     self.kv = kwargs["past_key_values"]
                 kw = {k: v for k, v in kwargs.items() if k not in ("past_key_values", "past_key_value", "use_cache")}
                 self.kwargs[layer] = kw
+
         return hook
 
     def _keep_z(self, layer):
@@ -89,6 +67,7 @@ class Replay:
             if self.z[layer] is None:
                 self.z[layer] = z.detach().clone()
             return z
+
         return hook
 
     def _blocks_from(self, start: int, resid: torch.Tensor, copies: int, prefix: int = 0) -> torch.Tensor:
@@ -105,8 +84,9 @@ class Replay:
         """Whether ``read_from(..., prefix=d)`` can reuse the clean keys/values of positions < d."""
         return self.kv is not None and all(set(kw) <= _SUFFIX_KWARGS for kw in self.kwargs)
 
-    def read_from(self, start: int, resid: torch.Tensor | None = None, copies: int = 1, fwd_hooks=(),
-                  prefix: int = 0) -> torch.Tensor:
+    def read_from(
+        self, start: int, resid: torch.Tensor | None = None, copies: int = 1, fwd_hooks=(), prefix: int = 0
+    ) -> torch.Tensor:
         """Re-run blocks ≥ ``start`` on ``copies`` stacked copies of the batch; the final residual stream
         at the read positions (copies·n, P, d_model).
 
@@ -153,13 +133,3 @@ class _PrefixKV:
         pk = layer.keys[:, :, : self.prefix].repeat(self.copies, 1, 1, 1)
         pv = layer.values[:, :, : self.prefix].repeat(self.copies, 1, 1, 1)
         return torch.cat([pk, k], dim=-2), torch.cat([pv, v], dim=-2)
-
-
-def at_positions(x: torch.Tensor, read_pos: torch.Tensor) -> torch.Tensor:
-    """x (k·n, T, d) → (k·n, P, d) at ``read_pos`` (n, P), tiled over the k copies."""
-    return gather_positions(x, read_pos.repeat(x.shape[0] // read_pos.shape[0], 1))
-
-
-def unembed_at(model, x: torch.Tensor, read_pos: torch.Tensor) -> torch.Tensor:
-    """Final residual (k·n, T, d) → logits (k·n, P, V) at ``read_pos`` (n, P), tiled over the k copies."""
-    return model.unembed(model.ln_final(at_positions(x, read_pos)))

@@ -7,6 +7,7 @@
   HeadScores of several runs (seeds, item splits) or a ``Bootstrap``'s resamples.
 - ``selected(maps, ...)``: the one selection rule both use.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -15,9 +16,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .results import NORMALIZATIONS, HeadScores
+from ..results import NORMALIZATIONS, HeadScores
 
-CI = (2.5, 97.5)   # percentiles of the resampled means: a 95% interval
+CI = (2.5, 97.5)  # percentiles of the resampled means: a 95% interval
 
 
 def _normalized(maps: np.ndarray, kind: str) -> np.ndarray:
@@ -31,8 +32,9 @@ def _check_rule(threshold, top_k, normalize, n_heads: int) -> None:
         raise ValueError("give threshold or top_k (one of them) to select heads")
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)):
         raise ValueError(f"threshold must be a number, got {threshold!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral)
-                              or not 1 <= top_k <= n_heads):
+    if top_k is not None and (
+        isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or not 1 <= top_k <= n_heads
+    ):
         raise ValueError(f"top_k must be an int from 1 to {n_heads} (heads per task), got {top_k!r}")
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"unknown normalize {normalize!r}: choose from {NORMALIZATIONS}")
@@ -66,7 +68,7 @@ def check_items(scores: HeadScores) -> None:
             raise ValueError(f"task {task!r} has {n} item(s): resampling needs at least 2 per task")
         if n > pe.shape[1]:
             raise ValueError(f"task {task!r} has n_examples {n} but per_example holds {pe.shape[1]} items")
-    valid = np.arange(pe.shape[1])[None, :] < n_items[:, None]                      # (task, item)
+    valid = np.arange(pe.shape[1])[None, :] < n_items[:, None]  # (task, item)
     if np.isnan(pe[valid]).any():
         raise ValueError("per_example has NaN among a task's first n_examples items: cannot resample")
 
@@ -102,8 +104,9 @@ class Bootstrap:
         return (self.lo > 0) | (self.hi < 0)
 
 
-def bootstrap(scores: HeadScores, n: int = 200, seed: int = 0, threshold=None, top_k=None,
-              normalize: str = "fraction") -> Bootstrap:
+def bootstrap(
+    scores: HeadScores, n: int = 200, seed: int = 0, threshold=None, top_k=None, normalize: str = "fraction"
+) -> Bootstrap:
     """Resample each task's items with replacement ``n`` times (``numpy.random.default_rng(seed)``: the
     same seed gives the same result) and take each head's mean per resample.
 
@@ -120,9 +123,9 @@ def bootstrap(scores: HeadScores, n: int = 200, seed: int = 0, threshold=None, t
     runs = np.empty((n, T, L, H))
     mean = np.empty((T, L, H))
     for t, n_items in enumerate(scores.n_examples):
-        items = scores.per_example[t, :n_items].reshape(n_items, L * H).astype(np.float64)   # (item, head)
+        items = scores.per_example[t, :n_items].reshape(n_items, L * H).astype(np.float64)  # (item, head)
         # a resample = how often each item is drawn; its mean = counts @ items / n_items
-        counts = rng.multinomial(n_items, np.full(n_items, 1 / n_items), size=n)               # (n, item)
+        counts = rng.multinomial(n_items, np.full(n_items, 1 / n_items), size=n)  # (n, item)
         runs[:, t] = (counts @ items / n_items).reshape(n, L, H)
         mean[t] = items.mean(0).reshape(L, H)
     lo, hi = np.percentile(runs, CI, axis=0)

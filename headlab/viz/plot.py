@@ -13,6 +13,7 @@ Figures are made without pyplot (``HeadlabFigure``: a ``Figure`` with an Agg can
 so a notebook shows a returned figure once, whatever the backend, and redraws leak no pyplot state. The
 layout is computed once, in inches, so a redraw runs no layout engine.
 """
+
 from __future__ import annotations
 
 import io
@@ -30,10 +31,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 from matplotlib.transforms import ScaledTranslation
 
-from .results import NORMALIZATIONS, HeadScores
+from ..results import NORMALIZATIONS, HeadScores
 
 SEQUENTIAL, DIVERGING = "viridis", "RdBu_r"
-DIM_ALPHA = 0.25          # opacity of heads outside the selection
+DIM_ALPHA = 0.25  # opacity of heads outside the selection
 MARKER = dict(marker="o", s=7, facecolors="white", edgecolors="black", linewidths=0.5)  # significant heads
 COLORBAR_LABEL = "Head importance"
 SAVE_FORMATS = (".png", ".svg", ".pdf")
@@ -62,15 +63,14 @@ def png_bytes(rgba: np.ndarray) -> bytes:
     adaptive filters for a mostly-white figure, for a somewhat larger file (what a live redraw wants)."""
     h, w, _ = rgba.shape
     rows = np.empty((h, 1 + 4 * w), dtype=np.uint8)
-    rows[:, 0] = 0                                   # filter type "None" for every scanline
+    rows[:, 0] = 0  # filter type "None" for every scanline
     rows[:, 1:] = rgba.reshape(h, 4 * w)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    header = struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)   # 8-bit RGBA, no interlace
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 1))
-            + chunk(b"IEND", b""))
+    header = struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)  # 8-bit RGBA, no interlace
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 1)) + chunk(b"IEND", b"")
 
 
 def grid_shape(n: int) -> tuple[int, int]:
@@ -109,8 +109,22 @@ class GridView:
     ``fig`` (an empty Figure) or ``ax`` (one panel; a single task) let you draw into your own figure.
     """
 
-    def __init__(self, scores, threshold=None, normalize="fraction", vmax=None, top_k=None, signed=None,
-                 cmap=None, ncols=None, figsize=None, tasks=None, fig=None, ax=None, significant=None):
+    def __init__(
+        self,
+        scores,
+        threshold=None,
+        normalize="fraction",
+        vmax=None,
+        top_k=None,
+        signed=None,
+        cmap=None,
+        ncols=None,
+        figsize=None,
+        tasks=None,
+        fig=None,
+        ax=None,
+        significant=None,
+    ):
         self.scores = _check_scores(scores)
         self.significant = self._check_mask(significant)
         self.opts = dict(threshold=None, normalize="fraction", vmax=None, top_k=None, signed=None, cmap=None)
@@ -145,16 +159,18 @@ class GridView:
             return None
         mask = np.asarray(mask)
         if mask.shape != self.scores.shape or mask.dtype != bool:
-            raise ValueError(f"significant must be a bool array of shape {self.scores.shape} (tasks, layers, heads), "
-                             f"got {mask.dtype} {mask.shape}")
+            raise ValueError(
+                f"significant must be a bool array of shape {self.scores.shape} (tasks, layers, heads), "
+                f"got {mask.dtype} {mask.shape}"
+            )
         return mask
 
     def _set_opts(self, **changes) -> None:
         new = {**self.opts, **{k: v for k, v in changes.items() if v is not _KEEP}}
         if changes.get("threshold", _KEEP) is not _KEEP and changes.get("top_k", _KEEP) is _KEEP:
-            new["top_k"] = None           # choosing a threshold replaces a top-k selection ...
+            new["top_k"] = None  # choosing a threshold replaces a top-k selection ...
         if changes.get("top_k", _KEEP) is not _KEEP and changes.get("threshold", _KEEP) is _KEEP:
-            new["threshold"] = None       # ... and vice versa
+            new["threshold"] = None  # ... and vice versa
         if new["threshold"] is not None and new["top_k"] is not None:
             raise ValueError("give threshold or top_k, not both")
         if new["normalize"] not in NORMALIZATIONS:
@@ -247,8 +263,16 @@ class GridView:
             panel_h = (h - m["top"] - m["bottom"] - (rows - 1) * m["hspace"]) / rows
             if min(panel_w, panel_h) <= 0.2:
                 raise ValueError(f"figsize {(w, h)} is too small for a {rows} × {cols} grid")
-            gs = fig.add_gridspec(rows, cols, left=m["left"] / w, right=1 - m["right"] / w, top=1 - m["top"] / h,
-                                  bottom=m["bottom"] / h, wspace=m["wspace"] / panel_w, hspace=m["hspace"] / panel_h)
+            gs = fig.add_gridspec(
+                rows,
+                cols,
+                left=m["left"] / w,
+                right=1 - m["right"] / w,
+                top=1 - m["top"] / h,
+                bottom=m["bottom"] / h,
+                wspace=m["wspace"] / panel_w,
+                hspace=m["hspace"] / panel_h,
+            )
             axes = [fig.add_subplot(gs[i // cols, i % cols]) for i in range(rows * cols)]
         self.axes = axes
         self.norm = Normalize()
@@ -268,7 +292,7 @@ class GridView:
             self.titles.append(ax.set_title("", loc="left", fontsize=9.5, y=1.0, pad=4))
             self.counts.append(ax.set_title("", loc="right", fontsize=8.5, color="0.3", y=1.0, pad=4))
             self.images.append(im)
-            self.markers.append(ax.scatter(np.empty(0), np.empty(0), **MARKER))   # offsets (head, layer)
+            self.markers.append(ax.scatter(np.empty(0), np.empty(0), **MARKER))  # offsets (head, layer)
         if self._ax is not None:
             self.colorbar = fig.colorbar(self.images[0], ax=self._ax)
         else:
@@ -310,8 +334,9 @@ class GridView:
         cmap = self.opts["cmap"] or (DIVERGING if signed else SEQUENTIAL)
         cmap = colormaps[cmap] if isinstance(cmap, str) else cmap
         idx = [self.scores.tasks.index(t) for t in self.tasks]
-        for i, (im, title, count, dots) in enumerate(zip(self.images[: len(self.tasks)], self.titles, self.counts,
-                                                         self.markers)):
+        for i, (im, title, count, dots) in enumerate(
+            zip(self.images[: len(self.tasks)], self.titles, self.counts, self.markers)
+        ):
             im.set_data(disp[i])
             dots.set_visible(self.significant is not None)
             if self.significant is not None:
@@ -321,17 +346,17 @@ class GridView:
                 im.set_cmap(cmap)
             # always an array: matplotlib cannot go back from array alpha to a scalar one
             im.set_alpha(np.where(keep[i], 1.0, DIM_ALPHA) if keep is not None else np.ones(disp[i].shape))
-            if title.get_text() != self.tasks[i]:   # names are part of the cached background
+            if title.get_text() != self.tasks[i]:  # names are part of the cached background
                 title.set_text(self.tasks[i])
                 self._background = None
             count.set_text(self.selection_label(None if keep is None else keep[i]))
         static = (lo, hi, self._clipped, cmap.name)
-        if static != getattr(self, "_static", None):   # the colour bar changes: the cached background too
+        if static != getattr(self, "_static", None):  # the colour bar changes: the cached background too
             self._static, self._background = static, None
-            self.images[0].set_clim(lo, hi)   # one Normalize is shared: every panel and the colour bar follow
+            self.images[0].set_clim(lo, hi)  # one Normalize is shared: every panel and the colour bar follow
             ticks = MaxNLocator(nbins=5, symmetric=signed).tick_values(lo, hi)
             ticks = ticks[(ticks >= lo) & (ticks <= hi)]
-            if self._clipped:                      # make the clip value itself the top tick
+            if self._clipped:  # make the clip value itself the top tick
                 ticks = np.append(ticks[ticks < hi - 0.5 * np.diff(ticks[:2]).sum()], hi)
             self.colorbar.set_ticks(ticks)
 
@@ -359,13 +384,22 @@ class GridView:
                 ax.draw_artist(im)
                 if dots.get_visible():
                     ax.draw_artist(dots)
-                for spine in ax.spines.values():   # the frame sits above the image, as in a full draw
+                for spine in ax.spines.values():  # the frame sits above the image, as in a full draw
                     ax.draw_artist(spine)
                 ax.draw_artist(count)
         return png_bytes(np.asarray(canvas.buffer_rgba()))
 
-    def update(self, threshold=_KEEP, normalize=_KEEP, top_k=_KEEP, tasks=_KEEP, vmax=_KEEP, signed=_KEEP,
-               cmap=_KEEP, significant=_KEEP) -> "GridView":
+    def update(
+        self,
+        threshold=_KEEP,
+        normalize=_KEEP,
+        top_k=_KEEP,
+        tasks=_KEEP,
+        vmax=_KEEP,
+        signed=_KEEP,
+        cmap=_KEEP,
+        significant=_KEEP,
+    ) -> GridView:
         """Change options in place (omitted ones are kept; a threshold clears top_k and vice versa;
         ``significant=None`` hides the dots, a mask moves them).
 
@@ -389,8 +423,19 @@ class GridView:
         return self
 
 
-def heatmap_grid(scores, threshold=None, normalize="fraction", vmax=None, top_k=None, signed=None, cmap=None,
-                 ncols=None, figsize=None, tasks=None, significant=None) -> Figure:
+def heatmap_grid(
+    scores,
+    threshold=None,
+    normalize="fraction",
+    vmax=None,
+    top_k=None,
+    signed=None,
+    cmap=None,
+    ncols=None,
+    figsize=None,
+    tasks=None,
+    significant=None,
+) -> Figure:
     """One Layer × Head heatmap per task (8 tasks → 2 × 4) with one shared "Head importance" colour bar.
 
     ``normalize``: "fraction" |s|/Σ|s| (default), "zscore", "max" or "none" (see ``HeadScores.normalized``).
@@ -400,27 +445,66 @@ def heatmap_grid(scores, threshold=None, normalize="fraction", vmax=None, top_k=
     Given ``stats.always_any(...)`` instead of scores, draws ``always_any_grid`` (rows = tasks, columns =
     Always, Any).
     """
-    from .stats import AlwaysAny
+    from ..analysis.stats import AlwaysAny
 
     if isinstance(scores, AlwaysAny):
         return always_any_grid(scores, tasks=tasks)
-    return GridView(scores, threshold=threshold, normalize=normalize, vmax=vmax, top_k=top_k, signed=signed,
-                    cmap=cmap, ncols=ncols, figsize=figsize, tasks=tasks, significant=significant).figure
+    return GridView(
+        scores,
+        threshold=threshold,
+        normalize=normalize,
+        vmax=vmax,
+        top_k=top_k,
+        signed=signed,
+        cmap=cmap,
+        ncols=ncols,
+        figsize=figsize,
+        tasks=tasks,
+        significant=significant,
+    ).figure
 
 
-def heatmap(scores, task, ax=None, threshold=None, normalize="fraction", vmax=None, top_k=None, signed=None,
-            cmap=None, figsize=None):
+def heatmap(
+    scores,
+    task,
+    ax=None,
+    threshold=None,
+    normalize="fraction",
+    vmax=None,
+    top_k=None,
+    signed=None,
+    cmap=None,
+    figsize=None,
+):
     """One task's Layer × Head heatmap with its colour bar, into ``ax`` (or a new figure); returns the Axes.
 
     The ``GridView`` is ``ax.figure._headlab_view`` (the last one drawn into that figure).
     """
     scores = _check_scores(scores)
     if ax is None:
-        view = GridView(scores, threshold=threshold, normalize=normalize, vmax=vmax, top_k=top_k, signed=signed,
-                        cmap=cmap, figsize=figsize, tasks=[task])
+        view = GridView(
+            scores,
+            threshold=threshold,
+            normalize=normalize,
+            vmax=vmax,
+            top_k=top_k,
+            signed=signed,
+            cmap=cmap,
+            figsize=figsize,
+            tasks=[task],
+        )
         return view.axes[0]
-    GridView(scores, threshold=threshold, normalize=normalize, vmax=vmax, top_k=top_k, signed=signed, cmap=cmap,
-             tasks=[task], ax=ax)
+    GridView(
+        scores,
+        threshold=threshold,
+        normalize=normalize,
+        vmax=vmax,
+        top_k=top_k,
+        signed=signed,
+        cmap=cmap,
+        tasks=[task],
+        ax=ax,
+    )
     return ax
 
 
@@ -439,8 +523,9 @@ def always_any_grid(aa, tasks=None) -> Figure:
     for row, task in zip(axes, tasks):
         t = aa.tasks.index(task)
         for ax, name, keep in zip(row, ("Always", "Any"), (aa.always[t], aa.any[t])):
-            im = ax.imshow(np.ma.masked_where(~keep, aa.freq[t]), cmap=cmap, vmin=0, vmax=1,
-                           interpolation="nearest", aspect="auto")
+            im = ax.imshow(
+                np.ma.masked_where(~keep, aa.freq[t]), cmap=cmap, vmin=0, vmax=1, interpolation="nearest", aspect="auto"
+            )
             ax.set_title(f"{name} ({int(keep.sum())})", fontsize=9.5)
             ax.xaxis.set_major_locator(FixedLocator(range(0, H, tick_step(H))))
             ax.yaxis.set_major_locator(FixedLocator(range(0, L, tick_step(L))))
@@ -462,7 +547,7 @@ def plot_matrix(df, title=None, label=None, vmin=None, vmax=None) -> Figure:
     im = ax.imshow(values, cmap=SEQUENTIAL, vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_xticks(range(n_cols), [str(c) for c in df.columns], rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(n_rows), [str(r) for r in df.index], fontsize=8)
-    bright = im.norm(values) > 0.6                  # dark text on the light end of viridis
+    bright = im.norm(values) > 0.6  # dark text on the light end of viridis
     for (r, c), v in np.ndenumerate(values):
         ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7, color="black" if bright[r, c] else "white")
     if title:
@@ -499,4 +584,56 @@ def attention_pattern(pattern, tokens, title=None, ax=None):
     if title:
         ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label="Attention", shrink=0.8)
+    return fig
+
+
+def compare_scatter(a: HeadScores, b: HeadScores, task=None, labels=None):
+    """Scatter of each head's score in ``a`` (x) vs ``b`` (y), one panel per task (``task``: one name or a
+    list; default the tasks both score), Spearman ρ in each title. Returns the Figure."""
+    from scipy.stats import spearmanr
+
+    from ..analysis.compare import common_tasks
+
+    tasks = common_tasks(a, b) if task is None else [task] if isinstance(task, str) else list(task)
+    if a.values.shape[1:] != b.values.shape[1:]:
+        raise ValueError(f"maps differ in shape {a.values.shape[1:]} vs {b.values.shape[1:]}: compare one model")
+    xlabel, ylabel = labels or (f"{a.model.name} · {a.method}", f"{b.model.name} · {b.method}")
+    rows, cols = grid_shape(len(tasks))
+    fig = HeadlabFigure(figsize=(0.6 + 2.8 * cols, 0.4 + 2.6 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, name in zip(axes, tasks):
+        x, y = a[name].ravel(), b[name].ravel()
+        ax.scatter(x, y, s=8, alpha=0.6, linewidths=0)
+        ax.set_title(f"{name}  ρ = {spearmanr(x, y).statistic:.2f}", fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(tasks) :]:
+        ax.set_visible(False)
+    return fig
+
+
+def cross_model_plot(a: HeadScores, b: HeadScores, bins: int = 10, labels=None):
+    """Per task both score, one panel: the share of |score| over relative depth for ``a`` and ``b``
+    (``analysis.compare.relative_depth``), ρ in the title. Returns the Figure."""
+    from ..analysis.compare import cross_model, relative_depth
+
+    table = cross_model(a, b, bins)
+    pa, pb = relative_depth(a, bins), relative_depth(b, bins)
+    la, lb = labels or (f"{a.model.name} ({a.model.n_layers} layers)", f"{b.model.name} ({b.model.n_layers} layers)")
+    rows, cols = grid_shape(len(table))
+    fig = HeadlabFigure(figsize=(0.6 + 2.8 * cols, 0.6 + 2.4 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, (task, row) in zip(axes, table.iterrows()):
+        for profile, label in ((pa, la), (pb, lb)):
+            ax.plot(profile.loc[task].index, profile.loc[task]["share"], marker="o", markersize=3, label=label)
+        rho = "n/a" if math.isnan(row["rho_share"]) else f"{row['rho_share']:.2f}"
+        ax.set_title(f"{task}  ρ = {rho}", fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("Relative depth", fontsize=8)
+        ax.set_ylabel("Share of |score|", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(table) :]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7)
     return fig

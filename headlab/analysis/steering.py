@@ -7,17 +7,19 @@ activations along it); ``steer`` adds α · σ · direction at every position. D
 items are split in two, each half is steered with directions fitted on the other half, so the reported
 accuracy is measured on items the directions never saw.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from . import hooks
+from ..engine import hooks
+from ..engine.forward import gather_positions
+from ..metrics import encode, from_logits, greedy_correct
+from ..results import HeadScores
+from ..tasks import Task, as_task_list
 from .interventions import steer
-from .metrics import encode, from_logits, gather_positions, greedy_correct
-from .results import HeadScores
 from .selection import select_heads
-from .tasks import Task, as_task_list
 
 
 @torch.no_grad()
@@ -31,6 +33,7 @@ def _run(model, task: Task, heads, dirs=None, alpha=0.0):
         def hook(z, hook):
             grabbed[layer] = gather_positions(z.flatten(2), enc.read_pos[:, :1]).view(z.shape[0], *z.shape[2:])
             return z
+
         return hook
 
     fwd = [(hooks.z(l), keep(l)) for l in layers]
@@ -58,8 +61,9 @@ def directions(acts: torch.Tensor, correct: torch.Tensor, heads) -> dict:
     return out
 
 
-def steering_sweep(model, scores: HeadScores, tasks, alphas=(1.0, 5.0, 10.0), k: int | None = None,
-                   seed: int = 0, by: str = "value"):
+def steering_sweep(
+    model, scores: HeadScores, tasks, alphas=(1.0, 5.0, 10.0), k: int | None = None, seed: int = 0, by: str = "value"
+):
     """Accuracy (greedy, held-out halves) and mean metric per task with its top heads steered by each α.
 
     Returns a DataFrame indexed by (task, alpha) with alpha = 0 the unsteered baseline, plus the k used.
@@ -78,16 +82,40 @@ def steering_sweep(model, scores: HeadScores, tasks, alphas=(1.0, 5.0, 10.0), k:
         try:
             dirs = [directions(acts[~h], correct[~h], heads) for h in halves]  # fitted on the other half
         except ValueError:
-            rows.append({"task": task.name, "alpha": 0.0, "k": len(heads), "accuracy": correct.float().mean().item(),
-                         "metric": metric.mean().item(), "note": "all right or all wrong on a half: not steered"})
+            rows.append(
+                {
+                    "task": task.name,
+                    "alpha": 0.0,
+                    "k": len(heads),
+                    "accuracy": correct.float().mean().item(),
+                    "metric": metric.mean().item(),
+                    "note": "all right or all wrong on a half: not steered",
+                }
+            )
             continue
-        rows.append({"task": task.name, "alpha": 0.0, "k": len(heads), "accuracy": correct.float().mean().item(),
-                     "metric": metric.mean().item(), "note": ""})
+        rows.append(
+            {
+                "task": task.name,
+                "alpha": 0.0,
+                "k": len(heads),
+                "accuracy": correct.float().mean().item(),
+                "metric": metric.mean().item(),
+                "note": "",
+            }
+        )
         for alpha in alphas:
             acc, met = torch.zeros(len(task), dtype=torch.bool), torch.zeros(len(task))
             for h, d in zip(halves, dirs):
                 c, m, _ = _run(model, task, [], d, alpha)
                 acc[h], met[h] = c[h], m[h]
-            rows.append({"task": task.name, "alpha": float(alpha), "k": len(heads),
-                         "accuracy": acc.float().mean().item(), "metric": met.mean().item(), "note": ""})
+            rows.append(
+                {
+                    "task": task.name,
+                    "alpha": float(alpha),
+                    "k": len(heads),
+                    "accuracy": acc.float().mean().item(),
+                    "metric": met.mean().item(),
+                    "note": "",
+                }
+            )
     return pd.DataFrame(rows).set_index(["task", "alpha"])

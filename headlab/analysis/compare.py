@@ -1,21 +1,21 @@
 """How two head maps agree, how tasks share heads, and how maps of models of different depth line up.
 
-- ``agreement`` / ``compare``: per task Spearman ρ, ρ over the reference's top-k, top-k Jaccard;
-  ``compare_scatter``: one scatter of head scores per task, ρ in the titles.
+- ``agreement`` / ``compare``: per task Spearman ρ, ρ over the reference's top-k, top-k Jaccard
+  (``viz.plot.compare_scatter`` draws one scatter of head scores per task).
 - ``disagreements``: the heads whose ranks differ most between two maps; ``patch_path``: why — the metric
   drop along the path from a head's clean z to its counterfactual z (attribution sees only its slope at 0).
 - ``task_overlap``: task × task top-k Jaccard (which functions share heads); draw with ``plot.plot_matrix``.
-- ``relative_depth`` / ``cross_model`` / ``cross_model_plot``: layers mapped onto relative depth [0, 1],
-  so a 30-layer and a 2-layer model can be compared per task.
+- ``relative_depth`` / ``cross_model``: layers mapped onto relative depth [0, 1], so a 30-layer and a
+  2-layer model can be compared per task (``viz.plot.cross_model_plot`` draws it).
 """
+
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
 
-from .results import HeadScores
+from ..results import HeadScores
 from .stats import selected
 
 
@@ -23,16 +23,12 @@ def _top_set(m: np.ndarray, k: int) -> set[int]:
     return set(np.argsort(-m, axis=None, kind="stable")[:k].tolist())
 
 
-def _common_tasks(a: HeadScores, b: HeadScores) -> list[str]:
+def common_tasks(a: HeadScores, b: HeadScores) -> list[str]:
     """The tasks both maps score, in ``a``'s order."""
     common = [t for t in a.tasks if t in b.tasks]
     if not common:
         raise ValueError(f"no task in common: a has {a.tasks}, b has {b.tasks}")
     return common
-
-
-def _label(s: HeadScores) -> str:
-    return f"{s.model.name} · {s.method}"
 
 
 def agreement(a: HeadScores, b: HeadScores, k: int = 20):
@@ -50,41 +46,21 @@ def agreement(a: HeadScores, b: HeadScores, k: int = 20):
         x, y = a[task].ravel(), b[task].ravel()
         top = np.argsort(-x, kind="stable")[:k]
         ta, tb = _top_set(a[task], k), _top_set(b[task], k)
-        rows.append({"task": task, "rho": spearmanr(x, y).statistic, f"rho_top{k}": spearmanr(x[top], y[top]).statistic,
-                     f"jaccard_top{k}": len(ta & tb) / len(ta | tb)})
+        rows.append(
+            {
+                "task": task,
+                "rho": spearmanr(x, y).statistic,
+                f"rho_top{k}": spearmanr(x[top], y[top]).statistic,
+                f"jaccard_top{k}": len(ta & tb) / len(ta | tb),
+            }
+        )
     return pd.DataFrame(rows).set_index("task")
 
 
 def compare(a: HeadScores, b: HeadScores, k: int = 20):
     """``agreement`` over the tasks both maps score (a's order): a DataFrame indexed by task with columns
     ``rho``, ``rho_top{k}`` (over a's top-k heads) and ``jaccard_top{k}``."""
-    return agreement(a.select(_common_tasks(a, b)), b, k)
-
-
-def compare_scatter(a: HeadScores, b: HeadScores, task=None, labels=None):
-    """Scatter of each head's score in ``a`` (x) vs ``b`` (y), one panel per task (``task``: one name or a
-    list; default the tasks both score), Spearman ρ in each title. Returns the Figure."""
-    from scipy.stats import spearmanr
-
-    from .plot import HeadlabFigure, grid_shape
-
-    tasks = _common_tasks(a, b) if task is None else [task] if isinstance(task, str) else list(task)
-    if a.values.shape[1:] != b.values.shape[1:]:
-        raise ValueError(f"maps differ in shape {a.values.shape[1:]} vs {b.values.shape[1:]}: compare one model")
-    xlabel, ylabel = labels or (_label(a), _label(b))
-    rows, cols = grid_shape(len(tasks))
-    fig = HeadlabFigure(figsize=(0.6 + 2.8 * cols, 0.4 + 2.6 * rows), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, name in zip(axes, tasks):
-        x, y = a[name].ravel(), b[name].ravel()
-        ax.scatter(x, y, s=8, alpha=0.6, linewidths=0)
-        ax.set_title(f"{name}  ρ = {spearmanr(x, y).statistic:.2f}", fontsize=9)
-        ax.set_xlabel(xlabel, fontsize=8)
-        ax.set_ylabel(ylabel, fontsize=8)
-        ax.tick_params(labelsize=7)
-    for ax in axes[len(tasks):]:
-        ax.set_visible(False)
-    return fig
+    return agreement(a.select(common_tasks(a, b)), b, k)
 
 
 def disagreements(a: HeadScores, b: HeadScores, task: str, n: int = 5):
@@ -95,12 +71,24 @@ def disagreements(a: HeadScores, b: HeadScores, task: str, n: int = 5):
     gap = np.abs(ra - rb)
     order = np.argsort(-gap, axis=None, kind="stable")[:n]
     H = a.values.shape[2]
-    return pd.DataFrame([{"layer": int(i // H), "head": int(i % H), "a": a[task].flat[i], "b": b[task].flat[i],
-                          "rank_a": int(ra.flat[i]), "rank_b": int(rb.flat[i])} for i in order])
+    return pd.DataFrame(
+        [
+            {
+                "layer": int(i // H),
+                "head": int(i % H),
+                "a": a[task].flat[i],
+                "b": b[task].flat[i],
+                "rank_a": int(ra.flat[i]),
+                "rank_b": int(rb.flat[i]),
+            }
+            for i in order
+        ]
+    )
 
 
-def patch_path(model, task, layer: int, head: int, alphas=(0.0, 0.25, 0.5, 0.75, 1.0),
-               metric: str = "logit_diff") -> np.ndarray:
+def patch_path(
+    model, task, layer: int, head: int, alphas=(0.0, 0.25, 0.5, 0.75, 1.0), metric: str = "logit_diff"
+) -> np.ndarray:
     """Mean metric drop (len(alphas),) when head (layer, head)'s z becomes z + α (z_cf − z) at every position.
 
     α = 1 is exact resample ablation; attribution patching estimates the curve by its slope at α = 0, so a
@@ -109,10 +97,10 @@ def patch_path(model, task, layer: int, head: int, alphas=(0.0, 0.25, 0.5, 0.75,
     """
     import torch
 
-    from . import hooks
-    from .metrics import encode, metric_at
-    from .replay import Replay
-    from .scoring import _z_of
+    from ..engine import hooks
+    from ..engine.forward import z_of
+    from ..engine.replay import Replay
+    from ..metrics import encode, metric_at
 
     n_layers, n_heads = len(model.blocks), model.cfg.n_heads
     if not (0 <= layer < n_layers and 0 <= head < n_heads):
@@ -121,8 +109,8 @@ def patch_path(model, task, layer: int, head: int, alphas=(0.0, 0.25, 0.5, 0.75,
     enc = enc.subset(torch.nonzero(enc.cf_ok).flatten())
     if enc.n == 0 or enc.cf_tokens is None:
         raise ValueError(f"task {task.name!r} has no usable counterfactuals: patch_path needs them")
-    cf = _z_of(model, enc.cf_tokens)[layer][:, :, head]
-    replay = Replay(model, enc.tokens, enc.read_pos, keep_z=False)   # re-runs only blocks ≥ layer
+    cf = z_of(model, enc.cf_tokens)[layer][:, :, head]
+    replay = Replay(model, enc.tokens, enc.read_pos, keep_z=False)  # re-runs only blocks ≥ layer
     with torch.no_grad():
         clean = metric_at(model, replay.clean_read, enc)
 
@@ -130,6 +118,7 @@ def patch_path(model, task, layer: int, head: int, alphas=(0.0, 0.25, 0.5, 0.75,
         def mix(z, hook):
             z[:, :, head] += alpha * (cf - z[:, :, head])
             return z
+
         with torch.no_grad():
             ablated = metric_at(model, replay.read_from(layer, fwd_hooks=[(hooks.z(layer), mix)]), enc)
         return (clean - ablated).mean().item()
@@ -142,7 +131,7 @@ def task_overlap(scores: HeadScores, k: int = 20):
     diagonal, symmetric."""
     import pandas as pd
 
-    top = selected(scores.values, top_k=k).reshape(len(scores.tasks), -1).astype(np.int64)   # (task, head)
+    top = selected(scores.values, top_k=k).reshape(len(scores.tasks), -1).astype(np.int64)  # (task, head)
     shared = top @ top.T
     return pd.DataFrame(shared / (2 * k - shared), index=scores.tasks, columns=scores.tasks)
 
@@ -162,12 +151,12 @@ def relative_depth(scores: HeadScores, bins: int = 10):
     T, L, H = scores.shape
     # overlap of layer l and bin b in units of 1/(bins·L): exact integers, so shared edges give 0
     b, l = np.arange(bins)[:, None], np.arange(L)[None, :]
-    overlap = np.clip(np.minimum((b + 1) * L, (l + 1) * bins) - np.maximum(b * L, l * bins), 0, None)   # (bin, layer)
+    overlap = np.clip(np.minimum((b + 1) * L, (l + 1) * bins) - np.maximum(b * L, l * bins), 0, None)  # (bin, layer)
     mag = np.abs(scores.values)
-    per_layer = mag.sum(2) / np.maximum(mag.sum((1, 2)), 1e-30)[:, None]                 # (task, layer)
-    share = per_layer @ (overlap / bins).T                                               # (task, bin)
-    layer_peak = mag.max(2) / np.maximum(mag.max((1, 2)), 1e-30)[:, None]                 # (task, layer)
-    peak = np.where(overlap[None] > 0, layer_peak[:, None, :], 0.0).max(2)              # (task, bin)
+    per_layer = mag.sum(2) / np.maximum(mag.sum((1, 2)), 1e-30)[:, None]  # (task, layer)
+    share = per_layer @ (overlap / bins).T  # (task, bin)
+    layer_peak = mag.max(2) / np.maximum(mag.max((1, 2)), 1e-30)[:, None]  # (task, layer)
+    peak = np.where(overlap[None] > 0, layer_peak[:, None, :], 0.0).max(2)  # (task, bin)
     depth = (np.arange(bins) + 0.5) / bins
     index = pd.MultiIndex.from_product([scores.tasks, depth], names=["task", "depth"])
     return pd.DataFrame({"share": share.ravel(), "peak": peak.ravel()}, index=index)
@@ -181,35 +170,15 @@ def cross_model(a: HeadScores, b: HeadScores, bins: int = 10):
 
     pa, pb = relative_depth(a, bins), relative_depth(b, bins)
     rows = []
-    for task in _common_tasks(a, b):
+    for task in common_tasks(a, b):
         x, y = pa.loc[task], pb.loc[task]
-        rows.append({"task": task, "rho_share": spearmanr(x["share"], y["share"]).statistic,
-                     "rho_peak": spearmanr(x["peak"], y["peak"]).statistic,
-                     "depth_a": x["share"].idxmax(), "depth_b": y["share"].idxmax()})
+        rows.append(
+            {
+                "task": task,
+                "rho_share": spearmanr(x["share"], y["share"]).statistic,
+                "rho_peak": spearmanr(x["peak"], y["peak"]).statistic,
+                "depth_a": x["share"].idxmax(),
+                "depth_b": y["share"].idxmax(),
+            }
+        )
     return pd.DataFrame(rows).set_index("task")
-
-
-def cross_model_plot(a: HeadScores, b: HeadScores, bins: int = 10, labels=None):
-    """Per task both score, one panel: the share of |score| over relative depth for ``a`` and ``b``
-    (``relative_depth``), ρ in the title. Returns the Figure."""
-    from .plot import HeadlabFigure, grid_shape
-
-    table = cross_model(a, b, bins)
-    pa, pb = relative_depth(a, bins), relative_depth(b, bins)
-    la, lb = labels or (f"{a.model.name} ({a.model.n_layers} layers)", f"{b.model.name} ({b.model.n_layers} layers)")
-    rows, cols = grid_shape(len(table))
-    fig = HeadlabFigure(figsize=(0.6 + 2.8 * cols, 0.6 + 2.4 * rows), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, (task, row) in zip(axes, table.iterrows()):
-        for profile, label in ((pa, la), (pb, lb)):
-            ax.plot(profile.loc[task].index, profile.loc[task]["share"], marker="o", markersize=3, label=label)
-        rho = "n/a" if math.isnan(row["rho_share"]) else f"{row['rho_share']:.2f}"
-        ax.set_title(f"{task}  ρ = {rho}", fontsize=9)
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("Relative depth", fontsize=8)
-        ax.set_ylabel("Share of |score|", fontsize=8)
-        ax.tick_params(labelsize=7)
-    for ax in axes[len(table):]:
-        ax.set_visible(False)
-    axes[0].legend(fontsize=7)
-    return fig

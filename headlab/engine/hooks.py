@@ -4,6 +4,7 @@
 (batch, pos, head, d_head). Every scorer ablates, patches or differentiates this one hook.
 ``PATTERN`` — ``blocks.{layer}.attn.hook_pattern``: attention probabilities, (batch, head, query, key).
 """
+
 Z = "blocks.{layer}.attn.hook_z"
 PATTERN = "blocks.{layer}.attn.hook_pattern"
 

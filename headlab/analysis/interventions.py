@@ -2,6 +2,7 @@
 
 Both act on ``hook_z`` (per-head outputs before W_O) at every position.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -10,9 +11,9 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from . import hooks
-from .metrics import prompt_ids
-from .replay import final_resid
+from ..engine import hooks
+from ..engine.forward import final_resid
+from ..metrics import prompt_ids
 
 MODES = ("zero", "mean", "scale")
 
@@ -50,6 +51,7 @@ def mask_heads(model, heads, mode: str = "zero", eps: float = 0.0, means=None):
             else:
                 z[:, :, hs] = z[:, :, hs] * (0.0 if mode == "zero" else float(eps))
             return z
+
         return hook
 
     with model.hooks(fwd_hooks=[(hooks.z(l), hook_for(l, hs)) for l, hs in by_layer.items()]):
@@ -72,6 +74,7 @@ def steer(model, directions: dict, alpha: float):
         def hook(z, hook):
             z[:, :, hs] = z[:, :, hs] + alpha * add.to(z.dtype)
             return z
+
         return hook
 
     with model.hooks(fwd_hooks=[(hooks.z(l), hook_for(vs)) for l, vs in by_layer.items()]):
@@ -81,14 +84,14 @@ def steer(model, directions: dict, alpha: float):
 @torch.no_grad()
 def head_means(model, tasks, batch_size: int = 32) -> np.ndarray:
     """(L, H, d_head): every head's ``hook_z`` averaged over all prompt positions of the tasks' items."""
-    from .tasks import as_task_list
+    from ..tasks import as_task_list
 
     rows = [prompt_ids(model.tokenizer, it.prompt) for t in as_task_list(tasks) for it in t.items]
     L = len(model.blocks)
     total, count = None, 0
     pad = model.tokenizer.pad_token_id or 0
     for s in range(0, len(rows), batch_size):
-        chunk = rows[s: s + batch_size]
+        chunk = rows[s : s + batch_size]
         T = max(map(len, chunk))
         tokens = torch.tensor([r + [pad] * (T - len(r)) for r in chunk])
         real = (torch.arange(T)[None] < torch.tensor([len(r) for r in chunk])[:, None]).float()
@@ -98,6 +101,7 @@ def head_means(model, tasks, batch_size: int = 32) -> np.ndarray:
             def hook(z, hook):
                 sums[layer] = torch.einsum("bt,bthd->hd", real, z.float())
                 return z
+
             return hook
 
         final_resid(model, tokens, [(hooks.z(l), keep(l)) for l in range(L)])

@@ -23,6 +23,7 @@ answer token. Every step is a full-batch step (``batch_size`` only splits the fo
 are accumulated), so seeds differ only by their initial noise on g, drawn from ``torch.Generator(seed)``:
 a seed's result does not depend on the other seeds, nor (beyond float rounding) on ``batch_size``.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,11 +35,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import hooks
-from .metrics import Encoded, encode
-from .replay import final_resid, unembed_at
-from .scoring import _item_batches
-from .tasks import Task
+from ..engine import hooks
+from ..engine.forward import final_resid, unembed_at
+from ..metrics import Encoded, encode
+from ..tasks import Task
+from .base import Scorer, TaskResult, register
+from .batching import item_batches
 
 DEFAULTS = {"seeds": [0, 1, 2], "steps": 100, "lr": 0.1, "lam": 0.05, "init": 3.0, "noise": 1.0}
 CLIP = 5.0  # |g| beyond which the regulariser stops pushing (gates 0.0067 / 0.9933)
@@ -60,9 +62,12 @@ def check_options(**options) -> dict:
     seeds = out["seeds"]
     if isinstance(seeds, Integral) and not isinstance(seeds, bool):
         seeds = [seeds]
-    if (not isinstance(seeds, (list, tuple, range)) or not seeds
-            or not all(isinstance(s, Integral) and not isinstance(s, bool) and s >= 0 for s in seeds)
-            or len(set(seeds)) != len(seeds)):
+    if (
+        not isinstance(seeds, (list, tuple, range))
+        or not seeds
+        or not all(isinstance(s, Integral) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
         raise ValueError(f"gating option seeds must be a non-empty list of distinct non-negative ints, got {seeds!r}")
     out["seeds"] = [int(s) for s in seeds]
     steps = out["steps"]
@@ -117,14 +122,14 @@ class GateFits:
 def gate_fits(model, task: Task, batch_size: int | None = None, progress: bool = True, **options) -> GateFits:
     """Fit free, keep and remove gates for every seed on ``task``; ``options`` as in ``check_options``.
 
-    ``batch_size``: sequences per forward pass (default: as many as fit ``scoring.TOKEN_BUDGET`` tokens).
+    ``batch_size``: sequences per forward pass (default: as many as fit ``batching.TOKEN_BUDGET`` tokens).
     """
     opts = check_options(**options)
     key = (id(model), task.content_hash(), json.dumps(opts, sort_keys=True), batch_size)
     if key in _RECENT:  # e.g. score(method="gating") just fitted these: don't fit twice
         return _RECENT[key]
     enc = encode(task, model.tokenizer, "logprob", warn=False)
-    batches = _item_batches(enc, batch_size)
+    batches = item_batches(enc, batch_size)
     L, H = len(model.blocks), model.cfg.n_heads
     S = len(opts["seeds"])
     gates = {fit: np.zeros((S, L, H), dtype=np.float32) for fit in FITS}
@@ -148,12 +153,32 @@ def gate_fits(model, task: Task, batch_size: int | None = None, progress: bool =
         bar.close()
         for p, was in zip(model.parameters(), grads_were):
             p.requires_grad_(was)
-    fits = GateFits(task.name, opts["seeds"], opts, gates["free"], gates["keep"], gates["remove"], nll,
-                    clean.astype(np.float32))
+    fits = GateFits(
+        task.name, opts["seeds"], opts, gates["free"], gates["keep"], gates["remove"], nll, clean.astype(np.float32)
+    )
     _RECENT[key] = fits
     while len(_RECENT) > 8:
         _RECENT.pop(next(iter(_RECENT)))
     return fits
+
+
+@register
+class Gating(Scorer):
+    name = "gating"
+    summary = "causal head gating: soft gates fitted to keep / remove each head (Nam et al. 2025)"
+    order = 40
+    variants = {"3 seeds": {}}
+    options = DEFAULTS
+    uses_ablation = uses_metric = False  # fitted on the answer's next-token loss
+
+    def check(self, options):
+        return check_options(**options)
+
+    def run(self, model, jobs, options, batch_size, progress):
+        return [
+            TaskResult(*gate_scores(model, job.task, batch_size=batch_size, progress=progress, **options))
+            for job in jobs
+        ]
 
 
 def gate_scores(model, task: Task, batch_size: int | None = None, progress: bool = True, **options):
@@ -185,6 +210,7 @@ def _fit(model, enc: Encoded, batches, g0: torch.Tensor, lam: float, opts: dict,
 
 def _item_nll(model, enc: Encoded, g: torch.Tensor | None) -> torch.Tensor:
     """(b,) mean answer-token NLL per item, with every head's z scaled by sigmoid(g) (no gates if None)."""
+
     def gate(layer):
         return lambda z, hook: z * torch.sigmoid(g[layer]).to(z.dtype)[None, None, :, None]
 

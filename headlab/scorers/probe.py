@@ -15,29 +15,25 @@ Both are cross-fitted: items are split into stratified folds, each fold is score
 others, so every importance and accuracy is computed on held-out items only. Seeds are fixed: results are
 deterministic.
 """
+
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import hooks
-from .metrics import answer_ids, prompt_ids
-from .models import describe
-from .replay import final_resid
-from .results import HeadScores
-from .tasks import Task
+from ..engine import hooks
+from ..engine.forward import final_resid
+from ..metrics import answer_ids, prompt_ids
+from ..tasks import Task
+from .base import Scorer, TaskResult, register
 
 POOLS = ("mean", "first", "last")
 PROBES = ("mlp", "logistic")
-DEFAULTS = {"probe": "mlp", "pool": "mean", "folds": 5, "seed": 0, "epochs": 20, "lr": 1e-4,
-            "max_answer_tokens": 16}
+DEFAULTS = {"probe": "mlp", "pool": "mean", "folds": 5, "seed": 0, "epochs": 20, "lr": 1e-4, "max_answer_tokens": 16}
 
 
 @dataclass
@@ -51,8 +47,14 @@ class HeadActivations:
     item: torch.Tensor
 
 
-def head_activations(model, tasks: list[Task], pool: str = "mean", max_answer_tokens: int = 16,
-                     batch_size: int | None = None, progress: bool = True) -> HeadActivations:
+def head_activations(
+    model,
+    tasks: list[Task],
+    pool: str = "mean",
+    max_answer_tokens: int = 16,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> HeadActivations:
     """Pooled ``hook_z`` of every head on every item (prompt + at most ``max_answer_tokens`` answer tokens)."""
     if pool not in POOLS:
         raise ValueError(f"unknown pool {pool!r}: choose from {POOLS}")
@@ -67,13 +69,13 @@ def head_activations(model, tasks: list[Task], pool: str = "mean", max_answer_to
             spans.append((len(p), len(p) + len(a)))
             ys.append(c)
             items.append(i)
-    L, H = len(model.blocks), model.cfg.n_heads
+    L = len(model.blocks)
     order = np.argsort([len(r) for r in rows], kind="stable")  # similar lengths share a batch: less padding
     per_batch = batch_size or max(1, 8192 // max(len(r) for r in rows))
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     x = None
     for s in tqdm(range(0, len(rows), per_batch), desc="head activations", disable=not progress, leave=False):
-        idx = order[s: s + per_batch]
+        idx = order[s : s + per_batch]
         T = max(len(rows[i]) for i in idx)
         tokens = torch.full((len(idx), T), pad, dtype=torch.long)
         weight = torch.zeros(len(idx), T)
@@ -90,6 +92,7 @@ def head_activations(model, tasks: list[Task], pool: str = "mean", max_answer_to
             def hook(z, hook):
                 pooled[layer] = torch.einsum("bt,bthd->bhd", weight, z.float())
                 return z
+
             return hook
 
         with torch.no_grad():
@@ -106,8 +109,10 @@ def stratified_folds(y: torch.Tensor, folds: int, seed: int) -> np.ndarray:
     y = np.asarray(y)
     counts = np.bincount(y)
     if folds < 2 or counts[counts > 0].min() < folds:
-        raise ValueError(f"folds={folds} needs ≥ 2 folds and ≥ {folds} items in every class "
-                         f"(smallest class has {counts[counts > 0].min()}): lower folds or add items")
+        raise ValueError(
+            f"folds={folds} needs ≥ 2 folds and ≥ {folds} items in every class "
+            f"(smallest class has {counts[counts > 0].min()}): lower folds or add items"
+        )
     rng = np.random.default_rng(seed)
     fold = np.empty(len(y), dtype=np.int64)
     for c in np.unique(y):
@@ -124,12 +129,21 @@ def _standardize(train: torch.Tensor, *others: torch.Tensor):
 class CogProbe(nn.Module):
     """The paper's probe. x (N, L, H, d) → projected head features (N, L, H, proj) → class logits (N, C)."""
 
-    def __init__(self, n_layers: int, n_heads: int, d_head: int, n_classes: int, proj: int = 64,
-                 hidden: int = 512, dropout: float = 0.3):
+    def __init__(
+        self,
+        n_layers: int,
+        n_heads: int,
+        d_head: int,
+        n_classes: int,
+        proj: int = 64,
+        hidden: int = 512,
+        dropout: float = 0.3,
+    ):
         super().__init__()
         self.project = nn.Linear(2 * d_head, proj)
-        self.mlp = nn.Sequential(nn.Linear(n_layers * n_heads * proj, hidden), nn.ReLU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, n_classes))
+        self.mlp = nn.Sequential(
+            nn.Linear(n_layers * n_heads * proj, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes)
+        )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         layer_mean = x.mean(2, keepdim=True).expand_as(x)
@@ -150,7 +164,7 @@ def _fit_mlp(x, y, n_classes, epochs, lr, seed):
     for _ in range(epochs):
         perm = torch.randperm(len(y), generator=gen)
         for s in range(0, len(y), batch):
-            idx = perm[s: s + batch]
+            idx = perm[s : s + batch]
             loss = nn.functional.cross_entropy(probe(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
@@ -191,7 +205,7 @@ def _fit_logistic(x, y, n_classes, steps=300, lr=0.05, l2=1e-3):
     for _ in range(steps):
         logits = torch.einsum("nlhd,lhdc->nlhc", x, w) + b
         loss = nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
-        loss = loss + l2 * (w ** 2).sum() / (L * H)
+        loss = loss + l2 * (w**2).sum() / (L * H)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -227,48 +241,52 @@ def check_options(**options) -> dict:
     return opts
 
 
-def probe_scores(model, tasks: list[Task], batch_size: int | None = None, cache: Path | None = None,
-                 progress: bool = True, **options) -> HeadScores:
-    """``score(method="probe")``: one class per task (≥ 2 tasks). values (C, L, H); per_example (C, n_c, L, H)
-    holds each held-out item's own importance (logistic: its TPR − FPR term). baseline / ``params["class_accuracy"]``:
-    the MLP's held-out recall of the class (logistic: the best single head's held-out balanced accuracy).
-    ``params`` also records the options and the MLP's held-out ``accuracy`` (chance = 1/C; NaN for logistic)."""
+@register
+class Probe(Scorer):
+    name = "probe"
+    summary = "held-out probes of each head's activations telling the tasks apart (Cognitive Mirrors)"
+    order = 30
+    variants = {"mlp": {"probe": "mlp"}, "logistic": {"probe": "logistic"}}
+    options = DEFAULTS
+    uses_ablation = uses_metric = False  # classifies tasks from activations: no ablation, no metric
+    joint = True  # the tasks are the classes: each result depends on all of them
+
+    def check(self, options):
+        return check_options(**options)
+
+    def run(self, model, jobs, options, batch_size, progress):
+        return probe_scores(model, [job.task for job in jobs], batch_size, progress, **options)
+
+
+def probe_scores(
+    model, tasks: list[Task], batch_size: int | None = None, progress: bool = True, **options
+) -> list[TaskResult]:
+    """``score(method="probe")``: one class per task (≥ 2 tasks); per task c, per_example (n_c, L, H) holds
+    each held-out item's own importance (logistic: its TPR − FPR term), baseline the MLP's held-out recall of
+    the class (logistic: the best single head's held-out balanced accuracy). ``params`` records the MLP's
+    held-out ``accuracy`` (chance = 1/C; NaN for logistic) and every class's accuracy."""
     opts = check_options(**options)
     if len(tasks) < 2:
         raise ValueError("probing needs at least two tasks (the classes): pass several tasks, e.g. builtin()")
-    info = describe(model)
-    path = None
-    if cache is not None:
-        from .scoring import model_fingerprint
-
-        blob = json.dumps({"v": 1, "model": info.to_dict(), "weights": model_fingerprint(model),
-                           "tasks": [t.content_hash() for t in tasks], "options": opts}, sort_keys=True)
-        path = Path(cache) / f"probe-{hashlib.sha256(blob.encode()).hexdigest()[:24]}.npz"
-        if path.is_file():
-            return HeadScores.load(path)
     acts = head_activations(model, tasks, opts["pool"], opts["max_answer_tokens"], batch_size, progress)
     fold = stratified_folds(acts.y, opts["folds"], opts["seed"])
-    C, (N, L, H) = len(tasks), acts.x.shape[:3]
+    C = len(tasks)
     y = acts.y.numpy()
-    counts = np.bincount(y, minlength=C)
-    per_example = np.full((C, counts.max(), L, H), np.nan, dtype=np.float32)
+    per_class = []
     if opts["probe"] == "mlp":
         importance, pred = _mlp_crossfit(acts, fold, opts["epochs"], opts["lr"], opts["seed"], progress)
         recall = np.array([(pred.numpy()[y == c] == c).mean() for c in range(C)])
         accuracy = float((pred.numpy() == y).mean())
-        for c in range(C):
-            per_example[c, : counts[c]] = importance[torch.as_tensor(y == c)].numpy()
+        per_class = [importance[torch.as_tensor(y == c)].numpy().astype(np.float32) for c in range(C)]
     else:
         says = _logistic_crossfit(acts, fold, progress).numpy()  # (N, L, H, C)
         fpr = np.stack([says[y != c, ..., c].mean(0) for c in range(C)])  # (C, L, H)
-        for c in range(C):
-            per_example[c, : counts[c]] = says[y == c, ..., c] - fpr[c]  # mean over items = TPR − FPR
-        best = np.stack([per_example[c, : counts[c]].mean(0) for c in range(C)]).reshape(C, -1).max(1)
+        per_class = [(says[y == c, ..., c] - fpr[c]).astype(np.float32) for c in range(C)]  # mean = TPR − FPR
+        best = np.array([pe.mean(0).max() for pe in per_class])
         recall, accuracy = (best + 1) / 2, float("nan")  # best single head's balanced accuracy per class
-    values = np.stack([per_example[c, : counts[c]].astype(np.float64).mean(0) for c in range(C)])
-    params = {**opts, "accuracy": accuracy, "chance": 1.0 / C,
-              "class_accuracy": {t.name: float(r) for t, r in zip(tasks, recall)}}
-    scores = HeadScores(values, [t.name for t in tasks], info, "probe", params, counts, recall, per_example)
-    if path is not None:
-        scores.save(path)
-    return scores
+    params = {
+        "accuracy": accuracy,
+        "chance": 1.0 / C,
+        "class_accuracy": {t.name: float(r) for t, r in zip(tasks, recall)},
+    }
+    return [TaskResult(pe, np.array([r]), params) for pe, r in zip(per_class, recall)]

@@ -11,11 +11,12 @@ prefixes so that a token path they share is computed once (each token attends to
 
 Needs a rotary model whose blocks take only ``BLOCK_KWARGS`` and keep a key/value cache: ``supported``.
 """
+
 from __future__ import annotations
 
 import torch
 
-from .replay import final_resid
+from .forward import final_resid
 
 BLOCK_KWARGS = {"attention_mask", "position_embeddings", "position_ids", "past_key_values", "use_cache"}
 
@@ -52,8 +53,8 @@ class Pack:
         self.position = torch.zeros((self.n_rows, self.width), dtype=torch.long)
         for i, n in enumerate(size):
             r, o = row[i], offset[i]
-            self.owner[r, o: o + n] = i
-            self.position[r, o: o + n] = torch.arange(int(self.start[i]), int(self.start[i]) + n)
+            self.owner[r, o : o + n] = i
+            self.position[r, o : o + n] = torch.arange(int(self.start[i]), int(self.start[i]) + n)
 
     def slots(self, pos: torch.Tensor) -> torch.Tensor:
         """Flat slot (row · width + column) of sequence positions ``pos`` (n, P) of each piece; (n, P)."""
@@ -106,7 +107,7 @@ class Trie:
 
     def __init__(self, seqs: list[torch.Tensor], width: int):
         self.width = int(width)
-        children, token, ends = [{}], [0], [[]]                  # node 0: the root, above every first token
+        children, token, ends = [{}], [0], [[]]  # node 0: the root, above every first token
         for i, seq in enumerate(seqs):
             if len(seq) > self.width:
                 raise ValueError(f"a sequence of {len(seq)} tokens does not fit rows of {self.width}")
@@ -118,9 +119,9 @@ class Trie:
                 node = children[node][t]
             ends[node].append(i)
         size = [1] * len(token)
-        for node in reversed(range(len(token))):                # a child's id is larger than its parent's
+        for node in reversed(range(len(token))):  # a child's id is larger than its parent's
             size[node] += sum(size[c] for c in children[node].values())
-        pieces = []                                             # (ancestor chain, subtree root)
+        pieces = []  # (ancestor chain, subtree root)
 
         def split(node, chain):
             if len(chain) + size[node] <= self.width or not children[node]:
@@ -128,17 +129,18 @@ class Trie:
             else:
                 for child in children[node].values():
                     split(child, chain + [node])
+
         for child in children[0].values():
             split(child, [])
         row, offset, self.n_rows = _first_fit([len(chain) + size[node] for chain, node in pieces], self.width)
         flat_tokens, depth = [0] * (self.n_rows * self.width), [0] * (self.n_rows * self.width)
-        parent = list(range(self.n_rows * self.width))          # flat slot of each slot's parent (itself: none)
-        slot_of = {}                                            # node → a slot holding it
+        parent = list(range(self.n_rows * self.width))  # flat slot of each slot's parent (itself: none)
+        slot_of = {}  # node → a slot holding it
         for (chain, node), r, o in zip(pieces, row, offset):
             at = r * self.width + o
             order = [(c, d, at + d - 1 if d else None) for d, c in enumerate(chain)]
             todo = [(node, len(chain), at + len(chain) - 1 if chain else None)]
-            while todo:                                         # depth first: a subtree's slots are contiguous
+            while todo:  # depth first: a subtree's slots are contiguous
                 c, d, up = todo.pop()
                 order.append((c, d, up))
                 todo += [(k, d + 1, at + len(order) - 1) for k in reversed(children[c].values())]
@@ -160,7 +162,7 @@ class Trie:
 
     def mask(self) -> torch.Tensor:
         """(n_rows, 1, width, width) bool: a slot attends to itself and its ancestors."""
-        up = self.parent - torch.arange(self.n_rows)[:, None] * self.width      # row-local parent slot
+        up = self.parent - torch.arange(self.n_rows)[:, None] * self.width  # row-local parent slot
         seen = torch.eye(self.width, dtype=torch.bool).repeat(self.n_rows, 1, 1)
         at = torch.arange(self.width).repeat(self.n_rows, 1)
         for _ in range(int(self.position.max())):
@@ -185,8 +187,11 @@ def supported(model) -> bool:
                 final_resid(model, torch.zeros((1, 2), dtype=torch.long))
         finally:
             handle.remove()
-        known = (set(seen) <= BLOCK_KWARGS and isinstance(seen.get("position_embeddings"), tuple)
-                 and hasattr(seen.get("past_key_values"), "layers"))
+        known = (
+            set(seen) <= BLOCK_KWARGS
+            and isinstance(seen.get("position_embeddings"), tuple)
+            and hasattr(seen.get("past_key_values"), "layers")
+        )
         model._headlab_packable = known
     return known
 
@@ -208,8 +213,16 @@ class Run:
     table it used. With ``prefix`` (from another run's ``gather_kv``) and ``prefix_owner`` (from
     ``Pack.prefix_slots``), each piece also attends to its gathered earlier positions."""
 
-    def __init__(self, model, pack: Pack, tokens: torch.Tensor, fwd_hooks=(), prefix: PrefixKV | None = None,
-                 prefix_owner: torch.Tensor | None = None, rotary=None):
+    def __init__(
+        self,
+        model,
+        pack: Pack,
+        tokens: torch.Tensor,
+        fwd_hooks=(),
+        prefix: PrefixKV | None = None,
+        prefix_owner: torch.Tensor | None = None,
+        rotary=None,
+    ):
         self.rotary = rotary
         cache = {}
         mask = pack.mask() if prefix is None else pack.prefix_mask(prefix_owner.shape[1], prefix_owner)
@@ -217,11 +230,10 @@ class Run:
         def repack(module, args, kwargs):
             if "kv" not in cache:
                 cache["kv"] = kwargs.get("past_key_values")
-                if self.rotary is None:      # the model's table for positions 0 … width − 1 of this run
+                if self.rotary is None:  # the model's table for positions 0 … width − 1 of this run
                     self.rotary = tuple(t[:1] for t in kwargs["position_embeddings"])
                 cache["rotary"] = tuple(t[0][pack.position] for t in self.rotary)
-            kwargs = dict(kwargs, attention_mask=mask, position_ids=pack.position,
-                          position_embeddings=cache["rotary"])
+            kwargs = dict(kwargs, attention_mask=mask, position_ids=pack.position, position_embeddings=cache["rotary"])
             if prefix is not None:
                 kwargs["past_key_values"] = prefix
             return args, kwargs
@@ -238,7 +250,9 @@ class Run:
 
     def gather_kv(self, slots: torch.Tensor) -> PrefixKV:
         """Keys/values of flat slots ``slots`` (rows', n) of this run, per layer (rows', kv_heads, n, d_head)."""
-        def pick(t):                                   # (R, kvH, W, d) → (R·W, kvH, d) → (rows', kvH, n, d)
+
+        def pick(t):  # (R, kvH, W, d) → (R·W, kvH, d) → (rows', kvH, n, d)
             flat = t.transpose(1, 2).reshape(-1, t.shape[1], t.shape[3])
             return flat[slots].transpose(1, 2)
+
         return PrefixKV([pick(k) for k in self.keys], [pick(v) for v in self.values])

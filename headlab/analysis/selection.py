@@ -1,9 +1,10 @@
 """Picking a task's "cognitive heads" from a map: the paper's elbow rule, top-k, or a threshold."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from .results import HeadScores
+from ..results import HeadScores
 
 RULES = ("elbow", "top_k", "threshold")
 
@@ -22,8 +23,9 @@ def elbow_count(sorted_desc: np.ndarray) -> int:
     return max(1, int(np.argmax(dist)))
 
 
-def select_heads(scores: HeadScores, task, rule: str = "elbow", k: int | None = None,
-                 threshold: float | None = None, by: str = "abs") -> list[tuple[int, int]]:
+def select_heads(
+    scores: HeadScores, task, rule: str = "elbow", k: int | None = None, threshold: float | None = None, by: str = "abs"
+) -> list[tuple[int, int]]:
     """A task's selected heads [(layer, head), ...], most important first.
 
     ``by``: "abs" ranks by |score| (the paper), "value" by the signed score (heads that help the task).

@@ -6,14 +6,15 @@ threshold (or top-k), and inspect one head's score, rank and attention pattern.
   ``Output`` (inline backend) or redrawn on its canvas (ipympl).
 - The "CI" toggle dots the heads whose 95% bootstrap CI excludes 0 (``stats.bootstrap``, computed once per
   scores object); it is disabled, the reason in its tooltip, when the scores hold < 2 items per task.
-- Model / method changes call ``headlab.scoring.score`` (its disk cache applies) with its progress bar
+- Model / method changes call ``headlab.score`` (its disk cache applies) with its progress bar
   shown inside the widget; results are kept per (model, method) for the session.
 - Errors show as one line in ``Explorer.error``, never as a traceback.
 """
+
 from __future__ import annotations
 
-import functools
 import base64
+import functools
 import html
 from dataclasses import dataclass
 
@@ -23,18 +24,18 @@ import numpy as np
 from IPython.display import display
 from matplotlib.figure import Figure
 
-from . import hooks, plot, scoring, stats
-from .metrics import prompt_ids
-from .results import HeadScores
-from .tasks import as_task_list, builtin
+from .. import scorers, scoring
+from ..analysis import stats
+from ..engine import hooks
+from ..metrics import prompt_ids
+from ..results import HeadScores
+from ..tasks import as_task_list, builtin
+from . import plot
 
-METHODS = {**{f"{m} · {a}": (m, a) for m in ("attribution", "ablation") for a in ("resample", "zero", "mean")},
-           "probe · mlp": ("probe", "mlp"), "probe · logistic": ("probe", "logistic"),
-           "gating · 3 seeds": ("gating", "3 seeds")}
-NORMALIZE_OPTIONS = (("fraction |s|/Σ|s|", "fraction"), ("z-score", "zscore"), ("s / max|s|", "max"),
-                     ("raw", "none"))
+METHODS = scorers.variants()  # "method · variant" → (method, score() keywords), from the registry
+NORMALIZE_OPTIONS = (("fraction |s|/Σ|s|", "fraction"), ("z-score", "zscore"), ("s / max|s|", "max"), ("raw", "none"))
 DEFAULT_MODEL = "smollm2-135m (embedded)"
-LOG_SLIDER_DECADES = 2   # a FloatLogSlider when the selectable values span at least this many decades
+LOG_SLIDER_DECADES = 2  # a FloatLogSlider when the selectable values span at least this many decades
 CI_TOOLTIP = "dot the heads whose 95% bootstrap CI over the task's items excludes 0"
 
 
@@ -55,8 +56,10 @@ class HeadDetails:
     figure: Figure
 
     def summary(self) -> str:
-        return (f"L{self.layer}.H{self.head} in {self.task}: score {self.value:.4g} (shown {self.shown:.4g}), "
-                f"rank {self.rank} of {self.n_heads}")
+        return (
+            f"L{self.layer}.H{self.head} in {self.task}: score {self.value:.4g} (shown {self.shown:.4g}), "
+            f"rank {self.rank} of {self.n_heads}"
+        )
 
 
 def one_line(err: BaseException) -> str:
@@ -68,6 +71,7 @@ def one_line(err: BaseException) -> str:
 
 def _guarded(handler):
     """Widget callbacks: on success clear the error line, on failure show the error as one line."""
+
     @functools.wraps(handler)
     def wrapper(self, *args, **kwargs):
         try:
@@ -76,10 +80,11 @@ def _guarded(handler):
             self.error.value = f"<span style='color:#b00020'>⚠ {html.escape(one_line(err))}</span>"
         else:
             self.error.value = ""
+
     return wrapper
 
 
-def _method_choices(methods) -> dict[str, tuple[str, str]]:
+def _method_choices(methods) -> dict[str, tuple[str, dict]]:
     if methods is None:
         return dict(METHODS)
     choices = {}
@@ -95,9 +100,10 @@ def _method_choices(methods) -> dict[str, tuple[str, str]]:
 
 def _label_of(scores: HeadScores) -> str:
     """The ``METHODS`` label of how ``scores`` were computed."""
-    variant = {"probe": scores.params.get("probe", "mlp"), "gating": "3 seeds"}.get(
-        scores.method, scores.params.get("ablation", "resample"))
-    return f"{scores.method} · {variant}"
+    for label, (method, kwargs) in METHODS.items():
+        if method == scores.method and all(scores.params.get(k) == v for k, v in kwargs.items()):
+            return label
+    return f"{scores.method} · ?"
 
 
 def _interactive_backend() -> bool:
@@ -118,7 +124,7 @@ class Explorer:
     """
 
     def __init__(self, models=None, tasks=None, methods=None, scores=None):
-        from .models import load_model
+        from ..models import load_model
 
         self.models = dict(models) if models is not None else {DEFAULT_MODEL: load_model}
         if not self.models:
@@ -126,8 +132,11 @@ class Explorer:
         self.methods = _method_choices(methods)
         if scores is not None and not isinstance(scores, HeadScores):
             raise TypeError(f"scores= takes HeadScores, not {type(scores).__name__}")
-        self._tasks = None if tasks is None and scores is not None else {
-            t.name: t for t in as_task_list(builtin() if tasks is None else tasks)}
+        self._tasks = (
+            None
+            if tasks is None and scores is not None
+            else {t.name: t for t in as_task_list(builtin() if tasks is None else tasks)}
+        )
         names = list(self._tasks) if self._tasks is not None else list(scores.tasks)
         self._loaded, self._cache, self._bootstraps = {}, {}, {}
         method = next(iter(self.methods))
@@ -159,7 +168,7 @@ class Explorer:
         self.image, self.hover = W.Image(format="png"), W.Label()  # the grid as PNG; what the pointer is on
         self._threshold_box = W.HBox([c["threshold"]])
         self.scores = self.view = None
-        self._quiet = False   # True while a callback sets controls itself: their observers stand by
+        self._quiet = False  # True while a callback sets controls itself: their observers stand by
         self._interactive = _interactive_backend()
         if self._interactive:  # ipympl: a live canvas, clickable
             import matplotlib.pyplot as plt
@@ -172,8 +181,9 @@ class Explorer:
             from ipyevents import Event
 
             self.figure = plot.HeadlabFigure()
-            self._pointer = Event(source=self.image, watched_events=["click", "mousemove"],
-                                  throttle_or_debounce="throttle", wait=80)
+            self._pointer = Event(
+                source=self.image, watched_events=["click", "mousemove"], throttle_or_debounce="throttle", wait=80
+            )
             self._pointer.on_dom_event(self._on_pointer)
         self.figure.canvas.mpl_connect("button_press_event", self._on_click)  # fires on interactive canvases only
 
@@ -183,14 +193,32 @@ class Explorer:
         for name in ("tasks", "top_k", "k", "ci"):
             c[name].observe(self._on_view, names="value")
         c["show"].on_click(self._on_show)
-        self.widget = W.VBox([
-            W.HBox([W.VBox([c["model"], c["method"], c["normalize"], self._threshold_box,
-                            W.HBox([c["top_k"], c["k"], c["ci"]])]), c["tasks"]]),
-            self.status, self.error, self.progress, self.out if self._interactive else self.image, self.hover,
-            W.HTML("<b>Head details</b>"),
-            W.HBox([c["detail_task"], c["layer"], c["head"], c["show"]]),
-            self.details_out,
-        ])
+        self.widget = W.VBox(
+            [
+                W.HBox(
+                    [
+                        W.VBox(
+                            [
+                                c["model"],
+                                c["method"],
+                                c["normalize"],
+                                self._threshold_box,
+                                W.HBox([c["top_k"], c["k"], c["ci"]]),
+                            ]
+                        ),
+                        c["tasks"],
+                    ]
+                ),
+                self.status,
+                self.error,
+                self.progress,
+                self.out if self._interactive else self.image,
+                self.hover,
+                W.HTML("<b>Head details</b>"),
+                W.HBox([c["detail_task"], c["layer"], c["head"], c["show"]]),
+                self.details_out,
+            ]
+        )
         self._on_source()
 
     def _ipython_display_(self):
@@ -216,18 +244,13 @@ class Explorer:
         """Cached scores of (model, method), computing them with ``headlab.scoring.score`` when new."""
         key = (model, method)
         if key not in self._cache:
-            kind, ablation = self.methods[method]
+            kind, kwargs = self.methods[method]
             bridge = self.model(model)
             self.status.value = f"computing {method} on {model} …"
             with self.progress:
                 try:
                     tasks = list(self.task_objects().values())
-                    if kind == "probe":
-                        self._cache[key] = scoring.score(bridge, tasks, method=kind, probe=ablation, progress=True)
-                    elif kind == "gating":
-                        self._cache[key] = scoring.score(bridge, tasks, method=kind, progress=True)
-                    else:
-                        self._cache[key] = scoring.score(bridge, tasks, method=kind, ablation=ablation, progress=True)
+                    self._cache[key] = scoring.score(bridge, tasks, method=kind, progress=True, **kwargs)
                 finally:
                     self.progress.clear_output()
         return self._cache[key]
@@ -235,7 +258,7 @@ class Explorer:
     def significant(self) -> np.ndarray:
         """(task, layer, head) bool: ``stats.bootstrap(self.scores).significant``, computed once per scores."""
         scores = self.scores
-        if id(scores) not in self._bootstraps:   # the entry keeps ``scores`` alive: its id stays its own
+        if id(scores) not in self._bootstraps:  # the entry keeps ``scores`` alive: its id stays its own
             self._bootstraps[id(scores)] = (scores, stats.bootstrap(scores))
         return self._bootstraps[id(scores)][1].significant
 
@@ -252,10 +275,16 @@ class Explorer:
         lo = float(positive.min()) if positive.size else 0.0
         value = float(np.quantile(key, 0.8))
         common = dict(description="Threshold", continuous_update=False, readout_format=".3g")
-        if lo > 0 and hi / lo >= 10 ** LOG_SLIDER_DECADES:
+        if lo > 0 and hi / lo >= 10**LOG_SLIDER_DECADES:
             lo = max(lo, hi * 1e-4)
-            slider = W.FloatLogSlider(value=min(max(value, lo), hi), base=10, min=np.log10(lo), max=np.log10(hi),
-                                      step=(np.log10(hi) - np.log10(lo)) / 200, **common)
+            slider = W.FloatLogSlider(
+                value=min(max(value, lo), hi),
+                base=10,
+                min=np.log10(lo),
+                max=np.log10(hi),
+                step=(np.log10(hi) - np.log10(lo)) / 200,
+                **common,
+            )
         else:
             lo = float(key.min())
             hi = hi if hi > lo else lo + 1.0
@@ -279,8 +308,12 @@ class Explorer:
         if not c["tasks"].value:
             raise ValueError("no task selected: select at least one task")
         c["threshold"].disabled = c["top_k"].value
-        self.view.update(tasks=list(c["tasks"].value), normalize=c["normalize"].value,
-                         significant=self.significant() if c["ci"].value else None, **self._selection())
+        self.view.update(
+            tasks=list(c["tasks"].value),
+            normalize=c["normalize"].value,
+            significant=self.significant() if c["ci"].value else None,
+            **self._selection(),
+        )
         self._show()
 
     # --- callbacks -------------------------------------------------------------------------------
@@ -290,8 +323,9 @@ class Explorer:
         c = self.controls
         self.scores = scores = self.scores_for(c["model"].value, c["method"].value)
         _, L, H = scores.shape
-        self.view = plot.GridView(scores, tasks=list(c["tasks"].value) or None, normalize=c["normalize"].value,
-                                  fig=self.figure)
+        self.view = plot.GridView(
+            scores, tasks=list(c["tasks"].value) or None, normalize=c["normalize"].value, fig=self.figure
+        )
         self._new_threshold_slider()
         try:
             stats.check_items(scores)
@@ -307,8 +341,9 @@ class Explorer:
                 c["ci"].value = False
         finally:
             self._quiet = False
-        self.status.value = (f"{c['method'].value} on {scores.model.name}: {len(scores.tasks)} tasks, "
-                             f"{L} layers × {H} heads")
+        self.status.value = (
+            f"{c['method'].value} on {scores.model.name}: {len(scores.tasks)} tasks, {L} layers × {H} heads"
+        )
         self.redraw()
 
     @_guarded
@@ -353,8 +388,10 @@ class Explorer:
             self._show_details(task, layer, head)
             return
         t, (_, L, H) = self.scores.tasks.index(task), self.scores.shape
-        self.hover.value = (f"L{layer}.H{head} · {task}: score {self.scores.values[t, layer, head]:.4g}, rank "
-                            f"{int(self.scores.rank(task)[layer, head])} of {L * H} — click for its attention pattern")
+        self.hover.value = (
+            f"L{layer}.H{head} · {task}: score {self.scores.values[t, layer, head]:.4g}, rank "
+            f"{int(self.scores.rank(task)[layer, head])} of {L * H} — click for its attention pattern"
+        )
 
     def _show_details(self, task: str, layer: int, head: int) -> None:
         c = self.controls
@@ -366,8 +403,7 @@ class Explorer:
         shown = self.view.axes[: len(self.view.tasks)] if self.view else []
         if event.inaxes not in shown or event.xdata is None:
             return
-        self._show_details(self.view.tasks[shown.index(event.inaxes)], int(round(event.ydata)),
-                           int(round(event.xdata)))
+        self._show_details(self.view.tasks[shown.index(event.inaxes)], int(round(event.ydata)), int(round(event.xdata)))
 
     # --- head details ----------------------------------------------------------------------------
 
@@ -389,23 +425,39 @@ class Explorer:
         prompt = self.task_objects()[task].items[item].prompt
         ids = prompt_ids(bridge.tokenizer, prompt)
         with torch.no_grad():
-            _, cache = bridge.run_with_cache(torch.tensor([ids], device=next(bridge.parameters()).device),
-                                             names_filter=hooks.pattern(layer))
+            _, cache = bridge.run_with_cache(
+                torch.tensor([ids], device=next(bridge.parameters()).device), names_filter=hooks.pattern(layer)
+            )
         pattern = cache[hooks.pattern(layer)][0, head].float().cpu().numpy()
         tokens = [bridge.tokenizer.decode([i]) for i in ids]
         fig = plot.attention_pattern(pattern, tokens, title=f"L{layer}.H{head} · {task} · prompt {item}")
-        info = HeadDetails(task, layer, head, float(scores.values[t, layer, head]),
-                           float(scores.normalized(self.controls["normalize"].value)[t, layer, head]),
-                           int(scores.rank(task)[layer, head]), L * H, tokens, pattern, fig)
+        info = HeadDetails(
+            task,
+            layer,
+            head,
+            float(scores.values[t, layer, head]),
+            float(scores.normalized(self.controls["normalize"].value)[t, layer, head]),
+            int(scores.rank(task)[layer, head]),
+            L * H,
+            tokens,
+            pattern,
+            fig,
+        )
         # Written to the Output's state, not captured with `with out:` — a call from a cell then adds
         # nothing to that cell's own outputs (what nbval compares). The PNG goes in as base64 text: raw
         # bytes in widget state travel as binary buffers, which the output renderer cannot show.
         summary = html.escape(info.summary())
         self.details_out.outputs = (
-            {"output_type": "display_data", "metadata": {},
-             "data": {"text/html": f"<p>{summary}</p>", "text/plain": info.summary()}},
-            {"output_type": "display_data", "metadata": {},
-             "data": {"image/png": base64.b64encode(fig._repr_png_()).decode("ascii"), "text/plain": repr(fig)}},
+            {
+                "output_type": "display_data",
+                "metadata": {},
+                "data": {"text/html": f"<p>{summary}</p>", "text/plain": info.summary()},
+            },
+            {
+                "output_type": "display_data",
+                "metadata": {},
+                "data": {"image/png": base64.b64encode(fig._repr_png_()).decode("ascii"), "text/plain": repr(fig)},
+            },
         )
         return info
 

@@ -1,0 +1,153 @@
+"""Command line: ``python -m headlab {demo,score,eval}`` (also the ``headlab`` script).
+
+demo   the main job on the embedded model: model card, greedy answer, attribution scores of the eight
+       tasks, a table of top heads and the heatmap grid (out/heatmaps.png).
+score  ``--model --method --ablation --metric --tasks --out``: writes scores.npz and top_heads.txt.
+eval   the clean behaviour table of tasks: n, greedy accuracy, preference rate, log-prob, logit diff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def _tasks(spec: str, cogqa: str | None):
+    from .tasks import TASK_NAMES, builtin, load_cogqa
+
+    if cogqa:
+        tasks = load_cogqa(cogqa)
+    else:
+        tasks = builtin()
+    if spec == "all":
+        return tasks
+    wanted = [s.strip() for s in spec.split(",") if s.strip()]
+    unknown = [w for w in wanted if w not in tasks]
+    if unknown:
+        raise SystemExit(f"headlab: unknown task(s) {unknown}; choose from {list(TASK_NAMES)} or 'all'")
+    return {w: tasks[w] for w in wanted}
+
+
+def greedy_answer(model, prompt: str, max_new_tokens: int = 3, top: int = 5) -> tuple[str, list[tuple[str, float]]]:
+    """Greedy continuation of ``prompt`` and the top next tokens with probabilities."""
+    import torch
+
+    tok = model.tokenizer
+    ids = tok(prompt, return_tensors="pt").input_ids
+    ranked = []
+    with torch.no_grad():
+        for step in range(max_new_tokens):
+            logits = model(ids)[0, -1]
+            if step == 0:
+                p = logits.softmax(-1)
+                vals, idx = p.topk(top)
+                ranked = [(tok.decode([int(i)]), float(v)) for v, i in zip(vals, idx)]
+            ids = torch.cat([ids, logits.argmax().view(1, 1)], dim=1)
+    n_prompt = len(tok(prompt).input_ids)
+    return tok.decode(ids[0, n_prompt:]), ranked
+
+
+def cmd_demo(args) -> int:
+    from .models import describe, load_model
+
+    t0 = time.perf_counter()
+    model = load_model(args.model)
+    print(f"# headlab demo — loaded in {time.perf_counter() - t0:.1f} s")
+    print(describe(model).card())
+    prompt = "The capital of France is"
+    answer, ranked = greedy_answer(model, prompt)
+    print(f"\n{prompt!r} → {answer!r} (greedy)")
+    for rank, (text, p) in enumerate(ranked, 1):
+        print(f"  {rank}. {text!r:<12} p={p:.3f}")
+    args.method, args.ablation, args.metric, args.tasks, args.cogqa = (
+        "attribution",
+        "resample",
+        "logit_diff",
+        "all",
+        None,
+    )
+    return _score_and_write(model, args)
+
+
+def _score_and_write(model, args) -> int:
+    from .scoring import score
+
+    tasks = _tasks(args.tasks, args.cogqa)
+    t0 = time.perf_counter()
+    scores = score(
+        model, tasks, method=args.method, ablation=args.ablation, metric=args.metric, progress=not args.quiet
+    )
+    took = time.perf_counter() - t0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    scores.save(out / "scores.npz")
+    table = scores.top_table(k=args.top)
+    (out / "top_heads.txt").write_text(table + "\n")
+    print(
+        f"\n{scores.method}/{scores.params['ablation']} scores, metric {scores.params['metric']}, "
+        f"{len(scores.tasks)} tasks in {took:.1f} s"
+    )
+    print(table)
+    try:
+        from .viz.plot import heatmap_grid, save
+    except ImportError:  # the plotting module is optional for the CLI
+        return 0
+    fig = heatmap_grid(scores)
+    save(fig, out / "heatmaps.png")
+    print(f"\nwrote {out / 'scores.npz'}, {out / 'top_heads.txt'}, {out / 'heatmaps.png'}")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from .models import load_model
+
+    return _score_and_write(load_model(args.model), args)
+
+
+def cmd_eval(args) -> int:
+    from .metrics import evaluate, summary_table
+    from .models import load_model
+
+    model = load_model(args.model)
+    print(summary_table([evaluate(model, t).summary() for t in _tasks(args.tasks, args.cogqa).values()]))
+    return 0
+
+
+def main(argv=None) -> int:
+    from . import scorers
+    from .metrics import METRICS
+    from .scoring import ABLATIONS
+
+    parser = argparse.ArgumentParser(prog="headlab", description="Map which attention heads matter for which task.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", default="smollm2-135m", help="alias of the embedded model or a Hugging Face id")
+    common.add_argument("--out", default="out", help="output folder")
+    common.add_argument("--top", type=int, default=5, help="heads per task in the text table")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub.add_parser("demo", parents=[common], help="the main job on the embedded model")
+    p = sub.add_parser("score", parents=[common], help="score heads and write scores.npz + top_heads.txt")
+    p.add_argument(
+        "--method",
+        default="attribution",
+        choices=scorers.names(),
+        help="; ".join(f"{n}: {scorers.get(n).summary}" for n in scorers.names()),
+    )
+    p.add_argument("--ablation", default="resample", choices=ABLATIONS)
+    p.add_argument("--metric", default="logit_diff", choices=METRICS)
+    p.add_argument("--tasks", default="all", help="'all' or comma-separated task names")
+    p.add_argument("--cogqa", default=None, help="path to cogqa_train.json instead of the built-in tasks")
+    e = sub.add_parser("eval", parents=[common], help="clean accuracy / preference table of the tasks")
+    e.add_argument("--tasks", default="all")
+    e.add_argument("--cogqa", default=None)
+    args = parser.parse_args(argv)
+    from .models import ModelLoadError
+    from .tasks import TaskError
+
+    try:
+        return {"demo": cmd_demo, "score": cmd_score, "eval": cmd_eval}[args.command](args)
+    except (ModelLoadError, TaskError, ValueError) as err:
+        print(f"headlab: {err}", file=sys.stderr)
+        return 2

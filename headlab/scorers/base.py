@@ -1,0 +1,99 @@
+"""The scorer interface, and the registry that ``score()``, the explorer, the CLI and the docs read.
+
+A *scorer* turns tasks into one number per head and item: ``per_example`` (n, n_layers, n_heads) and a
+``baseline`` (n,) (the clean metric, or what the method measures without intervention). ``score()`` does
+everything around it the same way for every method — validation, counterfactual fallbacks, encoding, the
+disk cache, assembling ``HeadScores`` — so a new method is one new file in ``headlab/scorers/`` with a
+subclass of ``Scorer`` decorated with ``@register``. It declares:
+
+- ``name``, ``summary``, ``order`` (its place in method lists) and ``variants`` (the explorer's entries:
+  label → the ``score()`` keywords that pick the variant);
+- ``options``: its own keyword options with their defaults, validated by ``check`` (one-line ValueError);
+- ``uses_ablation`` / ``uses_metric``: whether ``score(ablation=, metric=)`` apply. Where they do, a task
+  without counterfactuals falls back (``FALLBACKS``: logit_diff → logprob, resample → mean) with a note,
+  the scorer gets the task encoded (``Job.enc``, ``metrics.encode``) and resampling keeps only the items
+  whose counterfactual has its prompt's token length;
+- ``pools``: ``run`` takes every task in one call (short tasks fill a pass together); else one call per
+  task, each cached as soon as it is done;
+- ``joint``: a task's result depends on the whole set of tasks (a probe's classes): cached per set;
+- ``resumable``: ``run`` saves and resumes a partial sweep at ``Job.partial``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..metrics import Encoded
+from ..tasks import Task
+
+FALLBACKS = {"metric": ("logit_diff", "logprob"), "ablation": ("resample", "mean")}
+
+
+@dataclass
+class Job:
+    """One task to score, with the ablation and metric it gets (None where the scorer uses neither)."""
+
+    task: Task
+    ablation: str | None
+    metric: str | None
+    enc: Encoded | None = None  # the task encoded for ``metric`` (scorers that use a metric)
+    partial: Path | None = None  # where a resumable scorer keeps its partial sweep (None: no cache)
+
+
+@dataclass
+class TaskResult:
+    """One task's scores: per_example (n, n_layers, n_heads), baseline (n,), and scorer-specific params."""
+
+    per_example: np.ndarray
+    baseline: np.ndarray
+    params: dict = field(default_factory=dict)
+
+
+class Scorer:
+    name: str = ""
+    summary: str = ""
+    order: int = 100
+    variants: dict = {}
+    options: dict = {}
+    uses_ablation: bool = True
+    uses_metric: bool = True
+    pools: bool = False
+    joint: bool = False
+    resumable: bool = False
+
+    def check(self, options: dict) -> dict:
+        """Validated options with defaults filled in (plain JSON: they enter the cache key and ``params``)."""
+        if options:
+            raise ValueError(f"method {self.name!r} takes no options, got {sorted(options)}")
+        return {}
+
+    def job(self, task: Task, ablation: str, metric: str) -> tuple[Job, list[str]]:
+        """The task's job after the counterfactual fallbacks, and a note for each fallback taken."""
+        ablation = ablation if self.uses_ablation else None
+        metric = metric if self.uses_metric else None
+        notes = []
+        if not task.has_counterfactuals:
+            if metric == FALLBACKS["metric"][0]:
+                metric = FALLBACKS["metric"][1]
+                notes.append(f"{task.name}: no counterfactuals, metric logit_diff → logprob")
+            if ablation == FALLBACKS["ablation"][0]:
+                ablation = FALLBACKS["ablation"][1]
+                notes.append(f"{task.name}: no counterfactuals, resample → mean ablation")
+        return Job(task, ablation, metric), notes
+
+    def run(self, model, jobs: list[Job], options: dict, batch_size: int | None, progress: bool) -> list[TaskResult]:
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, Scorer] = {}
+
+
+def register(cls: type[Scorer]) -> type[Scorer]:
+    """Class decorator: add a scorer to the registry under its ``name``."""
+    if not cls.name or cls.name in REGISTRY:
+        raise ValueError(f"scorer name {cls.name!r} is empty or taken")
+    REGISTRY[cls.name] = cls()
+    return cls

@@ -1,0 +1,1 @@
+"""Pictures of head maps: static figures (``plot``) and the notebook explorer (``widgets``)."""

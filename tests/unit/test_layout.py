@@ -1,0 +1,131 @@
+"""The package's layout is the pipeline: every import goes down it, none makes a cycle, none reaches for a
+private name of another module. Read from the source (ast), including imports inside functions."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2] / "headlab"
+
+# Lower layers never import higher ones; modules of one layer may import each other (without cycles).
+LAYERS = [
+    ("headlab.models", "headlab.tasks"),
+    ("headlab.engine",),
+    ("headlab.metrics",),
+    ("headlab.cache", "headlab.results"),
+    ("headlab.scorers",),
+    ("headlab.scoring",),
+    ("headlab.analysis",),
+    ("headlab.viz",),
+    ("headlab.cli", "headlab.__main__", "headlab"),
+]
+
+
+def module_name(path: Path) -> str:
+    parts = ("headlab", *path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+
+
+def layer_of(module: str) -> int:
+    best = None
+    for rank, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if module == prefix or module.startswith(prefix + "."):
+                if best is None or len(prefix) > best[1]:
+                    best = (rank, len(prefix))
+    if best is None:
+        raise AssertionError(f"{module} is in no layer of tests/unit/test_layout.py: add it to LAYERS")
+    return best[0]
+
+
+def resolve(module: str, node: ast.ImportFrom | ast.Import) -> list[tuple[str, list[str]]]:
+    """(imported headlab module, names taken from it) for one import statement of ``module``."""
+    if isinstance(node, ast.Import):
+        return [(a.name, []) for a in node.names if a.name.split(".")[0] == "headlab"]
+    if node.level:
+        package = module if MODULES[module].name == "__init__.py" else module.rsplit(".", 1)[0]
+        base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+        target = f"{base}.{node.module}" if node.module else base
+    else:
+        target = node.module or ""
+    if target.split(".")[0] != "headlab":
+        return []
+    out, names = [], []
+    for alias in node.names:
+        if f"{target}.{alias.name}" in MODULES:  # `from . import hooks`: a submodule
+            out.append((f"{target}.{alias.name}", []))
+        else:
+            names.append(alias.name)
+    return out + [(target, names)] if names else out
+
+
+def imports() -> dict[str, list[tuple[str, list[str], int]]]:
+    """module → [(imported module, names, line)]."""
+    graph = {}
+    for module, path in MODULES.items():
+        edges = []
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                edges += [(target, names, node.lineno) for target, names in resolve(module, node)]
+        graph[module] = edges
+    return graph
+
+
+GRAPH = imports()
+
+
+def test_every_import_names_a_module_that_exists():
+    missing = [f"{m}:{line} imports {t}" for m, edges in GRAPH.items() for t, _, line in edges if t not in MODULES]
+    assert not missing, missing
+
+
+def test_imports_go_down_the_pipeline():
+    upward = [
+        f"{m}:{line} (layer {layer_of(m)}) imports {t} (layer {layer_of(t)})"
+        for m, edges in GRAPH.items()
+        for t, _, line in edges
+        if layer_of(t) > layer_of(m)
+    ]
+    assert not upward, upward
+
+
+def test_no_import_cycle():
+    state, stack = {}, []
+
+    def visit(m):
+        state[m] = "open"
+        stack.append(m)
+        for t, _, _ in GRAPH[m]:
+            if state.get(t) == "open":
+                pytest.fail("import cycle: " + " → ".join(stack[stack.index(t) :] + [t]))
+            if t not in state:
+                visit(t)
+        stack.pop()
+        state[m] = "done"
+
+    for m in GRAPH:
+        if m not in state:
+            visit(m)
+
+
+def test_no_private_name_is_imported_across_modules():
+    private = [
+        f"{m}:{line} imports {n} from {t}"
+        for m, edges in GRAPH.items()
+        for t, names, line in edges
+        for n in names
+        if n.startswith("_")
+    ]
+    assert not private, private
+
+
+def test_the_checks_see_the_imports_they_guard():
+    """The reader resolves relative imports at every depth (a check that sees nothing cannot fail)."""
+    assert any(t == "headlab.engine.hooks" for t, _, _ in GRAPH["headlab.engine.replay"])
+    assert any(t == "headlab.metrics" for t, _, _ in GRAPH["headlab.scorers.ablation"])
+    assert any(t == "headlab.scoring" for t, _, _ in GRAPH["headlab.viz.widgets"])
+    assert layer_of("headlab.engine.packing") < layer_of("headlab.scorers.attribution") < layer_of("headlab.viz.plot")

@@ -1,0 +1,99 @@
+"""The scorer registry: score() dispatches through it, a new method is one class, and the explorer and the
+CLI list the methods from it."""
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from headlab import scorers
+from headlab.scorers import Scorer, TaskResult, register
+from headlab.scorers.base import REGISTRY
+from headlab.scoring import score
+from headlab.tasks import Task
+
+
+@pytest.fixture
+def constant_scorer():
+    """A method added the way a contributor would: one Scorer subclass, registered."""
+
+    @register
+    class Constant(Scorer):
+        name = "constant"
+        summary = "every head gets the item's index plus an offset"
+        order = 99
+        variants = {"offset 1": {"offset": 1.0}}
+        options = {"offset": 0.0}
+        uses_ablation = uses_metric = False
+        pools = True
+
+        def check(self, options):
+            unknown = set(options) - set(self.options)
+            if unknown:
+                raise ValueError(f"unknown constant option(s) {sorted(unknown)}")
+            return {**self.options, **options}
+
+        def run(self, model, jobs, options, batch_size, progress):
+            L, H = len(model.blocks), model.cfg.n_heads
+            return [
+                TaskResult(
+                    np.arange(len(j.task))[:, None, None] + options["offset"] + np.zeros((1, L, H), np.float32),
+                    np.zeros(len(j.task)),
+                )
+                for j in jobs
+            ]
+
+    yield REGISTRY["constant"]
+    del REGISTRY["constant"]
+
+
+def test_a_new_method_needs_no_change_to_score(constant_scorer, tiny_model, tmp_path):
+    tasks = [
+        Task.from_records("A", [{"prompt": "ab", "answer": " c"}] * 1 + [{"prompt": "de", "answer": " f"}]),
+        Task.from_records("B", [{"prompt": "xy", "answer": " z"}]),
+    ]
+    s = score(tiny_model, tasks, method="constant", offset=2.0, cache=tmp_path, progress=False)
+    assert s.method == "constant" and s.params["offset"] == 2.0 and s.params["ablation"] is None
+    np.testing.assert_array_equal(s.values[:, 0, 0], [2.5, 2.0])  # mean of (0, 1) + 2; 0 + 2
+    assert len(list(tmp_path.glob("*.npz"))) == 2  # cached per task, like any method
+    with pytest.raises(ValueError, match="unknown constant option"):
+        score(tiny_model, tasks, method="constant", depth=3, cache=False, progress=False)
+    assert "constant" in scorers.names() and scorers.names()[-1] == "constant"
+    assert scorers.variants()["constant · offset 1"] == ("constant", {"offset": 1.0})
+
+
+def test_unknown_method_names_the_registered_ones(tiny_model, toy_task):
+    with pytest.raises(ValueError, match=r"unknown method 'magic': choose from \('attribution', 'ablation'"):
+        score(tiny_model, toy_task, method="magic", cache=False, progress=False)
+
+
+def test_score_has_no_method_specific_branch():
+    """scoring.py never compares anything with a method's name: what differs is declared by the scorers."""
+    tree = ast.parse((Path(__file__).resolve().parents[2] / "headlab" / "scoring.py").read_text())
+    names = set(scorers.names())
+    compared = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Compare)
+        for part in [node.left, *node.comparators]
+        if isinstance(part, ast.Constant) and part.value in names
+    ]
+    assert not compared, f"scoring.py compares with a method name at lines {compared}"
+
+
+def test_explorer_and_cli_list_the_registry():
+    from headlab import cli
+    from headlab.viz import widgets
+
+    assert widgets.METHODS == scorers.variants()
+    assert list(widgets.METHODS)[0] == "attribution · resample"  # the explorer's default
+    with pytest.raises(SystemExit):
+        cli.main(["score", "--method", "nonsense"])
+
+
+def test_every_scorer_declares_itself():
+    for name in scorers.names():
+        s = scorers.get(name)
+        assert s.name == name and s.summary and s.variants, name
+        assert s.check({k: v for k, v in s.options.items()}) == s.check({})  # defaults validate
