@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .engine.forward import final_resid, gather_positions, unembed_at
+from .engine.forward import check_logits, device_of, final_resid, gather_positions, softcap, to_logits, unembed_at
 from .tasks import Task, TaskError
 
 METRICS = ("logit_diff", "logprob")
+ENCODED_TENSORS = ("tokens", "cf_tokens", "lengths", "cf_ok", "read_pos", "read_mask", "target", "foil")
 
 
 @dataclass
@@ -74,6 +75,11 @@ class Encoded:
             stack(lambda p: p.target, P, 0),
             stack(lambda p: p.foil, P, 0),
         )
+
+    def to(self, device) -> Encoded:
+        """The same encoding with every tensor on ``device`` (the model's)."""
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Encoded(self.task, self.metric, *(move(getattr(self, f)) for f in ENCODED_TENSORS))
 
     def first_differences(self) -> torch.Tensor:
         """(n,) first position where each counterfactual row differs from its clean row (T if none)."""
@@ -190,9 +196,11 @@ def _first_difference(a: list[int], b: list[int]) -> int | None:
 
 
 def from_logits(logits: torch.Tensor, enc: Encoded) -> torch.Tensor:
-    """Per-item metric from logits at the read positions. logits (k·n, P, V) → (k·n,), rows tile ``enc``."""
+    """Per-item metric from logits at the read positions, in float32. logits (k·n, P, V) → (k·n,), rows tile
+    ``enc``."""
+    logits = logits.float()
     reps = logits.shape[0] // enc.n
-    target, foil, mask = enc.target.repeat(reps, 1), enc.foil.repeat(reps, 1), enc.read_mask.repeat(reps, 1)
+    target, foil, mask = (t.to(logits.device).repeat(reps, 1) for t in (enc.target, enc.foil, enc.read_mask))
     if enc.metric == "logit_diff":
         return (logits.gather(-1, target[..., None]) - logits.gather(-1, foil[..., None]))[:, 0, 0]
     logp = logits.log_softmax(-1).gather(-1, target[..., None])[..., 0]
@@ -200,24 +208,33 @@ def from_logits(logits: torch.Tensor, enc: Encoded) -> torch.Tensor:
 
 
 def metric_at(model, x: torch.Tensor, enc: Encoded) -> torch.Tensor:
-    """Per-item metric from the final residual stream at the read positions: x (k·n, P, d_model) → (k·n,),
-    rows tiling ``enc``. ``logit_diff`` reads only the answer's and the foil's unembedding rows (their
-    difference), not the whole vocabulary; ``logprob`` needs every logit (its softmax)."""
-    x = model.ln_final(x)
+    """Per-item metric (float32) from the final residual stream at the read positions: x (k·n, P, d_model) →
+    (k·n,), rows tiling ``enc``. ``logit_diff`` reads only the answer's and the foil's unembedding rows, not
+    the whole vocabulary (a final-logit softcap is applied to each of the two logits: it acts elementwise);
+    ``logprob`` needs every logit (its softmax). ``check_logits`` has proven this readout on the model."""
+    check_logits(model)
     head = getattr(model.unembed, "original_component", None)
     if enc.metric != "logit_diff" or not isinstance(head, torch.nn.Linear):
-        return from_logits(model.unembed(x), enc)
+        return from_logits(to_logits(model, x), enc)
+    x = model.ln_final(x)[:, 0].float()
     reps = x.shape[0] // enc.n
-    target, foil = enc.target[:, 0].repeat(reps), enc.foil[:, 0].repeat(reps)
-    diff = (x[:, 0] * (head.weight[target] - head.weight[foil])).sum(-1)
-    return diff if head.bias is None else diff + head.bias[target] - head.bias[foil]
+    target, foil = (t[:, 0].to(head.weight.device).repeat(reps) for t in (enc.target, enc.foil))
+    w_t, w_f = head.weight[target].float().to(x.device), head.weight[foil].float().to(x.device)
+    cap = softcap(model)
+    if cap is None:
+        diff = (x * (w_t - w_f)).sum(-1)
+        return diff if head.bias is None else diff + (head.bias[target] - head.bias[foil]).float().to(x.device)
+    a, b = (x * w_t).sum(-1), (x * w_f).sum(-1)
+    if head.bias is not None:
+        a, b = a + head.bias[target].float().to(x.device), b + head.bias[foil].float().to(x.device)
+    return cap * torch.tanh(a / cap) - cap * torch.tanh(b / cap)
 
 
 def greedy_correct(logits: torch.Tensor, enc: Encoded) -> torch.Tensor:
     """(n,) bool: every teacher-forced argmax equals its answer token (needs a ``logprob`` encoding)."""
     if enc.metric != "logprob":
         raise ValueError("greedy accuracy needs a metric='logprob' encoding (all answer tokens)")
-    hit = (logits.argmax(-1) == enc.target) | ~enc.read_mask
+    hit = (logits.argmax(-1).to(enc.target.device) == enc.target) | ~enc.read_mask
     return hit.all(-1)
 
 
@@ -226,8 +243,8 @@ def logits_at(model, tokens: torch.Tensor, read_pos: torch.Tensor, batch_size: i
     """Run ``model`` on right-padded ``tokens`` (n, T); return logits at ``read_pos`` (n, P, V)."""
     out = []
     for s in range(0, tokens.shape[0], batch_size):
-        logits = model(tokens[s : s + batch_size])
-        out.append(gather_positions(logits, read_pos[s : s + batch_size]))
+        logits = model(tokens[s : s + batch_size].to(device_of(model)))
+        out.append(gather_positions(logits, read_pos[s : s + batch_size].to(logits.device)).float().cpu())
     return torch.cat(out)
 
 
@@ -261,6 +278,7 @@ def evaluate(model, task: Task, batch_size: int = 64) -> TaskEval:
     first differ) lies inside the teacher-forced answer, so both metrics read the same run; logits are
     computed only at the positions read.
     """
+    check_logits(model)
     tok = model.tokenizer
     enc_lp = encode(task, tok, "logprob", warn=False)
     enc_ld = encode(task, tok, "logit_diff", warn=False) if task.has_counterfactuals else None
@@ -273,11 +291,11 @@ def evaluate(model, task: Task, batch_size: int = 64) -> TaskEval:
         part = enc_lp.subset(torch.arange(s, min(s + batch_size, enc_lp.n)))
         resid = final_resid(model, part.tokens[:, : int(part.lengths.max())])
         logits = unembed_at(model, resid, part.read_pos)
-        lp.append(from_logits(logits, part))
+        lp.append(from_logits(logits, part).cpu())
         correct.append(greedy_correct(logits, part))
         if enc_ld is not None:
             part_ld = enc_ld.subset(torch.arange(s, min(s + batch_size, enc_lp.n)))
-            ld.append(from_logits(unembed_at(model, resid, part_ld.read_pos), part_ld))
+            ld.append(from_logits(unembed_at(model, resid, part_ld.read_pos), part_ld).cpu())
     return TaskEval(task.name, torch.cat(lp), torch.cat(ld) if ld else None, torch.cat(correct))
 
 

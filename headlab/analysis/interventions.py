@@ -47,7 +47,7 @@ def mask_heads(model, heads, mode: str = "zero", eps: float = 0.0, means=None):
     def hook_for(layer, hs):
         def hook(z, hook):
             if mode == "mean":
-                z[:, :, hs] = means[layer, hs].to(z.dtype)
+                z[:, :, hs] = means[layer, hs].to(z.device, z.dtype)
             else:
                 z[:, :, hs] = z[:, :, hs] * (0.0 if mode == "zero" else float(eps))
             return z
@@ -72,7 +72,7 @@ def steer(model, directions: dict, alpha: float):
         add = torch.stack([vs[h] for h in hs])  # (k, d_head)
 
         def hook(z, hook):
-            z[:, :, hs] = z[:, :, hs] + alpha * add.to(z.dtype)
+            z[:, :, hs] = z[:, :, hs] + alpha * add.to(z.device, z.dtype)
             return z
 
         return hook
@@ -99,7 +99,7 @@ def head_means(model, tasks, batch_size: int = 32) -> np.ndarray:
 
         def keep(layer):
             def hook(z, hook):
-                sums[layer] = torch.einsum("bt,bthd->hd", real, z.float())
+                sums[layer] = torch.einsum("bt,bthd->hd", real.to(z.device), z.float()).cpu()
                 return z
 
             return hook

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..engine import hooks
-from ..engine.forward import gather_positions
+from ..engine.forward import device_of, gather_positions
 from ..metrics import encode, from_logits, greedy_correct
 from ..results import HeadScores
 from ..tasks import Task, as_task_list
@@ -31,7 +31,8 @@ def _run(model, task: Task, heads, dirs=None, alpha=0.0):
 
     def keep(layer):
         def hook(z, hook):
-            grabbed[layer] = gather_positions(z.flatten(2), enc.read_pos[:, :1]).view(z.shape[0], *z.shape[2:])
+            pos = enc.read_pos[:, :1].to(z.device)
+            grabbed[layer] = gather_positions(z.flatten(2), pos).view(z.shape[0], *z.shape[2:]).float().cpu()
             return z
 
         return hook
@@ -39,10 +40,10 @@ def _run(model, task: Task, heads, dirs=None, alpha=0.0):
     fwd = [(hooks.z(l), keep(l)) for l in layers]
     if dirs:
         with steer(model, dirs, alpha):
-            logits = model.run_with_hooks(enc.tokens, fwd_hooks=fwd)
+            logits = model.run_with_hooks(enc.tokens.to(device_of(model)), fwd_hooks=fwd)
     else:
-        logits = model.run_with_hooks(enc.tokens, fwd_hooks=fwd)
-    at = gather_positions(logits, enc.read_pos)
+        logits = model.run_with_hooks(enc.tokens.to(device_of(model)), fwd_hooks=fwd)
+    at = gather_positions(logits, enc.read_pos.to(logits.device)).float().cpu()
     acts = torch.stack([grabbed[l][:, h] for l, h in heads], 1) if heads else None
     return greedy_correct(at, enc), from_logits(at, enc), acts
 
@@ -57,7 +58,7 @@ def directions(acts: torch.Tensor, correct: torch.Tensor, heads) -> dict:
         d = right[:, j].mean(0) - wrong[:, j].mean(0)
         d = d / d.norm().clamp_min(1e-8)
         sigma = (acts[:, j] @ d).std()
-        out[head] = (d * sigma).numpy()
+        out[head] = (d * sigma).float().cpu().numpy()
     return out
 
 

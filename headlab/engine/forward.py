@@ -1,8 +1,11 @@
 """Plain forward passes of a bridge, stopped before the unembedding, and reading per-head ``z``.
 
 ``final_resid`` runs the model to its final norm and returns the residual stream there, so no
-full-vocabulary logits are computed; ``z_of`` / ``keep_z`` read every layer's ``hook_z``;
-``at_positions`` / ``unembed_at`` read the positions a metric needs.
+full-vocabulary logits are computed; ``to_logits`` turns that stream into the model's own logits (its final
+norm, unembedding and final-logit softcap, e.g. Gemma 2's tanh(x/30)·30), and ``check_logits`` proves, once
+per model, that together they reproduce the model's own forward; ``z_of`` / ``keep_z`` read every layer's
+``hook_z``; ``at_positions`` / ``unembed_at`` read the positions a metric needs. Token tensors may live on
+the CPU: they are moved to the model's device here.
 """
 
 from __future__ import annotations
@@ -30,12 +33,70 @@ def final_resid(model, tokens: torch.Tensor, fwd_hooks=()) -> torch.Tensor:
     handle = model.ln_final.register_forward_pre_hook(stop)
     try:
         with model.hooks(fwd_hooks=list(fwd_hooks)):
-            model(tokens)
+            model(tokens.to(device_of(model)))
     except _Stop:
         pass
     finally:
         handle.remove()
     return box["resid"]
+
+
+def device_of(model) -> torch.device:
+    """Where the model's input embedding lives (the first device of a device map)."""
+    return next(model.parameters()).device
+
+
+def softcap(model) -> float | None:
+    """The final-logit softcap c of ``model`` (logits = c · tanh(x / c)), or None."""
+    cap = getattr(model.cfg, "output_logits_soft_cap", None)
+    return float(cap) if cap and cap > 0 else None
+
+
+def to_logits(model, x: torch.Tensor) -> torch.Tensor:
+    """Final residual stream x (..., d_model) → the model's logits (..., V): final norm, unembedding, softcap."""
+    out = model.unembed(model.ln_final(x))
+    cap = softcap(model)
+    return out if cap is None else cap * torch.tanh(out / cap)
+
+
+class UnsupportedModel(RuntimeError):
+    """headlab cannot reproduce this model's computation exactly; the message says what differs."""
+
+
+def tolerance(dtype: torch.dtype) -> float:
+    """Relative tolerance of a proof that two computations of one model agree: float32 1e-4, else 2e-2."""
+    return 1e-4 if dtype == torch.float32 else 2e-2
+
+
+def agree(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> bool:
+    """max |a − b| ≤ tolerance(dtype) · max(1, max |b|), in float32."""
+    a, b = a.float(), b.float()
+    return bool((a - b).abs().max() <= tolerance(dtype) * max(1.0, float(b.abs().max())))
+
+
+def probe_tokens(model, n: int = 2, length: int = 7) -> torch.Tensor:
+    """(n, length) fixed token ids every model's vocabulary holds, for the proofs of the fast paths."""
+    V = int(model.cfg.d_vocab)
+    return (torch.arange(n * length).view(n, length) * 7 + 3) % min(V, 250) + 1
+
+
+def check_logits(model) -> None:
+    """Prove once per model (and dtype) that ``logits(final_resid(...))`` equals the model's own forward;
+    raise ``UnsupportedModel`` naming the difference otherwise."""
+    dtype = next(model.parameters()).dtype
+    if getattr(model, "_headlab_logits_ok", None) == dtype:
+        return
+    tokens = probe_tokens(model)
+    with torch.no_grad():
+        own = model(tokens.to(device_of(model)))
+        ours = to_logits(model, final_resid(model, tokens))
+    if not agree(ours, own, dtype):
+        raise UnsupportedModel(
+            f"{type(model.original_model).__name__}: headlab's readout (final norm → unembedding → softcap) "
+            f"differs from the model's own logits by {float((ours.float() - own.float()).abs().max()):.3g}: "
+            "its output has a step headlab does not know, so its maps would be wrong"
+        )
+    model._headlab_logits_ok = dtype
 
 
 def gather_positions(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -45,12 +106,12 @@ def gather_positions(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
 
 def at_positions(x: torch.Tensor, read_pos: torch.Tensor) -> torch.Tensor:
     """x (k·n, T, d) → (k·n, P, d) at ``read_pos`` (n, P), tiled over the k copies."""
-    return gather_positions(x, read_pos.repeat(x.shape[0] // read_pos.shape[0], 1))
+    return gather_positions(x, read_pos.to(x.device).repeat(x.shape[0] // read_pos.shape[0], 1))
 
 
 def unembed_at(model, x: torch.Tensor, read_pos: torch.Tensor) -> torch.Tensor:
     """Final residual (k·n, T, d) → logits (k·n, P, V) at ``read_pos`` (n, P), tiled over the k copies."""
-    return model.unembed(model.ln_final(at_positions(x, read_pos)))
+    return to_logits(model, at_positions(x, read_pos))
 
 
 def keep_z(zs: list, grad: bool = False):

@@ -9,14 +9,16 @@ then gathered from another packed run (``PrefixKV``), e.g. a resampled item's cl
 suffixes after the prefix they share, which ran once without gradients. A ``Trie`` lays out many such
 prefixes so that a token path they share is computed once (each token attends to its ancestors only).
 
-Needs a rotary model whose blocks take only ``BLOCK_KWARGS`` and keep a key/value cache: ``supported``.
+Needs a rotary model whose blocks take only ``BLOCK_KWARGS`` and keep a key/value cache, and no sliding
+window shorter than the sequences (the packed mask replaces the model's own): ``supported`` checks these and
+proves a packed run equal to separate runs on the model itself, once.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .forward import final_resid
+from .forward import agree, device_of, final_resid, probe_tokens
 
 BLOCK_KWARGS = {"attention_mask", "position_embeddings", "position_ids", "past_key_values", "use_cache"}
 
@@ -171,29 +173,61 @@ class Trie:
         return seen[:, None]
 
 
-def supported(model) -> bool:
-    """Whether ``model`` can run packed: rotary positions, blocks taking only ``BLOCK_KWARGS``, a key/value
-    cache (checked once, on a two-token run)."""
-    known = getattr(model, "_headlab_packable", None)
-    if known is None:
-        seen = {}
+def window(model) -> int | None:
+    """The model's sliding attention window, if any of its layers uses one (else None)."""
+    config = getattr(getattr(model, "original_model", None), "config", None)
+    size = getattr(config, "sliding_window", None)
+    if not size or getattr(config, "use_sliding_window", True) is False:
+        return None
+    return int(size)
 
-        def look(module, args, kwargs):
-            seen.update(kwargs)
 
-        handle = model.blocks[0].register_forward_pre_hook(look, with_kwargs=True)
-        try:
-            with torch.no_grad():
-                final_resid(model, torch.zeros((1, 2), dtype=torch.long))
-        finally:
-            handle.remove()
-        known = (
-            set(seen) <= BLOCK_KWARGS
-            and isinstance(seen.get("position_embeddings"), tuple)
-            and hasattr(seen.get("past_key_values"), "layers")
-        )
+def supported(model, longest: int | None = None) -> bool:
+    """Whether ``model`` can run packed sequences of up to ``longest`` tokens: rotary positions, blocks taking
+    only ``BLOCK_KWARGS``, a key/value cache, no sliding window shorter than ``longest`` (the packed mask
+    replaces the model's own), and — proven once per model and dtype — a packed run of two sequences equal to
+    each run alone."""
+    size = window(model)
+    if longest is not None and size is not None and longest > size:
+        return False
+    dtype = next(model.parameters()).dtype
+    known = getattr(model, "_headlab_packable", {})
+    if dtype not in known:
+        known[dtype] = _prove(model)
         model._headlab_packable = known
-    return known
+    return known[dtype]
+
+
+def _prove(model) -> bool:
+    seen = {}
+
+    def look(module, args, kwargs):
+        seen.update(kwargs)
+
+    handle = model.blocks[0].register_forward_pre_hook(look, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            final_resid(model, torch.zeros((1, 2), dtype=torch.long))
+    finally:
+        handle.remove()
+    if not (
+        set(seen) <= BLOCK_KWARGS
+        and isinstance(seen.get("position_embeddings"), tuple)
+        and hasattr(seen.get("past_key_values"), "layers")
+    ):
+        return False
+    seqs = probe_tokens(model, n=2, length=5)
+    lengths = torch.tensor([5, 3])
+    pack = Pack(torch.zeros(2, dtype=torch.long), lengths, width=8)
+    try:
+        with torch.no_grad():
+            packed = Run(model, pack, pack.place(seqs)).resid.flatten(0, 1)
+            alone = [final_resid(model, seqs[i : i + 1, : int(n)])[0] for i, n in enumerate(lengths)]
+    except Exception:  # blocks that refuse the packed mask or positions: the padded path runs
+        return False
+    slots = pack.slots(torch.arange(5).repeat(2, 1))
+    dtype = packed.dtype
+    return all(agree(packed[slots[i, : int(n)].to(packed.device)], alone[i], dtype) for i, n in enumerate(lengths))
 
 
 class PrefixKV:
@@ -210,8 +244,10 @@ class PrefixKV:
 class Run:
     """One packed forward of ``tokens`` (n_rows, width) to the final norm: ``resid`` (n_rows, width, d_model);
     ``keys``/``values`` per layer (n_rows, kv_heads, width, d_head), detached; ``rotary`` the position-embedding
-    table it used. With ``prefix`` (from another run's ``gather_kv``) and ``prefix_owner`` (from
-    ``Pack.prefix_slots``), each piece also attends to its gathered earlier positions."""
+    tables it used, one per layer (Gemma 3's sliding and full-attention layers have different ones). With
+    ``prefix`` (from another run's ``gather_kv``) and ``prefix_owner`` (from ``Pack.prefix_slots``), each
+    piece also attends to its gathered earlier positions. Index tensors may live on the CPU: they are moved
+    to the model's device here."""
 
     def __init__(
         self,
@@ -223,22 +259,32 @@ class Run:
         prefix_owner: torch.Tensor | None = None,
         rotary=None,
     ):
-        self.rotary = rotary
+        device = device_of(model)
+        self.rotary = list(rotary) if rotary is not None else [None] * len(model.blocks)
         cache = {}
         mask = pack.mask() if prefix is None else pack.prefix_mask(prefix_owner.shape[1], prefix_owner)
+        mask, position = mask.to(device), pack.position.to(device)
 
-        def repack(module, args, kwargs):
-            if "kv" not in cache:
-                cache["kv"] = kwargs.get("past_key_values")
-                if self.rotary is None:  # the model's table for positions 0 … width − 1 of this run
-                    self.rotary = tuple(t[:1] for t in kwargs["position_embeddings"])
-                cache["rotary"] = tuple(t[0][pack.position] for t in self.rotary)
-            kwargs = dict(kwargs, attention_mask=mask, position_ids=pack.position, position_embeddings=cache["rotary"])
-            if prefix is not None:
-                kwargs["past_key_values"] = prefix
-            return args, kwargs
+        def repack(layer):
+            def hook(module, args, kwargs):
+                cache.setdefault("kv", kwargs.get("past_key_values"))
+                if self.rotary[layer] is None:  # the layer's table for positions 0 … width − 1 of this run
+                    self.rotary[layer] = tuple(t[:1] for t in kwargs["position_embeddings"])
+                table = self.rotary[layer]
+                rotary = tuple(t[0][position.to(t.device)] for t in table)
+                kwargs = dict(
+                    kwargs,
+                    attention_mask=mask.to(args[0].device),
+                    position_ids=position.to(args[0].device),
+                    position_embeddings=rotary,
+                )
+                if prefix is not None:
+                    kwargs["past_key_values"] = prefix
+                return args, kwargs
 
-        handles = [block.register_forward_pre_hook(repack, with_kwargs=True) for block in model.blocks]
+            return hook
+
+        handles = [block.register_forward_pre_hook(repack(l), with_kwargs=True) for l, block in enumerate(model.blocks)]
         try:
             self.resid = final_resid(model, tokens, fwd_hooks)
         finally:
@@ -253,6 +299,6 @@ class Run:
 
         def pick(t):  # (R, kvH, W, d) → (R·W, kvH, d) → (rows', kvH, n, d)
             flat = t.transpose(1, 2).reshape(-1, t.shape[1], t.shape[3])
-            return flat[slots].transpose(1, 2)
+            return flat[slots.to(flat.device)].transpose(1, 2)
 
         return PrefixKV([pick(k) for k in self.keys], [pick(v) for v in self.values])

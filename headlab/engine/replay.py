@@ -4,6 +4,17 @@ An ablation at layer l cannot change blocks < l, so the exact scorer keeps the r
 each block and runs only blocks ≥ l, for several head ablations at once (``copies`` of the batch), and
 keeps the final residual stream only at the positions the metric reads (``metrics.metric_at`` turns it
 into the metric).
+
+Re-running a block by hand needs its keyword arguments, which differ between architectures. A block's
+cache argument (``past_key_values``, GPT-NeoX's and BLOOM's ``layer_past``) is dropped, so a re-run never
+appends to the clean run's cache; batch-first tensors are tiled over the copies by name (``TILED``: BLOOM's
+``alibi`` is batch × heads first); anything else unknown means the blocks cannot be re-run by hand, and
+``Replay`` then re-runs the whole model (``full=True``) — slower, never wrong. ``supported(model)`` proves
+the block re-run on the model itself, once: it must give the clean run's numbers.
+
+``read_from(..., prefix=d)`` also reuses the clean keys/values of positions < d (resample: the prompt and
+its counterfactual share them). That needs the model's own key/value cache to hold every position: a
+sliding-window cache shorter than the prompt keeps only the last window, so then it is not used.
 """
 
 from __future__ import annotations
@@ -13,26 +24,40 @@ import contextlib
 import torch
 
 from . import hooks
-from .forward import at_positions, final_resid
+from .forward import agree, at_positions, final_resid, probe_tokens
+
+CACHE_KWARGS = {"past_key_values", "past_key_value", "layer_past", "use_cache"}
+TILED = {"attention_mask", "position_ids", "position_embeddings", "alibi"}  # batch-first (alibi: batch × heads)
+PASSED = {"cache_position", "output_attentions", "encoder_attention_mask", "encoder_hidden_states", "head_mask"}
+SUFFIX_KWARGS = {"position_embeddings", "position_ids", "attention_mask", "cache_position"}
 
 
-def _tile(value, n: int, copies: int):
-    if copies == 1:
+def _tile(name: str, value, n: int, copies: int):
+    """A block kwarg for ``copies`` stacked copies of an n-item batch."""
+    if copies == 1 or value is None or not isinstance(value, (torch.Tensor, tuple)):
         return value
-    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == n:
-        return value.repeat(copies, *([1] * (value.dim() - 1)))
     if isinstance(value, tuple):
-        return tuple(_tile(v, n, copies) for v in value)
-    return value
+        return tuple(_tile(name, v, n, copies) for v in value)
+    if value.dim() == 0 or name not in TILED:
+        return value
+    if value.shape[0] == n or (name == "alibi" and value.shape[0] % n == 0):
+        return value.repeat(copies, *([1] * (value.dim() - 1)))
+    if value.shape[0] == 1:
+        return value  # broadcast over the batch
+    raise ValueError(f"block argument {name} has batch size {value.shape[0]}, not {n}: cannot tile it")
 
 
 class Replay:
     """Clean run of ``tokens`` (n, T): block inputs ``resid[l]`` (n, T, d_model), clean ``z[l]``
-    (n, T, H, d_head), and ``clean_read``, the final residual stream at ``read_pos`` (n, P, d_model)."""
+    (n, T, H, d_head), and ``clean_read``, the final residual stream at ``read_pos`` (n, P, d_model).
 
-    def __init__(self, model, tokens: torch.Tensor, read_pos: torch.Tensor, keep_z: bool = True):
+    ``full=None`` re-runs only blocks ≥ the start layer where ``supported(model)``, else the whole model;
+    ``full=True`` / ``False`` forces one way."""
+
+    def __init__(self, model, tokens: torch.Tensor, read_pos: torch.Tensor, keep_z: bool = True, full=None):
         self.model, self.tokens, self.read_pos = model, tokens, read_pos
-        self.n = tokens.shape[0]
+        self.n, self.T = tokens.shape
+        self.full = (not supported(model)) if full is None else full
         n_layers = len(model.blocks)
         self.resid: list[torch.Tensor] = [None] * n_layers
         self.kwargs: list[dict] = [None] * n_layers
@@ -57,8 +82,7 @@ class Replay:
                 self.resid[layer] = args[0].detach()
                 if layer == 0 and hasattr(kwargs.get("past_key_values"), "layers"):
                     self.kv = kwargs["past_key_values"]
-                kw = {k: v for k, v in kwargs.items() if k not in ("past_key_values", "past_key_value", "use_cache")}
-                self.kwargs[layer] = kw
+                self.kwargs[layer] = {k: v for k, v in kwargs.items() if k not in CACHE_KWARGS}
 
         return hook
 
@@ -70,10 +94,14 @@ class Replay:
 
         return hook
 
+    def known_kwargs(self) -> bool:
+        """Whether every block argument is one the re-run knows how to tile or pass."""
+        return all(set(kw) <= TILED | PASSED for kw in self.kwargs)
+
     def _blocks_from(self, start: int, resid: torch.Tensor, copies: int, prefix: int = 0) -> torch.Tensor:
         x = resid
         for layer in range(start, len(self.model.blocks)):
-            kwargs = {k: _tile(v, self.n, copies) for k, v in self.kwargs[layer].items()}
+            kwargs = {k: _tile(k, v, self.n, copies) for k, v in self.kwargs[layer].items()}
             if prefix:
                 kwargs = _suffix_kwargs(kwargs, prefix, _PrefixKV(self.kv, prefix, copies))
             out = self.model.blocks[layer](x, **kwargs)
@@ -81,8 +109,15 @@ class Replay:
         return x
 
     def supports_prefix(self) -> bool:
-        """Whether ``read_from(..., prefix=d)`` can reuse the clean keys/values of positions < d."""
-        return self.kv is not None and all(set(kw) <= _SUFFIX_KWARGS for kw in self.kwargs)
+        """Whether ``read_from(..., prefix=d)`` can reuse the clean keys/values of positions < d: blocks re-run
+        by hand, only arguments it can cut to the suffix, and a cache holding every position (no sliding
+        window shorter than the prompt)."""
+        return (
+            not self.full
+            and self.kv is not None
+            and all(set(kw) <= SUFFIX_KWARGS for kw in self.kwargs)
+            and all(layer.keys is not None and layer.keys.shape[-2] == self.T for layer in self.kv.layers)
+        )
 
     def read_from(
         self, start: int, resid: torch.Tensor | None = None, copies: int = 1, fwd_hooks=(), prefix: int = 0
@@ -95,7 +130,12 @@ class Replay:
         clean run's cached keys and values for the prefix. Hooks then see (copies·n, T − d, ...) tensors.
         """
         if prefix and not self.supports_prefix():
-            raise ValueError("this model keeps no key/value cache: re-run with prefix=0")
+            raise ValueError("this model cannot reuse the clean keys/values here: re-run with prefix=0")
+        if self.full:
+            if resid is not None:
+                raise ValueError("a whole-model re-run starts from the tokens: pass no resid")
+            x = final_resid(self.model, self.tokens.repeat(copies, 1), fwd_hooks)
+            return at_positions(x, self.read_pos)
         if resid is None:
             resid = self.resid[start][:, prefix:].repeat(copies, 1, 1)
         ctx = self.model.hooks(fwd_hooks=list(fwd_hooks)) if fwd_hooks else contextlib.nullcontext()
@@ -104,7 +144,33 @@ class Replay:
         return at_positions(x, self.read_pos - prefix)
 
 
-_SUFFIX_KWARGS = {"position_embeddings", "position_ids", "attention_mask", "cache_position"}
+def supported(model) -> bool:
+    """Whether re-running blocks by hand reproduces ``model``'s clean run (proven once per model and dtype on
+    a probe: from the first and the last block, with stacked copies, and with the prefix reuse where the
+    model allows it)."""
+    dtype = next(model.parameters()).dtype
+    known = getattr(model, "_headlab_replay", {})
+    if dtype not in known:
+        known[dtype] = _prove(model)
+        model._headlab_replay = known
+    return known[dtype]
+
+
+def _prove(model) -> bool:
+    tokens = probe_tokens(model)
+    read = torch.arange(3, tokens.shape[1]).repeat(tokens.shape[0], 1)  # past the prefix the proof reuses
+    try:
+        r = Replay(model, tokens, read, keep_z=False, full=False)
+        if not r.known_kwargs():
+            return False
+        clean = r.clean_read.repeat(2, 1, 1)
+        with torch.no_grad():
+            runs = [r.read_from(0, copies=2), r.read_from(len(model.blocks) - 1, copies=2)]
+            if r.supports_prefix():
+                runs.append(r.read_from(0, copies=2, prefix=3))
+        return all(agree(x, clean, clean.dtype) for x in runs)
+    except Exception:  # an architecture whose blocks cannot be re-run this way: the whole model re-runs
+        return False
 
 
 def _suffix_kwargs(kwargs: dict, prefix: int, kv) -> dict:

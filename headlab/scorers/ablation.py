@@ -53,8 +53,8 @@ def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, parti
     """Exact per-head ablation of one encoded task: per_example (n, L, H) metric drops, clean metric (n,).
     With ``partial`` (a path), every finished layer is saved there and a rerun resumes from it."""
     L, H = len(model.blocks), model.cfg.n_heads
-    batches = prefix_batches(enc, batch_size) if ablation == "resample" else item_batches(enc, batch_size)
-    per_pass = seqs_per_pass(enc, batch_size)
+    batches = (prefix_batches if ablation == "resample" else item_batches)(model, enc, batch_size)
+    per_pass = seqs_per_pass(model, enc, batch_size)
     per_ex = np.full((enc.n, L, H), np.nan, dtype=np.float32)
     clean = np.full(enc.n, np.nan, dtype=np.float32)
     done = np.zeros(L, dtype=bool)
@@ -69,7 +69,7 @@ def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, parti
         r = Replay(model, sub.tokens, sub.read_pos, keep_z=False)
         r.cf_z = z_of(model, sub.cf_tokens) if ablation == "resample" else None
         with torch.no_grad():
-            clean[idx.numpy()] = metric_at(model, r.clean_read, sub).numpy()
+            clean[idx.numpy()] = metric_at(model, r.clean_read, sub).cpu().numpy()
         replays.append((idx, sub, r))
     steps = sum(int(not d) for d in done) * sum(-(-H // max(1, per_pass // len(idx))) for idx in batches)
     bar = tqdm(total=steps, desc=f"{enc.task} · ablation/{ablation}", disable=not progress, leave=False)
@@ -86,7 +86,7 @@ def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, parti
                     heads = list(range(h0, min(H, h0 + copies)))
                     hook = ablate_heads_hook(heads, len(idx), src)
                     x = r.read_from(layer, copies=len(heads), fwd_hooks=[(hooks.z(layer), hook)], prefix=prefix)
-                    ablated = metric_at(model, x, sub).view(len(heads), len(idx))
+                    ablated = metric_at(model, x, sub).view(len(heads), len(idx)).cpu()
                     per_ex[idx.numpy()[:, None], layer, heads] = (
                         torch.as_tensor(clean[idx.numpy()])[None] - ablated
                     ).T.numpy()

@@ -16,15 +16,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..engine import packing
-from ..engine.forward import at_positions, final_resid, keep_z, z_of
+from ..engine import budget, packing
+from ..engine.forward import at_positions, device_of, final_resid, keep_z, z_of
 from ..engine.packing import Pack, Run, Trie
 from ..metrics import Encoded, metric_at
 from .base import Scorer, TaskResult, register
 from .batching import item_batches, mean_z
 
-PACKED_TOKEN_BUDGET = 2048  # tokens per packed forward + backward (fewer, fuller passes: measured)
-PADDED_TOKEN_BUDGET = 512  # per right-padded forward + backward: larger padded batches were slower (measured)
+PACKED_TOKEN_BUDGET = budget.CAPS["packed"]  # per packed forward + backward on a CPU (fewer, fuller: measured)
+PADDED_TOKEN_BUDGET = budget.CAPS["padded"]  # per right-padded one on a CPU: larger were slower (measured)
 
 
 @register
@@ -40,27 +40,28 @@ class Attribution(Scorer):
         return [TaskResult(per_example, clean) for per_example, clean in outs]
 
 
-def pooled_batches(enc: Encoded, batch_size: int | None) -> list[torch.Tensor]:
+def pooled_batches(enc: Encoded, batch_size: int | None, tokens: int | None = None) -> list[torch.Tensor]:
     """Row batches of a pooled encoding, shortest rows first: ``batch_size`` rows each, or (default) as
-    many as keep rows × longest row ≤ ``PADDED_TOKEN_BUDGET``."""
+    many as keep rows × longest row ≤ ``tokens`` (default ``PADDED_TOKEN_BUDGET``)."""
+    tokens = tokens or PADDED_TOKEN_BUDGET
     order = torch.argsort(enc.lengths, stable=True)
     if batch_size:
         return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     batches, start = [], 0
     for end in range(1, len(order) + 1):
         longest = int(enc.lengths[order[end - 1]])
-        if end - start > 1 and (end - start) * longest > PADDED_TOKEN_BUDGET:
+        if end - start > 1 and (end - start) * longest > tokens:
             batches.append(order[start : end - 1])
             start = end - 1
     return batches + [order[start:]]
 
 
-def packed_batches(enc: Encoded, batch_size: int | None) -> tuple[list[torch.Tensor], int]:
+def packed_batches(enc: Encoded, batch_size: int | None, tokens: int | None = None) -> tuple[list[torch.Tensor], int]:
     """Item batches of a pooled encoding for packed runs, and the row width: the items are packed into rows
     as wide as the longest item, and the rows cut into batches of ``batch_size`` rows, or (default) as many
-    as keep rows × width ≤ ``PACKED_TOKEN_BUDGET``."""
+    as keep rows × width ≤ ``tokens`` (default ``PACKED_TOKEN_BUDGET``)."""
     pack = Pack(torch.zeros_like(enc.lengths), enc.lengths)
-    rows = batch_size or max(1, PACKED_TOKEN_BUDGET // pack.width)
+    rows = batch_size or max(1, (tokens or PACKED_TOKEN_BUDGET) // pack.width)
     batches = [torch.nonzero((pack.row >= s) & (pack.row < s + rows)).flatten() for s in range(0, pack.n_rows, rows)]
     return batches, pack.width
 
@@ -69,9 +70,11 @@ def attribute(model, jobs: list[tuple[Encoded, str]], batch_size, progress: bool
     """First-order head scores for encoded tasks ``jobs`` [(enc, ablation)]: [(per_example (n, L, H), clean
     (n,))] per job."""
     L, H = len(model.blocks), model.cfg.n_heads
-    means = [mean_z(model, enc, item_batches(enc, batch_size)) if abl == "mean" else None for enc, abl in jobs]
+    means = [mean_z(model, enc, item_batches(model, enc, batch_size)) if abl == "mean" else None for enc, abl in jobs]
     outs = [(np.zeros((enc.n, L, H), dtype=np.float32), np.zeros(enc.n, dtype=np.float32)) for enc, _ in jobs]
-    packed = packing.supported(model)
+    longest = max(int(enc.lengths.max()) for enc, _ in jobs)
+    packed = packing.supported(model, longest=longest)
+    tokens = budget.tokens(model, "packed" if packed else "padded", length=longest)
     groups = {}
     for j, (enc, _) in enumerate(jobs):
         groups.setdefault(enc.metric, []).append(j)
@@ -80,7 +83,9 @@ def attribute(model, jobs: list[tuple[Encoded, str]], batch_size, progress: bool
         pooled = Encoded.concat([jobs[j][0] for j in members])
         owner = torch.cat([torch.full((jobs[j][0].n,), j) for j in members])
         local = torch.cat([torch.arange(jobs[j][0].n) for j in members])
-        batches, width = packed_batches(pooled, batch_size) if packed else (pooled_batches(pooled, batch_size), 0)
+        batches, width = (
+            packed_batches(pooled, batch_size, tokens) if packed else (pooled_batches(pooled, batch_size, tokens), 0)
+        )
         plan += [(pooled.subset(idx), owner[idx], local[idx], width) for idx in batches]
     ablations = sorted({abl for _, abl in jobs})
     step = packed_step if packed else padded_step
@@ -108,6 +113,7 @@ def padded_step(model, sub: Encoded, owner, kinds: dict, means, width=0):
     """One right-padded batch: metric (b,) and Σ_pos,d (z − z_ablated) · ∂metric/∂z (b, L, H), numpy."""
     L = len(model.blocks)
     T = int(sub.lengths.max())
+    owner = owner.to(device_of(model))
     cf_z = z_of(model, sub.cf_tokens[:, :T]) if "resample" in kinds.values() else None
     zs: list[torch.Tensor] = [None] * L
     with torch.enable_grad():
@@ -120,12 +126,12 @@ def padded_step(model, sub: Encoded, owner, kinds: dict, means, width=0):
         for j, kind in kinds.items():
             rows = owner == j
             if kind == "resample":
-                delta[rows] -= cf_z[layer][rows]
+                delta[rows] -= cf_z[layer][rows.to(cf_z[layer].device)].to(delta.device)
             elif kind == "mean":  # positions past the task's rows: grad 0, any value
                 mean = means[j][layer][:T]
                 delta[rows, : len(mean)] -= mean
-        per_head.append((delta * grad).sum((1, 3)))  # (b, H): Σ over positions and d_head
-    return metric.detach().numpy(), torch.stack(per_head, 1).numpy()
+        per_head.append((delta.float() * grad.float()).sum((1, 3)))  # (b, H): Σ over positions and d_head
+    return metric.detach().cpu().numpy(), torch.stack(per_head, 1).cpu().numpy()
 
 
 def packed_step(model, sub: Encoded, owner, kinds: dict, means, width: int):
@@ -168,7 +174,7 @@ def packed_step(model, sub: Encoded, owner, kinds: dict, means, width: int):
     with torch.enable_grad():
         pack, clean = run(torch.arange(n), sub.tokens, keep_z(zs, grad=True))
         rotary = clean.rotary
-        x = clean.resid.flatten(0, 1)[pack.slots(sub.read_pos)]  # (n, P, d)
+        x = clean.resid.flatten(0, 1)[pack.slots(sub.read_pos).to(clean.resid.device)]  # (n, P, d)
         metric = metric_at(model, x, sub)
         grads = torch.autograd.grad(metric.sum(), zs)
     live = (pos < sub.lengths[:, None]) & (pos >= split[:, None])  # positions with grad
@@ -184,13 +190,15 @@ def packed_step(model, sub: Encoded, owner, kinds: dict, means, width: int):
         cf_slots = cf_pack.slots(pos[pieces])[live[pieces]]
     mean_items = [(j, live & (owner == j)[:, None]) for j, kind in kinds.items() if kind == "mean"]
     item = torch.where(pack.owner >= 0, pack.owner, n).flatten()  # empty slots → row n
-    per_head = torch.zeros((n + 1, L, model.cfg.n_heads))
+    per_head = torch.zeros((n + 1, L, model.cfg.n_heads), device=zs[0].device)
     for layer, (z, grad) in enumerate(zip(zs, grads)):
+        on = lambda t: t.to(z.device)  # noqa: E731  (index tensors are made on the CPU)
         delta = z.detach().flatten(0, 1).clone()  # (R·W, H, d): z − 0
-        delta[same] = 0.0
+        delta[on(same)] = 0.0
         if cf_z is not None:
-            delta[cf_clean] -= cf_z[layer].flatten(0, 1)[cf_slots]
+            delta[on(cf_clean)] -= cf_z[layer].flatten(0, 1)[on(cf_slots)].to(z.device)
         for j, where in mean_items:
-            delta[slots[where]] -= means[j][layer][pos[where]]
-        per_head[:, layer].index_add_(0, item, (delta * grad.flatten(0, 1)).sum(-1))
-    return metric.detach().numpy(), per_head[:n].numpy()
+            delta[on(slots[where])] -= means[j][layer][on(pos[where])]
+        contribution = (delta.float() * grad.flatten(0, 1).float()).sum(-1)
+        per_head[:, layer].index_add_(0, on(item), contribution.to(per_head.device))
+    return metric.detach().cpu().numpy(), per_head[:n].cpu().numpy()

@@ -36,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..engine import hooks
-from ..engine.forward import final_resid, unembed_at
+from ..engine.forward import device_of, final_resid, unembed_at
 from ..metrics import Encoded, encode
 from ..tasks import Task
 from .base import Scorer, TaskResult, register
@@ -122,14 +122,14 @@ class GateFits:
 def gate_fits(model, task: Task, batch_size: int | None = None, progress: bool = True, **options) -> GateFits:
     """Fit free, keep and remove gates for every seed on ``task``; ``options`` as in ``check_options``.
 
-    ``batch_size``: sequences per forward pass (default: as many as fit ``batching.TOKEN_BUDGET`` tokens).
+    ``batch_size``: sequences per forward pass (default: as many as fit ``engine.budget.tokens`` tokens).
     """
     opts = check_options(**options)
     key = (id(model), task.content_hash(), json.dumps(opts, sort_keys=True), batch_size)
     if key in _RECENT:  # e.g. score(method="gating") just fitted these: don't fit twice
         return _RECENT[key]
     enc = encode(task, model.tokenizer, "logprob", warn=False)
-    batches = item_batches(enc, batch_size)
+    batches = item_batches(model, enc, batch_size)
     L, H = len(model.blocks), model.cfg.n_heads
     S = len(opts["seeds"])
     gates = {fit: np.zeros((S, L, H), dtype=np.float32) for fit in FITS}
@@ -140,15 +140,15 @@ def gate_fits(model, task: Task, batch_size: int | None = None, progress: bool =
     bar = tqdm(total=S * len(FITS) * opts["steps"], desc=f"{task.name} · gating", disable=not progress, leave=False)
     try:
         with torch.no_grad():
-            clean = torch.cat([-_item_nll(model, enc.subset(idx), None) for idx in batches]).numpy()
+            clean = torch.cat([-_item_nll(model, enc.subset(idx), None) for idx in batches]).cpu().numpy()
         for s, seed in enumerate(opts["seeds"]):
             gen = torch.Generator().manual_seed(seed)
-            g0 = opts["init"] + opts["noise"] * torch.randn((L, H), generator=gen)
+            g0 = (opts["init"] + opts["noise"] * torch.randn((L, H), generator=gen)).to(device_of(model))
             free, nll[s, 0] = _fit(model, enc, batches, g0, 0.0, opts, bar)
             keep, nll[s, 1] = _fit(model, enc, batches, free, -opts["lam"], opts, bar)
             remove, nll[s, 2] = _fit(model, enc, batches, free, opts["lam"], opts, bar)
             for fit, g in zip(FITS, (free, keep, remove)):
-                gates[fit][s] = torch.sigmoid(g).numpy()
+                gates[fit][s] = torch.sigmoid(g).cpu().numpy()
     finally:
         bar.close()
         for p, was in zip(model.parameters(), grads_were):
@@ -212,10 +212,10 @@ def _item_nll(model, enc: Encoded, g: torch.Tensor | None) -> torch.Tensor:
     """(b,) mean answer-token NLL per item, with every head's z scaled by sigmoid(g) (no gates if None)."""
 
     def gate(layer):
-        return lambda z, hook: z * torch.sigmoid(g[layer]).to(z.dtype)[None, None, :, None]
+        return lambda z, hook: z * torch.sigmoid(g[layer]).to(z.device, z.dtype)[None, None, :, None]
 
     fwd = [] if g is None else [(hooks.z(l), gate(l)) for l in range(g.shape[0])]
-    logits = unembed_at(model, final_resid(model, enc.tokens, fwd), enc.read_pos)
-    logp = logits.log_softmax(-1).gather(-1, enc.target[..., None])[..., 0]
-    mask = enc.read_mask.float()
+    logits = unembed_at(model, final_resid(model, enc.tokens, fwd), enc.read_pos).float()
+    logp = logits.log_softmax(-1).gather(-1, enc.target.to(logits.device)[..., None])[..., 0]
+    mask = enc.read_mask.float().to(logits.device)
     return -(logp * mask).sum(-1) / mask.sum(-1)

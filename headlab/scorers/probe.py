@@ -90,7 +90,7 @@ def head_activations(
 
         def keep(layer):
             def hook(z, hook):
-                pooled[layer] = torch.einsum("bt,bthd->bhd", weight, z.float())
+                pooled[layer] = torch.einsum("bt,bthd->bhd", weight.to(z.device), z.float()).cpu()
                 return z
 
             return hook

@@ -124,7 +124,7 @@ def test_packed_attribution_equals_padded(tiny_llama, toy_task, ablation, metric
     packed = score(
         tiny_llama, tasks, method="attribution", ablation=ablation, metric=metric, cache=False, progress=False
     )
-    monkeypatch.setattr(packing, "supported", lambda model: False)
+    monkeypatch.setattr(packing, "supported", lambda *a, **k: False)
     padded = score(
         tiny_llama, tasks, method="attribution", ablation=ablation, metric=metric, cache=False, progress=False
     )

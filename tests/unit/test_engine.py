@@ -1,0 +1,81 @@
+"""The engine's fast paths are proven on the model before they run, and fall back to the plain path where not."""
+
+import numpy as np
+import pytest
+import torch
+
+from headlab.engine import budget, packing, replay
+from headlab.engine.forward import UnsupportedModel, check_logits
+from headlab.models import byte_tokenizer, load_model, tiny_hf
+from headlab.scoring import score
+from headlab.tasks import Task
+
+
+@pytest.fixture(scope="module")
+def hf_llama():
+    return load_model(tiny_hf(n_layers=3), tokenizer=byte_tokenizer())
+
+
+@pytest.fixture
+def task():
+    return Task.from_records(
+        "T",
+        [
+            dict(
+                prompt=f"{a} is the start of it",
+                answer=" yes",
+                counterfactual=f"{b} is the start of it",
+                counterfactual_answer=" no",
+            )
+            for a, b in ["ab", "cd", "ee"]
+        ],
+    )
+
+
+def test_whole_model_rerun_equals_block_rerun(hf_llama, task, monkeypatch):
+    """Where blocks cannot be re-run by hand, Replay re-runs the whole model: the same numbers."""
+    assert replay.supported(hf_llama)
+    fast = score(hf_llama, task, method="ablation", ablation="resample", cache=False, progress=False)
+    monkeypatch.setattr(replay, "supported", lambda model: False)
+    plain = score(hf_llama, task, method="ablation", ablation="resample", cache=False, progress=False)
+    assert np.abs(plain.values).max() > 1e-3
+    np.testing.assert_allclose(fast.values, plain.values, atol=1e-5)
+
+
+def test_an_unknown_block_argument_is_not_re_run_by_hand(hf_llama):
+    r = replay.Replay(hf_llama, torch.tensor([[1, 2, 3, 4]]), torch.tensor([[3]]), full=False)
+    assert r.known_kwargs()
+    r.kwargs[1] = {**r.kwargs[1], "novel_argument": torch.zeros(1)}
+    assert not r.known_kwargs()
+
+
+def test_prefix_reuse_needs_every_key_in_the_cache(hf_llama):
+    r = replay.Replay(hf_llama, torch.tensor([[1, 2, 3, 4, 5, 6]]), torch.tensor([[5]]), full=False)
+    assert r.supports_prefix()
+    r.T += 1  # as if the cache kept fewer positions than the prompt has (a sliding-window cache)
+    assert not r.supports_prefix()
+
+
+def test_a_readout_that_differs_from_the_model_is_refused():
+    model = load_model(tiny_hf(), tokenizer=byte_tokenizer())
+    check_logits(model)
+    model.cfg.output_logits_soft_cap = 0.5  # headlab would apply a cap the model does not have
+    model._headlab_logits_ok = None
+    with pytest.raises(UnsupportedModel, match="differs from the model's own logits"):
+        check_logits(model)
+
+
+def test_packing_refuses_sequences_longer_than_a_sliding_window(hf_llama, monkeypatch):
+    assert packing.supported(hf_llama, longest=500)
+    monkeypatch.setattr(hf_llama.original_model.config, "sliding_window", 16, raising=False)
+    assert packing.window(hf_llama) == 16
+    assert packing.supported(hf_llama, longest=16) and not packing.supported(hf_llama, longest=17)
+
+
+def test_passes_shrink_with_free_memory(hf_llama, monkeypatch):
+    assert budget.tokens(hf_llama, "exact") == budget.CAPS["exact"]  # this CPU has room for the measured caps
+    per_token = budget.token_bytes(hf_llama, grad=False)
+    monkeypatch.setattr(budget, "free_bytes", lambda device: int(1000 * per_token / budget.SHARE))
+    assert budget.tokens(hf_llama, "exact") == 1000
+    assert budget.tokens(hf_llama, "packed") < 1000  # a pass with gradients keeps more per token
+    assert budget.tokens(hf_llama, "exact", length=2000) == 2000  # one sequence always fits a pass
