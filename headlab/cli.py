@@ -53,7 +53,7 @@ def cmd_demo(args) -> int:
     from .models import describe, load_model
 
     t0 = time.perf_counter()
-    model = load_model(args.model)
+    model = load_model(args.model, device=args.device, dtype=args.dtype)
     print(f"# headlab demo — loaded in {time.perf_counter() - t0:.1f} s")
     print(describe(model).card())
     prompt = "The capital of France is"
@@ -103,14 +103,14 @@ def _score_and_write(model, args) -> int:
 def cmd_score(args) -> int:
     from .models import load_model
 
-    return _score_and_write(load_model(args.model), args)
+    return _score_and_write(load_model(args.model, device=args.device, dtype=args.dtype), args)
 
 
 def cmd_eval(args) -> int:
     from .metrics import evaluate, summary_table
     from .models import load_model
 
-    model = load_model(args.model)
+    model = load_model(args.model, device=args.device, dtype=args.dtype)
     print(summary_table([evaluate(model, t).summary() for t in _tasks(args.tasks, args.cogqa).values()]))
     return 0
 
@@ -123,7 +123,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="headlab", description="Map which attention heads matter for which task.")
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", default="smollm2-135m", help="alias of the embedded model or a Hugging Face id")
+    common.add_argument(
+        "--model", default="smollm2-135m", help="alias of the embedded model, a Hugging Face id or a local folder"
+    )
+    common.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps")
+    common.add_argument(
+        "--dtype", default="auto", help="auto (the checkpoint's on a GPU, float32 on a CPU), float32, bfloat16, float16"
+    )
     common.add_argument("--out", default="out", help="output folder")
     common.add_argument("--top", type=int, default=5, help="heads per task in the text table")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -143,11 +149,12 @@ def main(argv=None) -> int:
     e.add_argument("--tasks", default="all")
     e.add_argument("--cogqa", default=None)
     args = parser.parse_args(argv)
+    from .engine.forward import UnsupportedModel
     from .models import ModelLoadError
     from .tasks import TaskError
 
     try:
         return {"demo": cmd_demo, "score": cmd_score, "eval": cmd_eval}[args.command](args)
-    except (ModelLoadError, TaskError, ValueError) as err:
+    except (ModelLoadError, TaskError, UnsupportedModel, ValueError) as err:
         print(f"headlab: {err}", file=sys.stderr)
         return 2
