@@ -46,3 +46,22 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
+
+# carry/ for benchmarks/gpu_check.py on the device machine (Python 3.12, torch/transformers/accelerate, no
+# registry): transformer-lens and the packages it imports that the machine's image lacks (datasets, dill,
+# multiprocess) or might (einops, jaxtyping, wadler-lindig: installed there only where missing), as
+# wheels, and the embedded SmolLM2 tokenizer (not its weights). Then run it with carry ["carry"].
+GPU_WHEELS := transformer-lens==4.3.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 \
+	einops==0.8.2 jaxtyping==0.3.11 wadler-lindig==0.1.8
+SMOLLM2_DIR = $${HEADLAB_CACHE:-$$HOME/.cache/headlab}/models/smollm2-135m-instruct-q4_1-f32
+.PHONY: gpu-carry
+gpu-carry: $(STAMP)
+	rm -rf carry && mkdir -p carry/wheels carry/tokenizer
+	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux2014_x86_64 -d carry/wheels $(GPU_WHEELS)
+	test -f $(SMOLLM2_DIR)/tokenizer.json || $(PY) -c "import headlab; headlab.load_model()"
+	cp $(SMOLLM2_DIR)/tokenizer*.json carry/tokenizer/
+	for f in special_tokens_map.json chat_template.jinja; do \
+		[ ! -f $(SMOLLM2_DIR)/$$f ] || cp $(SMOLLM2_DIR)/$$f carry/tokenizer/; done
+	ls carry/wheels carry/tokenizer && du -sh carry
+	test $$(du -sm carry | cut -f1) -le 60
