@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: $(STAMP)
-	$(PY) -m headlab demo --out out/
+	$(PY) -m headlab demo --out out/ --overwrite
 
 test: $(STAMP)
 	$(PY) -m ruff check .

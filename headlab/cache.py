@@ -1,11 +1,28 @@
-"""The disk cache of per-task results, and atomic file writes.
+"""The disk cache of per-task results, and atomic file writes: a cache that cannot lie.
 
 A task's result (``per_example`` (n, L, H), ``baseline`` (n,), and a scorer's extra ``params``) is stored
-as ``{key}.npz`` in the cache folder, where the key hashes the model (its shape and a fingerprint of its
-weights), the task's content, the scorer's name and every setting that changes its numbers. A scorer whose
-results depend on the whole set of tasks (``Scorer.joint``, e.g. the probe) keys each task on the whole set.
-A resumable sweep (exact ablation) saves ``{key}.partial.npz`` after every finished layer and resumes from it.
-Every write goes to a temporary file that is renamed into place: readers never see half a file.
+as ``{key}.npz`` in the cache folder. The key hashes everything that changes the numbers:
+
+- the cache schema ``VERSION``;
+- the model: its shape and dtype (``ModelInfo``) and a hash of **all** its weights and buffers
+  (``weights_fingerprint``: every byte, recomputed whenever a parameter's version counter, storage, dtype or
+  device changes — in-place edits under ``torch.no_grad()``, ``load_state_dict`` and ``.to()`` are seen);
+- the tokenizer (``tokenizer_fingerprint``: its whole serialised pipeline, vocabulary and special tokens);
+- the task's content, the method, its ablation, metric and options; a scorer whose results depend on the
+  whole set of tasks (``Scorer.joint``, the probe) also keys on every task of the set.
+
+It heals: a truncated, corrupt or foreign file is moved aside (``*.unreadable``) with one warning naming it,
+and the result is recomputed. An unwritable folder or a full disk costs the cache, never the result (one
+warning). A resumable sweep (exact ablation) saves ``{key}.partial.npz`` after every finished layer and
+resumes from it. Every write goes to a temporary file that is renamed into place: readers never see half a
+file, and two processes writing the same key leave one whole file.
+
+While any hook is on one of the model's hook points (``mask_heads``, ``steer``, ``model.hooks``), ``score()``
+neither reads nor writes the cache, and says so.
+
+Gotchas: a weight changed through ``.data`` (which bypasses PyTorch's version counter), and a hook registered
+with plain ``register_forward_hook`` on a submodule rather than on a hook point, are not seen: edit weights
+under ``torch.no_grad()``, hook through ``model.hooks(...)``, or pass ``cache=False``.
 """
 
 from __future__ import annotations
@@ -15,44 +32,91 @@ import io
 import json
 import os
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-VERSION = 2
+VERSION = 3
+READ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError)
 
 
 def folder(cache) -> Path | None:
-    """The cache folder for ``score(cache=...)``: True → ``$HEADLAB_CACHE/scores``, False/None → none."""
+    """The cache folder for ``score(cache=...)``: True → ``$HEADLAB_CACHE/scores``, False/None → none, or a
+    folder (str or path). Anything else is refused with one line."""
     if cache is False or cache is None:
         return None
     if cache is True:
         from .models import cache_dir
 
         return cache_dir() / "scores"
-    return Path(cache)
+    if not isinstance(cache, (str, os.PathLike)):
+        raise TypeError(f"cache must be True, False, None or a folder path, got {cache!r} ({type(cache).__name__})")
+    if str(cache).strip() == "":
+        raise ValueError("cache='' is an empty path: pass cache=False to turn the cache off, or name a folder")
+    path = Path(cache).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"cache={str(cache)!r} is a file, not a folder: name a folder (or cache=False)")
+    return path
 
 
-def model_fingerprint(model) -> str:
-    """A cheap content hash of the weights (first values of every parameter)."""
-    fp = getattr(model, "_headlab_fingerprint", None)
-    if fp is None:
-        h = hashlib.sha256()
-        for name, p in model.named_parameters():
-            h.update(name.encode())
-            h.update(p.detach().flatten()[:64].float().cpu().numpy().tobytes())
-        fp = h.hexdigest()[:16]
-        model._headlab_fingerprint = fp
+def weights_fingerprint(model) -> str:
+    """A hash of every byte of the model's parameters and buffers, with their names, shapes and dtypes;
+    memoised until any parameter's version counter, storage, dtype or device changes."""
+    import torch
+
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    state = tuple((n, t.data_ptr(), t._version, t.dtype, tuple(t.shape), str(t.device)) for n, t in tensors)
+    memo = getattr(model, "_headlab_weights", None)
+    if memo is not None and memo[0] == state:
+        return memo[1]
+    h = hashlib.blake2b(digest_size=16)
+    for name, t in tensors:
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        flat = t.detach().reshape(-1)
+        for start in range(0, flat.numel(), 1 << 24):  # a chunk at a time: a GPU tensor is copied in pieces
+            h.update(flat[start : start + (1 << 24)].cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    fp = h.hexdigest()
+    model._headlab_weights = (state, fp)
     return fp
 
 
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A hash of the tokenizer: its serialised pipeline (fast tokenizers), vocabulary and special tokens."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        h.update(backend.to_str().encode())
+    h.update(json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False).encode())
+    specials = {k: str(v) for k, v in sorted(getattr(tokenizer, "special_tokens_map", {}).items())}
+    h.update(json.dumps(specials, sort_keys=True).encode())
+    return h.hexdigest()
+
+
 def task_key(model, info, task_hash: str, settings: dict) -> str:
-    """The cache key of one task's result: model shape and weights, task content, scorer settings."""
+    """The cache key of one task's result: schema, model shape, dtype and weights, tokenizer, task content,
+    scorer settings."""
     blob = json.dumps(
-        {"v": VERSION, "model": info.to_dict(), "weights": model_fingerprint(model), "task": task_hash, **settings},
+        {
+            "v": VERSION,
+            "model": info.to_dict(),
+            "weights": weights_fingerprint(model),
+            "tokenizer": tokenizer_fingerprint(model.tokenizer),
+            "task": task_hash,
+            **settings,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def hooks_active(model) -> bool:
+    """Whether any hook is on one of the model's hook points (``mask_heads``, ``steer``, ``model.hooks(...)``,
+    ``add_hook``): then the model computes something else than its weights say."""
+    points = getattr(model, "hook_dict", {}).values()
+    return any(p._forward_hooks or p._forward_pre_hooks or p._backward_hooks for p in points)
 
 
 def npz_bytes(**arrays) -> bytes:
@@ -61,27 +125,80 @@ def npz_bytes(**arrays) -> bytes:
     return buf.getvalue()
 
 
-def save_result(path: Path, per_example, baseline, params: dict | None = None) -> None:
-    atomic_write_bytes(
-        path, npz_bytes(per_example=per_example, clean=baseline, params=np.array(json.dumps(params or {})))
-    )
+def save_result(path: Path, per_example, baseline, params: dict | None = None) -> bool:
+    """Write one task's result; False (with one warning) where the folder or the disk refuses it."""
+    data = npz_bytes(per_example=per_example, clean=baseline, params=np.array(json.dumps(params or {})))
+    return write_or_warn(path, data)
 
 
-def load_result(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(per_example, baseline, params) of a saved result."""
-    with np.load(path, allow_pickle=False) as f:
-        params = json.loads(str(f["params"])) if "params" in f.files else {}
-        return f["per_example"], f["clean"], params
+def load_result(path: Path, shape: tuple[int, int] | None = None):
+    """(per_example, baseline, params) of a saved result, or None when there is none or it is unreadable
+    (then it is moved aside, with one warning). ``shape``: the (n_layers, n_heads) it must have."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            params = json.loads(str(f["params"])) if "params" in f.files else {}
+            per_example, baseline = f["per_example"], f["clean"]
+        if per_example.ndim != 3 or (shape is not None and per_example.shape[1:] != tuple(shape)):
+            raise ValueError(f"per_example has shape {per_example.shape}, not (items, {shape[0]}, {shape[1]})")
+        if baseline.ndim != 1 or not len(baseline):
+            raise ValueError(f"baseline has shape {baseline.shape}, not (n,)")
+    except READ_ERRORS as err:
+        move_aside(path, err)
+        return None
+    return per_example, baseline, params
 
 
-def save_partial(path: Path, per_example, clean, done) -> None:
-    atomic_write_bytes(path, npz_bytes(per_example=per_example, clean=clean, done=done))
+def save_partial(path: Path, per_example, clean, done) -> bool:
+    return write_or_warn(path, npz_bytes(per_example=per_example, clean=clean, done=done))
 
 
-def load_partial(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(per_example, clean, done) of a partial sweep."""
-    with np.load(path, allow_pickle=False) as f:
-        return f["per_example"], f["clean"], f["done"]
+def load_partial(path: Path, shape: tuple[int, int, int]):
+    """(per_example, clean, done) of a partial sweep of ``shape`` (n, L, H), or None (unreadable: moved aside)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            per_example, clean, done = f["per_example"], f["clean"], f["done"]
+        if per_example.shape != tuple(shape) or clean.shape != shape[:1] or done.shape != shape[1:2]:
+            raise ValueError(f"a partial sweep of shape {per_example.shape}, not {tuple(shape)}")
+    except READ_ERRORS as err:
+        move_aside(path, err)
+        return None
+    return per_example, clean, done.astype(bool)
+
+
+def move_aside(path: Path, err: BaseException) -> None:
+    """Rename an unreadable cache file to ``*.unreadable`` (kept for inspection) and say so once."""
+    aside = path.with_name(path.name + ".unreadable")
+    try:
+        os.replace(path, aside)
+        where = f"moved aside to {aside.name}"
+    except OSError:
+        where = "could not move it aside"
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    warnings.warn(f"headlab cache: {path} is unreadable ({reason}); {where}, recomputing", stacklevel=3)
+
+
+_WARNED: set = set()
+
+
+def write_or_warn(path: Path, data: bytes) -> bool:
+    """``atomic_write_bytes``, but a refused write (permissions, full disk) is one warning per folder."""
+    try:
+        atomic_write_bytes(path, data)
+        return True
+    except OSError as err:
+        if str(path.parent) not in _WARNED:
+            _WARNED.add(str(path.parent))
+            reason = err.strerror or str(err)
+            warnings.warn(
+                f"headlab cache: cannot write to {path.parent} ({reason}); results are returned but not "
+                "cached: pass cache= another folder, or cache=False",
+                stacklevel=3,
+            )
+        return False
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

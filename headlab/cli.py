@@ -71,10 +71,35 @@ def cmd_demo(args) -> int:
     return _score_and_write(model, args)
 
 
+OUTPUTS = ("scores.npz", "top_heads.txt", "heatmaps.png")
+
+
+def _check_out(args) -> None:
+    """Refuse, before any model loads, an --out that is a file, unwritable, or holds earlier outputs."""
+    import tempfile
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"headlab: --out {args.out} is a file: name a folder")
+    taken = [name for name in OUTPUTS if (out / name).exists()]
+    if taken and not args.overwrite:
+        raise SystemExit(
+            f"headlab: --out {args.out} already holds {', '.join(taken)}: pass --overwrite, or another --out"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as err:
+        raise SystemExit(
+            f"headlab: cannot write to --out {args.out} ({err.strerror or err}): name another folder"
+        ) from None
+
+
 def _score_and_write(model, args) -> int:
+    from .cache import atomic_write_bytes
     from .scoring import score
 
-    tasks = _tasks(args.tasks, args.cogqa)
+    tasks = args.task_objects
     t0 = time.perf_counter()
     scores = score(
         model, tasks, method=args.method, ablation=args.ablation, metric=args.metric, progress=not args.quiet
@@ -82,9 +107,9 @@ def _score_and_write(model, args) -> int:
     took = time.perf_counter() - t0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    scores.save(out / "scores.npz")
+    scores.save(out / "scores.npz", overwrite=args.overwrite)
     table = scores.top_table(k=args.top)
-    (out / "top_heads.txt").write_text(table + "\n")
+    atomic_write_bytes(out / "top_heads.txt", (table + "\n").encode())
     print(
         f"\n{scores.method}/{scores.params['ablation']} scores, metric {scores.params['metric']}, "
         f"{len(scores.tasks)} tasks in {took:.1f} s"
@@ -111,7 +136,7 @@ def cmd_eval(args) -> int:
     from .models import load_model
 
     model = load_model(args.model, device=args.device, dtype=args.dtype)
-    print(summary_table([evaluate(model, t).summary() for t in _tasks(args.tasks, args.cogqa).values()]))
+    print(summary_table([evaluate(model, t).summary() for t in args.task_objects.values()]))
     return 0
 
 
@@ -133,6 +158,7 @@ def main(argv=None) -> int:
     common.add_argument("--out", default="out", help="output folder")
     common.add_argument("--top", type=int, default=5, help="heads per task in the text table")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out")
     sub.add_parser("demo", parents=[common], help="the main job on the embedded model")
     p = sub.add_parser("score", parents=[common], help="score heads and write scores.npz + top_heads.txt")
     p.add_argument(
@@ -153,7 +179,14 @@ def main(argv=None) -> int:
     from .models import ModelLoadError
     from .tasks import TaskError
 
+    if args.top < 1:
+        parser.error(f"--top must be a positive number of heads, got {args.top}")
     try:
+        if args.command == "demo":
+            args.tasks, args.cogqa = "all", None
+        args.task_objects = _tasks(args.tasks, args.cogqa)  # a typo fails here, before the model loads
+        if args.command in ("demo", "score"):
+            _check_out(args)
         return {"demo": cmd_demo, "score": cmd_score, "eval": cmd_eval}[args.command](args)
     except (ModelLoadError, TaskError, UnsupportedModel, ValueError) as err:
         print(f"headlab: {err}", file=sys.stderr)

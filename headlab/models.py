@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -324,6 +325,15 @@ def _load_embedded_quietly(device, dtype, device_map, n_devices):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cached = cache_dir() / "models" / "smollm2-135m-instruct-q4_1-f32"
+    if (cached / "model.safetensors").is_file() and not _embedded_cache_ok(cached):
+        import warnings
+
+        warnings.warn(
+            f"the cached embedded model in {cached} is broken (truncated or unreadable): rebuilding it "
+            "from the GGUF file",
+            stacklevel=4,
+        )
+        shutil.rmtree(cached, ignore_errors=True)
     if not (cached / "model.safetensors").is_file():
         import functools
 
@@ -350,6 +360,23 @@ def _load_embedded_quietly(device, dtype, device_map, n_devices):
     return _wrap_hf(hf_model, tok, EMBEDDED)
 
 
+BUILD_RECORD = "headlab-build.json"  # the sizes of the cached files, written last
+
+
+def _embedded_cache_ok(cached: Path) -> bool:
+    """Whether the cached embedded model is whole: its recorded size, and a readable safetensors header."""
+    try:
+        recorded = json.loads((cached / BUILD_RECORD).read_text())
+        if (cached / "model.safetensors").stat().st_size != recorded["model.safetensors"]:
+            return False
+        from safetensors import safe_open
+
+        with safe_open(str(cached / "model.safetensors"), framework="pt") as f:
+            return len(list(f.keys())) > 0
+    except Exception:  # a missing record (an older headlab's cache), a bad header: rebuild
+        return False
+
+
 def _save_atomically(hf_model, tok, target: Path) -> None:
     """Write dequantized weights + tokenizer to a temp folder, then rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -363,6 +390,7 @@ def _save_atomically(hf_model, tok, target: Path) -> None:
         config.save_pretrained(tmp)
         save_model(hf_model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         tok.save_pretrained(tmp)
+        (tmp / BUILD_RECORD).write_text(json.dumps({"model.safetensors": (tmp / "model.safetensors").stat().st_size}))
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

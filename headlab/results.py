@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from .cache import atomic_write_bytes
 from .models import ModelInfo
 
 NORMALIZATIONS = ("none", "fraction", "zscore", "max")
+SCHEMA = 2  # of saved HeadScores files (1: before the schema field)
 
 
 @dataclass
@@ -172,11 +175,17 @@ class HeadScores:
             "notes": self.notes,
         }
 
-    def save(self, path) -> Path:
-        """Write to ``path`` (.npz) atomically; ``HeadScores.load`` round-trips exactly."""
-        path = Path(path)
+    def save(self, path, overwrite: bool = False) -> Path:
+        """Write to ``path`` atomically (".npz" is appended unless the name ends with it: ``run.v1`` →
+        ``run.v1.npz``); ``HeadScores.load`` round-trips exactly. An existing file with other contents is kept
+        unless ``overwrite=True``."""
+        if not isinstance(path, (str, os.PathLike)) or str(path).strip() == "":
+            raise ValueError(f"save() needs a file path, got {path!r}")
+        path = Path(path).expanduser()
         if path.suffix != ".npz":
-            path = path.with_suffix(".npz")
+            path = path.with_name(path.name + ".npz")
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder: name a file, e.g. {path / 'scores.npz'}")
         buf = io.BytesIO()
         np.savez(
             buf,
@@ -184,29 +193,50 @@ class HeadScores:
             n_examples=self.n_examples,
             baseline=self.baseline,
             per_example=self.per_example,
-            meta=np.array(json.dumps(self._meta())),
+            meta=np.array(json.dumps({"schema": SCHEMA, **self._meta()})),
         )
-        atomic_write_bytes(path, buf.getvalue())
+        data = buf.getvalue()
+        if path.exists() and not overwrite and path.read_bytes() != data:
+            raise FileExistsError(f"{path} exists and holds other scores: pass overwrite=True, or another name")
+        atomic_write_bytes(path, data)
         return path
 
     @classmethod
     def load(cls, path) -> HeadScores:
-        path = Path(path)
+        """Read a file written by ``save``; one line naming the file when it is missing, truncated, foreign,
+        holds pickled objects or was written by a newer schema."""
+        path = Path(path).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"no saved scores at {path}")
-        with np.load(path, allow_pickle=False) as f:
-            meta = json.loads(str(f["meta"]))
-            return cls(
-                f["values"],
-                meta["tasks"],
-                ModelInfo(**meta["model"]),
-                meta["method"],
-                meta["params"],
-                f["n_examples"],
-                f["baseline"],
-                f["per_example"],
-                meta.get("notes", []),
-            )
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                if "meta" not in f.files:
+                    raise ValueError(f"{path} is an .npz file but not saved HeadScores (no 'meta' entry)")
+                meta = json.loads(str(f["meta"]))
+                if meta.get("schema", 1) > SCHEMA:
+                    raise ValueError(
+                        f"{path} was saved with scores schema {meta['schema']}, newer than this "
+                        f"headlab's {SCHEMA}: upgrade headlab to read it"
+                    )
+                arrays = [f[k] for k in ("values", "n_examples", "baseline", "per_example")]
+                fields = [meta[k] for k in ("tasks", "model", "method", "params")]
+        except (zipfile.BadZipFile, EOFError, OSError, KeyError, json.JSONDecodeError) as err:
+            raise ValueError(
+                f"{path} is not a readable headlab scores file (truncated or another format: "
+                f"{str(err).splitlines()[0] if str(err) else type(err).__name__})"
+            ) from None
+        except ValueError as err:
+            if "pickle" in str(err) or "Object arrays" in str(err):
+                raise ValueError(
+                    f"{path} holds pickled objects: headlab never writes them and will not load "
+                    "them (they can run code)"
+                ) from None
+            raise
+        values, n_examples, baseline, per_example = arrays
+        tasks, model, method, params = fields
+        return cls(
+            values, tasks, ModelInfo(**model), method, params, n_examples, baseline, per_example, meta.get("notes", [])
+        )
 
     def __repr__(self) -> str:
         detail = {

@@ -62,6 +62,13 @@ def score(
     task_list = as_task_list(tasks)
     info = describe(model)
     folder = disk.folder(cache)
+    if folder is not None and disk.hooks_active(model):
+        warnings.warn(
+            "score(): hooks are active on the model (inside mask_heads, steer or your own): the disk cache "
+            "is neither read nor written for this call",
+            stacklevel=2,
+        )
+        folder = None
 
     jobs, notes, paths = [], [], []
     everything = [t.content_hash() for t in task_list] if scorer.joint else None
@@ -81,7 +88,8 @@ def score(
             job.partial = folder / f"{key}.partial.npz"
         jobs.append(job)
 
-    results = [disk.load_result(p) if p is not None and p.is_file() else None for p in paths]
+    shape = (info.n_layers, info.n_heads)
+    results = [disk.load_result(p, shape) if p is not None else None for p in paths]
     if scorer.joint and any(r is None for r in results):
         results = [None] * len(jobs)
     todo = [i for i, r in enumerate(results) if r is None]

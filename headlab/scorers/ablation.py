@@ -58,8 +58,9 @@ def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, parti
     per_ex = np.full((enc.n, L, H), np.nan, dtype=np.float32)
     clean = np.full(enc.n, np.nan, dtype=np.float32)
     done = np.zeros(L, dtype=bool)
-    if partial is not None and partial.is_file():
-        per_ex, clean, done = cache.load_partial(partial)
+    saved = cache.load_partial(partial, per_ex.shape) if partial is not None else None
+    if saved is not None:
+        per_ex, clean, done = saved
     if done.all():
         return TaskResult(per_ex, clean)
     source = sources(model, enc, ablation, batches)

@@ -45,7 +45,9 @@ class Job:
 
 @dataclass
 class TaskResult:
-    """One task's scores: per_example (n, n_layers, n_heads), baseline (n,), and scorer-specific params."""
+    """One task's scores: per_example (n, n_layers, n_heads) (n: items, or gating's seeds), baseline (m,) whose
+    mean is the task's baseline (the clean metric per item, or a probe's class accuracy), and scorer-specific
+    params."""
 
     per_example: np.ndarray
     baseline: np.ndarray

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from headlab import hooks
 import headlab.scorers.probe as probe
+from headlab import hooks
 from headlab.scorers.probe import head_activations, stratified_folds
 from headlab.scoring import score
 from headlab.tasks import Task
