@@ -27,6 +27,7 @@ under ``torch.no_grad()``, hook through ``model.hooks(...)``, or pass ``cache=Fa
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
@@ -202,9 +203,11 @@ def write_or_warn(path: Path, data: bytes) -> bool:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename: readers never see half a file."""
+    """Write to a temporary file beside ``path``, fsync, then rename: readers never see half a file. The
+    temporary name holds the writer's process id, so what a killed writer left behind is removed here."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -215,3 +218,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_orphans(path: Path) -> None:
+    """Delete temporary files of ``path`` whose writing process no longer runs (killed mid-write)."""
+    for tmp in path.parent.glob(f"{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 1 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
