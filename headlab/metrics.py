@@ -17,7 +17,16 @@ from dataclasses import dataclass
 
 import torch
 
-from .engine.forward import check_logits, device_of, final_resid, gather_positions, softcap, to_logits, unembed_at
+from .engine.forward import (
+    check_logits,
+    device_of,
+    final_resid,
+    gather_positions,
+    logit_factor,
+    softcap,
+    to_logits,
+    unembed_at,
+)
 from .tasks import Task, TaskError
 
 METRICS = ("logit_diff", "logprob")
@@ -220,13 +229,15 @@ def metric_at(model, x: torch.Tensor, enc: Encoded) -> torch.Tensor:
     reps = x.shape[0] // enc.n
     target, foil = (t[:, 0].to(head.weight.device).repeat(reps) for t in (enc.target, enc.foil))
     w_t, w_f = head.weight[target].float().to(x.device), head.weight[foil].float().to(x.device)
-    cap = softcap(model)
+    cap, factor = softcap(model), logit_factor(model)
     if cap is None:
         diff = (x * (w_t - w_f)).sum(-1)
-        return diff if head.bias is None else diff + (head.bias[target] - head.bias[foil]).float().to(x.device)
+        diff = diff if head.bias is None else diff + (head.bias[target] - head.bias[foil]).float().to(x.device)
+        return diff if factor == 1.0 else diff * factor
     a, b = (x * w_t).sum(-1), (x * w_f).sum(-1)
     if head.bias is not None:
         a, b = a + head.bias[target].float().to(x.device), b + head.bias[foil].float().to(x.device)
+    a, b = a * factor, b * factor
     return cap * torch.tanh(a / cap) - cap * torch.tanh(b / cap)
 
 

@@ -52,9 +52,23 @@ def softcap(model) -> float | None:
     return float(cap) if cap and cap > 0 else None
 
 
+def logit_factor(model) -> float:
+    """The factor the model multiplies its unembedding's output by (Cohere's ``logit_scale``, 1 / Granite's
+    ``logits_scaling``), 1.0 for most models."""
+    factor = 1.0
+    if getattr(model.cfg, "logits_scaling", None):
+        factor /= float(model.cfg.logits_scaling)
+    if getattr(model.cfg, "logit_scale", None):
+        factor *= float(model.cfg.logit_scale)
+    return factor
+
+
 def to_logits(model, x: torch.Tensor) -> torch.Tensor:
-    """Final residual stream x (..., d_model) → the model's logits (..., V): final norm, unembedding, softcap."""
+    """Final residual stream x (..., d_model) → the model's logits (..., V): final norm, unembedding, the
+    model's logit factor, softcap."""
     out = model.unembed(model.ln_final(x))
+    factor = logit_factor(model)
+    out = out if factor == 1.0 else out * factor
     cap = softcap(model)
     return out if cap is None else cap * torch.tanh(out / cap)
 
@@ -92,8 +106,8 @@ def check_logits(model) -> None:
         ours = to_logits(model, final_resid(model, tokens))
     if not agree(ours, own, dtype):
         raise UnsupportedModel(
-            f"{type(model.original_model).__name__}: headlab's readout (final norm → unembedding → softcap) "
-            f"differs from the model's own logits by {float((ours.float() - own.float()).abs().max()):.3g}: "
+            f"{type(model.original_model).__name__}: headlab's readout (final norm → unembedding → logit factor → "
+            f"softcap) differs from the model's own logits by {float((ours.float() - own.float()).abs().max()):.3g}: "
             "its output has a step headlab does not know, so its maps would be wrong"
         )
     model._headlab_logits_ok = dtype

@@ -1,11 +1,25 @@
-"""Slow, plain references that the fast scorers are proven against in the tests (not a scorer)."""
+"""Slow, plain references that the fast scorers are proven against in the tests (not a scorer).
+
+Each one runs only whole forwards of the bridge (``model(tokens)``, ``model.run_with_hooks``) and reads the
+metric from the model's own full logits (``metrics.from_logits``), so nothing of ``headlab.engine``'s
+replays, packing or ``metrics.metric_at`` enters it:
+
+- ``transformerlens_patching``: TransformerLens' own head patching (resample ablation).
+- ``per_head_ablation``: exact ablation, one full forward per head, zero / mean / resample.
+- ``gate_gradient``: attribution, Σ_pos,d (z − z_ablated) · ∂metric/∂z from one full forward and backward;
+  the zero form as the gradient of per-head multiplicative gates at 1 (Michel et al.).
+
+All return (n_layers, n_heads) float64: the mean over items of clean metric − metric with the head changed.
+Metrics are computed in float32 from the model's logits, on the model's device.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..engine.forward import gather_positions
-from ..metrics import encode, from_logits
+from ..metrics import Encoded, encode, from_logits
 from ..tasks import Task
 
 
@@ -33,3 +47,107 @@ def transformerlens_patching(model, task: Task, metric: str = "logit_diff", inde
                 index_df=index_df,
             )
     return (clean - patched).numpy()
+
+
+ABLATIONS = ("zero", "mean", "resample")
+
+
+def per_head_ablation(model, task: Task, ablation: str = "zero", metric: str = "logit_diff") -> np.ndarray:
+    """Exact ablation: per head one full forward with its ``hook_z`` (batch × pos × head × d_head) replaced at
+    every position by 0, the per-position mean over the items reaching it, or the counterfactual run's z.
+    Returns (n_layers, n_heads) float64: mean over items of clean − ablated metric."""
+    enc, tokens = _prepared(model, task, ablation, metric)
+    with torch.no_grad():
+        clean = _metric(model(tokens), enc)
+        replacement = _replacements(model, enc, ablation)
+        out = np.zeros((len(model.blocks), model.cfg.n_heads))
+        for layer in range(len(model.blocks)):
+            for head in range(model.cfg.n_heads):
+
+                def hook(z, hook, layer=layer, head=head):
+                    z = z.clone()
+                    z[:, :, head] = 0.0 if replacement is None else replacement[layer][:, :, head].to(z.dtype)
+                    return z
+
+                logits = model.run_with_hooks(tokens, fwd_hooks=[(_z_name(layer), hook)])
+                out[layer, head] = (clean - _metric(logits, enc)).double().mean().item()
+    return out
+
+
+def gate_gradient(model, task: Task, ablation: str = "zero", metric: str = "logit_diff") -> np.ndarray:
+    """Attribution from one full forward and backward: mean over items of Σ_pos,d (z − z_ablated) · ∂metric/∂z.
+
+    Zero: the gradient of the metric w.r.t. per-head gates g (n_layers, n_heads) multiplying z, at g = 1.
+    Mean / resample: ∂metric/∂z_l read as the gradient of a zero perturbation added to each layer's z.
+    Returns (n_layers, n_heads) float64."""
+    enc, tokens = _prepared(model, task, ablation, metric)
+    L, H = len(model.blocks), model.cfg.n_heads
+    with torch.no_grad():
+        replacement = _replacements(model, enc, ablation)
+    if ablation == "zero":
+        gates = torch.ones((L, H), device=tokens.device, requires_grad=True)
+        hooks = [(_z_name(l), lambda z, hook, l=l: z * gates[l].to(z.dtype)[None, None, :, None]) for l in range(L)]
+        with torch.enable_grad():
+            logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
+            (grad,) = torch.autograd.grad(_metric(logits, enc).sum(), gates)
+        return (grad.double() / enc.n).cpu().numpy()
+    zs, bumps = [None] * L, [None] * L
+
+    def keep(layer):
+        def hook(z, hook):
+            zs[layer] = z.detach()
+            bumps[layer] = torch.zeros_like(z, requires_grad=True)
+            return z + bumps[layer]
+
+        return hook
+
+    with torch.enable_grad():
+        logits = model.run_with_hooks(tokens, fwd_hooks=[(_z_name(l), keep(l)) for l in range(L)])
+        grads = torch.autograd.grad(_metric(logits, enc).sum(), bumps)
+    out = [((z.float() - replacement[l].float()) * g.float()).sum((0, 1, 3)) for l, (z, g) in enumerate(zip(zs, grads))]
+    return (torch.stack(out).double() / enc.n).cpu().numpy()
+
+
+def _prepared(model, task: Task, ablation: str, metric: str) -> tuple[Encoded, torch.Tensor]:
+    """The task encoded for ``metric`` (resample: only items whose counterfactual has the prompt's token
+    length, as ``score()``), and its tokens on the model's device."""
+    if ablation not in ABLATIONS:
+        raise ValueError(f"unknown ablation {ablation!r}: choose from {ABLATIONS}")
+    enc = encode(task, model.tokenizer, metric)
+    if ablation == "resample":
+        enc = enc.subset(torch.nonzero(enc.cf_ok).flatten())
+        if enc.n == 0:
+            raise ValueError(f"task {task.name!r}: no counterfactual has its prompt's token length")
+    return enc, enc.tokens.to(_device(model))
+
+
+def _replacements(model, enc: Encoded, ablation: str) -> list[torch.Tensor] | None:
+    """Per layer the z that replaces a head's (n, T, H, d_head), float32; None for zero ablation.
+
+    Mean: at each position, the mean of z over the items whose unpadded sequence reaches that position."""
+    if ablation == "zero":
+        return None
+    device = _device(model)
+    tokens = enc.cf_tokens if ablation == "resample" else enc.tokens
+    _, cache = model.run_with_cache(tokens.to(device), names_filter=lambda name: name.endswith("attn.hook_z"))
+    zs = [cache[_z_name(l)].float() for l in range(len(model.blocks))]
+    if ablation == "resample":
+        return zs
+    T = enc.tokens.shape[1]
+    reaches = (torch.arange(T)[None] < enc.lengths[:, None]).float().to(device)  # (n, T)
+    count = reaches.sum(0).clamp(min=1)[:, None, None]  # (T, 1, 1)
+    means = [(z * reaches[:, :, None, None]).sum(0) / count for z in zs]  # (T, H, d_head)
+    return [m.expand(enc.n, -1, -1, -1) for m in means]
+
+
+def _metric(logits: torch.Tensor, enc: Encoded) -> torch.Tensor:
+    """Per-item metric (n,) float32, on the CPU, from full logits (n, T, V) on any device."""
+    return from_logits(gather_positions(logits.float(), enc.read_pos.to(logits.device)).cpu(), enc)
+
+
+def _z_name(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_z"
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
