@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import numbers
 import os
 import shutil
 import socket
@@ -73,7 +74,9 @@ class ModelInfo:
 
 def describe(model) -> ModelInfo:
     """The ``ModelInfo`` of a bridge returned by ``load_model`` or ``tiny``."""
-    cfg = model.cfg
+    cfg = getattr(model, "cfg", None)
+    if cfg is None or not hasattr(model, "parameters"):
+        raise TypeError(f"describe() takes a model from headlab.load_model, not {type(model).__name__}")
     n_kv = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
     return ModelInfo(
         name=getattr(model, "headlab_name", None) or str(cfg.model_name),
@@ -174,6 +177,11 @@ def load_model(
             raise ModelLoadError(f"device={device!r} and device_map/n_devices exclude each other: pass one of them")
         if n_devices is not None and (not isinstance(n_devices, int) or isinstance(n_devices, bool) or n_devices < 1):
             raise ModelLoadError(f"n_devices must be a positive int, got {n_devices!r}")
+        if device_map is not None and not isinstance(device_map, (str, dict)):
+            raise ModelLoadError(f"device_map must be 'auto' or a dict, got {device_map!r}")
+    # placement is checked before anything loads (the embedded model's first load dequantizes for minutes)
+    pick_dtype(dtype, pick_device("auto" if device_map is not None or n_devices is not None else device))
+    tokenizer = _tokenizer_arg(tokenizer)
     if model is None or (isinstance(model, str) and model.lower() in ALIASES):
         bridge = _load_embedded(device, dtype, device_map, n_devices)
     elif isinstance(model, (str, os.PathLike)) and _is_local_folder(model):
@@ -224,6 +232,28 @@ def load_model(
     return bridge
 
 
+def _tokenizer_arg(tokenizer):
+    """``tokenizer=`` as a tokenizer: one passed through, or a name / folder loaded from local files only."""
+    if tokenizer is None:
+        return None
+    if isinstance(tokenizer, (str, os.PathLike)):
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(str(tokenizer), local_files_only=True)
+        except Exception as err:
+            raise ModelLoadError(
+                f"tokenizer={str(tokenizer)!r} is not a local tokenizer folder nor in the local Hugging Face cache "
+                f"({type(err).__name__}): pre-download it (`huggingface-cli download {tokenizer}`) or pass a loaded "
+                "tokenizer"
+            ) from None
+    if not callable(tokenizer) or not hasattr(tokenizer, "__len__") or not hasattr(tokenizer, "decode"):
+        raise ModelLoadError(
+            f"tokenizer= takes a Hugging Face tokenizer (or its name or folder), not {type(tokenizer).__name__}"
+        )
+    return tokenizer
+
+
 def _place(module, device, dtype) -> None:
     """Move a loaded model (or bridge) only where ``device`` / ``dtype`` are given explicitly."""
     import torch
@@ -255,8 +285,12 @@ def _is_local_folder(path) -> bool:
     return Path(path).is_dir() and (Path(path) / "config.json").is_file()
 
 
+VOCAB_WARN_SHARE = 0.5  # a tokenizer covering less than this share of the model's vocabulary is warned about
+
+
 def check_tokenizer(bridge) -> None:
-    """Refuse a bridge whose tokenizer can emit ids outside the model's vocabulary."""
+    """Refuse a bridge whose tokenizer can emit ids outside the model's vocabulary; warn when it covers less
+    than half of it (a 259-token byte tokenizer on a 50,000-token model: most likely the wrong tokenizer)."""
     tok = bridge.tokenizer
     if tok is None:
         raise ModelLoadError("the model has no tokenizer: pass one with load_model(model, tokenizer=tok)")
@@ -264,6 +298,15 @@ def check_tokenizer(bridge) -> None:
         raise ModelLoadError(
             f"tokenizer has {len(tok)} tokens but the model's vocabulary has {bridge.cfg.d_vocab}: "
             "pass the tokenizer that belongs to this model"
+        )
+    if len(tok) < VOCAB_WARN_SHARE * bridge.cfg.d_vocab:
+        import warnings
+
+        warnings.warn(
+            f"tokenizer has {len(tok)} tokens but the model's vocabulary has {bridge.cfg.d_vocab}: it reaches only "
+            f"{len(tok) / bridge.cfg.d_vocab:.1%} of the model's tokens — is it the tokenizer that belongs to this "
+            "model?",
+            stacklevel=3,
         )
 
 
@@ -325,12 +368,12 @@ def _load_embedded_quietly(device, dtype, device_map, n_devices):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cached = cache_dir() / "models" / "smollm2-135m-instruct-q4_1-f32"
-    if (cached / "model.safetensors").is_file() and not _embedded_cache_ok(cached):
+    if (cached / "model.safetensors").is_file() and not embedded_cache_ok(cached):
         import warnings
 
         warnings.warn(
-            f"the cached embedded model in {cached} is broken (truncated or unreadable): rebuilding it "
-            "from the GGUF file",
+            f"the cached embedded model in {cached} is broken (truncated or unreadable) or was written "
+            "by an older headlab without a size record: rebuilding it from the GGUF file (once)",
             stacklevel=4,
         )
         shutil.rmtree(cached, ignore_errors=True)
@@ -363,7 +406,7 @@ def _load_embedded_quietly(device, dtype, device_map, n_devices):
 BUILD_RECORD = "headlab-build.json"  # the sizes of the cached files, written last
 
 
-def _embedded_cache_ok(cached: Path) -> bool:
+def embedded_cache_ok(cached: Path) -> bool:
     """Whether the cached embedded model is whole: its recorded size, and a readable safetensors header."""
     try:
         recorded = json.loads((cached / BUILD_RECORD).read_text())
@@ -505,11 +548,11 @@ def tiny(
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
-    for arg, value in (("n_layers", n_layers), ("n_heads", n_heads), ("d_model", d_model)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"tiny(): {arg} must be a positive int, got {value!r}")
+    _check_shape("tiny", n_layers=n_layers, n_heads=n_heads, d_model=d_model, n_ctx=n_ctx)
     if d_model % n_heads:
         raise ValueError(f"tiny(): d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+    _check_kv("tiny", n_heads, n_kv_heads)
+    _check_seed("tiny", seed)
     tok = byte_tokenizer()
     cfg = TransformerBridgeConfig(
         d_model=d_model,
@@ -533,6 +576,25 @@ def tiny(
     return bridge
 
 
+def _check_shape(fn: str, **sizes) -> None:
+    for arg, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{fn}(): {arg} must be a positive int, got {value!r}")
+
+
+def _check_kv(fn: str, n_heads: int, n_kv_heads) -> None:
+    if n_kv_heads is None:
+        return
+    _check_shape(fn, n_kv_heads=n_kv_heads)
+    if n_heads % n_kv_heads:
+        raise ValueError(f"{fn}(): n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads})")
+
+
+def _check_seed(fn: str, seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"{fn}(): seed must be a non-negative int, got {seed!r}")
+
+
 def tiny_hf(
     n_layers: int = 2, n_heads: int = 4, d_model: int = 32, seed: int = 0, n_kv_heads: int = 2, vocab_size: int = 259
 ):
@@ -542,6 +604,11 @@ def tiny_hf(
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    _check_shape("tiny_hf", n_layers=n_layers, n_heads=n_heads, d_model=d_model, vocab_size=vocab_size)
+    if d_model % n_heads:
+        raise ValueError(f"tiny_hf(): d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+    _check_kv("tiny_hf", n_heads, n_kv_heads)
+    _check_seed("tiny_hf", seed)
     cfg = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=d_model,
@@ -563,11 +630,28 @@ def planted(heads, n_layers: int = 2, n_heads: int = 4, d_model: int = 64, seed:
     """
     import torch
 
-    model = tiny(n_layers=n_layers, n_heads=n_heads, d_model=d_model, seed=seed, **kwargs)
-    keep = {(int(l), int(h)) for l, h in heads}
+    _check_shape("planted", n_layers=n_layers, n_heads=n_heads)
+    if isinstance(heads, tuple) and len(heads) == 2 and all(isinstance(x, numbers.Integral) for x in heads):
+        raise ValueError(f"planted(): heads={heads!r} is one pair: pass a list of pairs, [{heads!r}]")
+    try:
+        pairs = list(heads)
+    except TypeError:
+        raise ValueError(
+            f"planted(): heads must be a list of (layer, head) pairs, not {type(heads).__name__}"
+        ) from None
+    keep = set()
+    for i, pair in enumerate(pairs):
+        try:
+            l, h = pair
+        except (TypeError, ValueError):
+            raise ValueError(f"planted(): heads[{i}] = {pair!r} is not a (layer, head) pair") from None
+        if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in (l, h)):
+            raise ValueError(f"planted(): heads[{i}] = {pair!r}: layer and head must be ints")
+        keep.add((int(l), int(h)))
     bad = [(l, h) for l, h in keep if not (0 <= l < n_layers and 0 <= h < n_heads)]
     if bad:
         raise ValueError(f"planted(): heads {bad} are outside a {n_layers} × {n_heads} model")
+    model = tiny(n_layers=n_layers, n_heads=n_heads, d_model=d_model, seed=seed, **kwargs)
     d_head = d_model // n_heads
     with torch.no_grad():
         for layer, block in enumerate(model.blocks):

@@ -186,3 +186,25 @@ def test_bad_placement_is_one_line(kwargs, match):
 def test_device_map_needs_a_checkpoint():
     with pytest.raises(ModelLoadError, match="apply when loading by name or folder"):
         load_model(tiny_hf(), tokenizer=byte_tokenizer(), device_map="auto")
+
+
+def test_a_truncated_cached_embedded_model_is_detected(tmp_path):
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from headlab.models import BUILD_RECORD, embedded_cache_ok
+
+    save_file({"w": torch.zeros(64)}, str(tmp_path / "model.safetensors"))
+    (tmp_path / BUILD_RECORD).write_text(
+        json.dumps({"model.safetensors": (tmp_path / "model.safetensors").stat().st_size})
+    )
+    assert embedded_cache_ok(tmp_path)
+    data = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[:-10])
+    assert not embedded_cache_ok(tmp_path)
+    (tmp_path / BUILD_RECORD).write_text(json.dumps({"model.safetensors": len(data) - 10}))
+    assert not embedded_cache_ok(tmp_path)  # the size agrees, but the tensors are cut
+    (tmp_path / BUILD_RECORD).unlink()
+    assert not embedded_cache_ok(tmp_path)  # no record: written by an older headlab, rebuilt once
