@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def _tasks(spec: str, cogqa: str | None):
-    from .tasks import TASK_NAMES, builtin, load_cogqa
+    from .tasks import builtin, load_cogqa
 
     if cogqa:
         tasks = load_cogqa(cogqa)
@@ -24,10 +24,16 @@ def _tasks(spec: str, cogqa: str | None):
     if spec == "all":
         return tasks
     wanted = [s.strip() for s in spec.split(",") if s.strip()]
+    if not wanted:
+        raise SystemExit(f"headlab: --tasks {spec!r} names no task; choose from {list(tasks)} or 'all'")
     unknown = [w for w in wanted if w not in tasks]
     if unknown:
-        raise SystemExit(f"headlab: unknown task(s) {unknown}; choose from {list(TASK_NAMES)} or 'all'")
-    return {w: tasks[w] for w in wanted}
+        import difflib
+
+        close = [m for w in unknown for m in difflib.get_close_matches(w, list(tasks), 1, 0.6)]
+        hint = f" (did you mean {close}?)" if close else ""
+        raise SystemExit(f"headlab: unknown task(s) {unknown}{hint}; choose from {list(tasks)} or 'all'")
+    return {w: tasks[w] for w in dict.fromkeys(wanted)}
 
 
 def greedy_answer(model, prompt: str, max_new_tokens: int = 3, top: int = 5) -> tuple[str, list[tuple[str, float]]]:

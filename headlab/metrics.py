@@ -12,6 +12,7 @@ reads (``Encoded.read_pos``).
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -42,7 +43,7 @@ class Encoded:
     tokens: torch.Tensor  # (n, T) clean prompt + teacher-forced continuation, right-padded
     cf_tokens: torch.Tensor | None  # (n, T) counterfactual prompt + the same continuation (or None)
     lengths: torch.Tensor  # (n,) real length of each row
-    cf_ok: torch.Tensor  # (n,) bool: counterfactual has the clean prompt's token length
+    cf_ok: torch.Tensor  # (n,) bool: counterfactual usable for resampling (its prompt's token length, not identical)
     read_pos: torch.Tensor  # (n, P) positions whose logits the metric reads
     read_mask: torch.Tensor  # (n, P) bool: real read positions (logprob answers differ in length)
     target: torch.Tensor  # (n, P) answer token at each read position
@@ -122,14 +123,48 @@ def prompt_ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text).input_ids
 
 
+def max_positions(model) -> int | None:
+    """The most positions ``model`` takes (its ``cfg.n_ctx``), or None when it does not say."""
+    n_ctx = getattr(getattr(model, "cfg", None), "n_ctx", None)
+    return int(n_ctx) if isinstance(n_ctx, numbers.Integral) and n_ctx > 0 else None
+
+
+def check_length(model, enc: Encoded) -> None:
+    """Refuse, before any compute, an encoded task whose longest row is longer than the model's positions:
+    a one-line ``TaskError`` naming the task, the item and both lengths."""
+    n_ctx = max_positions(model)
+    if n_ctx is None or enc.n == 0:
+        return
+    longest = int(enc.lengths.argmax())
+    if int(enc.lengths[longest]) > n_ctx:
+        n_over = int((enc.lengths > n_ctx).sum())
+        raise TaskError(
+            f"task {enc.task!r}: item {longest} is {int(enc.lengths[longest])} tokens (prompt + teacher-forced "
+            f"answer) but the model takes at most {n_ctx} positions (cfg.n_ctx); {n_over} item(s) are too long: "
+            "shorten or drop them"
+        )
+
+
 def encode(task: Task, tokenizer, metric: str = "logit_diff", warn: bool = True) -> Encoded:
-    """Tokenize ``task`` for ``metric``; a one-line ``TaskError`` for items that cannot be scored."""
-    if metric not in METRICS:
+    """Tokenize ``task`` for ``metric``; a one-line ``TaskError`` for items that cannot be scored.
+
+    Warns (``warn``) when counterfactual prompts differ in token length from their prompt, or are identical
+    to it (resampling them changes nothing: every head would score 0); resampling skips both (``cf_ok``)."""
+    if not isinstance(task, Task):
+        raise TypeError(f"encode() takes one Task, not {type(task).__name__}")
+    if not callable(tokenizer) or not hasattr(tokenizer, "pad_token_id"):
+        raise TypeError(f"tokenizer must be a Hugging Face tokenizer (model.tokenizer), not {type(tokenizer).__name__}")
+    if not isinstance(metric, str) or metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}: choose from {METRICS}")
     if metric == "logit_diff" and not task.has_counterfactuals:
-        raise TaskError(f"task {task.name!r} has no counterfactual answers: use metric='logprob'")
+        have = sum(item.has_counterfactual for item in task.items)
+        raise TaskError(
+            f"task {task.name!r}: {have} of {len(task)} items have a counterfactual answer; metric='logit_diff' "
+            "needs one on every item: complete them or use metric='logprob'"
+        )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rows, cf_rows, reads, targets, foils, cf_ok = [], [], [], [], [], []
+    n_same = 0  # counterfactual prompts identical to their prompt (as tokens)
     for i, item in enumerate(task.items):
         p = prompt_ids(tokenizer, item.prompt)
         a = answer_ids(tokenizer, item.answer)
@@ -156,14 +191,23 @@ def encode(task: Task, tokenizer, metric: str = "logit_diff", warn: bool = True)
             targets.append(a)
             foils.append(a)
         rows.append(p + cont)
-        ok = cf_p is not None and len(cf_p) == len(p)
-        cf_ok.append(ok)
-        cf_rows.append((cf_p + cont) if ok else p + cont)
-    n_bad = sum(not ok for ok in cf_ok)
+        same_length = cf_p is not None and len(cf_p) == len(p)
+        same = same_length and cf_p == p
+        n_same += same
+        cf_ok.append(same_length and not same)
+        cf_rows.append((cf_p + cont) if same_length else p + cont)
+    n_bad = sum(item.has_counterfactual for item in task.items) - sum(cf_ok) - n_same
     if warn and task.has_counterfactuals and n_bad:
         warnings.warn(
             f"task {task.name!r}: {n_bad} of {len(task)} counterfactual prompts differ in token length from their "
             "prompt; resample ablation and attribution skip those items",
+            stacklevel=2,
+        )
+    if warn and n_same:
+        warnings.warn(
+            f"task {task.name!r}: {n_same} of {len(task)} counterfactual prompts are identical to their prompt "
+            "(resampling them changes nothing: every head would score 0); resample ablation and attribution skip "
+            "those items: make each counterfactual differ",
             stacklevel=2,
         )
     lengths = torch.tensor([len(r) for r in rows])
@@ -289,9 +333,15 @@ def evaluate(model, task: Task, batch_size: int = 64) -> TaskEval:
     first differ) lies inside the teacher-forced answer, so both metrics read the same run; logits are
     computed only at the positions read.
     """
+    if not isinstance(task, Task):
+        hint = ": loop over builtin().values()" if hasattr(task, "values") or isinstance(task, list) else ""
+        raise TypeError(f"evaluate() takes one Task, not {type(task).__name__}{hint}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     check_logits(model)
     tok = model.tokenizer
     enc_lp = encode(task, tok, "logprob", warn=False)
+    check_length(model, enc_lp)
     enc_ld = encode(task, tok, "logit_diff", warn=False) if task.has_counterfactuals else None
     if enc_ld is not None:
         T = enc_ld.tokens.shape[1]

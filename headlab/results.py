@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import numbers
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -19,6 +21,25 @@ from .models import ModelInfo
 
 NORMALIZATIONS = ("none", "fraction", "zscore", "max")
 SCHEMA = 2  # of saved HeadScores files (1: before the schema field)
+
+
+def check_k(name: str, k, n: int | None = None) -> int:
+    """``k`` as an int ≥ 1 (and ≤ ``n`` when given): a count of heads. One-line ValueError naming ``name``."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise ValueError(f"{name} must be a whole number, got {k!r}")
+    if k < 1 or (n is not None and k > n):
+        upto = f" from 1 to {n} (heads per task)" if n is not None else " ≥ 1"
+        raise ValueError(f"{name} must be{upto}, got {k}")
+    return int(k)
+
+
+def check_threshold(name: str, value) -> float:
+    """``value`` as a finite float (not a string, a bool, NaN or ±inf); one-line ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 @dataclass
@@ -42,22 +63,58 @@ class HeadScores:
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self):
-        self.values = np.asarray(self.values, dtype=np.float64)
-        self.n_examples = np.asarray(self.n_examples, dtype=np.int64)
-        self.baseline = np.asarray(self.baseline, dtype=np.float64)
-        self.per_example = np.asarray(self.per_example, dtype=np.float32)
+        if not isinstance(self.model, ModelInfo):
+            raise TypeError(f"model must be a ModelInfo (headlab.describe(model)), not {type(self.model).__name__}")
+        if isinstance(self.tasks, str):
+            raise TypeError(f"tasks must be a list of task names, not the string {self.tasks!r}")
         self.tasks = list(self.tasks)
-        expected = (len(self.tasks), self.model.n_layers, self.model.n_heads)
+        bad = [t for t in self.tasks if not isinstance(t, str) or not t]
+        if bad:
+            raise TypeError(f"task names must be non-empty strings, got {bad!r}")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"task names must be unique, got {self.tasks}")
+        arrays = {}
+        for name, dtype in (("values", np.float64), ("n_examples", np.int64), ("baseline", np.float64)):
+            try:
+                arrays[name] = np.asarray(getattr(self, name), dtype=dtype)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{name} must be numeric: {str(err).splitlines()[0]}") from None
+        self.values, self.n_examples, self.baseline = arrays["values"], arrays["n_examples"], arrays["baseline"]
+        self.per_example = np.asarray(self.per_example, dtype=np.float32)
+        T, L, H = expected = (len(self.tasks), self.model.n_layers, self.model.n_heads)
         if self.values.shape != expected:
             raise ValueError(f"values has shape {self.values.shape}, expected {expected} (tasks, layers, heads)")
+        if np.isinf(self.values).any():
+            t, l, h = np.argwhere(np.isinf(self.values))[0]
+            raise ValueError(
+                f"values hold ±inf (first: task {self.tasks[t]!r} L{l}.H{h}): a head score must be finite "
+                "(NaN marks a missing one)"
+            )
+        for name in ("n_examples", "baseline"):
+            if getattr(self, name).shape != (T,):
+                raise ValueError(f"{name} has shape {getattr(self, name).shape}, expected ({T},): one per task")
+        if self.per_example.ndim != 4 or self.per_example.shape[0] != T or self.per_example.shape[2:] != (L, H):
+            raise ValueError(
+                f"per_example has shape {self.per_example.shape}, expected ({T}, items, {L}, {H}) "
+                "(tasks, items, layers, heads)"
+            )
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return self.values.shape
 
     def _index(self, task) -> int:
-        if isinstance(task, int):
-            return task
+        if isinstance(task, bool):
+            raise TypeError(f"a task is its name or its index, not {task!r}")
+        if isinstance(task, numbers.Integral):
+            if not -len(self.tasks) <= task < len(self.tasks):
+                raise IndexError(
+                    f"task index {task} is out of range: these scores hold {len(self.tasks)} task(s), "
+                    f"0–{len(self.tasks) - 1} ({self.tasks})"
+                )
+            return int(task) % len(self.tasks)
+        if not isinstance(task, str):
+            raise TypeError(f"a task is its name or its index, not {type(task).__name__} {task!r}")
         if task not in self.tasks:
             raise KeyError(f"no task {task!r} in these scores; tasks: {self.tasks}")
         return self.tasks.index(task)
@@ -67,8 +124,13 @@ class HeadScores:
         return self.values[self._index(task)]
 
     def select(self, tasks) -> HeadScores:
-        """The scores of a subset of tasks, in the order given."""
+        """The scores of a subset of tasks (names or indices; one name alone too), in the order given."""
+        tasks = [tasks] if isinstance(tasks, (str, numbers.Integral)) else list(tasks)
+        if not tasks:
+            raise ValueError(f"select() needs at least one task; these scores have {self.tasks}")
         idx = [self._index(t) for t in tasks]
+        if len(set(idx)) != len(idx):
+            raise ValueError(f"select() got a task twice: {tasks}")
         return HeadScores(
             self.values[idx],
             [self.tasks[i] for i in idx],
@@ -103,22 +165,38 @@ class HeadScores:
 
     def normalized(self, kind: str = "fraction") -> np.ndarray:
         """(n_tasks, n_layers, n_heads): "fraction" |s|/Σ|s| per task (the papers' 0–0.004 scale),
-        "zscore" (s − mean)/std per task, "max" s / max|s| per task, "none" the raw values."""
+        "zscore" (s − mean)/std per task, "max" s / max|s| per task, "none" the raw values. A NaN (a missing
+        head) stays NaN and is left out of its task's sums: the other heads keep their values."""
         v = self.values
         axes = (1, 2)
+        if not isinstance(kind, str) or kind not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {kind!r}: choose from {NORMALIZATIONS}")
         if kind == "none":
             return v.copy()
+        a, missing = np.abs(v), np.isnan(v)
+        if not missing.any():  # the common case, and the exact arithmetic of before
+            if kind == "fraction":
+                return a / np.maximum(a.sum(axes, keepdims=True), 1e-30)
+            if kind == "zscore":
+                return (v - v.mean(axes, keepdims=True)) / np.maximum(v.std(axes, keepdims=True), 1e-30)
+            return v / np.maximum(a.max(axes, keepdims=True), 1e-30)
+        some = ~missing.all(axes, keepdims=True)  # a task with no finite head stays all NaN, without warnings
+        fill = lambda x, value: np.where(missing, value, x)  # noqa: E731
         if kind == "fraction":
-            a = np.abs(v)
-            return a / np.maximum(a.sum(axes, keepdims=True), 1e-30)
-        if kind == "zscore":
-            return (v - v.mean(axes, keepdims=True)) / np.maximum(v.std(axes, keepdims=True), 1e-30)
-        if kind == "max":
-            return v / np.maximum(np.abs(v).max(axes, keepdims=True), 1e-30)
-        raise ValueError(f"unknown normalization {kind!r}: choose from {NORMALIZATIONS}")
+            out = a / np.maximum(fill(a, 0.0).sum(axes, keepdims=True), 1e-30)
+        elif kind == "zscore":
+            n = np.maximum((~missing).sum(axes, keepdims=True), 1)
+            mean = fill(v, 0.0).sum(axes, keepdims=True) / n
+            std = np.sqrt(fill((v - mean) ** 2, 0.0).sum(axes, keepdims=True) / n)
+            out = (v - mean) / np.maximum(std, 1e-30)
+        else:
+            out = v / np.maximum(fill(a, 0.0).max(axes, keepdims=True), 1e-30)
+        return np.where(some, out, np.nan)
 
     def top(self, task, k: int = 10) -> list[tuple[int, int, float]]:
-        """The k highest-scoring heads of ``task`` as (layer, head, value), best first (signed: helpers)."""
+        """The k highest-scoring heads of ``task`` as (layer, head, value), best first (signed: helpers); every
+        head when k exceeds their number. Missing (NaN) heads come last."""
+        check_k("k", k)
         m = self[task]
         order = np.argsort(-m, axis=None, kind="stable")[:k]
         return [(int(i // m.shape[1]), int(i % m.shape[1]), float(m.flat[i])) for i in order]
@@ -133,6 +211,9 @@ class HeadScores:
 
     def top_table(self, k: int = 5, decimals: int = 4) -> str:
         """A plain-text table of each task's top-k heads (deterministic: used in notebooks and the CLI)."""
+        check_k("k", k)
+        if isinstance(decimals, bool) or not isinstance(decimals, numbers.Integral) or not 0 <= decimals <= 16:
+            raise ValueError(f"decimals must be an int from 0 to 16, got {decimals!r}")
         lines = [f"{'task':<24} {'rank':>4} {'layer':>5} {'head':>4} {'score':>10}"]
         for task in self.tasks:
             for r, (l, h, v) in enumerate(self.top(task, k), 1):

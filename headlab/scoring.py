@@ -15,7 +15,7 @@ import torch
 
 from . import cache as disk
 from . import scorers
-from .metrics import METRICS, encode
+from .metrics import METRICS, check_length, encode, prompt_ids
 from .models import describe, load_model
 from .results import HeadScores
 from .tasks import as_task_list
@@ -45,12 +45,14 @@ def score(
     ``params``.
     """
     scorer = scorers.get(method)
-    if ablation not in ABLATIONS:
+    if not isinstance(ablation, str) or ablation not in ABLATIONS:
         raise ValueError(f"unknown ablation {ablation!r}: choose from {ABLATIONS}")
-    if metric not in METRICS:
+    if not isinstance(metric, str) or metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}: choose from {METRICS}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    if not isinstance(progress, (bool, int)):
+        raise ValueError(f"progress must be True or False, got {progress!r}")
     from transformer_lens.model_bridge import TransformerBridge
 
     options = scorer.check(options)
@@ -122,6 +124,8 @@ def score(
         "ablation": ablation if scorer.uses_ablation else None,
         "metric": metric if scorer.uses_metric else None,
         "per_task": per_task,
+        # which items each map is of: the explorer never puts other tasks of the same name behind it
+        "task_hashes": {t.name: t.content_hash() for t in task_list},
         **options,
         **extra,
     }
@@ -139,15 +143,18 @@ def score(
 
 
 def _encoded(model, job):
-    """The job's task encoded for its metric; resampling keeps the items whose counterfactual has its
-    prompt's token length."""
+    """The job's task encoded for its metric, checked to fit the model's positions; resampling keeps the
+    items whose counterfactual has its prompt's token length and differs from it."""
     enc = encode(job.task, model.tokenizer, job.metric)
+    check_length(model, enc)
     if job.ablation == "resample":
         keep = torch.nonzero(enc.cf_ok).flatten()
         if len(keep) == 0:
+            tok = model.tokenizer
+            same = sum(prompt_ids(tok, it.counterfactual) == prompt_ids(tok, it.prompt) for it in job.task.items)
             raise ValueError(
-                f"task {job.task.name!r}: no counterfactual has its prompt's token length; "
-                "use ablation='mean' or fix the counterfactuals"
+                f"task {job.task.name!r}: no usable counterfactual ({same} of {enc.n} identical to their prompt, "
+                f"{enc.n - same} of another token length); use ablation='mean' or fix the counterfactuals"
             )
         enc = enc.subset(keep)
     return enc

@@ -15,8 +15,17 @@ import numbers
 
 import numpy as np
 
-from ..results import HeadScores
+from ..results import HeadScores, check_k, check_threshold
 from .stats import selected
+
+
+def check_scores(*pairs) -> None:
+    """(name, value) pairs: each must be HeadScores (one-line TypeError naming the argument)."""
+    for name, value in pairs:
+        if not isinstance(value, HeadScores):
+            raise TypeError(
+                f"{name} must be HeadScores (from headlab.score or HeadScores.load), not {type(value).__name__}"
+            )
 
 
 def _top_set(m: np.ndarray, k: int) -> set[int]:
@@ -25,6 +34,7 @@ def _top_set(m: np.ndarray, k: int) -> set[int]:
 
 def common_tasks(a: HeadScores, b: HeadScores) -> list[str]:
     """The tasks both maps score, in ``a``'s order."""
+    check_scores(("a", a), ("b", b))
     common = [t for t in a.tasks if t in b.tasks]
     if not common:
         raise ValueError(f"no task in common: a has {a.tasks}, b has {b.tasks}")
@@ -39,8 +49,14 @@ def agreement(a: HeadScores, b: HeadScores, k: int = 20):
     import pandas as pd
     from scipy.stats import spearmanr
 
+    check_scores(("a", a), ("b", b))
     if a.values.shape[1:] != b.values.shape[1:]:
         raise ValueError(f"maps differ in shape {a.values.shape[1:]} vs {b.values.shape[1:]}: compare one model")
+    size = a.values.shape[1] * a.values.shape[2]
+    check_k("k", k, size)
+    missing = [t for t in a.tasks if t not in b.tasks]
+    if missing:
+        raise ValueError(f"b does not score task(s) {missing}: use compare(a, b) for the tasks both score")
     rows = []
     for task in a.tasks:
         x, y = a[task].ravel(), b[task].ravel()
@@ -67,6 +83,10 @@ def disagreements(a: HeadScores, b: HeadScores, task: str, n: int = 5):
     """The n heads whose ranks differ most between ``a`` and ``b`` in ``task``: layer, head, values, ranks."""
     import pandas as pd
 
+    check_scores(("a", a), ("b", b))
+    if a.values.shape[1:] != b.values.shape[1:]:
+        raise ValueError(f"maps differ in shape {a.values.shape[1:]} vs {b.values.shape[1:]}: compare one model")
+    check_k("n", n)
     ra, rb = a.rank(task), b.rank(task)
     gap = np.abs(ra - rb)
     order = np.argsort(-gap, axis=None, kind="stable")[:n]
@@ -100,12 +120,29 @@ def patch_path(
     from ..engine import hooks
     from ..engine.forward import z_of
     from ..engine.replay import Replay
-    from ..metrics import encode, metric_at
+    from ..metrics import check_length, encode, metric_at
+    from ..tasks import Task
 
     n_layers, n_heads = len(model.blocks), model.cfg.n_heads
+    for name, value in (("layer", layer), ("head", head)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{name} must be an int, got {value!r}")
     if not (0 <= layer < n_layers and 0 <= head < n_heads):
         raise ValueError(f"head L{layer}.H{head} is outside this {n_layers} × {n_heads} model")
+    if not isinstance(task, Task):
+        raise TypeError(f"patch_path() takes one Task, not {type(task).__name__}")
+    try:
+        alphas = [check_threshold("alphas", float(a) if isinstance(a, np.floating) else a) for a in alphas]
+    except TypeError:
+        raise ValueError(f"alphas must be a list of numbers, got {alphas!r}") from None
+    if not alphas:
+        raise ValueError("alphas is empty: give the points of the path, e.g. (0, 0.5, 1)")
+    if not task.has_counterfactuals:
+        raise ValueError(
+            f"task {task.name!r} has no counterfactuals (or only some items have one): patch_path needs them"
+        )
     enc = encode(task, model.tokenizer, metric)
+    check_length(model, enc)
     enc = enc.subset(torch.nonzero(enc.cf_ok).flatten())
     if enc.n == 0 or enc.cf_tokens is None:
         raise ValueError(f"task {task.name!r} has no usable counterfactuals: patch_path needs them")
@@ -131,6 +168,8 @@ def task_overlap(scores: HeadScores, k: int = 20):
     diagonal, symmetric."""
     import pandas as pd
 
+    check_scores(("scores", scores))
+    check_k("k", k, scores.values.shape[1] * scores.values.shape[2])
     top = selected(scores.values, top_k=k).reshape(len(scores.tasks), -1).astype(np.int64)  # (task, head)
     shared = top @ top.T
     return pd.DataFrame(shared / (2 * k - shared), index=scores.tasks, columns=scores.tasks)
@@ -146,6 +185,7 @@ def relative_depth(scores: HeadScores, bins: int = 10):
     """
     import pandas as pd
 
+    check_scores(("scores", scores))
     if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 1:
         raise ValueError(f"bins must be an int ≥ 1, got {bins!r}")
     T, L, H = scores.shape
@@ -168,6 +208,7 @@ def cross_model(a: HeadScores, b: HeadScores, bins: int = 10):
     import pandas as pd
     from scipy.stats import spearmanr
 
+    check_scores(("a", a), ("b", b))
     pa, pb = relative_depth(a, bins), relative_depth(b, bins)
     rows = []
     for task in common_tasks(a, b):

@@ -6,6 +6,8 @@ Both act on ``hook_z`` (per-head outputs before W_O) at every position.
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 from collections import defaultdict
 
 import numpy as np
@@ -18,14 +20,44 @@ from ..metrics import prompt_ids
 MODES = ("zero", "mean", "scale")
 
 
+def check_heads(heads, n_layers: int, n_heads: int) -> list[tuple[int, int]]:
+    """``heads`` as a list of distinct (layer, head) int pairs inside an n_layers × n_heads model; one-line
+    ValueError (naming the bad entry) for anything else: a lone pair, a float, a triple, a head out of range."""
+    if isinstance(heads, (str, bytes)) or heads is None:
+        raise ValueError(f"heads must be a list of (layer, head) pairs, got {heads!r}")
+    if isinstance(heads, tuple) and len(heads) == 2 and all(isinstance(x, numbers.Integral) for x in heads):
+        raise ValueError(f"heads={heads!r} is one pair: pass a list of pairs, [{heads!r}]")
+    try:
+        heads = list(heads)
+    except TypeError:
+        raise ValueError(f"heads must be a list of (layer, head) pairs, not {type(heads).__name__}") from None
+    out = []
+    for i, pair in enumerate(heads):
+        try:
+            layer, head = pair
+        except (TypeError, ValueError):
+            raise ValueError(f"heads[{i}] = {pair!r} is not a (layer, head) pair") from None
+        for v in (layer, head):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+                raise ValueError(f"heads[{i}] = {pair!r}: layer and head must be ints, got {v!r}")
+        if not (0 <= layer < n_layers and 0 <= head < n_heads):
+            raise ValueError(f"head ({layer}, {head}) is outside this {n_layers} × {n_heads} model")
+        if (int(layer), int(head)) not in out:
+            out.append((int(layer), int(head)))
+    return out
+
+
 def _by_layer(model, heads) -> dict[int, list[int]]:
     by_layer = defaultdict(list)
-    L, H = len(model.blocks), model.cfg.n_heads
-    for layer, head in heads:
-        if not (0 <= layer < L and 0 <= head < H):
-            raise ValueError(f"head ({layer}, {head}) is outside this {L} × {H} model")
-        by_layer[int(layer)].append(int(head))
+    for layer, head in check_heads(heads, len(model.blocks), model.cfg.n_heads):
+        by_layer[layer].append(head)
     return by_layer
+
+
+def _check_number(name: str, value) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 @contextlib.contextmanager
@@ -37,12 +69,23 @@ def mask_heads(model, heads, mode: str = "zero", eps: float = 0.0, means=None):
     >>> with mask_heads(model, [(3, 1)]):
     ...     evaluate(model, task)
     """
-    if mode not in MODES:
+    if not isinstance(mode, str) or mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}: choose from {MODES}")
     if mode == "mean" and means is None:
         raise ValueError("mode='mean' needs means=head_means(model, tasks)")
+    eps = _check_number("eps", eps)
     by_layer = _by_layer(model, heads)
-    means = None if means is None else torch.as_tensor(np.asarray(means), dtype=torch.float32)
+    if means is not None:
+        shape = (len(model.blocks), model.cfg.n_heads, model.cfg.d_head)
+        try:
+            means = np.asarray(means, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise ValueError("means must be a numeric (layers, heads, d_head) array from head_means") from None
+        if means.shape != shape:
+            raise ValueError(f"means has shape {means.shape}, expected {shape} (layers, heads, d_head): use head_means")
+        if not np.isfinite(means).all():
+            raise ValueError("means holds NaN or inf: recompute it with head_means(model, tasks)")
+        means = torch.as_tensor(means)
 
     def hook_for(layer, hs):
         def hook(z, hook):
@@ -62,10 +105,23 @@ def mask_heads(model, heads, mode: str = "zero", eps: float = 0.0, means=None):
 def steer(model, directions: dict, alpha: float):
     """Add ``alpha`` · v to ``hook_z`` of each head at every position; ``directions`` maps (layer, head) →
     v (d_head,) (e.g. σ-scaled unit directions from ``headlab.steering.directions``)."""
+    if not isinstance(directions, dict):
+        raise ValueError(f"directions must be a dict (layer, head) → vector, not {type(directions).__name__}")
+    alpha = _check_number("alpha", alpha)
+    d_head = model.cfg.d_head
     by_layer = defaultdict(dict)
+    check_heads(list(directions), len(model.blocks), model.cfg.n_heads)
     for (layer, head), v in directions.items():
-        _by_layer(model, [(layer, head)])
-        by_layer[int(layer)][int(head)] = torch.as_tensor(v, dtype=torch.float32)
+        try:
+            v = torch.as_tensor(np.asarray(v, dtype=np.float32))
+        except (TypeError, ValueError):
+            raise ValueError(f"direction of head ({layer}, {head}) is not numeric: {v!r:.60}") from None
+        if v.shape != (d_head,) or not torch.isfinite(v).all():
+            raise ValueError(
+                f"direction of head ({layer}, {head}) must be {d_head} finite numbers (d_head), "
+                f"got shape {tuple(v.shape)}"
+            )
+        by_layer[int(layer)][int(head)] = v
 
     def hook_for(vs):
         hs = list(vs)
@@ -84,9 +140,21 @@ def steer(model, directions: dict, alpha: float):
 @torch.no_grad()
 def head_means(model, tasks, batch_size: int = 32) -> np.ndarray:
     """(L, H, d_head): every head's ``hook_z`` averaged over all prompt positions of the tasks' items."""
+    from ..metrics import max_positions
     from ..tasks import as_task_list
 
-    rows = [prompt_ids(model.tokenizer, it.prompt) for t in as_task_list(tasks) for it in t.items]
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    task_list = as_task_list(tasks)
+    rows = [prompt_ids(model.tokenizer, it.prompt) for t in task_list for it in t.items]
+    n_ctx = max_positions(model)
+    names = [(t.name, i) for t in task_list for i in range(len(t))]
+    for (task, i), r in zip(names, rows):
+        if n_ctx is not None and len(r) > n_ctx:
+            raise ValueError(
+                f"task {task!r}: item {i}'s prompt is {len(r)} tokens but the model takes at most {n_ctx} "
+                "positions (cfg.n_ctx): shorten or drop it"
+            )
     L = len(model.blocks)
     total, count = None, 0
     pad = model.tokenizer.pad_token_id or 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..results import HeadScores
+from ..results import HeadScores, check_k, check_threshold
 
 RULES = ("elbow", "top_k", "threshold")
 
@@ -14,6 +14,10 @@ def elbow_count(sorted_desc: np.ndarray) -> int:
     farthest from the chord between the curve's first and last points (Cognitive Mirrors' elbow; the
     elbow itself is the first point of the flat tail). At least 1."""
     y = np.asarray(sorted_desc, dtype=np.float64)
+    if y.ndim != 1 or not np.isfinite(y).all():
+        raise ValueError(f"elbow_count() takes a 1-d curve of finite values, got shape {y.shape}")
+    if (np.diff(y) > 0).any():
+        raise ValueError("elbow_count() takes a descending curve: sort it first (np.sort(values)[::-1])")
     n = len(y)
     if n < 3 or y[0] == y[-1]:
         return n if n < 3 else 1
@@ -30,24 +34,34 @@ def select_heads(
 
     ``by``: "abs" ranks by |score| (the paper), "value" by the signed score (heads that help the task).
     ``rule``: "elbow" (the sorted curve's elbow), "top_k" (``k`` heads) or "threshold" (score ≥ ``threshold``).
+    Missing (NaN) heads are never selected.
     """
-    if rule not in RULES:
+    if not isinstance(scores, HeadScores):
+        raise TypeError(f"select_heads() takes HeadScores, not {type(scores).__name__}")
+    if not isinstance(rule, str) or rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}: choose from {RULES}")
-    if by not in ("abs", "value"):
+    if not isinstance(by, str) or by not in ("abs", "value"):
         raise ValueError(f"by must be 'abs' or 'value', got {by!r}")
+    if rule != "top_k" and k is not None:
+        raise ValueError(f"k={k!r} is given but rule={rule!r} ignores it: pass rule='top_k' (or drop k)")
+    if rule != "threshold" and threshold is not None:
+        raise ValueError(
+            f"threshold={threshold!r} is given but rule={rule!r} ignores it: pass rule='threshold' (or drop it)"
+        )
     m = scores[task]
     key = np.abs(m) if by == "abs" else m
     order = np.argsort(-key, axis=None, kind="stable")
+    order = order[~np.isnan(key.flat[order])]  # NaN sorts last: dropped
     ranked = key.flat[order]
     if rule == "top_k":
-        if not isinstance(k, (int, np.integer)) or not 1 <= k <= m.size:
-            raise ValueError(f"rule='top_k' needs k between 1 and {m.size}, got {k!r}")
-        n = int(k)
+        if k is None:
+            raise ValueError(f"rule='top_k' needs k between 1 and {m.size}, got None")
+        n = check_k("k", k, m.size)
     elif rule == "threshold":
         if threshold is None:
             raise ValueError("rule='threshold' needs threshold=<score>")
-        n = int((ranked >= threshold).sum())
+        n = int((ranked >= check_threshold("threshold", threshold)).sum())
     else:
-        n = elbow_count(np.clip(ranked, 0, None) if by == "value" else ranked)
+        n = elbow_count(np.clip(ranked, 0, None) if by == "value" else ranked) if len(ranked) else 0
     H = m.shape[1]
     return [(int(i // H), int(i % H)) for i in order[:n]]

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..results import NORMALIZATIONS, HeadScores
+from ..results import NORMALIZATIONS, HeadScores, check_k, check_threshold
 
 CI = (2.5, 97.5)  # percentiles of the resampled means: a 95% interval
 
@@ -30,13 +30,11 @@ def _normalized(maps: np.ndarray, kind: str) -> np.ndarray:
 def _check_rule(threshold, top_k, normalize, n_heads: int) -> None:
     if (threshold is None) == (top_k is None):
         raise ValueError("give threshold or top_k (one of them) to select heads")
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)):
-        raise ValueError(f"threshold must be a number, got {threshold!r}")
-    if top_k is not None and (
-        isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or not 1 <= top_k <= n_heads
-    ):
-        raise ValueError(f"top_k must be an int from 1 to {n_heads} (heads per task), got {top_k!r}")
-    if normalize not in NORMALIZATIONS:
+    if threshold is not None:
+        check_threshold("threshold", threshold)
+    if top_k is not None:
+        check_k("top_k", top_k, n_heads)
+    if not isinstance(normalize, str) or normalize not in NORMALIZATIONS:
         raise ValueError(f"unknown normalize {normalize!r}: choose from {NORMALIZATIONS}")
 
 
@@ -44,6 +42,8 @@ def selected(maps, threshold=None, top_k=None, normalize="fraction") -> np.ndarr
     """(..., layer, head) bool: the heads each (layer, head) map selects — ``normalized(normalize) ≥
     threshold``, or the ``top_k`` highest signed values (ties broken by position, as ``HeadScores.top``)."""
     maps = np.asarray(maps, dtype=np.float64)
+    if maps.ndim < 2:
+        raise ValueError(f"maps must be (..., layer, head) arrays, got shape {maps.shape}")
     L, H = maps.shape[-2:]
     _check_rule(threshold, top_k, normalize, L * H)
     if threshold is not None:
@@ -116,6 +116,8 @@ def bootstrap(
     check_items(scores)
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"n (resamples) must be an int ≥ 1, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     T, L, H = scores.shape
     if threshold is not None or top_k is not None:
         _check_rule(threshold, top_k, normalize, L * H)
@@ -150,8 +152,16 @@ def always_any(runs, threshold=None, top_k=None, normalize: str = "fraction") ->
     ``Bootstrap`` (its resamples). Exactly one of ``threshold`` / ``top_k`` (see ``selected``)."""
     if isinstance(runs, Bootstrap):
         tasks, maps = runs.tasks, runs.runs
+    elif isinstance(runs, HeadScores):
+        raise TypeError(
+            "always_any() takes several runs: a list of HeadScores (e.g. scores.per_run() for gating seeds) or "
+            "a Bootstrap, not one HeadScores"
+        )
     else:
-        runs = list(runs)
+        try:
+            runs = list(runs)
+        except TypeError:
+            raise TypeError(f"runs must be a list of HeadScores or a Bootstrap, not {type(runs).__name__}") from None
         if not runs:
             raise ValueError("always_any needs at least one run")
         for i, s in enumerate(runs):

@@ -10,12 +10,15 @@ accuracy is measured on items the directions never saw.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 import torch
 
 from ..engine import hooks
 from ..engine.forward import device_of, gather_positions
-from ..metrics import encode, from_logits, greedy_correct
+from ..metrics import check_length, encode, from_logits, greedy_correct
 from ..results import HeadScores
 from ..tasks import Task, as_task_list
 from .interventions import steer
@@ -26,6 +29,7 @@ from .selection import select_heads
 def _run(model, task: Task, heads, dirs=None, alpha=0.0):
     """Per item: greedy correctness (n,), metric (n,), last-prompt-position z of ``heads`` (n, k, d_head)."""
     enc = encode(task, model.tokenizer, "logprob", warn=False)
+    check_length(model, enc)
     layers = sorted({l for l, _ in heads})
     grabbed = {}
 
@@ -72,9 +76,32 @@ def steering_sweep(
     """
     import pandas as pd
 
+    from ..models import describe
+
+    if not isinstance(scores, HeadScores):
+        raise TypeError(f"steering_sweep() takes HeadScores as scores=, not {type(scores).__name__}")
+    info = describe(model)
+    if (info.n_layers, info.n_heads) != scores.shape[1:]:
+        raise ValueError(
+            f"scores are of a {scores.shape[1]} × {scores.shape[2]} model ({scores.model.name}) but the model is "
+            f"{info.n_layers} × {info.n_heads}: steer with the map of this model"
+        )
+    try:
+        alphas = list(alphas)
+    except TypeError:
+        raise ValueError(f"alphas must be a list of numbers, got {alphas!r}") from None
+    bad = [a for a in alphas if isinstance(a, bool) or not isinstance(a, numbers.Real) or not math.isfinite(a)]
+    if bad or not alphas:
+        raise ValueError(f"alphas must be a non-empty list of finite numbers, got {alphas!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    task_list = as_task_list(tasks)
+    missing = [t.name for t in task_list if t.name not in scores.tasks]
+    if missing:
+        raise ValueError(f"tasks {missing} are not in the scores ({scores.tasks}): score them first")
     rows = []
     gen = np.random.default_rng(seed)
-    for task in as_task_list(tasks):
+    for task in task_list:
         heads = select_heads(scores, task.name, "elbow" if k is None else "top_k", k=k, by=by)
         correct, metric, acts = _run(model, task, heads)
         half = np.zeros(len(task), dtype=bool)

@@ -7,14 +7,15 @@ borrows from the nearest layers) and are drawn ``n_random`` times; drops are rep
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..metrics import evaluate
-from ..results import HeadScores
+from ..results import HeadScores, check_k
 from ..tasks import Task, as_task_list
-from .interventions import head_means, mask_heads
+from .interventions import MODES, check_heads, head_means, mask_heads
 from .selection import select_heads
 
 
@@ -28,7 +29,15 @@ def _behaviour(model, task: Task) -> tuple[float, float]:
 
 def layer_matched_random(top: list[tuple[int, int]], n_layers: int, n_heads: int, rng) -> list[tuple[int, int]]:
     """As many heads as ``top``, none of them in ``top``, with the same count per layer where the layer
-    has room (else from the nearest layers)."""
+    has room (else from the nearest layers). A one-line ValueError when the model has fewer other heads than
+    ``top`` holds (the draw would be smaller than the set it is compared with)."""
+    top = check_heads(top, n_layers, n_heads)
+    if n_layers * n_heads - len(top) < len(top):
+        raise ValueError(
+            f"{len(top)} top heads leave only {n_layers * n_heads - len(top)} other heads in this {n_layers} × "
+            f"{n_heads} model: a random set of {len(top)} cannot be drawn; use at most "
+            f"{max_random_k(n_layers, n_heads)}"
+        )
     taken = set(top)
     out = []
     for layer in sorted({l for l, _ in top}):
@@ -46,6 +55,11 @@ def layer_matched_random(top: list[tuple[int, int]], n_layers: int, n_heads: int
             if need == 0:
                 break
     return out
+
+
+def max_random_k(n_layers: int, n_heads: int) -> int:
+    """The largest k whose random sets can be drawn from the other heads: half the model's heads."""
+    return (n_layers * n_heads) // 2
 
 
 def _ratio(drop_top: float, drop_random: float) -> float:
@@ -102,20 +116,46 @@ def validate(
     import pandas as pd
     from tqdm.auto import tqdm
 
-    if n_random < 10:
-        raise ValueError(f"n_random={n_random}: draw at least 10 random sets for a mean ± std")
+    from ..models import describe
+
+    if not isinstance(scores, HeadScores):
+        raise TypeError(f"validate() takes HeadScores as scores=, not {type(scores).__name__}")
+    if isinstance(n_random, bool) or not isinstance(n_random, numbers.Integral) or n_random < 10:
+        raise ValueError(f"n_random={n_random!r}: draw at least 10 random sets for a mean ± std")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if not isinstance(mode, str) or mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}: choose from {MODES}")
+    if not isinstance(cross_task, bool):
+        raise ValueError(f"cross_task must be True or False, got {cross_task!r}")
     task_list = as_task_list(tasks)
     missing = [t.name for t in task_list if t.name not in scores.tasks]
     if missing:
         raise ValueError(f"tasks {missing} are not in the scores ({scores.tasks}): score them first")
     _, L, H = scores.shape
+    info = describe(model)
+    if (info.n_layers, info.n_heads) != (L, H):
+        raise ValueError(
+            f"scores are of a {L} × {H} model ({scores.model.name}) but the model is {info.n_layers} × "
+            f"{info.n_heads} ({info.name}): validate a map on the model it was computed on"
+        )
+    usable = max_random_k(L, H)
+    if k is not None:
+        check_k("k", k, L * H)
+    heads = {t.name: select_heads(scores, t.name, "elbow" if k is None else "top_k", k=k, by=by) for t in task_list}
+    for name, top in heads.items():  # before any compute: every random set must be as large as its top set
+        if len(top) > usable:
+            how = f"k={k}" if k is not None else f"the elbow picks {len(top)} heads of {name!r}"
+            raise ValueError(
+                f"{how}, but a {L} × {H} model leaves only {L * H - len(top)} other heads for each random set: "
+                f"the largest usable k is {usable}"
+            )
     means = head_means(model, task_list) if mode == "mean" else None
     rng = np.random.default_rng(seed)
     clean = {t.name: _behaviour(model, t) for t in task_list}
-    rows, heads = [], {}
+    rows = []
     for task in tqdm(task_list, desc="validate", disable=not progress, leave=False):
-        top = select_heads(scores, task.name, "elbow" if k is None else "top_k", k=k, by=by)
-        heads[task.name] = top
+        top = heads[task.name]
         with mask_heads(model, top, mode, means=means):
             m_top, a_top = _behaviour(model, task)
         rand = []

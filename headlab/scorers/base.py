@@ -78,12 +78,14 @@ class Scorer:
         metric = metric if self.uses_metric else None
         notes = []
         if not task.has_counterfactuals:
+            have = sum(item.has_counterfactual for item in task.items)
+            why = f"only {have} of {len(task)} items have a counterfactual" if have else "no counterfactuals"
             if metric == FALLBACKS["metric"][0]:
                 metric = FALLBACKS["metric"][1]
-                notes.append(f"{task.name}: no counterfactuals, metric logit_diff → logprob")
+                notes.append(f"{task.name}: {why}, metric logit_diff → logprob")
             if ablation == FALLBACKS["ablation"][0]:
                 ablation = FALLBACKS["ablation"][1]
-                notes.append(f"{task.name}: no counterfactuals, resample → mean ablation")
+                notes.append(f"{task.name}: {why}, resample → mean ablation")
         return Job(task, ablation, metric), notes
 
     def run(self, model, jobs: list[Job], options: dict, batch_size: int | None, progress: bool) -> list[TaskResult]:

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from ..engine import hooks
 from ..engine.forward import device_of, final_resid, unembed_at
-from ..metrics import Encoded, encode
+from ..metrics import Encoded, check_length, encode
 from ..tasks import Task
 from .base import Scorer, TaskResult, register
 from .batching import item_batches
@@ -128,7 +128,10 @@ def gate_fits(model, task: Task, batch_size: int | None = None, progress: bool =
     key = (id(model), task.content_hash(), json.dumps(opts, sort_keys=True), batch_size)
     if key in _RECENT:  # e.g. score(method="gating") just fitted these: don't fit twice
         return _RECENT[key]
+    if not isinstance(task, Task):
+        raise TypeError(f"gate_fits() takes one Task, not {type(task).__name__}")
     enc = encode(task, model.tokenizer, "logprob", warn=False)
+    check_length(model, enc)
     batches = item_batches(model, enc, batch_size)
     L, H = len(model.blocks), model.cfg.n_heads
     S = len(opts["seeds"])

@@ -18,7 +18,9 @@ deterministic.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -27,7 +29,7 @@ from tqdm.auto import tqdm
 
 from ..engine import hooks
 from ..engine.forward import final_resid
-from ..metrics import answer_ids, prompt_ids
+from ..metrics import answer_ids, max_positions, prompt_ids
 from ..tasks import Task
 from .base import Scorer, TaskResult, register
 
@@ -69,6 +71,16 @@ def head_activations(
             spans.append((len(p), len(p) + len(a)))
             ys.append(c)
             items.append(i)
+    n_ctx = max_positions(model)
+    too_long = [j for j, r in enumerate(rows) if n_ctx is not None and len(r) > n_ctx]
+    if too_long:
+        j = too_long[0]
+        task = tasks[ys[j]].name
+        raise ValueError(
+            f"task {task!r}: item {items[j]} is {len(rows[j])} tokens (prompt + at most {max_answer_tokens} answer "
+            f"tokens) but the model takes at most {n_ctx} positions (cfg.n_ctx); {len(too_long)} item(s) are too "
+            "long: shorten or drop them"
+        )
     L = len(model.blocks)
     order = np.argsort([len(r) for r in rows], kind="stable")  # similar lengths share a batch: less padding
     per_batch = batch_size or max(1, 8192 // max(len(r) for r in rows))
@@ -236,8 +248,19 @@ def check_options(**options) -> dict:
     if opts["pool"] not in POOLS:
         raise ValueError(f"unknown pool {opts['pool']!r}: choose from {POOLS}")
     for name in ("folds", "epochs", "max_answer_tokens"):
-        if not isinstance(opts[name], int) or opts[name] < 1:
+        if isinstance(opts[name], bool) or not isinstance(opts[name], Integral) or opts[name] < 1:
             raise ValueError(f"probe option {name} must be a positive int, got {opts[name]!r}")
+        opts[name] = int(opts[name])
+    if opts["folds"] < 2:
+        raise ValueError(f"probe option folds must be ≥ 2 (cross-fitting needs a held-out fold), got {opts['folds']}")
+    seed = opts["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+        raise ValueError(f"probe option seed must be a non-negative int, got {seed!r}")
+    opts["seed"] = int(seed)
+    lr = opts["lr"]
+    if isinstance(lr, bool) or not isinstance(lr, Real) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"probe option lr must be a positive number, got {lr!r}")
+    opts["lr"] = float(lr)
     return opts
 
 
@@ -268,6 +291,12 @@ def probe_scores(
     opts = check_options(**options)
     if len(tasks) < 2:
         raise ValueError("probing needs at least two tasks (the classes): pass several tasks, e.g. builtin()")
+    smallest = min(tasks, key=len)
+    if len(smallest) < opts["folds"]:
+        raise ValueError(
+            f"folds={opts['folds']} needs ≥ {opts['folds']} items in every task, but {smallest.name!r} has "
+            f"{len(smallest)}: lower folds or add items"
+        )
     acts = head_activations(model, tasks, opts["pool"], opts["max_answer_tokens"], batch_size, progress)
     fold = stratified_folds(acts.y, opts["folds"], opts["seed"])
     C = len(tasks)

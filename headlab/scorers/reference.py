@@ -26,10 +26,12 @@ from ..tasks import Task
 def transformerlens_patching(model, task: Task, metric: str = "logit_diff", index_df=None):
     """TransformerLens' own head patching with the counterfactual's z patched into the clean run, as clean
     metric − patched metric. Returns (n_layers, n_heads), or one value per ``index_df`` row (columns layer,
-    head) to patch only those heads. Slow (one full forward per head): for checking."""
+    head) to patch only those heads. Slow (one full forward per head): for checking. As in ``score``, only the
+    items whose counterfactual has its prompt's token length and differs from it are patched."""
     from transformer_lens import patching
 
-    enc = encode(task, model.tokenizer, metric)
+    enc = encode(task, model.tokenizer, metric, warn=False)
+    enc = enc.subset(torch.nonzero(enc.cf_ok).flatten())
     _, cf_cache = model.run_with_cache(enc.cf_tokens, names_filter=lambda name: name.endswith("attn.hook_z"))
     fn = lambda logits: from_logits(gather_positions(logits, enc.read_pos), enc).mean()  # noqa: E731
     with torch.no_grad():

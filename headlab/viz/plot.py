@@ -25,16 +25,18 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps, rcParams
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import Normalize
+from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 from matplotlib.transforms import ScaledTranslation
 
-from ..results import NORMALIZATIONS, HeadScores
+from ..results import NORMALIZATIONS, HeadScores, check_k, check_threshold
 
 SEQUENTIAL, DIVERGING = "viridis", "RdBu_r"
 DIM_ALPHA = 0.25  # opacity of heads outside the selection
+MISSING = "0.85"  # colour of a missing (NaN) head: light grey, the rest of its panel drawn as usual
 MARKER = dict(marker="o", s=7, facecolors="white", edgecolors="black", linewidths=0.5)  # significant heads
 COLORBAR_LABEL = "Head importance"
 SAVE_FORMATS = (".png", ".svg", ".pdf")
@@ -93,6 +95,27 @@ def _check_scores(scores) -> HeadScores:
     return scores
 
 
+def _with_missing(cmap) -> Colormap:
+    """The colour map (a name or a ``Colormap``) with NaN drawn in ``MISSING``; one line for an unknown one."""
+    if isinstance(cmap, str):
+        if cmap not in colormaps:
+            raise ValueError(f"unknown cmap {cmap!r}: use a matplotlib colour map name such as 'viridis' or 'magma'")
+        cmap = colormaps[cmap]
+    if not isinstance(cmap, Colormap):
+        raise TypeError(f"cmap must be a colour map name or a matplotlib Colormap, not {type(cmap).__name__}")
+    return cmap.with_extremes(bad=MISSING)
+
+
+def _check_figsize(figsize):
+    if figsize is None:
+        return None
+    ok = isinstance(figsize, (tuple, list)) and len(figsize) == 2
+    ok = ok and all(not isinstance(v, bool) and isinstance(v, numbers.Real) and 0 < v < 1000 for v in figsize)
+    if not ok:
+        raise ValueError(f"figsize must be (width, height) in inches, two positive numbers, got {figsize!r}")
+    return tuple(float(v) for v in figsize)
+
+
 class GridView:
     """A grid of per-task Layer × Head heatmaps whose artists are kept for in-place updates.
 
@@ -130,7 +153,13 @@ class GridView:
         self.opts = dict(threshold=None, normalize="fraction", vmax=None, top_k=None, signed=None, cmap=None)
         self._set_opts(threshold=threshold, normalize=normalize, vmax=vmax, top_k=top_k, signed=signed, cmap=cmap)
         self.tasks = self._check_tasks(tasks)
-        self.ncols, self.figsize, self._ax = ncols, figsize, ax
+        if ncols is not None:
+            check_k("ncols", ncols)
+        if ax is not None and not isinstance(ax, Axes):
+            raise TypeError(f"ax must be a matplotlib Axes, not {type(ax).__name__}")
+        if fig is not None and not isinstance(fig, Figure):
+            raise TypeError(f"fig must be a matplotlib Figure, not {type(fig).__name__}")
+        self.ncols, self.figsize, self._ax = ncols, _check_figsize(figsize), ax
         if ax is not None:
             if len(self.tasks) != 1:
                 raise ValueError(f"a view drawn into one ax shows one task, got {len(self.tasks)}")
@@ -146,12 +175,17 @@ class GridView:
     def _check_tasks(self, tasks) -> list[str]:
         if tasks is None:
             return list(self.scores.tasks)
-        tasks = [tasks] if isinstance(tasks, str) else list(tasks)
-        unknown = [t for t in tasks if t not in self.scores.tasks]
+        try:
+            tasks = [tasks] if isinstance(tasks, str) else list(tasks)
+        except TypeError:
+            raise TypeError(f"tasks must be a task name or a list of them, not {type(tasks).__name__}") from None
+        unknown = [t for t in tasks if not isinstance(t, str) or t not in self.scores.tasks]
         if unknown:
             raise ValueError(f"unknown task(s) {unknown}: these scores have {self.scores.tasks}")
         if not tasks:
             raise ValueError("no tasks selected: pass at least one task name")
+        if len(set(tasks)) != len(tasks):
+            raise ValueError(f"a task is named twice in tasks={tasks}: name each once")
         return tasks
 
     def _check_mask(self, mask) -> np.ndarray | None:
@@ -173,15 +207,18 @@ class GridView:
             new["threshold"] = None  # ... and vice versa
         if new["threshold"] is not None and new["top_k"] is not None:
             raise ValueError("give threshold or top_k, not both")
-        if new["normalize"] not in NORMALIZATIONS:
+        if not isinstance(new["normalize"], str) or new["normalize"] not in NORMALIZATIONS:
             raise ValueError(f"unknown normalize {new['normalize']!r}: choose from {NORMALIZATIONS}")
-        k, size = new["top_k"], self.scores.model.n_layers * self.scores.model.n_heads
-        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= size):
-            raise ValueError(f"top_k must be an int from 1 to {size} (heads per task), got {k!r}")
-        if new["threshold"] is not None and not isinstance(new["threshold"], numbers.Real):
-            raise ValueError(f"threshold must be a number, got {new['threshold']!r}")
-        if new["vmax"] is not None and not new["vmax"] > 0:
+        if new["top_k"] is not None:
+            check_k("top_k", new["top_k"], self.scores.model.n_layers * self.scores.model.n_heads)
+        if new["threshold"] is not None:
+            check_threshold("threshold", new["threshold"])
+        if new["vmax"] is not None and not check_threshold("vmax", new["vmax"]) > 0:
             raise ValueError(f"vmax must be a positive number, got {new['vmax']!r}")
+        if new["signed"] is not None and not isinstance(new["signed"], (bool, np.bool_)):
+            raise ValueError(f"signed must be True, False or None (automatic), got {new['signed']!r}")
+        if new["cmap"] is not None:
+            _with_missing(new["cmap"])
         self.opts = new
 
     # --- data -----------------------------------------------------------------------------------
@@ -214,27 +251,33 @@ class GridView:
             best = np.argsort(-flat, axis=1, kind="stable")[:, : self.opts["top_k"]]
             keep = np.zeros_like(flat, dtype=bool)
             np.put_along_axis(keep, best, True, axis=1)
-            return keep.reshape(key.shape)
+            return keep.reshape(key.shape) & ~np.isnan(key)  # a missing head is never selected
         return None
 
     def _clim(self, disp, signed) -> tuple[float, float, bool]:
         """(vmin, vmax, clipped) shared by every panel."""
         vmax = self.opts["vmax"]
+        finite = disp[np.isfinite(disp)]  # missing (NaN) heads take no part in the colour scale
+        finite = finite if finite.size else np.zeros(1)
         if signed:
-            top = float(np.abs(disp).max()) or 1.0
+            top = float(np.abs(finite).max()) or 1.0
             lim = vmax or top
             return -lim, lim, top > lim * (1 + 1e-9)
-        lo, top = min(float(disp.min()), 0.0), float(disp.max())
+        lo, top = min(float(finite.min()), 0.0), float(finite.max())
         hi = vmax or (top if top > lo else lo + 1.0)
         return lo, hi, top > hi * (1 + 1e-9)
 
-    def selection_label(self, keep: np.ndarray | None) -> str:
-        """A panel's selection size, drawn right of its task name: "12 ≥ thr", "top 10", or "" (none)."""
+    def selection_label(self, keep: np.ndarray | None, missing: int = 0) -> str:
+        """A panel's selection size, drawn right of its task name: "12 ≥ thr", "top 10", or "" (none), and
+        how many heads are missing (NaN, drawn grey): "top 10 · 1 NaN"."""
+        text = ""
         if self.opts["top_k"] is not None:
-            return f"top {self.opts['top_k']}"
-        if keep is not None:
-            return f"{int(keep.sum())} ≥ thr"
-        return ""
+            text = f"top {self.opts['top_k']}"
+        elif keep is not None:
+            text = f"{int(keep.sum())} ≥ thr"
+        if missing:
+            text = f"{text} · {missing} NaN" if text else f"{missing} NaN"
+        return text
 
     # --- artists --------------------------------------------------------------------------------
 
@@ -279,7 +322,9 @@ class GridView:
         self.images, self.titles, self.counts, self.markers = [], [], [], []
         shift = lambda dx, dy: ScaledTranslation(dx / 72, dy / 72, fig.dpi_scale_trans)  # noqa: E731  (points)
         for ax in axes:
-            im = ax.imshow(np.zeros((L, H)), norm=self.norm, cmap=SEQUENTIAL, interpolation="nearest", aspect="auto")
+            im = ax.imshow(
+                np.zeros((L, H)), norm=self.norm, cmap=_with_missing(SEQUENTIAL), interpolation="nearest", aspect="auto"
+            )
             ax.xaxis.set_major_locator(FixedLocator(range(0, H, tick_step(H))))
             ax.yaxis.set_major_locator(FixedLocator(range(0, L, tick_step(L))))
             ax.tick_params(labelsize=8, length=2.5)
@@ -331,8 +376,7 @@ class GridView:
         disp, signed = self.displayed()
         keep = self.selection()
         lo, hi, self._clipped = self._clim(disp, signed)
-        cmap = self.opts["cmap"] or (DIVERGING if signed else SEQUENTIAL)
-        cmap = colormaps[cmap] if isinstance(cmap, str) else cmap
+        cmap = _with_missing(self.opts["cmap"] or (DIVERGING if signed else SEQUENTIAL))
         idx = [self.scores.tasks.index(t) for t in self.tasks]
         for i, (im, title, count, dots) in enumerate(
             zip(self.images[: len(self.tasks)], self.titles, self.counts, self.markers)
@@ -349,7 +393,7 @@ class GridView:
             if title.get_text() != self.tasks[i]:  # names are part of the cached background
                 title.set_text(self.tasks[i])
                 self._background = None
-            count.set_text(self.selection_label(None if keep is None else keep[i]))
+            count.set_text(self.selection_label(None if keep is None else keep[i], int(np.isnan(disp[i]).sum())))
         static = (lo, hi, self._clipped, cmap.name)
         if static != getattr(self, "_static", None):  # the colour bar changes: the cached background too
             self._static, self._background = static, None
@@ -512,6 +556,10 @@ def always_any_grid(aa, tasks=None) -> Figure:
     """The stability figure for ``stats.always_any(...)``: one row per task, columns "Always" (heads selected
     in every run) and "Any" (in at least one), each a Layer × Head panel coloured by selection frequency
     (grey: not in that set), counts in the titles, one shared colour bar. Returns the Figure."""
+    from ..analysis.stats import AlwaysAny
+
+    if not isinstance(aa, AlwaysAny):
+        raise TypeError(f"always_any_grid() takes stats.always_any(...), not {type(aa).__name__}")
     tasks = list(aa.tasks) if tasks is None else [tasks] if isinstance(tasks, str) else list(tasks)
     unknown = [t for t in tasks if t not in aa.tasks]
     if unknown or not tasks:
@@ -540,7 +588,19 @@ def always_any_grid(aa, tasks=None) -> Figure:
 def plot_matrix(df, title=None, label=None, vmin=None, vmax=None) -> Figure:
     """A row × column DataFrame (e.g. ``compare.task_overlap``) as a labelled heatmap with each value
     written in its cell; ``vmin`` / ``vmax`` fix the colour scale. Returns the Figure."""
-    values = df.to_numpy(dtype=np.float64)
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame) or df.empty:
+        raise TypeError(f"plot_matrix() takes a non-empty pandas DataFrame (e.g. compare.task_overlap), not {df!r:.60}")
+    for name, v in (("vmin", vmin), ("vmax", vmax)):
+        if v is not None:
+            check_threshold(name, v)
+    if vmin is not None and vmax is not None and not vmin < vmax:
+        raise ValueError(f"vmin ({vmin}) must be below vmax ({vmax})")
+    try:
+        values = df.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("plot_matrix() needs a numeric DataFrame: every cell a number") from None
     n_rows, n_cols = values.shape
     fig = HeadlabFigure(figsize=(2.2 + 0.6 * n_cols, 1.6 + 0.45 * n_rows), layout="constrained")
     ax = fig.add_subplot()
@@ -558,6 +618,10 @@ def plot_matrix(df, title=None, label=None, vmin=None, vmax=None) -> Figure:
 
 def save(fig, path) -> Path:
     """Write ``fig`` to ``path`` as PNG (150 dpi), SVG or PDF by suffix, creating parent folders."""
+    if not isinstance(fig, Figure):
+        raise TypeError(f"save() takes a matplotlib Figure (e.g. heatmap_grid(...)), not {type(fig).__name__}")
+    if not isinstance(path, (str, Path)) or not str(path).strip():
+        raise ValueError(f"save() needs a file path ending in {SAVE_FORMATS}, got {path!r}")
     path = Path(path)
     if path.suffix.lower() not in SAVE_FORMATS:
         raise ValueError(f"cannot save as {path.suffix or 'a file without suffix'!r}: use one of {SAVE_FORMATS}")
@@ -594,9 +658,13 @@ def compare_scatter(a: HeadScores, b: HeadScores, task=None, labels=None):
 
     from ..analysis.compare import common_tasks
 
+    _check_scores(a), _check_scores(b)
     tasks = common_tasks(a, b) if task is None else [task] if isinstance(task, str) else list(task)
     if a.values.shape[1:] != b.values.shape[1:]:
         raise ValueError(f"maps differ in shape {a.values.shape[1:]} vs {b.values.shape[1:]}: compare one model")
+    missing = [t for t in tasks if t not in a.tasks or t not in b.tasks]
+    if missing or not tasks:
+        raise ValueError(f"task(s) {missing} are not scored by both maps: choose from {common_tasks(a, b)}")
     xlabel, ylabel = labels or (f"{a.model.name} · {a.method}", f"{b.model.name} · {b.method}")
     rows, cols = grid_shape(len(tasks))
     fig = HeadlabFigure(figsize=(0.6 + 2.8 * cols, 0.4 + 2.6 * rows), layout="constrained")

@@ -16,6 +16,8 @@ from __future__ import annotations
 import base64
 import functools
 import html
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import ipywidgets as W
@@ -29,7 +31,7 @@ from ..analysis import stats
 from ..engine import hooks
 from ..metrics import prompt_ids
 from ..results import HeadScores
-from ..tasks import as_task_list, builtin
+from ..tasks import TASK_NAMES, TaskError, as_task_list, builtin
 from . import plot
 
 METHODS = scorers.variants()  # "method · variant" → (method, score() keywords), from the registry
@@ -87,9 +89,16 @@ def _guarded(handler):
 def _method_choices(methods) -> dict[str, tuple[str, dict]]:
     if methods is None:
         return dict(METHODS)
+    if isinstance(methods, str):
+        methods = [methods]
+    try:
+        methods = list(methods)
+    except TypeError:
+        raise ValueError(f"methods= takes a list of method labels, not {type(methods).__name__}") from None
     choices = {}
     for m in methods:
-        label = m if isinstance(m, str) else f"{m[0]} · {m[1]}"
+        pair = isinstance(m, (tuple, list)) and len(m) == 2
+        label = m if isinstance(m, str) else f"{m[0]} · {m[1]}" if pair else None
         if label not in METHODS:
             raise ValueError(f"unknown method {m!r}: choose from {list(METHODS)}")
         choices[label] = METHODS[label]
@@ -104,6 +113,39 @@ def _label_of(scores: HeadScores) -> str:
         if method == scores.method and all(scores.params.get(k) == v for k, v in kwargs.items()):
             return label
     return f"{scores.method} · ?"
+
+
+def _shape_of(model):
+    """(n_layers, n_heads) of a loaded bridge, or None for something that does not say (a stand-in)."""
+    cfg = getattr(model, "cfg", None)
+    try:
+        return int(cfg.n_layers), int(cfg.n_heads)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def check_fit(scores: HeadScores, model, name: str) -> None:
+    """Refuse scores of another model shape than model ``name``'s: one line naming both shapes."""
+    shape = _shape_of(model)
+    if shape is not None and shape != tuple(scores.shape[1:]):
+        raise ValueError(
+            f"scores are of a {scores.shape[1]} × {scores.shape[2]} model ({scores.model.name}) but model "
+            f"{name!r} is {shape[0]} × {shape[1]}: pass the scores computed on that model"
+        )
+
+
+def check_tasks_match(scores: HeadScores, tasks: dict) -> None:
+    """Refuse Task objects whose items differ from those the scores were computed on (same names, other
+    items), where the scores record them (``params["task_hashes"]``)."""
+    recorded = scores.params.get("task_hashes") if isinstance(scores.params, dict) else None
+    if not isinstance(recorded, dict):
+        return
+    other = [name for name, t in tasks.items() if name in recorded and recorded[name] != t.content_hash()]
+    if other:
+        raise ValueError(
+            f"scores= were computed on other items than tasks= gives for {other}: pass the Task objects the scores "
+            "came from"
+        )
 
 
 def _interactive_backend() -> bool:
@@ -126,9 +168,17 @@ class Explorer:
     def __init__(self, models=None, tasks=None, methods=None, scores=None):
         from ..models import load_model
 
+        if models is not None and not isinstance(models, Mapping):
+            raise ValueError(
+                f"models= takes a dict name → model (a bridge, a name for load_model, or a callable), not "
+                f"{type(models).__name__}"
+            )
         self.models = dict(models) if models is not None else {DEFAULT_MODEL: load_model}
         if not self.models:
             raise ValueError("explorer() needs at least one model")
+        bad = [k for k in self.models if not isinstance(k, str) or not k]
+        if bad:
+            raise ValueError(f"models= keys are the names shown in the menu: non-empty strings, got {bad!r}")
         self.methods = _method_choices(methods)
         if scores is not None and not isinstance(scores, HeadScores):
             raise TypeError(f"scores= takes HeadScores, not {type(scores).__name__}")
@@ -143,10 +193,16 @@ class Explorer:
         if scores is not None:
             if set(scores.tasks) != set(names):
                 raise ValueError(f"scores= has tasks {scores.tasks} but tasks= has {names}: give the same tasks")
+            if self._tasks is not None:
+                check_tasks_match(scores, self._tasks)
             method = _label_of(scores)
             if method not in self.methods:
                 raise ValueError(f"scores= were computed with {method!r}, not one of the methods {list(self.methods)}")
-            self._cache[(next(iter(self.models)), method)] = scores
+            first = next(iter(self.models))
+            entry = self.models[first]
+            if _shape_of(entry) is not None:
+                check_fit(scores, entry, first)  # a model given loaded: checked now; a lazy one when loaded
+            self._cache[(first, method)] = scores
 
         wide = {"description_width": "initial"}
         self.controls = c = {
@@ -231,13 +287,39 @@ class Explorer:
         if name not in self._loaded:
             import torch
 
+            from ..models import load_model
+
             entry = self.models[name]
-            self._loaded[name] = entry if isinstance(entry, torch.nn.Module) or not callable(entry) else entry()
+            if isinstance(entry, str):  # a name or folder for load_model
+                bridge = load_model(entry)
+            else:
+                bridge = entry if isinstance(entry, torch.nn.Module) or not callable(entry) else entry()
+            for (model, _), scores in self._cache.items():
+                if model == name:
+                    check_fit(scores, bridge, name)
+            self._loaded[name] = bridge
         return self._loaded[name]
 
     def task_objects(self) -> dict:
+        """The Task objects behind the scores: those given as ``tasks=``, else the built-in tasks — only when
+        the scores record that they were computed on exactly the built-in items (never other tasks of the same
+        names)."""
         if self._tasks is None:
-            self._tasks = builtin(self.scores.tasks)
+            names = list(self.scores.tasks)
+            unknown = [n for n in names if n not in TASK_NAMES]
+            if unknown:
+                raise TaskError(
+                    f"unknown built-in task(s) {unknown}: pass explorer(tasks=...), the Task objects these scores "
+                    "were computed on"
+                )
+            recorded = self.scores.params.get("task_hashes") if isinstance(self.scores.params, dict) else None
+            found = builtin(names)
+            if not isinstance(recorded, dict) or any(recorded.get(n) != t.content_hash() for n, t in found.items()):
+                raise TaskError(
+                    f"these scores do not record being computed on the built-in items of {names}: pass "
+                    "explorer(tasks=...), the Task objects they were computed on"
+                )
+            self._tasks = found
         return self._tasks
 
     def scores_for(self, model: str, method: str) -> HeadScores:
@@ -271,6 +353,8 @@ class Explorer:
     def _new_threshold_slider(self) -> None:
         """A threshold slider over the current display's values: log-scaled when they span decades."""
         key = self.view.key()
+        key = key[np.isfinite(key)]  # missing (NaN) heads take no part in the range
+        key = key if key.size else np.zeros(1)
         hi, positive = float(key.max()), key[key > 0]
         lo = float(positive.min()) if positive.size else 0.0
         value = float(np.quantile(key, 0.8))
@@ -412,18 +496,31 @@ class Explorer:
         also shown below the grid."""
         import torch
 
+        from ..metrics import max_positions
+
         scores = self.scores
         if scores is None:
             raise ValueError("no scores yet: pick a model and method that compute")
-        if task not in scores.tasks:
+        if not isinstance(task, str) or task not in scores.tasks:
             raise ValueError(f"unknown task {task!r}: choose from {scores.tasks}")
         _, L, H = scores.shape
+        for name, value in (("layer", layer), ("head", head), ("item", item)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{name} must be an int, got {value!r}")
         if not (0 <= layer < L and 0 <= head < H):
             raise ValueError(f"no head L{layer}.H{head}: layers are 0–{L - 1}, heads 0–{H - 1}")
         t = scores.tasks.index(task)
         bridge = self.model(self.controls["model"].value)
-        prompt = self.task_objects()[task].items[item].prompt
+        items = self.task_objects()[task].items
+        if not 0 <= item < len(items):
+            raise ValueError(f"no item {item} in {task!r}: it has items 0–{len(items) - 1}")
+        prompt = items[item].prompt
         ids = prompt_ids(bridge.tokenizer, prompt)
+        n_ctx = max_positions(bridge)
+        if n_ctx is not None and len(ids) > n_ctx:
+            raise ValueError(
+                f"task {task!r}: item {item}'s prompt is {len(ids)} tokens but the model takes at most {n_ctx}"
+            )
         with torch.no_grad():
             _, cache = bridge.run_with_cache(
                 torch.tensor([ids], device=next(bridge.parameters()).device), names_filter=hooks.pattern(layer)
