@@ -27,6 +27,7 @@ def main() -> None:
     )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtypes", nargs="+", default=["bfloat16", "float16"])
+    ap.add_argument("--only", nargs="+", default=None, help="scorer labels to run (default: all)")
     args = ap.parse_args()
 
     from scipy.stats import spearmanr
@@ -51,6 +52,8 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|", flush=True)
     models = {dtype: headlab.load_model(device=args.device, dtype=dtype) for dtype in ["float32", *args.dtypes]}
     for label, kwargs, chosen in runs:
+        if args.only and not any(label.startswith(o) for o in args.only):
+            continue
         maps, seconds = {}, {}
         for dtype, model in models.items():
             t = time.perf_counter()
