@@ -94,6 +94,15 @@ def probe_tokens(model, n: int = 2, length: int = 7) -> torch.Tensor:
     return (torch.arange(n * length).view(n, length) * 7 + 3) % min(V, 250) + 1
 
 
+def proven_once(model, name: str, prove) -> bool:
+    """``prove(model)``'s verdict for this model and its current dtype, computed once and kept on the model."""
+    dtype = next(model.parameters()).dtype
+    known = model.__dict__.setdefault(f"_headlab_{name}", {})
+    if dtype not in known:
+        known[dtype] = prove(model)
+    return known[dtype]
+
+
 def check_logits(model) -> None:
     """Prove once per model (and dtype) that ``logits(final_resid(...))`` equals the model's own forward;
     raise ``UnsupportedModel`` naming the difference otherwise."""

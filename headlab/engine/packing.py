@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from .forward import agree, device_of, final_resid, probe_tokens
+from .forward import agree, device_of, final_resid, probe_tokens, proven_once
 
 BLOCK_KWARGS = {"attention_mask", "position_embeddings", "position_ids", "past_key_values", "use_cache"}
 
@@ -190,12 +190,7 @@ def supported(model, longest: int | None = None) -> bool:
     size = window(model)
     if longest is not None and size is not None and longest > size:
         return False
-    dtype = next(model.parameters()).dtype
-    known = getattr(model, "_headlab_packable", {})
-    if dtype not in known:
-        known[dtype] = _prove(model)
-        model._headlab_packable = known
-    return known[dtype]
+    return proven_once(model, "packable", _prove)
 
 
 def _prove(model) -> bool:

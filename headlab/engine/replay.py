@@ -24,7 +24,7 @@ import contextlib
 import torch
 
 from . import hooks
-from .forward import agree, at_positions, final_resid, probe_tokens
+from .forward import agree, at_positions, final_resid, probe_tokens, proven_once
 
 CACHE_KWARGS = {"past_key_values", "past_key_value", "layer_past", "use_cache"}
 TILED = {"attention_mask", "position_ids", "position_embeddings", "alibi"}  # batch-first (alibi: batch × heads)
@@ -148,12 +148,7 @@ def supported(model) -> bool:
     """Whether re-running blocks by hand reproduces ``model``'s clean run (proven once per model and dtype on
     a probe: from the first and the last block, with stacked copies, and with the prefix reuse where the
     model allows it)."""
-    dtype = next(model.parameters()).dtype
-    known = getattr(model, "_headlab_replay", {})
-    if dtype not in known:
-        known[dtype] = _prove(model)
-        model._headlab_replay = known
-    return known[dtype]
+    return proven_once(model, "replay", _prove)
 
 
 def _prove(model) -> bool:
