@@ -23,7 +23,7 @@ from ..engine import hooks
 from ..engine.forward import z_of
 from ..engine.replay import Replay
 from ..metrics import Encoded, metric_at
-from .base import Scorer, TaskResult, register
+from .base import ABLATION_VARIANTS, Scorer, TaskResult, register
 from .batching import item_batches, mean_z, prefix_batches, seqs_per_pass
 
 
@@ -32,7 +32,7 @@ class Ablation(Scorer):
     name = "ablation"
     summary = "exact: each head's z replaced, the metric drop measured (one re-run per head)"
     order = 20
-    variants = {"resample": {"ablation": "resample"}, "zero": {"ablation": "zero"}, "mean": {"ablation": "mean"}}
+    variants = ABLATION_VARIANTS
     resumable = True
 
     def run(self, model, jobs, options, batch_size, progress):

@@ -20,7 +20,7 @@ from ..engine import budget, packing
 from ..engine.forward import at_positions, device_of, final_resid, keep_z, z_of
 from ..engine.packing import Pack, Run, Trie
 from ..metrics import Encoded, metric_at
-from .base import Scorer, TaskResult, register
+from .base import ABLATION_VARIANTS, Scorer, TaskResult, register
 from .batching import item_batches, mean_z
 
 PACKED_TOKEN_BUDGET = budget.CAPS["packed"]  # per packed forward + backward on a CPU (fewer, fuller: measured)
@@ -32,7 +32,7 @@ class Attribution(Scorer):
     name = "attribution"
     summary = "first-order estimate of ablation: (z − z_ablated) · ∂metric/∂z, every head in one pass"
     order = 10
-    variants = {"resample": {"ablation": "resample"}, "zero": {"ablation": "zero"}, "mean": {"ablation": "mean"}}
+    variants = ABLATION_VARIANTS
     pools = True
 
     def run(self, model, jobs, options, batch_size, progress):

@@ -30,6 +30,7 @@ from ..metrics import Encoded
 from ..tasks import Task
 
 FALLBACKS = {"metric": ("logit_diff", "logprob"), "ablation": ("resample", "mean")}
+ABLATION_VARIANTS = {a: {"ablation": a} for a in ("resample", "zero", "mean")}  # explorer entries of ablating methods
 
 
 @dataclass
