@@ -19,7 +19,7 @@ import numpy as np
 from .cache import atomic_write_bytes
 from .models import ModelInfo
 
-NORMALIZATIONS = ("none", "fraction", "zscore", "max")
+NORMALIZATIONS = ("none", "share", "fraction", "zscore", "max")
 SCHEMA = 2  # of saved HeadScores files (1: before the schema field)
 
 
@@ -164,9 +164,10 @@ class HeadScores:
         ]
 
     def normalized(self, kind: str = "fraction") -> np.ndarray:
-        """(n_tasks, n_layers, n_heads): "fraction" |s|/Σ|s| per task (the papers' 0–0.004 scale),
-        "zscore" (s − mean)/std per task, "max" s / max|s| per task, "none" the raw values. A NaN (a missing
-        head) stays NaN and is left out of its task's sums: the other heads keep their values."""
+        """(n_tasks, n_layers, n_heads): "share" s/Σ|s| per task (signed: helpers > 0, harmers < 0),
+        "fraction" |s|/Σ|s| (its magnitude: the papers' 0–0.004 scale), "zscore" (s − mean)/std per task,
+        "max" s / max|s| per task, "none" the raw values. A NaN (a missing head) stays NaN and is left out of
+        its task's sums: the other heads keep their values."""
         v = self.values
         axes = (1, 2)
         if not isinstance(kind, str) or kind not in NORMALIZATIONS:
@@ -175,15 +176,15 @@ class HeadScores:
             return v.copy()
         a, missing = np.abs(v), np.isnan(v)
         if not missing.any():  # the common case, and the exact arithmetic of before
-            if kind == "fraction":
-                return a / np.maximum(a.sum(axes, keepdims=True), 1e-30)
+            if kind in ("share", "fraction"):
+                return (v if kind == "share" else a) / np.maximum(a.sum(axes, keepdims=True), 1e-30)
             if kind == "zscore":
                 return (v - v.mean(axes, keepdims=True)) / np.maximum(v.std(axes, keepdims=True), 1e-30)
             return v / np.maximum(a.max(axes, keepdims=True), 1e-30)
         some = ~missing.all(axes, keepdims=True)  # a task with no finite head stays all NaN, without warnings
         fill = lambda x, value: np.where(missing, value, x)  # noqa: E731
-        if kind == "fraction":
-            out = a / np.maximum(fill(a, 0.0).sum(axes, keepdims=True), 1e-30)
+        if kind in ("share", "fraction"):
+            out = (v if kind == "share" else a) / np.maximum(fill(a, 0.0).sum(axes, keepdims=True), 1e-30)
         elif kind == "zscore":
             n = np.maximum((~missing).sum(axes, keepdims=True), 1)
             mean = fill(v, 0.0).sum(axes, keepdims=True) / n

@@ -8,13 +8,17 @@ all in one call for a pooling scorer, else task by task, each saved as soon as i
 
 from __future__ import annotations
 
+import time
 import warnings
+import weakref
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from . import cache as disk
 from . import scorers
+from .engine.forward import final_resid
 from .metrics import METRICS, check_length, encode, prompt_ids
 from .models import describe, load_model
 from .results import HeadScores
@@ -44,57 +48,10 @@ def score(
     ``options``: the method's own settings (``scorers.get(method).options``); part of the cache key and of
     ``params``.
     """
-    scorer = scorers.get(method)
-    if not isinstance(ablation, str) or ablation not in ABLATIONS:
-        raise ValueError(f"unknown ablation {ablation!r}: choose from {ABLATIONS}")
-    if not isinstance(metric, str) or metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}: choose from {METRICS}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-    if not isinstance(progress, (bool, int)):
-        raise ValueError(f"progress must be True or False, got {progress!r}")
-    from transformer_lens.model_bridge import TransformerBridge
-
-    options = scorer.check(options)
-    model = model if isinstance(model, TransformerBridge) else load_model(model)
-    if tasks is None:
-        from .tasks import builtin
-
-        tasks = builtin()
-    task_list = as_task_list(tasks)
-    info = describe(model)
-    folder = disk.folder(cache)
-    if folder is not None and disk.hooks_active(model):
-        warnings.warn(
-            "score(): hooks are active on the model (inside mask_heads, steer or your own): the disk cache "
-            "is neither read nor written for this call",
-            stacklevel=2,
-        )
-        folder = None
-
-    jobs, notes, paths = [], [], []
-    everything = [t.content_hash() for t in task_list] if scorer.joint else None
-    for task in task_list:
-        job, job_notes = scorer.job(task, ablation, metric)
-        notes += job_notes
-        settings = {
-            "method": scorer.name,
-            "ablation": job.ablation,
-            "metric": job.metric,
-            **({"options": options} if options else {}),
-            **({"tasks": everything} if everything else {}),
-        }
-        key = disk.task_key(model, info, task.content_hash(), settings)
-        paths.append(folder / f"{key}.npz" if folder else None)
-        if folder and scorer.resumable:
-            job.partial = folder / f"{key}.partial.npz"
-        jobs.append(job)
-
-    shape = (info.n_layers, info.n_heads)
-    results = [disk.load_result(p, shape) if p is not None else None for p in paths]
-    if scorer.joint and any(r is None for r in results):
-        results = [None] * len(jobs)
-    todo = [i for i, r in enumerate(results) if r is None]
+    plan = _plan(model, tasks, method, ablation, metric, batch_size, cache, progress, options)
+    scorer, model, task_list, options = plan.scorer, plan.model, plan.tasks, plan.options
+    jobs, notes, paths, info, results = plan.jobs, plan.notes, plan.paths, plan.info, list(plan.cached)
+    todo = plan.todo()
     for i in todo:
         if scorer.uses_metric:
             jobs[i].enc = _encoded(model, jobs[i])
@@ -140,6 +97,132 @@ def score(
         per_example=per_example,
         notes=notes,
     )
+
+
+def estimate(
+    model=None,
+    tasks=None,
+    method: str = "attribution",
+    ablation: str = "resample",
+    metric: str = "logit_diff",
+    cache=True,
+    **options,
+) -> Estimate:
+    """How long ``score(model, tasks, method, ...)`` would take here, before it runs: the tasks it would
+    compute (the rest are cached), their work (``Scorer.cost``) and seconds at this model's measured rate
+    (one timed forward pass of the first task's prompts, measured once per model)."""
+    plan = _plan(model, tasks, method, ablation, metric, None, cache, False, options)
+    info, tok = plan.info, plan.model.tokenizer
+    todo = plan.todo()
+    work = 0.0
+    for i in todo:
+        task = plan.jobs[i].task
+        lengths = [len(prompt_ids(tok, it.prompt)) + len(prompt_ids(tok, it.answer)) for it in task.items]
+        work += plan.scorer.cost(len(lengths), float(np.mean(lengths)), info.n_layers, info.n_heads, plan.options)
+    rate = throughput(plan.model, plan.jobs[todo[0]].task) if todo else 0.0
+    return Estimate([plan.tasks[i].name for i in todo], work, work / rate if rate else 0.0)
+
+
+@dataclass
+class Estimate:
+    """``tasks``: those to compute (not cached); ``work``: their block-token passes; ``seconds`` at the
+    measured rate."""
+
+    tasks: list[str]
+    work: float
+    seconds: float
+
+
+_RATES = weakref.WeakKeyDictionary()  # model → block-token passes per second, measured once
+
+
+def throughput(model, task) -> float:
+    """Block-token passes per second of a no-grad forward pass over (up to 16 of) ``task``'s prompts."""
+    if model not in _RATES:
+        ids = [prompt_ids(model.tokenizer, it.prompt) for it in task.items[:16]]
+        T = max(len(i) for i in ids)
+        pad = model.tokenizer.pad_token_id or 0
+        batch = torch.tensor([i + [pad] * (T - len(i)) for i in ids], device=next(model.parameters()).device)
+        with torch.no_grad():
+            final_resid(model, batch[:1])  # warm-up
+            start = time.perf_counter()
+            final_resid(model, batch)  # the blocks, as the scorers run them (no full-vocabulary logits)
+            took = time.perf_counter() - start
+        _RATES[model] = batch.numel() * model.cfg.n_layers / max(took, 1e-9)
+    return _RATES[model]
+
+
+@dataclass
+class Plan:
+    """What ``score()`` will do: per task its job, cache path and cached result (None: to compute)."""
+
+    scorer: object
+    model: object
+    tasks: list
+    options: dict
+    jobs: list
+    notes: list[str]
+    paths: list
+    cached: list
+    info: object
+
+    def todo(self) -> list[int]:
+        return [i for i, r in enumerate(self.cached) if r is None]
+
+
+def _plan(model, tasks, method, ablation, metric, batch_size, cache, progress, options) -> Plan:
+    """Validate the arguments, load the model, make the jobs and read the cache."""
+    scorer = scorers.get(method)
+    if not isinstance(ablation, str) or ablation not in ABLATIONS:
+        raise ValueError(f"unknown ablation {ablation!r}: choose from {ABLATIONS}")
+    if not isinstance(metric, str) or metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}: choose from {METRICS}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    if not isinstance(progress, (bool, int)):
+        raise ValueError(f"progress must be True or False, got {progress!r}")
+    from transformer_lens.model_bridge import TransformerBridge
+
+    options = scorer.check(options)
+    model = model if isinstance(model, TransformerBridge) else load_model(model)
+    if tasks is None:
+        from .tasks import builtin
+
+        tasks = builtin()
+    task_list = as_task_list(tasks)
+    info = describe(model)
+    folder = disk.folder(cache)
+    if folder is not None and disk.hooks_active(model):
+        warnings.warn(
+            "score(): hooks are active on the model (inside mask_heads, steer or your own): the disk cache "
+            "is neither read nor written for this call",
+            stacklevel=3,
+        )
+        folder = None
+
+    jobs, notes, paths = [], [], []
+    everything = [t.content_hash() for t in task_list] if scorer.joint else None
+    for task in task_list:
+        job, job_notes = scorer.job(task, ablation, metric)
+        notes += job_notes
+        settings = {
+            "method": scorer.name,
+            "ablation": job.ablation,
+            "metric": job.metric,
+            **({"options": options} if options else {}),
+            **({"tasks": everything} if everything else {}),
+        }
+        key = disk.task_key(model, info, task.content_hash(), settings)
+        paths.append(folder / f"{key}.npz" if folder else None)
+        if folder and scorer.resumable:
+            job.partial = folder / f"{key}.partial.npz"
+        jobs.append(job)
+
+    shape = (info.n_layers, info.n_heads)
+    cached = [disk.load_result(p, shape) if p is not None else None for p in paths]
+    if scorer.joint and any(r is None for r in cached):
+        cached = [None] * len(jobs)
+    return Plan(scorer, model, task_list, options, jobs, notes, paths, cached, info)
 
 
 def _encoded(model, job):

@@ -48,7 +48,12 @@ def select_heads(
         raise ValueError(
             f"threshold={threshold!r} is given but rule={rule!r} ignores it: pass rule='threshold' (or drop it)"
         )
-    m = scores[task]
+    return select_from(scores[task], rule, k, threshold, by)
+
+
+def select_from(values: np.ndarray, rule: str = "elbow", k=None, threshold=None, by: str = "abs"):
+    """``select_heads`` on a bare (n_layers, n_heads) array (a map, or the difference of two)."""
+    m = np.asarray(values, dtype=np.float64)
     key = np.abs(m) if by == "abs" else m
     order = np.argsort(-key, axis=None, kind="stable")
     order = order[~np.isnan(key.flat[order])]  # NaN sorts last: dropped

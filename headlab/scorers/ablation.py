@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .. import cache
 from ..engine import hooks
 from ..engine.forward import z_of
+from ..engine.progress import bar as progress_bar
 from ..engine.replay import Replay
 from ..metrics import Encoded, metric_at
 from .base import ABLATION_VARIANTS, Scorer, TaskResult, register
@@ -34,6 +34,10 @@ class Ablation(Scorer):
     order = 20
     variants = ABLATION_VARIANTS
     resumable = True
+
+    def cost(self, n_items, n_tokens, n_layers, n_heads, options):
+        """The clean pass, then per head a replay from its layer to the top: H · L(L+1)/2 blocks per token."""
+        return n_items * n_tokens * (2 * n_layers + n_heads * n_layers * (n_layers + 1) / 2)
 
     def run(self, model, jobs, options, batch_size, progress):
         return [ablate(model, job.enc, job.ablation, batch_size, progress, job.partial) for job in jobs]
@@ -73,7 +77,7 @@ def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, parti
             clean[idx.numpy()] = metric_at(model, r.clean_read, sub).cpu().numpy()
         replays.append((idx, sub, r))
     steps = sum(int(not d) for d in done) * sum(-(-H // max(1, per_pass // len(idx))) for idx in batches)
-    bar = tqdm(total=steps, desc=f"{enc.task} · ablation/{ablation}", disable=not progress, leave=False)
+    bar = progress_bar(steps, f"{enc.task} · ablation/{ablation}", progress)
     with torch.no_grad():
         for layer in range(L):
             if done[layer]:

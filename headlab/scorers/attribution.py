@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..engine import budget, packing
 from ..engine.forward import at_positions, device_of, final_resid, keep_z, z_of
 from ..engine.packing import Pack, Run, Trie
+from ..engine.progress import each
 from ..metrics import Encoded, metric_at
 from .base import ABLATION_VARIANTS, Scorer, TaskResult, register
 from .batching import item_batches, mean_z
@@ -93,9 +93,7 @@ def attribute(model, jobs: list[tuple[Encoded, str]], batch_size, progress: bool
     for p in model.parameters():
         p.requires_grad_(False)
     try:
-        for sub, owner, local, width in tqdm(
-            plan, desc=f"attribution/{'+'.join(ablations)}", disable=not progress, leave=False
-        ):
+        for sub, owner, local, width in each(plan, f"attribution/{'+'.join(ablations)}", progress):
             owners = owner.unique().tolist()
             kinds = {j: jobs[j][1] for j in owners}
             metric, per_head = step(model, sub, owner, kinds, means, width)

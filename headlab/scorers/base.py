@@ -16,7 +16,9 @@ subclass of ``Scorer`` decorated with ``@register``. It declares:
 - ``pools``: ``run`` takes every task in one call (short tasks fill a pass together); else one call per
   task, each cached as soon as it is done;
 - ``joint``: a task's result depends on the whole set of tasks (a probe's classes): cached per set;
-- ``resumable``: ``run`` saves and resumes a partial sweep at ``Job.partial``.
+- ``resumable``: ``run`` saves and resumes a partial sweep at ``Job.partial``;
+- ``cost``: its work for a task, in block-token passes (one block run on one token = 1; a backward pass
+  counts twice its forward), which ``scoring.estimate`` turns into seconds with a measured rate.
 """
 
 from __future__ import annotations
@@ -88,6 +90,11 @@ class Scorer:
                 ablation = FALLBACKS["ablation"][1]
                 notes.append(f"{task.name}: {why}, resample → mean ablation")
         return Job(task, ablation, metric), notes
+
+    def cost(self, n_items: int, n_tokens: float, n_layers: int, n_heads: int, options: dict) -> float:
+        """Block-token passes to score one task of ``n_items`` prompts of ``n_tokens`` mean length: by
+        default a clean and an ablated forward pass and one backward (attribution-like)."""
+        return 4.0 * n_items * n_tokens * n_layers
 
     def run(self, model, jobs: list[Job], options: dict, batch_size: int | None, progress: bool) -> list[TaskResult]:
         raise NotImplementedError

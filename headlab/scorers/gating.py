@@ -33,10 +33,10 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..engine import hooks
 from ..engine.forward import device_of, final_resid, unembed_at
+from ..engine.progress import bar as progress_bar
 from ..metrics import Encoded, check_length, encode
 from ..tasks import Task
 from .base import Scorer, TaskResult, register
@@ -140,7 +140,7 @@ def gate_fits(model, task: Task, batch_size: int | None = None, progress: bool =
     grads_were = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
-    bar = tqdm(total=S * len(FITS) * opts["steps"], desc=f"{task.name} · gating", disable=not progress, leave=False)
+    bar = progress_bar(S * len(FITS) * opts["steps"], f"{task.name} · gating", progress)
     try:
         with torch.no_grad():
             clean = torch.cat([-_item_nll(model, enc.subset(idx), None) for idx in batches]).cpu().numpy()
@@ -176,6 +176,10 @@ class Gating(Scorer):
 
     def check(self, options):
         return check_options(**options)
+
+    def cost(self, n_items, n_tokens, n_layers, n_heads, options):
+        """Per seed and fit, ``steps`` forward + backward passes over the prompts and answers."""
+        return 3.0 * len(options["seeds"]) * len(FITS) * options["steps"] * n_items * n_tokens * n_layers
 
     def run(self, model, jobs, options, batch_size, progress):
         return [

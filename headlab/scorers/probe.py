@@ -25,10 +25,10 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..engine import hooks
 from ..engine.forward import final_resid
+from ..engine.progress import each
 from ..metrics import answer_ids, max_positions, prompt_ids
 from ..tasks import Task
 from .base import Scorer, TaskResult, register
@@ -86,7 +86,7 @@ def head_activations(
     per_batch = batch_size or max(1, 8192 // max(len(r) for r in rows))
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     x = None
-    for s in tqdm(range(0, len(rows), per_batch), desc="head activations", disable=not progress, leave=False):
+    for s in each(range(0, len(rows), per_batch), "head activations", progress):
         idx = order[s : s + per_batch]
         T = max(len(rows[i]) for i in idx)
         tokens = torch.full((len(idx), T), pad, dtype=torch.long)
@@ -196,7 +196,7 @@ def _mlp_crossfit(acts: HeadActivations, fold, epochs, lr, seed, progress):
     n_classes = len(acts.classes)
     importance = torch.zeros(acts.x.shape[:3])
     pred = torch.zeros(len(acts.y), dtype=torch.long)
-    for f in tqdm(range(fold.max() + 1), desc="probe folds", disable=not progress, leave=False):
+    for f in each(range(fold.max() + 1), "probe folds", progress):
         tr, te = torch.as_tensor(fold != f), torch.as_tensor(fold == f)
         x_tr, x_te = _standardize(acts.x[tr], acts.x[te])
         with torch.random.fork_rng():
@@ -228,7 +228,7 @@ def _logistic_crossfit(acts: HeadActivations, fold, progress):
     """Held-out one-vs-rest decisions: (N, L, H, C) bool (item predicted in class c by head (l, h))."""
     n_classes = len(acts.classes)
     says = torch.zeros((*acts.x.shape[:3], n_classes), dtype=torch.bool)
-    for f in tqdm(range(fold.max() + 1), desc="logistic folds", disable=not progress, leave=False):
+    for f in each(range(fold.max() + 1), "logistic folds", progress):
         tr, te = torch.as_tensor(fold != f), torch.as_tensor(fold == f)
         x_tr, x_te = _standardize(acts.x[tr], acts.x[te])
         with torch.enable_grad():
@@ -276,6 +276,10 @@ class Probe(Scorer):
 
     def check(self, options):
         return check_options(**options)
+
+    def cost(self, n_items, n_tokens, n_layers, n_heads, options):
+        """One forward pass to read the heads, and the cross-fitted probes (about as much again)."""
+        return 2.0 * n_items * n_tokens * n_layers
 
     def run(self, model, jobs, options, batch_size, progress):
         return probe_scores(model, [job.task for job in jobs], batch_size, progress, **options)

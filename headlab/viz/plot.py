@@ -1,10 +1,12 @@
 """Head-importance heatmaps in the papers' look: one Layer × Head panel per task, one shared colour bar.
 
 - ``heatmap_grid(scores, ...)`` → ``Figure``; its ``GridView`` (``fig._headlab_view``) updates in place.
-- ``GridView(scores, ...)``: the artists (an ``AxesImage`` per panel, titles, colour bar) and
-  ``update(threshold=..., normalize=..., top_k=..., tasks=...)``, which changes them with
-  ``set_data`` / ``set_clim`` / ``set_alpha`` / ``set_text`` instead of rebuilding the figure;
-  ``significant=`` (e.g. ``stats.bootstrap(scores).significant``) dots the heads whose CI excludes 0.
+- ``GridView(scores, ...)``: the artists (an RGBA image per panel, titles, markers, colour bar, legend) and
+  ``update(threshold=..., top_k=..., elbow=..., by=..., normalize=..., tasks=...)``, which changes them in
+  place instead of rebuilding the figure.
+- What a panel shows is ``viz.display``'s, shared with the explorer's canvas and saved pages: by default the
+  signed share s/Σ|s| on a diverging map centred on 0 (red helps, blue hurts), one colour scale per view,
+  unselected heads greyed, a legend naming every mark.
 - ``heatmap(scores, task, ax=None, ...)``: one panel; ``save(fig, path)``: PNG / SVG / PDF by suffix.
 - ``always_any_grid(aa)``: per task, the heads selected in every run and in any run (``stats.always_any``);
   ``plot_matrix(df)``: a labelled task × task matrix (``compare.task_overlap``).
@@ -19,30 +21,30 @@ from __future__ import annotations
 import io
 import math
 import numbers
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps, rcParams
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import Colormap, Normalize
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter
 from matplotlib.transforms import ScaledTranslation
 
-from ..results import NORMALIZATIONS, HeadScores, check_k, check_threshold
+from ..results import HeadScores, check_k, check_threshold
+from . import display
+from .display import LEGEND, Selection
 
-SEQUENTIAL, DIVERGING = "viridis", "RdBu_r"
-DIM_ALPHA = 0.25  # opacity of heads outside the selection
-MISSING = "0.85"  # colour of a missing (NaN) head: light grey, the rest of its panel drawn as usual
-MARKER = dict(marker="o", s=7, facecolors="white", edgecolors="black", linewidths=0.5)  # significant heads
-COLORBAR_LABEL = "Head importance"
+SEQUENTIAL = display.MAGNITUDE_CMAP
+SIG_MARKER = dict(marker="o", s=18, facecolors="white", edgecolors="black", linewidths=0.8)
+CLIP_MARKER = dict(s=16, facecolors="black", edgecolors="white", linewidths=0.6)  # "^" above, "v" below
+VERIFIED_MARKER = dict(marker="s", s=34, facecolors="none", edgecolors="black", linewidths=0.9)
 SAVE_FORMATS = (".png", ".svg", ".pdf")
-# layout, in inches: panel size and the space around panels (tick labels, axis labels, titles)
+# layout, in inches: panel size and the space around panels (tick labels, axis labels, titles, legend)
 PANEL_W, PANEL_H = 2.7, 2.5
-MARGIN = dict(left=0.6, right=1.35, top=0.35, bottom=0.55, wspace=0.3, hspace=0.45)
+MARGIN = dict(left=0.6, right=1.45, top=0.35, bottom=0.8, wspace=0.3, hspace=0.45)
 CBAR_W, CBAR_PAD = 0.14, 0.25
 _KEEP = object()
 
@@ -58,21 +60,6 @@ class HeadlabFigure(Figure):
         buf = io.BytesIO()
         self.canvas.print_png(buf)
         return buf.getvalue()
-
-
-def png_bytes(rgba: np.ndarray) -> bytes:
-    """(height, width, 4) uint8 → PNG bytes, unfiltered rows at zlib level 1: ≈ 3× faster than PIL's
-    adaptive filters for a mostly-white figure, for a somewhat larger file (what a live redraw wants)."""
-    h, w, _ = rgba.shape
-    rows = np.empty((h, 1 + 4 * w), dtype=np.uint8)
-    rows[:, 0] = 0  # filter type "None" for every scanline
-    rows[:, 1:] = rgba.reshape(h, 4 * w)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)  # 8-bit RGBA, no interlace
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 1)) + chunk(b"IEND", b"")
 
 
 def grid_shape(n: int) -> tuple[int, int]:
@@ -95,17 +82,6 @@ def _check_scores(scores) -> HeadScores:
     return scores
 
 
-def _with_missing(cmap) -> Colormap:
-    """The colour map (a name or a ``Colormap``) with NaN drawn in ``MISSING``; one line for an unknown one."""
-    if isinstance(cmap, str):
-        if cmap not in colormaps:
-            raise ValueError(f"unknown cmap {cmap!r}: use a matplotlib colour map name such as 'viridis' or 'magma'")
-        cmap = colormaps[cmap]
-    if not isinstance(cmap, Colormap):
-        raise TypeError(f"cmap must be a colour map name or a matplotlib Colormap, not {type(cmap).__name__}")
-    return cmap.with_extremes(bad=MISSING)
-
-
 def _check_figsize(figsize):
     if figsize is None:
         return None
@@ -116,18 +92,22 @@ def _check_figsize(figsize):
     return tuple(float(v) for v in figsize)
 
 
+def legend_text(entries: list[str]) -> str:
+    """The legend line under a grid: the marks in use, " · "-separated."""
+    return "   ·   ".join(entries)
+
+
 class GridView:
     """A grid of per-task Layer × Head heatmaps whose artists are kept for in-place updates.
 
-    Display: ``scores.normalized(normalize)`` per task, shape (n_layers, n_heads); layer 0 at the top.
-    Selection: ``threshold`` keeps heads whose displayed value is ≥ it (|value| for signed displays);
-    ``top_k`` keeps each task's k best by that same key. Heads outside the selection are *dimmed*
-    (their image alpha drops to ``DIM_ALPHA``) rather than hidden: the eye finds the selected heads and
-    still sees the rest of the map. ``vmax`` (display units) clips the colour scale; the top colour-bar
-    tick then reads e.g. "0.0040+". Signed displays (``signed=True``, or None and a normalisation other
-    than "fraction" with negative values) use ``RdBu_r`` with a clim symmetric about 0.
+    Display: ``scores.normalized(normalize)`` per task, shape (n_layers, n_heads); layer 0 at the top;
+    ``normalize`` "share" (signed s/Σ|s|, the default), "fraction" (|s| share), "zscore", "max" or "none".
+    Selection (``display.Selection``): ``threshold`` (displayed units), ``top_k`` or ``elbow=True``, ranked
+    ``by`` "value" (signed, as ``HeadScores.top``) or "abs"; giving one replaces the others. Heads outside
+    the selection are greyed, not hidden: the eye finds the selected heads and still sees the rest.
+    ``vmax`` (display units) clips the colour scale: clipped cells get ▲/▼, the end ticks read "0.03+".
     ``significant``: (n_tasks, n_layers, n_heads) bool over ``scores.tasks`` (e.g. ``Bootstrap.significant``),
-    drawn as a dot on each such head (None: no dots).
+    a dot on each such head. Heads that ``scores.verified`` marks (screen-then-verify) get a square.
 
     ``fig`` (an empty Figure) or ``ax`` (one panel; a single task) let you draw into your own figure.
     """
@@ -136,10 +116,11 @@ class GridView:
         self,
         scores,
         threshold=None,
-        normalize="fraction",
+        normalize="share",
         vmax=None,
         top_k=None,
-        signed=None,
+        elbow=False,
+        by="value",
         cmap=None,
         ncols=None,
         figsize=None,
@@ -150,8 +131,8 @@ class GridView:
     ):
         self.scores = _check_scores(scores)
         self.significant = self._check_mask(significant)
-        self.opts = dict(threshold=None, normalize="fraction", vmax=None, top_k=None, signed=None, cmap=None)
-        self._set_opts(threshold=threshold, normalize=normalize, vmax=vmax, top_k=top_k, signed=signed, cmap=cmap)
+        self.opts = dict(threshold=None, normalize="share", vmax=None, top_k=None, elbow=False, by="value", cmap=None)
+        self._set_opts(threshold=threshold, normalize=normalize, vmax=vmax, top_k=top_k, elbow=elbow, by=by, cmap=cmap)
         self.tasks = self._check_tasks(tasks)
         if ncols is not None:
             check_k("ncols", ncols)
@@ -200,84 +181,49 @@ class GridView:
         return mask
 
     def _set_opts(self, **changes) -> None:
-        new = {**self.opts, **{k: v for k, v in changes.items() if v is not _KEEP}}
-        if changes.get("threshold", _KEEP) is not _KEEP and changes.get("top_k", _KEEP) is _KEEP:
-            new["top_k"] = None  # choosing a threshold replaces a top-k selection ...
-        if changes.get("top_k", _KEEP) is not _KEEP and changes.get("threshold", _KEEP) is _KEEP:
-            new["threshold"] = None  # ... and vice versa
-        if new["threshold"] is not None and new["top_k"] is not None:
-            raise ValueError("give threshold or top_k, not both")
-        if not isinstance(new["normalize"], str) or new["normalize"] not in NORMALIZATIONS:
-            raise ValueError(f"unknown normalize {new['normalize']!r}: choose from {NORMALIZATIONS}")
+        changes = {k: v for k, v in changes.items() if v is not _KEEP}
+        new = {**self.opts, **changes}
+        rules = ("threshold", "top_k", "elbow")
+        given = [r for r in rules if r in changes and changes[r] not in (None, False)]
+        if len(given) > 1:
+            raise ValueError(f"give one of threshold, top_k or elbow, not {' and '.join(given)}")
+        for r in rules:  # choosing one selection rule replaces the others
+            if given and r != given[0]:
+                new[r] = False if r == "elbow" else None
+        new["normalize"] = display.check_normalize(new["normalize"])
         if new["top_k"] is not None:
             check_k("top_k", new["top_k"], self.scores.model.n_layers * self.scores.model.n_heads)
         if new["threshold"] is not None:
             check_threshold("threshold", new["threshold"])
-        if new["vmax"] is not None and not check_threshold("vmax", new["vmax"]) > 0:
-            raise ValueError(f"vmax must be a positive number, got {new['vmax']!r}")
-        if new["signed"] is not None and not isinstance(new["signed"], (bool, np.bool_)):
-            raise ValueError(f"signed must be True, False or None (automatic), got {new['signed']!r}")
+        display.check_vmax(new["vmax"])
+        display.check_by(new["by"])
         if new["cmap"] is not None:
-            _with_missing(new["cmap"])
+            display.check_cmap(new["cmap"])
+        Selection(new["threshold"], new["top_k"], new["elbow"], new["by"])
         self.opts = new
 
     # --- data -----------------------------------------------------------------------------------
 
-    def displayed(self) -> tuple[np.ndarray, bool]:
-        """(n_panels, n_layers, n_heads) displayed values and whether the display is signed."""
-        idx = [self.scores.tasks.index(t) for t in self.tasks]
-        kind = self.opts["normalize"]
-        disp = self.scores.normalized(kind)[idx]
-        signed = self.opts["signed"]
-        if signed is None:
-            signed = kind != "fraction" and bool((disp < 0).any())
-        if signed and kind == "fraction":
-            disp = disp * np.sign(self.scores.values[idx])
-        return disp, bool(signed)
+    def selector(self) -> Selection:
+        o = self.opts
+        return Selection(o["threshold"], o["top_k"], o["elbow"], o["by"])
 
-    def key(self) -> np.ndarray:
-        """(n_panels, n_layers, n_heads) what threshold and top_k compare: the displayed value, or its
-        magnitude for signed displays (a strongly negative head matters too)."""
-        disp, signed = self.displayed()
-        return np.abs(disp) if signed else disp
+    def panels(self) -> list[display.Panel]:
+        """What each shown panel displays (``display.task_panels``)."""
+        return display.task_panels(self.scores, self.tasks, self.opts["normalize"], self.selector(), self.significant)
+
+    def displayed(self) -> np.ndarray:
+        """(n_panels, n_layers, n_heads) displayed values."""
+        return np.stack([p.shown for p in self.panels()])
+
+    def scale(self) -> display.Scale:
+        """The view's one colour scale, from the panels shown."""
+        return display.scale_of(list(self.displayed()), self.opts["normalize"], self.opts["vmax"])
 
     def selection(self) -> np.ndarray | None:
-        """(n_panels, n_layers, n_heads) bool: the heads passing threshold / top_k (None: no selection)."""
-        key = self.key()
-        if self.opts["threshold"] is not None:
-            return key >= self.opts["threshold"]
-        if self.opts["top_k"] is not None:
-            flat = key.reshape(len(key), -1)
-            best = np.argsort(-flat, axis=1, kind="stable")[:, : self.opts["top_k"]]
-            keep = np.zeros_like(flat, dtype=bool)
-            np.put_along_axis(keep, best, True, axis=1)
-            return keep.reshape(key.shape) & ~np.isnan(key)  # a missing head is never selected
-        return None
-
-    def _clim(self, disp, signed) -> tuple[float, float, bool]:
-        """(vmin, vmax, clipped) shared by every panel."""
-        vmax = self.opts["vmax"]
-        finite = disp[np.isfinite(disp)]  # missing (NaN) heads take no part in the colour scale
-        finite = finite if finite.size else np.zeros(1)
-        if signed:
-            top = float(np.abs(finite).max()) or 1.0
-            lim = vmax or top
-            return -lim, lim, top > lim * (1 + 1e-9)
-        lo, top = min(float(finite.min()), 0.0), float(finite.max())
-        hi = vmax or (top if top > lo else lo + 1.0)
-        return lo, hi, top > hi * (1 + 1e-9)
-
-    def selection_label(self, keep: np.ndarray | None, missing: int = 0) -> str:
-        """A panel's selection size, drawn right of its task name: "12 ≥ thr", "top 10", or "" (none), and
-        how many heads are missing (NaN, drawn grey): "top 10 · 1 NaN"."""
-        text = ""
-        if self.opts["top_k"] is not None:
-            text = f"top {self.opts['top_k']}"
-        elif keep is not None:
-            text = f"{int(keep.sum())} ≥ thr"
-        if missing:
-            text = f"{text} · {missing} NaN" if text else f"{missing} NaN"
-        return text
+        """(n_panels, n_layers, n_heads) bool: the heads selected (None: no selection)."""
+        panels = self.panels()
+        return None if panels[0].selected is None else np.stack([p.selected for p in panels])
 
     # --- artists --------------------------------------------------------------------------------
 
@@ -292,7 +238,7 @@ class GridView:
         return w, m["top"] + rows * PANEL_H + (rows - 1) * m["hspace"] + m["bottom"]
 
     def _build(self) -> None:
-        """Create the panels, images, titles and colour bar (used at construction and on regrid)."""
+        """Create the panels, images, titles, markers, colour bar and legend (at construction and on regrid)."""
         fig, (L, H) = self.figure, self.scores.shape[1:]
         if self._ax is not None:
             axes, self._grid = [self._ax], (1, 1)
@@ -318,13 +264,12 @@ class GridView:
             )
             axes = [fig.add_subplot(gs[i // cols, i % cols]) for i in range(rows * cols)]
         self.axes = axes
-        self.norm = Normalize()
+        self.mappable = ScalarMappable(Normalize(), colormaps[display.SIGNED_CMAP])
         self.images, self.titles, self.counts, self.markers = [], [], [], []
         shift = lambda dx, dy: ScaledTranslation(dx / 72, dy / 72, fig.dpi_scale_trans)  # noqa: E731  (points)
+        empty = np.empty((0, 2))
         for ax in axes:
-            im = ax.imshow(
-                np.zeros((L, H)), norm=self.norm, cmap=_with_missing(SEQUENTIAL), interpolation="nearest", aspect="auto"
-            )
+            im = ax.imshow(np.zeros((L, H, 4), dtype=np.uint8), interpolation="nearest", aspect="auto")
             ax.xaxis.set_major_locator(FixedLocator(range(0, H, tick_step(H))))
             ax.yaxis.set_major_locator(FixedLocator(range(0, L, tick_step(L))))
             ax.tick_params(labelsize=8, length=2.5)
@@ -333,37 +278,34 @@ class GridView:
             # fixed label/title positions: matplotlib would otherwise re-measure every tick label per draw
             ax.xaxis.set_label_coords(0.5, 0, ax.transAxes + shift(0, -20))
             ax.yaxis.set_label_coords(0, 0.5, ax.transAxes + shift(-22, 0))
-            # task name left, selection size right: only the short right-hand text changes on a redraw
             self.titles.append(ax.set_title("", loc="left", fontsize=9.5, y=1.0, pad=4))
             self.counts.append(ax.set_title("", loc="right", fontsize=8.5, color="0.3", y=1.0, pad=4))
             self.images.append(im)
-            self.markers.append(ax.scatter(np.empty(0), np.empty(0), **MARKER))  # offsets (head, layer)
+            self.markers.append(
+                {
+                    "significant": ax.scatter(empty[:, 0], empty[:, 1], **SIG_MARKER),
+                    "above": ax.scatter(empty[:, 0], empty[:, 1], marker="^", **CLIP_MARKER),
+                    "below": ax.scatter(empty[:, 0], empty[:, 1], marker="v", **CLIP_MARKER),
+                    "verified": ax.scatter(empty[:, 0], empty[:, 1], **VERIFIED_MARKER),
+                }
+            )
         if self._ax is not None:
-            self.colorbar = fig.colorbar(self.images[0], ax=self._ax)
+            self.colorbar = fig.colorbar(self.mappable, ax=self._ax)
+            self.legend_artist = self._ax.text(0, -0.28, "", transform=self._ax.transAxes, fontsize=7.5, color="0.25")
         else:
             w, h = fig.get_size_inches()
             left = 1 - (MARGIN["right"] - CBAR_PAD) / w
             cax = fig.add_axes((left, MARGIN["bottom"] / h, CBAR_W / w, 1 - (MARGIN["top"] + MARGIN["bottom"]) / h))
-            self.colorbar = fig.colorbar(self.images[0], cax=cax)
-        self.colorbar.set_label(COLORBAR_LABEL, fontsize=9)
+            self.colorbar = fig.colorbar(self.mappable, cax=cax)
+            self.legend_artist = fig.text(MARGIN["left"] / w, 0.12 / h, "", fontsize=8, color="0.25")
         self.colorbar.ax.tick_params(labelsize=8)
-        self.colorbar.formatter = FuncFormatter(self._format_tick)
-        self._background = None
+        self.colorbar.formatter = FuncFormatter(lambda v, pos=None: self._scale.tick_text(v))
         self._place()
         self._refresh()
-
-    def _format_tick(self, value, pos=None) -> str:
-        lo, hi = self.norm.vmin, self.norm.vmax
-        digits = max(0, 1 - math.floor(math.log10(max(abs(lo), abs(hi)))))
-        text = f"{value:.{digits}f}"
-        if rcParams["axes.unicode_minus"]:
-            text = text.replace("-", "\N{MINUS SIGN}")
-        return text + "+" if self._clipped and math.isclose(value, hi, rel_tol=1e-9) else text
 
     def _place(self) -> None:
         """Show one panel per task, hide the spare ones; tick labels only on the grid's outer edge."""
         n, cols = len(self.tasks), self._grid[1]
-        self._background = None
         for i, ax in enumerate(self.axes):
             ax.set_visible(i < n)
             outer_left, outer_bottom = i % cols == 0, i + cols >= n
@@ -373,84 +315,47 @@ class GridView:
 
     def _refresh(self) -> None:
         """Push the current options into the existing artists."""
-        disp, signed = self.displayed()
-        keep = self.selection()
-        lo, hi, self._clipped = self._clim(disp, signed)
-        cmap = _with_missing(self.opts["cmap"] or (DIVERGING if signed else SEQUENTIAL))
-        idx = [self.scores.tasks.index(t) for t in self.tasks]
-        for i, (im, title, count, dots) in enumerate(
-            zip(self.images[: len(self.tasks)], self.titles, self.counts, self.markers)
-        ):
-            im.set_data(disp[i])
-            dots.set_visible(self.significant is not None)
-            if self.significant is not None:
-                layer, head = np.nonzero(self.significant[idx[i]])
-                dots.set_offsets(np.column_stack([head, layer]))
-            if im.get_cmap().name != cmap.name:
-                im.set_cmap(cmap)
-            # always an array: matplotlib cannot go back from array alpha to a scalar one
-            im.set_alpha(np.where(keep[i], 1.0, DIM_ALPHA) if keep is not None else np.ones(disp[i].shape))
-            if title.get_text() != self.tasks[i]:  # names are part of the cached background
-                title.set_text(self.tasks[i])
-                self._background = None
-            count.set_text(self.selection_label(None if keep is None else keep[i], int(np.isnan(disp[i]).sum())))
-        static = (lo, hi, self._clipped, cmap.name)
-        if static != getattr(self, "_static", None):  # the colour bar changes: the cached background too
-            self._static, self._background = static, None
-            self.images[0].set_clim(lo, hi)  # one Normalize is shared: every panel and the colour bar follow
-            ticks = MaxNLocator(nbins=5, symmetric=signed).tick_values(lo, hi)
-            ticks = ticks[(ticks >= lo) & (ticks <= hi)]
-            if self._clipped:  # make the clip value itself the top tick
-                ticks = np.append(ticks[ticks < hi - 0.5 * np.diff(ticks[:2]).sum()], hi)
-            self.colorbar.set_ticks(ticks)
-
-    def render_png(self) -> bytes:
-        """The figure as PNG bytes, redrawing only what ``update`` changes (images, significance dots,
-        selection sizes) over a cached background of axes, ticks, labels, task names and colour bar
-        (blitting). Same pixels as a full draw."""
-        canvas = self.figure.canvas
-        if not isinstance(canvas, FigureCanvasAgg):
-            raise TypeError("render_png() needs a figure on an Agg canvas (heatmap_grid builds one)")
-        dynamic = [a for trio in zip(self.images, self.markers, self.counts) for a in trio]
-        if self._background is None:
-            shown = [a.get_visible() for a in dynamic]
-            for a in dynamic:
-                a.set_visible(False)
-            try:
-                canvas.draw()
-                self._background = canvas.copy_from_bbox(self.figure.bbox)
-            finally:
-                for a, visible in zip(dynamic, shown):
-                    a.set_visible(visible)
-        canvas.restore_region(self._background)
-        for ax, im, dots, count in zip(self.axes, self.images, self.markers, self.counts):
-            if ax.get_visible():
-                ax.draw_artist(im)
-                if dots.get_visible():
-                    ax.draw_artist(dots)
-                for spine in ax.spines.values():  # the frame sits above the image, as in a full draw
-                    ax.draw_artist(spine)
-                ax.draw_artist(count)
-        return png_bytes(np.asarray(canvas.buffer_rgba()))
+        panels = self.panels()
+        self._scale = scale = display.scale_of([p.shown for p in panels], self.opts["normalize"], self.opts["vmax"])
+        cmap = self.opts["cmap"]
+        for panel, im, title, count, marks in zip(panels, self.images, self.titles, self.counts, self.markers):
+            im.set_data(display.shade(panel.shown, scale, panel.selected, cmap))
+            title.set_text(panel.title)
+            missing = int(np.isnan(panel.shown).sum())
+            count.set_text(" · ".join(filter(None, [panel.label, f"{missing} NaN" if missing else ""])))
+            out = display.beyond(panel.shown, scale)
+            for name, mask in (("significant", panel.significant), ("above", out > 0), ("below", out < 0)):
+                layer, head = np.nonzero(mask) if mask is not None else (np.empty(0), np.empty(0))
+                marks[name].set_offsets(np.column_stack([head, layer]))
+                marks[name].set_visible(len(layer) > 0)
+            layer, head = np.nonzero(panel.verified) if panel.verified is not None else (np.empty(0), np.empty(0))
+            marks["verified"].set_offsets(np.column_stack([head, layer]))
+            marks["verified"].set_visible(len(layer) > 0)
+        self.mappable.set_cmap(display.check_cmap(cmap) if cmap is not None else colormaps[scale.cmap])
+        self.mappable.set_clim(scale.lo, scale.hi)
+        self.colorbar.set_ticks(scale.ticks())
+        self.colorbar.set_label(display.colorbar_label(self.scores, self.opts["normalize"]), fontsize=9)
+        self.legend_artist.set_text(legend_text([LEGEND[k] for k in display.legend_keys(panels, scale)]))
 
     def update(
         self,
         threshold=_KEEP,
         normalize=_KEEP,
         top_k=_KEEP,
+        elbow=_KEEP,
+        by=_KEEP,
         tasks=_KEEP,
         vmax=_KEEP,
-        signed=_KEEP,
         cmap=_KEEP,
         significant=_KEEP,
     ) -> GridView:
-        """Change options in place (omitted ones are kept; a threshold clears top_k and vice versa;
-        ``significant=None`` hides the dots, a mask moves them).
+        """Change options in place (omitted ones are kept; a threshold, top_k or elbow replaces the other
+        two; ``significant=None`` hides the dots, a mask moves them).
 
-        The same Figure, axes and AxesImage objects are reused; a task selection that needs a different
-        grid (e.g. 8 → 3 panels) rebuilds the panels inside the same Figure, one that fits hides the spare.
+        The same Figure, axes and image objects are reused; a task selection that needs a different grid
+        (e.g. 8 → 3 panels) rebuilds the panels inside the same Figure, one that fits hides the spare.
         """
-        self._set_opts(threshold=threshold, normalize=normalize, top_k=top_k, vmax=vmax, signed=signed, cmap=cmap)
+        self._set_opts(threshold=threshold, normalize=normalize, top_k=top_k, elbow=elbow, by=by, vmax=vmax, cmap=cmap)
         if significant is not _KEEP:
             self.significant = self._check_mask(significant)
         if tasks is not _KEEP:
@@ -470,20 +375,22 @@ class GridView:
 def heatmap_grid(
     scores,
     threshold=None,
-    normalize="fraction",
+    normalize="share",
     vmax=None,
     top_k=None,
-    signed=None,
+    elbow=False,
+    by="value",
     cmap=None,
     ncols=None,
     figsize=None,
     tasks=None,
     significant=None,
 ) -> Figure:
-    """One Layer × Head heatmap per task (8 tasks → 2 × 4) with one shared "Head importance" colour bar.
+    """One Layer × Head heatmap per task (8 tasks → 2 × 4) with one shared colour bar and a legend.
 
-    ``normalize``: "fraction" |s|/Σ|s| (default), "zscore", "max" or "none" (see ``HeadScores.normalized``).
-    ``threshold`` / ``top_k``: dim the heads outside the selection (see ``GridView``); ``vmax`` clips.
+    ``normalize``: "share" s/Σ|s| (default: signed, diverging about 0), "fraction" |s| share, "zscore",
+    "max" or "none" (see ``HeadScores.normalized``). ``threshold`` / ``top_k`` / ``elbow``: grey the heads
+    outside the selection, ranked ``by`` "value" (signed) or "abs" (see ``GridView``); ``vmax`` clips.
     ``significant``: (n_tasks, n_layers, n_heads) bool, a dot on each such head (``Bootstrap.significant``).
     Returns the Figure; ``fig._headlab_view`` is its ``GridView`` for in-place ``update(...)``.
     Given ``stats.always_any(...)`` instead of scores, draws ``always_any_grid`` (rows = tasks, columns =
@@ -499,7 +406,8 @@ def heatmap_grid(
         normalize=normalize,
         vmax=vmax,
         top_k=top_k,
-        signed=signed,
+        elbow=elbow,
+        by=by,
         cmap=cmap,
         ncols=ncols,
         figsize=figsize,
@@ -513,10 +421,11 @@ def heatmap(
     task,
     ax=None,
     threshold=None,
-    normalize="fraction",
+    normalize="share",
     vmax=None,
     top_k=None,
-    signed=None,
+    elbow=False,
+    by="value",
     cmap=None,
     figsize=None,
 ):
@@ -525,30 +434,10 @@ def heatmap(
     The ``GridView`` is ``ax.figure._headlab_view`` (the last one drawn into that figure).
     """
     scores = _check_scores(scores)
+    opts = dict(threshold=threshold, normalize=normalize, vmax=vmax, top_k=top_k, elbow=elbow, by=by, cmap=cmap)
     if ax is None:
-        view = GridView(
-            scores,
-            threshold=threshold,
-            normalize=normalize,
-            vmax=vmax,
-            top_k=top_k,
-            signed=signed,
-            cmap=cmap,
-            figsize=figsize,
-            tasks=[task],
-        )
-        return view.axes[0]
-    GridView(
-        scores,
-        threshold=threshold,
-        normalize=normalize,
-        vmax=vmax,
-        top_k=top_k,
-        signed=signed,
-        cmap=cmap,
-        tasks=[task],
-        ax=ax,
-    )
+        return GridView(scores, figsize=figsize, tasks=[task], **opts).axes[0]
+    GridView(scores, tasks=[task], ax=ax, **opts)
     return ax
 
 

@@ -1,13 +1,17 @@
-"""``explorer()``: a notebook dashboard over head scores — pick a model, method, tasks, normalisation and
-threshold (or top-k), and inspect one head's score, rank and attention pattern.
+"""``explorer()``: a notebook dashboard over head scores — pick a model, a method, the tasks, how values are
+coloured and which heads are selected; hover a head for its numbers, click it for its attention pattern;
+compare two maps; save the view as a standalone page.
 
-- Threshold / top-k / normalisation / task changes redraw from cached scores: the ``GridView`` updates its
-  artists in place (``set_data`` / ``set_clim`` / ``set_alpha``) and the figure is re-displayed in an
-  ``Output`` (inline backend) or redrawn on its canvas (ipympl).
-- The "CI" toggle dots the heads whose 95% bootstrap CI excludes 0 (``stats.bootstrap``, computed once per
-  scores object); it is disabled, the reason in its tooltip, when the scores hold < 2 items per task.
-- Model / method changes call ``headlab.score`` (its disk cache applies) with its progress bar
-  shown inside the widget; results are kept per (model, method) for the session.
+- **The grid is drawn in the browser** (``viz.canvas.HeadGrid``, an anywidget): the kernel sends numbers
+  (colours, values, ranks, flags), never an image, so a redraw is one small message; hover is answered in
+  the browser from the same numbers. What a panel shows is ``viz.display``'s, as in ``plot.heatmap_grid``.
+- **Signed by default**: colour "signed share s/Σ|s|" on a diverging map; selections rank by s (as
+  ``top()``) or by |s|, and every panel says which.
+- **Long jobs** (a model or method not computed yet) run in a worker thread: the controls stay live, the
+  progress bar counts tasks ("task 3 of 8"), **Cancel** stops within one block's time (finished tasks stay in
+  the disk cache). A job estimated (``scoring.estimate``) above ``ASK_ABOVE_S`` seconds asks first.
+- **Honest state**: hover and head details always belong to the scores on screen; a change of scores or
+  tasks clears them, the status line is rebuilt from what is shown, and out-of-range input is an error.
 - Errors show as one line in ``Explorer.error``, never as a traceback.
 """
 
@@ -16,28 +20,38 @@ from __future__ import annotations
 import base64
 import functools
 import html
+import math
 import numbers
+import threading
+import time
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import ipywidgets as W
-import matplotlib
 import numpy as np
-from IPython.display import display
+import traitlets
+from IPython.display import display as show_widget
 from matplotlib.figure import Figure
 
 from .. import scorers, scoring
 from ..analysis import stats
-from ..engine import hooks
+from ..cache import atomic_write_bytes
+from ..engine import hooks, progress
 from ..metrics import prompt_ids
 from ..results import HeadScores
 from ..tasks import TASK_NAMES, TaskError, as_task_list, builtin
-from . import plot
+from . import canvas, display, plot
 
 METHODS = scorers.variants()  # "method · variant" → (method, score() keywords), from the registry
-NORMALIZE_OPTIONS = (("fraction |s|/Σ|s|", "fraction"), ("z-score", "zscore"), ("s / max|s|", "max"), ("raw", "none"))
+NORMALIZE_OPTIONS = tuple((label, key) for key, label in display.DISPLAYS.items())
+SELECT_OPTIONS = (("none", "none"), ("threshold", "threshold"), ("top-k", "top_k"), ("elbow", "elbow"))
+BY_OPTIONS = (("by s (signed)", "value"), ("by |s|", "abs"))
+COMPARE_MODES = (("side by side", "side"), ("difference A − B", "difference"))
+NO_COMPARE = "— none —"
 DEFAULT_MODEL = "smollm2-135m (embedded)"
-LOG_SLIDER_DECADES = 2  # a FloatLogSlider when the selectable values span at least this many decades
+ASK_ABOVE_S = 30.0  # a job estimated to take longer asks before it starts
 CI_TOOLTIP = "dot the heads whose 95% bootstrap CI over the task's items excludes 0"
 
 
@@ -56,11 +70,14 @@ class HeadDetails:
     tokens: list[str]
     pattern: np.ndarray
     figure: Figure
+    source: str = ""
+    item: int = 0
 
     def summary(self) -> str:
+        source = f" · {self.source}" if self.source else ""
         return (
-            f"L{self.layer}.H{self.head} in {self.task}: score {self.value:.4g} (shown {self.shown:.4g}), "
-            f"rank {self.rank} of {self.n_heads}"
+            f"L{self.layer}.H{self.head} in {self.task}{source}: score {self.value:.4g} (shown {self.shown:.4g}), "
+            f"rank {self.rank} of {self.n_heads} by s · pattern of prompt {self.item}"
         )
 
 
@@ -76,8 +93,11 @@ def _guarded(handler):
 
     @functools.wraps(handler)
     def wrapper(self, *args, **kwargs):
+        if self._muted:  # a control set from code: its observer stands by, the error line stays
+            return
         try:
-            handler(self, *args, **kwargs)
+            with self._lock:
+                handler(self, *args, **kwargs)
         except Exception as err:  # a widget callback must never raise into the frontend
             self.error.value = f"<span style='color:#b00020'>⚠ {html.escape(one_line(err))}</span>"
         else:
@@ -148,20 +168,71 @@ def check_tasks_match(scores: HeadScores, tasks: dict) -> None:
         )
 
 
-def _interactive_backend() -> bool:
-    backend = (matplotlib.get_backend(auto_select=False) or "").lower()
-    return "ipympl" in backend or backend == "widget"
+def duration(seconds: float) -> str:
+    """ "45 s", "3 min", "1.5 h"."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class TaskChips(W.HBox):
+    """One toggle chip per task, and "all" / "none": ``value`` is the tuple of the selected names, in the
+    tasks' order."""
+
+    value = traitlets.Tuple()
+
+    def __init__(self, names):
+        self.names = list(names)
+        self.chips = {
+            n: W.ToggleButton(value=True, description=n, tooltip=f"show {n}", layout=W.Layout(width="auto"))
+            for n in self.names
+        }
+        every, none = (
+            W.Button(description=d, layout=W.Layout(width="auto"), tooltip=t)
+            for d, t in (("all", "show every task"), ("none", "clear, then pick tasks"))
+        )
+        every.on_click(lambda _: setattr(self, "value", tuple(self.names)))
+        none.on_click(lambda _: setattr(self, "value", ()))
+        super().__init__([W.Label("Tasks"), *self.chips.values(), every, none], layout=W.Layout(flex_flow="row wrap"))
+        self._syncing = False
+        for chip in self.chips.values():
+            chip.observe(self._from_chips, names="value")
+        self.value = tuple(self.names)
+
+    @traitlets.validate("value")
+    def _check(self, proposal):
+        value = tuple(proposal["value"])
+        unknown = [v for v in value if v not in self.names]
+        if unknown:
+            raise traitlets.TraitError(f"unknown task(s) {unknown}: choose from {self.names}")
+        return tuple(n for n in self.names if n in value)
+
+    @traitlets.observe("value")
+    def _to_chips(self, change):
+        self._syncing = True
+        try:
+            for n, chip in self.chips.items():
+                chip.value = n in change["new"]
+                chip.button_style = "info" if chip.value else ""
+        finally:
+            self._syncing = False
+
+    def _from_chips(self, change):
+        if not self._syncing:
+            self.value = tuple(n for n, chip in self.chips.items() if chip.value)
 
 
 class Explorer:
-    """The dashboard: ``.widget`` (what a notebook shows), ``.controls`` (name → widget), ``.view`` (the
-    ``GridView``), ``.scores`` (the HeadScores shown), ``.redraw()``, ``.significant()`` (the CI mask) and
-    ``.details(task, layer, head)``.
+    """The dashboard: ``.widget`` (what a notebook shows), ``.controls`` (name → widget), ``.grid`` (the
+    ``HeadGrid``), ``.scores`` (the HeadScores shown), ``.redraw()``, ``.significant()`` (the CI mask),
+    ``.details(task, layer, head, item=0)``, ``.save_html(path)``, ``.wait()`` (until a running job ends).
 
-    ``models``: name → TransformerBridge, or a callable returning one (called on first use).
+    ``models``: name → TransformerBridge, a name or folder for ``load_model``, or a callable returning a
+    bridge (called on first use).
     ``tasks``: Tasks (a mapping like ``builtin()`` or a list; default: the eight built-in tasks).
-    ``methods``: labels of ``METHODS`` or (method, variant) pairs (default: all: six ablation/attribution
-    variants, the two probes, gating).
+    ``methods``: labels of ``METHODS`` or (method, variant) pairs (default: every registered variant).
     ``scores``: HeadScores of the first model and its method: shown at start, nothing computed.
     """
 
@@ -189,7 +260,14 @@ class Explorer:
         )
         names = list(self._tasks) if self._tasks is not None else list(scores.tasks)
         self._loaded, self._cache, self._bootstraps = {}, {}, {}
+        self._lock = threading.RLock()
+        self._job = self._pending = None
+        self._cancel = threading.Event()
+        self._version = 0
+        self._panel_sources, self._notes, self._muted, self._details_of = [], [], False, None
+        self._job_at, self._last_tick, self._fitted = (0, 1, ""), 0.0, False
         method = next(iter(self.methods))
+        first = next(iter(self.models))
         if scores is not None:
             if set(scores.tasks) != set(names):
                 raise ValueError(f"scores= has tasks {scores.tasks} but tasks= has {names}: give the same tasks")
@@ -198,87 +276,96 @@ class Explorer:
             method = _label_of(scores)
             if method not in self.methods:
                 raise ValueError(f"scores= were computed with {method!r}, not one of the methods {list(self.methods)}")
-            first = next(iter(self.models))
             entry = self.models[first]
             if _shape_of(entry) is not None:
                 check_fit(scores, entry, first)  # a model given loaded: checked now; a lazy one when loaded
             self._cache[(first, method)] = scores
+        self.shown = None  # the (model, method) whose scores are on screen
 
         wide = {"description_width": "initial"}
+        small = lambda w: W.Layout(width=w)  # noqa: E731
         self.controls = c = {
-            "model": W.Dropdown(options=list(self.models), description="Model", style=wide),
+            "model": W.Dropdown(options=list(self.models), value=first, description="Model", style=wide),
             "method": W.Dropdown(options=list(self.methods), value=method, description="Method", style=wide),
-            "normalize": W.Dropdown(options=NORMALIZE_OPTIONS, value="fraction", description="Normalise", style=wide),
-            "tasks": W.SelectMultiple(options=names, value=tuple(names), rows=min(8, len(names)), description="Tasks"),
-            "threshold": W.FloatSlider(description="Threshold", disabled=True),
-            "top_k": W.ToggleButton(value=False, description="top-k", tooltip="select each task's k best heads"),
-            "k": W.BoundedIntText(value=10, min=1, max=10, description="k", layout=W.Layout(width="120px")),
-            "ci": W.ToggleButton(value=False, description="CI", tooltip=CI_TOOLTIP),
-            "detail_task": W.Dropdown(options=names, description="Task"),
-            "layer": W.BoundedIntText(value=0, min=0, max=0, description="Layer", layout=W.Layout(width="150px")),
-            "head": W.BoundedIntText(value=0, min=0, max=0, description="Head", layout=W.Layout(width="150px")),
-            "show": W.Button(description="Show head", icon="search"),
+            "compare": W.Dropdown(options=[NO_COMPARE], description="Compare with", style=wide),
+            "compare_mode": W.ToggleButtons(options=COMPARE_MODES, value="side", style={"button_width": "auto"}),
+            "normalize": W.Dropdown(options=NORMALIZE_OPTIONS, value="share", description="Colour", style=wide),
+            "select": W.ToggleButtons(
+                options=SELECT_OPTIONS, value="none", description="Select", style={"button_width": "auto", **wide}
+            ),
+            "by": W.ToggleButtons(options=BY_OPTIONS, value="value", style={"button_width": "auto"}),
+            "threshold": W.FloatLogSlider(
+                value=0.01, base=10, min=-4, max=0, step=0.02, readout=False, continuous_update=False
+            ),
+            "threshold_value": W.FloatText(value=0.01, layout=small("110px"), step=None),
+            "unit": W.Label(""),
+            "k": W.IntText(value=10, description="k", layout=small("120px"), style=wide),
+            "ci": W.ToggleButton(value=False, description="CI dots", tooltip=CI_TOOLTIP, layout=small("auto")),
+            "tasks": TaskChips(names),
+            "detail_task": W.Dropdown(options=names, description="Task", style=wide),
+            "layer": W.IntText(value=0, description="Layer", layout=small("130px"), style=wide),
+            "head": W.IntText(value=0, description="Head", layout=small("120px"), style=wide),
+            "item": W.Dropdown(options=[("0", 0)], description="Prompt", style=wide, layout=small("340px")),
+            "show": W.Button(description="Show head", icon="search", layout=small("auto")),
+            "cancel": W.Button(description="Cancel", icon="stop", button_style="warning", layout=small("auto")),
+            "run": W.Button(description="Run it", button_style="primary", layout=small("auto")),
+            "keep": W.Button(description="Not now", layout=small("auto")),
         }
-        self.error, self.status = W.HTML(), W.Label()
-        self.progress, self.out, self.details_out = W.Output(), W.Output(), W.Output()
-        self.image, self.hover = W.Image(format="png"), W.Label()  # the grid as PNG; what the pointer is on
-        self._threshold_box = W.HBox([c["threshold"]])
-        self.scores = self.view = None
-        self._quiet = False  # True while a callback sets controls itself: their observers stand by
-        self._interactive = _interactive_backend()
-        if self._interactive:  # ipympl: a live canvas, clickable
-            import matplotlib.pyplot as plt
+        self.error, self.status, self.ask = W.HTML(), W.HTML(), W.HTML()
+        self.bar = W.FloatProgress(value=0, min=0, max=1, layout=small("260px"))
+        self.job_label = W.Label("")
+        self.grid = canvas.HeadGrid()
+        self.details_out = W.Output()
+        self.grid.on_click(self._on_grid_click)
 
-            with plt.ioff():
-                self.figure = plt.figure()
-            with self.out:
-                display(self.figure.canvas)
-        else:  # a PNG that listens: hover names a head, a click shows its details
-            from ipyevents import Event
-
-            self.figure = plot.HeadlabFigure()
-            self._pointer = Event(
-                source=self.image, watched_events=["click", "mousemove"], throttle_or_debounce="throttle", wait=80
-            )
-            self._pointer.on_dom_event(self._on_pointer)
-        self.figure.canvas.mpl_connect("button_press_event", self._on_click)  # fires on interactive canvases only
-
+        self._threshold_box = W.HBox([W.Label("Threshold"), c["threshold"], c["threshold_value"], c["unit"]])
+        self._k_box = W.HBox([c["k"]])
+        self._job_box = W.HBox([self.bar, self.job_label, c["cancel"]], layout=W.Layout(display="none"))
+        self._ask_box = W.HBox([self.ask, c["run"], c["keep"]], layout=W.Layout(display="none"))
         for name in ("model", "method"):
             c[name].observe(self._on_source, names="value")
-        c["normalize"].observe(self._on_normalize, names="value")
-        for name in ("tasks", "top_k", "k", "ci"):
+        c["compare"].observe(self._on_compare, names="value")
+        for name in ("normalize", "by"):
+            c[name].observe(self._on_display, names="value")
+        for name in ("tasks", "k", "ci", "compare_mode", "select"):
             c[name].observe(self._on_view, names="value")
+        c["threshold"].observe(self._on_slider, names="value")
+        c["threshold_value"].observe(self._on_typed, names="value")
+        c["detail_task"].observe(self._on_detail_task, names="value")
         c["show"].on_click(self._on_show)
+        c["cancel"].on_click(self._on_cancel)
+        c["run"].on_click(self._on_run)
+        c["keep"].on_click(self._on_keep)
         self.widget = W.VBox(
             [
                 W.HBox(
-                    [
-                        W.VBox(
-                            [
-                                c["model"],
-                                c["method"],
-                                c["normalize"],
-                                self._threshold_box,
-                                W.HBox([c["top_k"], c["k"], c["ci"]]),
-                            ]
-                        ),
-                        c["tasks"],
-                    ]
+                    [c["model"], c["method"], c["compare"], c["compare_mode"]], layout=W.Layout(flex_flow="row wrap")
                 ),
+                W.HBox([c["normalize"], c["ci"]], layout=W.Layout(flex_flow="row wrap")),
+                W.HBox([c["select"], c["by"]], layout=W.Layout(flex_flow="row wrap")),
+                W.HBox([self._threshold_box, self._k_box], layout=W.Layout(flex_flow="row wrap")),
+                c["tasks"],
+                self._ask_box,
+                self._job_box,
                 self.status,
                 self.error,
-                self.progress,
-                self.out if self._interactive else self.image,
-                self.hover,
-                W.HTML("<b>Head details</b>"),
-                W.HBox([c["detail_task"], c["layer"], c["head"], c["show"]]),
+                self.grid,
+                W.HTML("<b>Head details</b> — click a head in the grid, or fill in the form"),
+                W.HBox(
+                    [c["detail_task"], c["layer"], c["head"], c["item"], c["show"]],
+                    layout=W.Layout(flex_flow="row wrap"),
+                ),
                 self.details_out,
-            ]
+            ],
+            layout=W.Layout(width="100%"),
         )
+        self._fill_items()
+        self._update_compare_options()
+        self._sync_selection_boxes()
         self._on_source()
 
     def _ipython_display_(self):
-        display(self.widget)
+        show_widget(self.widget)
 
     # --- data ------------------------------------------------------------------------------------
 
@@ -322,183 +409,459 @@ class Explorer:
             self._tasks = found
         return self._tasks
 
+    @property
+    def scores(self) -> HeadScores | None:
+        return self._cache.get(self.shown) if self.shown else None
+
     def scores_for(self, model: str, method: str) -> HeadScores:
-        """Cached scores of (model, method), computing them with ``headlab.scoring.score`` when new."""
+        """Scores of (model, method): cached, or computed now in this thread (``headlab.scoring.score``),
+        task by task so that progress counts tasks and a cancel keeps the finished ones."""
         key = (model, method)
         if key not in self._cache:
             kind, kwargs = self.methods[method]
             bridge = self.model(model)
-            self.status.value = f"computing {method} on {model} …"
-            with self.progress:
-                try:
-                    tasks = list(self.task_objects().values())
-                    self._cache[key] = scoring.score(bridge, tasks, method=kind, progress=True, **kwargs)
-                finally:
-                    self.progress.clear_output()
+            tasks = list(self.task_objects().values())
+            groups = [tasks] if scorers.get(kind).joint else [[t] for t in tasks]
+            for i, group in enumerate(groups):
+                self._job_at = (i, len(groups), group[0].name if len(group) == 1 else f"{len(group)} tasks")
+                self._on_progress("", 0, 1)
+                scoring.score(bridge, group, method=kind, progress=False, **kwargs)
+            self._job_at = (len(groups), len(groups), "assembling")
+            self._cache[key] = scoring.score(bridge, tasks, method=kind, progress=False, **kwargs)  # from cache
         return self._cache[key]
 
-    def significant(self) -> np.ndarray:
-        """(task, layer, head) bool: ``stats.bootstrap(self.scores).significant``, computed once per scores."""
-        scores = self.scores
+    def significant(self, scores: HeadScores | None = None) -> np.ndarray:
+        """(task, layer, head) bool: ``stats.bootstrap(scores).significant``, computed once per scores."""
+        scores = self.scores if scores is None else scores
         if id(scores) not in self._bootstraps:  # the entry keeps ``scores`` alive: its id stays its own
             self._bootstraps[id(scores)] = (scores, stats.bootstrap(scores))
         return self._bootstraps[id(scores)][1].significant
 
-    # --- drawing ---------------------------------------------------------------------------------
+    # --- long jobs -------------------------------------------------------------------------------
 
-    def _selection(self) -> dict:
-        c = self.controls
-        return {"top_k": c["k"].value} if c["top_k"].value else {"threshold": c["threshold"].value}
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the running job (if any) has finished."""
+        job = self._job
+        if job is not None:
+            job.join(timeout)
 
-    def _new_threshold_slider(self) -> None:
-        """A threshold slider over the current display's values: log-scaled when they span decades."""
-        key = self.view.key()
-        key = key[np.isfinite(key)]  # missing (NaN) heads take no part in the range
-        key = key if key.size else np.zeros(1)
-        hi, positive = float(key.max()), key[key > 0]
-        lo = float(positive.min()) if positive.size else 0.0
-        value = float(np.quantile(key, 0.8))
-        common = dict(description="Threshold", continuous_update=False, readout_format=".3g")
-        if lo > 0 and hi / lo >= 10**LOG_SLIDER_DECADES:
-            lo = max(lo, hi * 1e-4)
-            slider = W.FloatLogSlider(
-                value=min(max(value, lo), hi),
-                base=10,
-                min=np.log10(lo),
-                max=np.log10(hi),
-                step=(np.log10(hi) - np.log10(lo)) / 200,
-                **common,
-            )
-        else:
-            lo = float(key.min())
-            hi = hi if hi > lo else lo + 1.0
-            slider = W.FloatSlider(value=value, min=lo, max=hi, step=(hi - lo) / 200, **common)
-        slider.disabled = self.controls["top_k"].value
-        slider.observe(self._on_view, names="value")
-        self.controls["threshold"] = slider
-        self._threshold_box.children = (slider,)
+    def _busy(self) -> bool:
+        return self._job is not None and self._job.is_alive()
 
-    def _show(self) -> None:
-        if self._interactive:
-            self.figure.canvas.draw_idle()
+    def _start(self, model: str, method: str, confirmed: bool) -> None:
+        """Compute (model, method) in a worker thread; unless ``confirmed``, estimate first and ask when it
+        would take longer than ``ASK_ABOVE_S``."""
+        self._cancel.clear()
+        self._job_at = (0, 1, "loading the model")
+        self._set_job_visible(True)
+        self._job = threading.Thread(target=self._work, args=(model, method, confirmed), daemon=True)
+        self._job.start()
+
+    def _work(self, model: str, method: str, confirmed: bool) -> None:
+        try:
+            with progress.watching(self._on_progress):
+                bridge = self.model(model)
+            if not confirmed:
+                kind, kwargs = self.methods[method]
+                guess = scoring.estimate(bridge, list(self.task_objects().values()), method=kind, **kwargs)
+                if guess.seconds > ASK_ABOVE_S:
+                    self._pending = (model, method)
+                    n = len(self.task_objects())
+                    self.ask.value = (
+                        f"⏱ <b>{html.escape(method)}</b> on {html.escape(model)}: about "
+                        f"<b>{duration(guess.seconds)}</b> here ({len(guess.tasks)} of {n} tasks to compute, "
+                        "the rest cached). Run it?"
+                    )
+                    self._ask_box.layout.display = "flex"
+                    with self._lock:
+                        self._revert_choice()  # the menus keep naming what is on screen meanwhile
+                    return
+            with progress.watching(self._on_progress, model=bridge, stop=self._cancel.is_set):
+                scores = self.scores_for(model, method)
+            with self._lock:
+                if self.controls["model"].value == model and self.controls["method"].value == method:
+                    self._show_source(model, method, scores)
+                elif self._comparing() == (model, method):
+                    self._draw()
+        except progress.Cancelled:
+            with self._lock:
+                self.status.value = html.escape(
+                    f"cancelled {method} on {model}: {self._job_at[0]} of {self._job_at[1]} tasks finished and "
+                    "cached; pick it again to go on from there"
+                )
+                self._revert_choice()
+        except Exception as err:  # shown as one line, like every callback's error
+            with self._lock:
+                self.error.value = f"<span style='color:#b00020'>⚠ {html.escape(one_line(err))}</span>"
+                self._revert_choice()
+        finally:
+            self._set_job_visible(False)
+
+    def _on_progress(self, desc, done, total) -> None:
+        """The watcher of the running job: overall fraction, "task i of n", and the cancel check."""
+        if self._cancel.is_set():
+            raise progress.Cancelled("stopped")
+        i, n, name = self._job_at
+        part = (done / total) if total else 0.0
+        now = time.monotonic()
+        if now - self._last_tick < 0.1 and done != total:
             return
-        self.image.value = self.view.render_png()  # blitted: only images and titles are redrawn
+        self._last_tick = now
+        self.bar.value = min(1.0, (i + part) / max(n, 1))
+        step = f" · {done}/{total}" if total and total > 1 else ""
+        self.job_label.value = f"task {min(i + 1, n)} of {n} · {name}{step}"
+
+    def _set_job_visible(self, on: bool) -> None:
+        self._job_box.layout.display = "flex" if on else "none"
+        for name in ("model", "method", "compare"):
+            self.controls[name].disabled = on
+        if on:
+            self.bar.value, self.job_label.value = 0.0, "starting …"
+
+    def _revert_choice(self) -> None:
+        """Put the source menus back on what is shown (a cancelled or refused job changes nothing)."""
+        if self.shown is None:
+            return
+        with self._quiet():
+            self.controls["model"].value, self.controls["method"].value = self.shown
+
+    @_guarded
+    def _on_cancel(self, _=None) -> None:
+        self._cancel.set()
+        self.job_label.value = "cancelling …"
+
+    @_guarded
+    def _on_run(self, _=None) -> None:
+        self._ask_box.layout.display = "none"
+        model, method = self._pending
+        self._pending = None
+        with self._quiet():
+            self.controls["model"].value, self.controls["method"].value = model, method
+        self._start(model, method, confirmed=True)
+
+    @_guarded
+    def _on_keep(self, _=None) -> None:
+        self._ask_box.layout.display = "none"
+        self._pending = None
+        self._revert_choice()
+
+    # --- view ------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _quiet(self):
+        """Set controls from code: their observers stand by meanwhile."""
+        before, self._muted = self._muted, True
+        try:
+            yield
+        finally:
+            self._muted = before
+
+    def _selection(self) -> display.Selection:
+        c = self.controls
+        rule, by = c["select"].value, c["by"].value
+        if rule == "threshold":
+            return display.Selection(threshold=self._threshold_value(), by=by)
+        if rule == "top_k":
+            L, H = self.scores.shape[1:]
+            k = c["k"].value
+            if not 1 <= k <= L * H:
+                raise ValueError(f"k must be between 1 and {L * H} (heads in the map), got {k}")
+            return display.Selection(top_k=k, by=by)
+        if rule == "elbow":
+            return display.Selection(elbow=True, by=by)
+        return display.Selection(by=by)
+
+    def _threshold_value(self) -> float:
+        value = self.controls["threshold_value"].value
+        if value is None or not math.isfinite(value):
+            raise ValueError(f"threshold must be a number, got {value!r}")
+        return float(value)
+
+    def _comparing(self):
+        """(model, method) of the compared map, or None."""
+        choice = self.controls["compare"].value
+        if choice == NO_COMPARE:
+            return None
+        kind, name = choice.split(": ", 1)
+        model, method = self.shown
+        return (model, name) if kind == "method" else (name, method)
+
+    def _update_compare_options(self) -> None:
+        c = self.controls
+        model, method = c["model"].value, c["method"].value
+        options = [NO_COMPARE]
+        options += [f"method: {m}" for m in self.methods if m != method]
+        options += [f"model: {m}" for m in self.models if m != model]
+        with self._quiet():
+            keep = c["compare"].value if c["compare"].value in options else NO_COMPARE
+            c["compare"].options = options
+            c["compare"].value = keep
+        c["compare_mode"].layout.display = "none" if keep == NO_COMPARE else "flex"
+
+    def _sync_selection_boxes(self) -> None:
+        rule = self.controls["select"].value
+        self._threshold_box.layout.display = "flex" if rule == "threshold" else "none"
+        self._k_box.layout.display = "flex" if rule == "top_k" else "none"
+
+    def _keys(self) -> np.ndarray:
+        """What the threshold compares, over the tasks shown: displayed values (|values| by |s|)."""
+        scores, c = self.scores, self.controls
+        idx = [scores.tasks.index(t) for t in c["tasks"].value] or list(range(len(scores.tasks)))
+        shown = scores.normalized(c["normalize"].value)[idx]
+        return np.abs(shown) if c["by"].value == "abs" else shown
+
+    def _fit_threshold(self, note: bool) -> None:
+        """Fit the log slider's range to the values shown; keep the typed threshold where it still falls
+        inside it, else move it to the 80th percentile and say so."""
+        c = self.controls
+        key = self._keys()
+        key = key[np.isfinite(key)]
+        positive = key[key > 0]
+        hi = float(positive.max()) if positive.size else 1.0
+        lo = max(float(positive.min()) if positive.size else hi * 1e-4, hi * 1e-4)
+        lo = lo if lo < hi else hi / 10
+        old = c["threshold_value"].value if self._fitted else None  # the first fit picks the 80th percentile
+        value = (
+            old if old is not None and lo <= old <= hi else float(np.quantile(positive, 0.8)) if positive.size else hi
+        )
+        with self._quiet():
+            slider = c["threshold"]
+            slider.min, slider.max = math.log10(lo) - 1e-9, math.log10(hi) + 1e-9
+            slider.step = (slider.max - slider.min) / 200
+            slider.value = value
+            c["threshold_value"].value = value
+            c["unit"].value = display.unit(self.scores, c["normalize"].value)
+        self._fitted = True
+        if note and old is not None and value != old and c["select"].value == "threshold":
+            self._notes.append(f"threshold {old:.3g} is outside the values shown: moved to {value:.3g}")
 
     def redraw(self) -> None:
-        """Apply the controls to the view in place (no recomputation) and re-display the figure."""
+        """Apply the controls to the scores shown (no recomputation) and send the new view to the grid."""
+        with self._lock:
+            if self.scores is None:
+                return
+            self._draw()
+
+    def _draw(self) -> None:
         c = self.controls
-        if self.view is None:
-            return
-        if not c["tasks"].value:
-            raise ValueError("no task selected: select at least one task")
-        c["threshold"].disabled = c["top_k"].value
-        self.view.update(
-            tasks=list(c["tasks"].value),
-            normalize=c["normalize"].value,
-            significant=self.significant() if c["ci"].value else None,
-            **self._selection(),
+        tasks = list(c["tasks"].value)
+        if not tasks:
+            self.grid.show({"spec": {"panels": [], "empty": "no task selected: tick at least one task"}})
+            self._status([])
+            raise ValueError("no task selected: tick at least one task (or press “all”)")
+        normalize, sel, a = c["normalize"].value, self._selection(), self.scores
+        sig = self.significant(a) if c["ci"].value else None
+        other = self._comparing()
+        b = self._cache.get(other) if other else None
+        names = (self._source_name(self.shown), self._source_name(other) if other else "")
+        if other and b is None:
+            panels = display.task_panels(a, tasks, normalize, sel, sig)
+            sources = [(self.shown, t) for t in tasks]
+            self._notes.append(f"{names[1]} is not computed yet: showing {names[0]} alone")
+            cols, pair = 4, False
+        elif other and c["compare_mode"].value == "difference":
+            panels = display.difference_panels(a, b, tasks, normalize, sel, names=("A", "B"))
+            sources = [(self.shown, t) for t in tasks]
+            cols, pair = 4, False
+        elif other:
+            mine = display.task_panels(a, tasks, normalize, sel, sig, suffix=" · A")
+            theirs = display.task_panels(b, tasks, normalize, sel, None, suffix=" · B")
+            panels = [p for pair_ in zip(mine, theirs) for p in pair_]
+            sources = [s for t in tasks for s in ((self.shown, t), (other, t))]
+            cols, pair = 4, True
+        else:
+            panels = display.task_panels(a, tasks, normalize, sel, sig)
+            sources = [(self.shown, t) for t in tasks]
+            cols, pair = 4, False
+        scale = display.scale_of([p.shown for p in panels], normalize)
+        self._version += 1
+        self._panel_sources = sources
+        self.grid.show(
+            canvas.state(
+                panels,
+                scale,
+                unit=display.unit(a, normalize),
+                label=display.colorbar_label(a, normalize),
+                cols=cols,
+                pair=pair,
+                version=self._version,
+            )
         )
-        self._show()
+        self._status(panels, names if other else None)
+
+    def _source_name(self, key) -> str:
+        return f"{key[1]} on {key[0]}" if key else ""
+
+    def _status(self, panels, names=None) -> None:
+        c = self.controls
+        n_all, shown = len(self.scores.tasks), len(c["tasks"].value)
+        L, H = self.scores.shape[1:]
+        sel = c["select"].value
+        how = {"none": "no selection", "threshold": "threshold", "top_k": f"top {c['k'].value}", "elbow": "elbow"}[sel]
+        by = "" if sel == "none" else (" by s" if c["by"].value == "value" else " by |s|")
+        parts = [
+            f"<b>{html.escape(self._source_name(self.shown))}</b>",
+            f"{shown} of {n_all} tasks shown",
+            f"{L} layers × {H} heads",
+            f"colour: {html.escape(display.DISPLAYS[c['normalize'].value])}",
+            f"selection: {how}{by}",
+        ]
+        if names:
+            mode = "A − B" if c["compare_mode"].value == "difference" else "A | B side by side"
+            parts.append(f"compared ({mode}): A = {html.escape(names[0])}, B = {html.escape(names[1])}")
+        notes = "".join(f"<br><i>{html.escape(n)}</i>" for n in self._notes)
+        self._notes = []
+        self.status.value = " · ".join(parts) + notes
+
+    def _clear_details(self, why: str) -> None:
+        self._details_of = None
+        if self.details_out.outputs:
+            self.details_out.outputs = (
+                {
+                    "output_type": "display_data",
+                    "metadata": {},
+                    "data": {"text/plain": f"(head details cleared: {why})"},
+                },
+            )
+        self.grid.status = ""
+
+    def _show_source(self, model: str, method: str, scores: HeadScores) -> None:
+        """Put (model, method)'s scores on screen: new slider range, CI availability, compare menu, details
+        cleared."""
+        c = self.controls
+        changed = self.shown is not None and self.shown != (model, method)
+        self.shown = (model, method)
+        try:
+            stats.check_items(scores)
+            reason = None
+        except ValueError as err:
+            reason = f"CI unavailable: {err}"
+        with self._quiet():
+            if not self._fitted:  # the first map shown: a default k it can hold
+                c["k"].value = min(c["k"].value, scores.shape[1] * scores.shape[2])
+            c["ci"].disabled, c["ci"].tooltip = reason is not None, reason or CI_TOOLTIP
+            if reason and c["ci"].value:
+                c["ci"].value = False
+                self._notes.append(reason)
+            c["model"].value, c["method"].value = model, method
+        self._update_compare_options()
+        self._fill_items()
+        self._fit_threshold(note=changed)
+        if changed:
+            self._clear_details(f"the scores changed to {method} on {model}")
+        self._draw()
 
     # --- callbacks -------------------------------------------------------------------------------
 
     @_guarded
     def _on_source(self, change=None) -> None:
         c = self.controls
-        self.scores = scores = self.scores_for(c["model"].value, c["method"].value)
-        _, L, H = scores.shape
-        self.view = plot.GridView(
-            scores, tasks=list(c["tasks"].value) or None, normalize=c["normalize"].value, fig=self.figure
-        )
-        self._new_threshold_slider()
-        try:
-            stats.check_items(scores)
-            reason = None
-        except ValueError as err:
-            reason = f"CI unavailable: {err}"
-        self._quiet = True
-        try:
-            c["k"].max = L * H
-            c["layer"].max, c["head"].max = L - 1, H - 1
-            c["ci"].disabled, c["ci"].tooltip = reason is not None, reason or CI_TOOLTIP
-            if reason:
-                c["ci"].value = False
-        finally:
-            self._quiet = False
-        self.status.value = (
-            f"{c['method'].value} on {scores.model.name}: {len(scores.tasks)} tasks, {L} layers × {H} heads"
-        )
-        self.redraw()
+        model, method = c["model"].value, c["method"].value
+        if (model, method) in self._cache:
+            self._show_source(model, method, self._cache[(model, method)])
+            return
+        if self._busy():
+            self._revert_choice()
+            raise ValueError("a job is running: wait for it or press Cancel before picking another")
+        self._start(model, method, confirmed=False)
 
     @_guarded
-    def _on_normalize(self, change=None) -> None:
-        if self.view is None:
+    def _on_compare(self, change=None) -> None:
+        if self.scores is None:
             return
-        self.view.update(normalize=self.controls["normalize"].value)
-        self._new_threshold_slider()
-        self.redraw()
+        other = self._comparing()
+        self.controls["compare_mode"].layout.display = "none" if other is None else "flex"
+        if other is not None and other not in self._cache:
+            if self._busy():
+                with self._quiet():
+                    self.controls["compare"].value = NO_COMPARE
+                raise ValueError("a job is running: wait for it or press Cancel before comparing")
+            self._start(*other, confirmed=False)
+        self._draw()
+
+    @_guarded
+    def _on_display(self, change=None) -> None:
+        if self.scores is None:
+            return
+        self._fit_threshold(note=True)
+        self._draw()
 
     @_guarded
     def _on_view(self, change=None) -> None:
-        if not self._quiet:
-            self.redraw()
+        if self.scores is None:
+            return
+        self._sync_selection_boxes()
+        if change is not None and change.get("owner") is self.controls["tasks"]:
+            if self._details_of is not None and self._details_of not in change["new"]:
+                self._clear_details("its task is no longer shown")
+        self._draw()
+
+    @_guarded
+    def _on_slider(self, change=None) -> None:
+        if self.scores is None:
+            return
+        with self._quiet():
+            self.controls["threshold_value"].value = float(f"{self.controls['threshold'].value:.4g}")
+        self._draw()
+
+    @_guarded
+    def _on_typed(self, change=None) -> None:
+        if self.scores is None:
+            return
+        value = self._threshold_value()
+        slider = self.controls["threshold"]
+        if value > 0:
+            with self._quiet():
+                slider.value = min(max(value, 10**slider.min), 10**slider.max)
+        self._draw()
+
+    @_guarded
+    def _on_detail_task(self, change=None) -> None:
+        self._fill_items()
+
+    def _fill_items(self) -> None:
+        """The prompt picker lists the detail task's prompts (none while the Task objects are unknown)."""
+        task = self.controls["detail_task"].value
+        try:
+            items = self.task_objects()[task].items if self._tasks is not None or self.scores is not None else []
+        except TaskError:
+            items = []  # details() says why when asked
+        options = [(f"{i}: {it.prompt[:40]}", i) for i, it in enumerate(items)] or [("0", 0)]
+        with self._quiet():
+            self.controls["item"].options = options
+            self.controls["item"].value = options[0][1]
 
     @_guarded
     def _on_show(self, button=None) -> None:
         c = self.controls
-        self.details(c["detail_task"].value, c["layer"].value, c["head"].value)
+        self.details(c["detail_task"].value, c["layer"].value, c["head"].value, c["item"].value)
 
-    def head_at(self, x: float, y: float) -> tuple[str, int, int] | None:
-        """(task, layer, head) under pixel (x, y) of the grid's PNG (origin top left), or None."""
-        if self.view is None:
-            return None
-        y_up = self.figure.bbox.height - y  # matplotlib's display coordinates start bottom left
-        _, L, H = self.scores.shape
-        for task, ax in zip(self.view.tasks, self.view.axes):
-            if ax.bbox.contains(x, y_up):
-                head, layer = ax.transData.inverted().transform((x, y_up))
-                return task, min(max(round(layer), 0), L - 1), min(max(round(head), 0), H - 1)
-        return None
+    def _on_grid_click(self, panel: int, layer: int, head: int) -> None:
+        """A click on the canvas: the form follows the clicked head, then its details are shown."""
+        if not 0 <= panel < len(self._panel_sources):
+            return
+        source, task = self._panel_sources[panel]
+        c = self.controls
+        with self._quiet():
+            c["detail_task"].value, c["layer"].value, c["head"].value = task, layer, head
+        self._fill_items()
+        self._show_details(task, layer, head, source)
 
     @_guarded
-    def _on_pointer(self, event: dict) -> None:
-        """ipyevents on the grid PNG: ``dataX`` / ``dataY`` are image pixels."""
-        hit = self.head_at(event["dataX"], event["dataY"]) if "dataX" in event else None
-        if hit is None:
-            self.hover.value = ""
-            return
-        task, layer, head = hit
-        if event.get("type") == "click":
-            self._show_details(task, layer, head)
-            return
-        t, (_, L, H) = self.scores.tasks.index(task), self.scores.shape
-        self.hover.value = (
-            f"L{layer}.H{head} · {task}: score {self.scores.values[t, layer, head]:.4g}, rank "
-            f"{int(self.scores.rank(task)[layer, head])} of {L * H} — click for its attention pattern"
-        )
-
-    def _show_details(self, task: str, layer: int, head: int) -> None:
-        c = self.controls
-        c["detail_task"].value, c["layer"].value, c["head"].value = task, layer, head
-        self._on_show()
-
-    def _on_click(self, event) -> None:
-        """A click on a panel (ipympl) shows that head's details."""
-        shown = self.view.axes[: len(self.view.tasks)] if self.view else []
-        if event.inaxes not in shown or event.xdata is None:
-            return
-        self._show_details(self.view.tasks[shown.index(event.inaxes)], int(round(event.ydata)), int(round(event.xdata)))
+    def _show_details(self, task, layer, head, source=None) -> None:
+        self.details(task, layer, head, self.controls["item"].value, source=source)
 
     # --- head details ----------------------------------------------------------------------------
 
-    def details(self, task: str, layer: int, head: int, item: int = 0) -> HeadDetails:
-        """Score, rank and attention pattern (on the task's ``item``-th prompt) of head (layer, head);
-        also shown below the grid."""
+    def details(self, task: str, layer: int, head: int, item: int = 0, source=None) -> HeadDetails:
+        """Score, rank and attention pattern (on the task's ``item``-th prompt) of head (layer, head) of the
+        scores shown (``source``: another (model, method) on screen); also shown below the grid."""
         import torch
 
         from ..metrics import max_positions
 
-        scores = self.scores
+        source = source or self.shown
+        scores = self._cache.get(source) if source else None
         if scores is None:
             raise ValueError("no scores yet: pick a model and method that compute")
         if not isinstance(task, str) or task not in scores.tasks:
@@ -509,13 +872,15 @@ class Explorer:
                 raise ValueError(f"{name} must be an int, got {value!r}")
         if not (0 <= layer < L and 0 <= head < H):
             raise ValueError(f"no head L{layer}.H{head}: layers are 0–{L - 1}, heads 0–{H - 1}")
+        if self._busy():
+            raise ValueError("a job is running on the model: head details after it ends (or press Cancel)")
         t = scores.tasks.index(task)
-        bridge = self.model(self.controls["model"].value)
+        self.grid.status = f"⏳ loading head details of L{layer}.H{head} · {task} …"
+        bridge = self.model(source[0])
         items = self.task_objects()[task].items
         if not 0 <= item < len(items):
             raise ValueError(f"no item {item} in {task!r}: it has items 0–{len(items) - 1}")
-        prompt = items[item].prompt
-        ids = prompt_ids(bridge.tokenizer, prompt)
+        ids = prompt_ids(bridge.tokenizer, items[item].prompt)
         n_ctx = max_positions(bridge)
         if n_ctx is not None and len(ids) > n_ctx:
             raise ValueError(
@@ -527,6 +892,7 @@ class Explorer:
             )
         pattern = cache[hooks.pattern(layer)][0, head].float().cpu().numpy()
         tokens = [bridge.tokenizer.decode([i]) for i in ids]
+        name = self._source_name(source)
         fig = plot.attention_pattern(pattern, tokens, title=f"L{layer}.H{head} · {task} · prompt {item}")
         info = HeadDetails(
             task,
@@ -539,6 +905,8 @@ class Explorer:
             tokens,
             pattern,
             fig,
+            source=name,
+            item=item,
         )
         # Written to the Output's state, not captured with `with out:` — a call from a cell then adds
         # nothing to that cell's own outputs (what nbval compares). The PNG goes in as base64 text: raw
@@ -556,7 +924,34 @@ class Explorer:
                 "data": {"image/png": base64.b64encode(fig._repr_png_()).decode("ascii"), "text/plain": repr(fig)},
             },
         )
+        self.grid.status = f"details: L{layer}.H{head} · {task} · {name}"
+        self._details_of = task
+        c = self.controls
+        with self._quiet():  # the form names the head shown
+            if c["detail_task"].value != task:
+                c["detail_task"].value = task
+                self._fill_items()
+            c["layer"].value, c["head"].value, c["item"].value = layer, head, item
         return info
+
+    # --- sharing ---------------------------------------------------------------------------------
+
+    def save_html(self, path, overwrite: bool = False) -> Path:
+        """Write the grid on screen as a standalone HTML page (no kernel, no internet; hover works)."""
+        if not isinstance(path, (str, Path)) or not str(path).strip():
+            raise ValueError(f"save_html() needs a file path ending in .html, got {path!r}")
+        path = Path(path)
+        if path.suffix.lower() not in (".html", ".htm"):
+            raise ValueError(f"save_html() writes HTML: give a path ending in .html, got {str(path)!r}")
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists: pass overwrite=True to replace it, or another path")
+        if self.scores is None or not self.grid.spec.get("panels"):
+            raise ValueError("nothing to save: the grid shows no panel yet")
+        note = html.unescape(self.status.value.split("<br>")[0].replace("<b>", "").replace("</b>", ""))
+        page = canvas.page(self.grid.state(), title=f"headlab · {self._source_name(self.shown)}", note=note)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, page.encode("utf-8"))
+        return path
 
 
 def explorer(models=None, tasks=None, methods=None, scores=None) -> Explorer:

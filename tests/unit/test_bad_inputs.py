@@ -1250,12 +1250,14 @@ for kw_, error, match in [
     ({"top_k": 0}, ValueError, "top_k must be from 1 to 12"),
     ({"top_k": -1}, ValueError, "top_k must be from 1 to 12"),
     ({"top_k": 99}, ValueError, "top_k must be from 1 to 12"),
-    ({"top_k": 2, "threshold": 0.1}, ValueError, "give threshold or top_k, not both"),
+    ({"top_k": 2, "threshold": 0.1}, ValueError, "give one of threshold, top_k or elbow, not threshold and top_k"),
+    ({"elbow": True, "top_k": 2}, ValueError, "give one of threshold, top_k or elbow"),
+    ({"elbow": "yes"}, ValueError, "elbow must be True or False"),
     ({"normalize": "softmax"}, ValueError, "unknown normalize 'softmax'"),
     ({"vmax": 0}, ValueError, "vmax must be a positive number"),
     ({"vmax": float("nan")}, ValueError, "vmax must be a finite number"),
     ({"vmax": "a"}, ValueError, "vmax must be a number"),
-    ({"signed": "yes"}, ValueError, "signed must be True, False or None"),
+    ({"by": "signed"}, ValueError, "by must be 'value' .* or 'abs'"),
     ({"cmap": "nope"}, ValueError, "unknown cmap 'nope'"),
     ({"cmap": 5}, TypeError, "cmap must be a colour map name"),
     ({"figsize": (0, 1)}, ValueError, "figsize must be .* two positive numbers"),
@@ -1326,21 +1328,22 @@ def nan_grid(c):
 def nan_grid_ok(out, c):
     s, fig = out
     view = fig._headlab_view
-    shown = np.ma.getdata(view.images[0].get_array())
-    expected = s.normalized("fraction")[0]
+    shown = view.displayed()[0]
+    expected = s.normalized("share")[0]
     finite = ~np.isnan(expected)
+    scale = view.scale()
     return (
         np.isnan(shown[1, 2])
         and finite.sum() == L * H - 1
         and np.allclose(shown[finite], expected[finite])  # the panel is drawn, not blanked
-        and view.counts[0].get_text() == "top 2 · 1 NaN"
-        and view.counts[1].get_text() == "top 2"
-        and np.isfinite([view.norm.vmin, view.norm.vmax]).all()
-        and view.images[0].get_cmap().get_bad()[:3] == pytest.approx((0.85, 0.85, 0.85))
+        and view.counts[0].get_text() == "top 2 by s · 1 NaN"
+        and view.counts[1].get_text() == "top 2 by s"
+        and np.isfinite([scale.lo, scale.hi]).all()
+        and tuple(np.asarray(view.images[0].get_array())[1, 2, :3]) == (84, 84, 84)
     )
 
 
-safe("api:plot", "a NaN head is grey, its panel drawn", nan_grid, nan_grid_ok)
+safe("api:plot", "a NaN head is dark grey, its panel drawn", nan_grid, nan_grid_ok)
 
 # --- explorer ------------------------------------------------------------------------------------------------
 
@@ -1429,6 +1432,7 @@ bad(
 def recompute_user_task(c):
     ex = explorer(c, c.mine_scores)
     ex.controls["method"].value = "attribution · zero"
+    ex.wait(60)
     shown_error(ex)
 
 
@@ -1507,7 +1511,7 @@ bad(
     "no task selected",
     no_task_selected,
     WidgetError,
-    "ValueError: no task selected: select at least one task",
+    "ValueError: no task selected: tick at least one task",
 )
 
 

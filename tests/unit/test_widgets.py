@@ -1,17 +1,20 @@
-"""headlab.widgets: the explorer redraws in place from cached scores, computes once per (model, method),
-shows errors as one line and inspects single heads on the tiny model."""
+"""headlab.widgets: the explorer sends numbers to its canvas and redraws from cached scores, computes a new
+method in a worker thread (task by task, asked first when long, cancellable), keeps every readout tied to
+the scores on screen, shows errors as one line, compares two maps and saves a standalone page."""
 
 import base64
+import threading
+import time
 
-import ipywidgets as W
 import numpy as np
 import pytest
-from matplotlib.backend_bases import MouseEvent
 
 from headlab import scoring, widgets
+from headlab.engine import progress
 from headlab.models import ModelInfo
 from headlab.results import HeadScores
 from headlab.tasks import Task
+from headlab.viz import canvas
 
 L, H = 2, 4
 PROMPTS = {"Alpha": ["The cat sat on the", "A dog ran to the"], "Beta": ["One plus one is", "Two plus two is"]}
@@ -38,255 +41,358 @@ def tiny_model():
     return tiny(n_layers=L, n_heads=H)
 
 
-def fake_scores(method="attribution", ablation="resample", seed=0):
-    """Heavy-tailed positive scores (fractions span decades) for the two tasks."""
+def fake_scores(method="attribution", ablation="resample", seed=0, names=tuple(PROMPTS), n_items=1):
+    """Signed heavy-tailed scores for the tasks, ``n_items`` items each."""
     rng = np.random.default_rng(seed)
-    values = 10 ** rng.uniform(-4, 0, (2, L, H))
+    items = rng.choice([-1, 1], (len(names), n_items, L, H)) * 10 ** rng.uniform(-4, 0, (len(names), n_items, L, H))
     return HeadScores(
-        values,
-        list(PROMPTS),
+        items.mean(1),
+        list(names),
         ModelInfo("tiny", L, H, H, 16, 64, 259),
         method,
         {"ablation": ablation, "metric": "logit_diff"},
-        [2, 2],
-        [0.0, 0.0],
-        np.zeros((2, 1, L, H)),
+        [max(n_items, 2)] * len(names),
+        [0.0] * len(names),
+        items,
     )
 
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Replace score() with a recorder returning fake scores of the requested method."""
+    """Replace score() with a recorder returning fake scores of the requested method and tasks, and make
+    every job quick (estimate() says 1 s)."""
     made = []
 
     def fake_score(model, tasks, method="attribution", ablation="resample", **kwargs):
         made.append((model, [t.name for t in tasks], method, kwargs.get("probe", ablation)))
-        return fake_scores(method, ablation, seed=len(made))
+        return fake_scores(method, ablation, seed=len(made), names=[t.name for t in tasks])
 
     monkeypatch.setattr(scoring, "score", fake_score)
+    monkeypatch.setattr(scoring, "estimate", lambda *a, **k: scoring.Estimate(["Alpha"], 1.0, 1.0))
     return made
 
 
 def make(tasks, **kwargs):
     loads = []
     models = kwargs.pop("models", {"tiny": lambda: loads.append(1) or "bridge"})
-    return widgets.explorer(models=models, tasks=tasks, **kwargs), loads
+    ex = widgets.explorer(models=models, tasks=tasks, **kwargs)
+    ex.wait(10)
+    return ex, loads
+
+
+def grid_arrays(ex):
+    """The numbers the canvas holds: per panel (colors (L, H, 4), raw, shown, rank, flags)."""
+    g = ex.grid
+    colors = np.frombuffer(g.colors, np.uint8).reshape(-1, L, H, 4)
+    cells = np.frombuffer(g.cells, np.float32).reshape(-1, L, H, 2)
+    ranks = np.frombuffer(g.ranks, np.int32).reshape(-1, L, H)
+    flags = np.frombuffer(g.flags, np.uint8).reshape(-1, L, H)
+    return colors, cells[..., 0], cells[..., 1], ranks, flags
+
+
+def selected(ex):
+    return (grid_arrays(ex)[4] & canvas.FLAG["selected"]) > 0
+
+
+def titles(ex):
+    return [p["title"] for p in ex.grid.spec["panels"]]
 
 
 def test_layout_and_controls(tasks, calls):
     ex, loads = make(tasks, scores=fake_scores())
-    assert isinstance(ex.widget, W.VBox) and hasattr(ex, "_ipython_display_")
-    assert calls == [] and loads == []  # seeded: nothing computed, the model not even loaded
+    assert hasattr(ex, "_ipython_display_") and calls == [] and loads == []  # seeded: nothing computed
     c = ex.controls
-    assert list(c["method"].options) == [
+    assert list(c["method"].options)[:6] == [
         "attribution · resample",
         "attribution · zero",
         "attribution · mean",
         "ablation · resample",
         "ablation · zero",
         "ablation · mean",
-        "probe · mlp",
-        "probe · logistic",
-        "gating · 3 seeds",
     ]
-    assert c["method"].value == "attribution · resample" and c["tasks"].value == ("Alpha", "Beta")
-    assert isinstance(c["threshold"], W.FloatLogSlider)  # fractions span decades
-    assert c["k"].max == L * H and c["layer"].max == L - 1 and c["head"].max == H - 1
-    assert [t.get_text() for t in ex.view.titles[:2]] == ["Alpha", "Beta"]
-    assert ex.error.value == ""
+    assert c["normalize"].value == "share" and c["select"].value == "none" and c["by"].value == "value"
+    assert c["tasks"].value == ("Alpha", "Beta") and all(chip.value for chip in c["tasks"].chips.values())
+    assert titles(ex) == ["Alpha", "Beta"] and ex.grid.spec["hint"] == "hover a head · click for details"
+    scale = ex.grid.spec["scale"]
+    share = ex.scores.normalized("share")
+    assert scale["lo"] == pytest.approx(-np.abs(share).max()) and scale["hi"] == pytest.approx(np.abs(share).max())
+    _, raw, shown, ranks, _ = grid_arrays(ex)
+    np.testing.assert_allclose(raw, ex.scores.values, rtol=1e-6)
+    np.testing.assert_allclose(shown, share, rtol=1e-6)
+    assert (ranks[1] == ex.scores.rank("Beta")).all()
+    assert ex.error.value == "" and "2 of 2 tasks shown" in ex.status.value
+    assert ex.details_out.outputs == ()  # nothing stale on first display
 
 
-def test_threshold_normalize_tasks_redraw_in_place(tasks, calls):
+def test_selection_controls_redraw_from_cached_numbers(tasks, calls):
     ex, _ = make(tasks, scores=fake_scores())
-    view, images = ex.view, list(ex.view.images)
-    frac = ex.scores.normalized("fraction")
-    slider = ex.controls["threshold"]
-    slider.value = float(np.sort(frac[0].ravel())[-3])  # 3 heads of Alpha pass
-    assert [t.get_text() for t in view.titles[:2]] == ["Alpha", "Beta"]
-    assert view.counts[0].get_text() == "3 ≥ thr"
-    assert view.counts[1].get_text() == f"{int((frac[1] >= slider.value).sum())} ≥ thr"
-    assert (images[0].get_alpha() == 1).sum() == 3
-
-    ex.controls["normalize"].value = "zscore"
-    assert ex.view is view and view.images == images
-    np.testing.assert_allclose(images[1].get_array(), ex.scores.normalized("zscore")[1])
-
-    ex.controls["top_k"].value = True
-    ex.controls["k"].value = 2
-    assert all((im.get_alpha() == 1).sum() == 2 for im in images) and view.counts[0].get_text() == "top 2"
-    assert ex.controls["threshold"].disabled
-
-    ex.controls["tasks"].value = ("Beta",)
-    assert [ax.get_visible() for ax in view.axes] == [True] and view.titles[0].get_text() == "Beta"
-    assert view.counts[0].get_text() == "top 2"
+    c, share = ex.controls, ex.scores.normalized("share")
+    c["select"].value = "threshold"
+    thr = float(np.sort(share[0].ravel())[-3])  # 3 heads of Alpha pass
+    c["threshold_value"].value = thr
+    assert selected(ex)[0].sum() == 3 and (selected(ex)[1] == (share[1] >= thr)).all()
+    assert ex.grid.spec["panels"][0]["label"] == f"3 with s ≥ {thr:.3g}" and c["unit"].value == "share of Σ|s|"
+    c["by"].value = "abs"
+    assert (selected(ex)[1] == (np.abs(share[1]) >= thr)).all()
+    c["select"].value = "top_k"
+    c["k"].value = 2
+    keep = selected(ex)
+    assert (keep.sum((1, 2)) == 2).all() and ex.grid.spec["panels"][0]["label"] == "top 2 by |s|"
+    c["by"].value = "value"
+    top = sorted((l, h) for l, h, _ in ex.scores.top("Alpha", 2))
+    assert sorted(zip(*np.nonzero(selected(ex)[0]))) == top  # as top() ranks
+    c["normalize"].value = "zscore"
+    np.testing.assert_allclose(grid_arrays(ex)[2], ex.scores.normalized("zscore"), rtol=1e-5)
+    c["tasks"].chips["Alpha"].value = False  # a chip click
+    assert c["tasks"].value == ("Beta",) and titles(ex) == ["Beta"] and "1 of 2 tasks shown" in ex.status.value
     assert calls == []  # all of it from the cached scores
 
 
-def test_method_and_model_changes_score_once(tasks, calls):
+def test_out_of_range_input_is_an_error_not_a_clamp(tasks, calls, tiny_model):
+    ex, _ = make(tasks, scores=fake_scores(), models={"tiny": tiny_model})
+    c = ex.controls
+    c["select"].value = "top_k"
+    c["k"].value = 99
+    assert "k must be between 1 and 8" in ex.error.value and c["k"].value == 99
+    c["k"].value = 3
+    assert ex.error.value == ""
+    c["layer"].value = 45
+    c["show"].click()
+    assert "no head L45.H0: layers are 0–1" in ex.error.value and c["layer"].value == 45
+    c["tasks"].value = ()
+    assert "no task selected" in ex.error.value and ex.grid.spec["panels"] == []
+
+
+def test_method_change_computes_task_by_task_in_a_thread(tasks, calls):
     ex, loads = make(tasks, scores=fake_scores(), models={"tiny": lambda: "bridge-a", "other": lambda: "bridge-b"})
     ex.controls["method"].value = "ablation · zero"
-    assert calls == [("bridge-a", ["Alpha", "Beta"], "ablation", "zero")]
-    assert ex.scores.method == "ablation" and ex.error.value == ""
-    np.testing.assert_allclose(ex.view.images[0].get_array(), ex.scores.normalized("fraction")[0])
+    ex.wait(10)
+    # one call per task (progress counts tasks, a cancel keeps the finished ones), then one from the cache
+    assert calls == [
+        ("bridge-a", ["Alpha"], "ablation", "zero"),
+        ("bridge-a", ["Beta"], "ablation", "zero"),
+        ("bridge-a", ["Alpha", "Beta"], "ablation", "zero"),
+    ]
+    assert ex.scores.method == "ablation" and ex.shown == ("tiny", "ablation · zero") and ex.error.value == ""
     ex.controls["method"].value = "attribution · resample"  # seeded: cached
     ex.controls["method"].value = "ablation · zero"  # computed once already
-    assert len(calls) == 1
+    ex.wait(10)
+    assert len(calls) == 3
     ex.controls["model"].value = "other"
-    assert len(calls) == 2 and calls[-1][0] == "bridge-b"
-    ex.controls["method"].value = "probe · logistic"  # the probe kind goes to score() as probe=
-    assert calls[-1] == ("bridge-b", ["Alpha", "Beta"], "probe", "logistic")
+    ex.wait(10)
+    assert calls[-1][0] == "bridge-b" and ex.shown == ("other", "ablation · zero")
+    ex.controls["method"].value = "probe · logistic"  # a joint scorer: all tasks in one call
+    ex.wait(10)
+    assert calls[-2:] == [("bridge-b", ["Alpha", "Beta"], "probe", "logistic")] * 2
 
 
-def test_score_error_is_one_line(tasks, monkeypatch):
-    def broken(*args, **kwargs):
-        raise RuntimeError("out of memory\nTraceback (most recent call last): ...")
-
-    monkeypatch.setattr(scoring, "score", broken)
+def test_a_long_job_asks_first(tasks, calls, monkeypatch):
+    monkeypatch.setattr(scoring, "estimate", lambda *a, **k: scoring.Estimate(["Alpha", "Beta"], 1e9, 940.0))
     ex, _ = make(tasks, scores=fake_scores())
-    shown = ex.scores
+    ex.controls["method"].value = "ablation · resample"
+    ex.wait(10)
+    assert calls == [] and ex._ask_box.layout.display == "flex"
+    assert "about <b>16 min</b>" in ex.ask.value and "2 of 2 tasks to compute" in ex.ask.value
+    assert ex.controls["method"].value == "attribution · resample"  # the menu shows what is on screen
+    ex.controls["keep"].click()
+    assert ex._ask_box.layout.display == "none" and calls == []
+    ex.controls["method"].value = "ablation · resample"
+    ex.wait(10)
+    ex.controls["run"].click()
+    ex.wait(10)
+    assert ex.shown == ("tiny", "ablation · resample") and len(calls) == 3
+
+
+def test_cancel_stops_within_a_second_and_keeps_finished_tasks(tasks, calls, monkeypatch):
+    finished = []
+
+    def slow_score(model, tasks, method="attribution", ablation="resample", **kwargs):
+        bar = progress.bar(1000, "steps")
+        for _ in range(1000):
+            time.sleep(0.01)  # a forward pass
+            bar.update(1)
+        finished.append([t.name for t in tasks])
+        return fake_scores(method, ablation, names=[t.name for t in tasks])
+
+    ex, _ = make(tasks, scores=fake_scores())
+    monkeypatch.setattr(scoring, "score", slow_score)
     ex.controls["method"].value = "ablation · mean"
-    assert "RuntimeError: out of memory" in ex.error.value
-    assert "Traceback" not in ex.error.value and "\n" not in ex.error.value
-    assert ex.scores is shown and ex.view.scores is shown
-    ex.controls["tasks"].value = ()
-    assert "select at least one task" in ex.error.value
+    time.sleep(0.3)
+    assert ex._job_box.layout.display == "flex" and ex.controls["method"].disabled
+    assert ex.job_label.value.startswith("task 1 of 2 · Alpha · ") and 0 < ex.bar.value < 0.5
+    # the view stays live meanwhile, on the scores on screen
+    ex.controls["select"].value = "top_k"
+    ex.controls["k"].value = 2
+    assert selected(ex).sum() == 4 and ex.error.value == ""
+    start = time.monotonic()
+    ex.controls["cancel"].click()
+    ex.wait(5)
+    assert time.monotonic() - start < 1.0 and finished == []
+    assert "cancelled ablation · mean on tiny: 0 of 2 tasks finished" in ex.status.value
+    assert ex.controls["method"].value == "attribution · resample" and not ex.controls["method"].disabled
+    assert ex.controls["k"].value == 2 and selected(ex).sum() == 4  # nothing reset
 
 
-def test_seeded_without_tasks_loads_builtin_lazily(calls):
-    ex = widgets.explorer(models={"tiny": lambda: "bridge"}, scores=fake_scores())
-    assert ex.controls["tasks"].options == ("Alpha", "Beta") and ex.error.value == ""
-    ex.controls["method"].value = "attribution · zero"  # needs the Task objects: not built-in names
-    assert ex.error.value.count("TaskError: unknown built-in task") == 1 and calls == []
+def test_block_hooks_stop_a_forward_pass(tiny_model):
+    """The stop check runs before every block, in the watching thread only, and leaves the cache usable."""
+    import torch
+
+    from headlab import cache
+    from headlab.engine.forward import final_resid
+
+    tokens = torch.tensor([[1, 2, 3, 4]])
+    seen = []
+    with progress.watching(lambda *a: None, model=tiny_model, stop=lambda: seen.append(1) or len(seen) > 1):
+        assert not cache.hooks_active(tiny_model)
+        with pytest.raises(progress.Cancelled):
+            final_resid(tiny_model, tokens)
+        other = []
+        t = threading.Thread(target=lambda: other.append(final_resid(tiny_model, tokens)))
+        t.start()
+        t.join()
+        assert len(other) == 1  # another thread's pass is not stopped
+    assert len(seen) == 2  # stopped before the second block
+    final_resid(tiny_model, tokens)  # the hooks are gone
 
 
-def test_linear_slider_when_values_do_not_span_decades(tasks, calls):
-    seed = fake_scores()
-    seed.values[:] = 1 + np.random.default_rng(1).random(seed.values.shape)
-    ex, _ = make(tasks, scores=seed)
-    assert type(ex.controls["threshold"]) is W.FloatSlider
+def test_readouts_follow_the_scores_on_screen(tasks, tiny_model, calls):
+    ex, _ = make(tasks, scores=fake_scores(), models={"tiny": tiny_model})
+    ex.details("Beta", 1, 2)
+    assert "L1.H2 in Beta · attribution · resample on tiny" in ex.details_out.outputs[0]["data"]["text/plain"]
+    version = ex.grid.spec["version"]
+    ex.controls["method"].value = "ablation · zero"
+    ex.wait(10)
+    assert ex.grid.spec["version"] > version  # the canvas clears its hover line on a new version
+    assert ex.details_out.outputs[0]["data"]["text/plain"].startswith("(head details cleared: the scores changed")
+    assert "ablation · zero on tiny" in ex.status.value
+    ex.details("Beta", 1, 2)
+    ex.controls["tasks"].value = ("Alpha",)
+    assert "its task is no longer shown" in ex.details_out.outputs[0]["data"]["text/plain"]
 
 
-def test_computes_at_start_without_seed(tasks, calls):
-    ex, loads = make(tasks, methods=["ablation · zero", ("attribution", "mean")])
-    assert list(ex.controls["method"].options) == ["ablation · zero", "attribution · mean"]
-    assert loads == [1] and calls == [("bridge", ["Alpha", "Beta"], "ablation", "zero")]
-    with pytest.raises(ValueError, match="unknown method"):
-        make(tasks, methods=["gradient"])
-
-
-def test_details_value_rank_and_pattern(tasks, tiny_model, calls):
+def test_details_value_rank_pattern_and_item(tasks, tiny_model, calls):
     seed = fake_scores()
     ex, _ = make(tasks, scores=seed, models={"tiny": tiny_model})
     info = ex.details("Beta", 1, 2)
-    assert info.value == pytest.approx(seed.values[1, 1, 2])
-    assert info.rank == seed.rank("Beta")[1, 2] and info.n_heads == L * H
-    assert info.shown == pytest.approx(seed.normalized("fraction")[1, 1, 2])
+    assert info.value == pytest.approx(seed.values[1, 1, 2]) and info.rank == seed.rank("Beta")[1, 2]
+    assert info.shown == pytest.approx(seed.normalized("share")[1, 1, 2]) and info.n_heads == L * H
     assert info.tokens[0] == "<|bos|>" and "".join(info.tokens[1:]) == PROMPTS["Beta"][0]
-    assert info.pattern.shape == (len(info.tokens),) * 2
     np.testing.assert_allclose(info.pattern.sum(-1), 1, atol=1e-5)
-    ax, labels = info.figure.axes[0], [t.replace(" ", "␣") for t in info.tokens]
-    assert [t.get_text() for t in ax.get_xticklabels()] == labels
-    assert [t.get_text() for t in ax.get_yticklabels()] == labels
-    assert "rank" in info.summary()
-    # shown below the grid: the summary, and the pattern as base64 PNG text (bytes would reach the
-    # browser as a binary buffer and render as a broken image)
     text, image = ex.details_out.outputs
     assert info.summary() in text["data"]["text/plain"]
-    png = base64.b64decode(image["data"]["image/png"], validate=True)
-    assert png.startswith(b"\x89PNG")
-    with pytest.raises(ValueError, match="no head"):
-        ex.details("Beta", L, 0)
-
-    # a click on a panel (interactive canvases) selects that head and shows its details
-    ax = ex.view.axes[1]
-    x, y = ax.transData.transform((3, 1))
-    ex.figure.canvas.callbacks.process("button_press_event", MouseEvent("button_press_event", ex.figure.canvas, x, y))
+    assert base64.b64decode(image["data"]["image/png"], validate=True).startswith(b"\x89PNG")
+    second = ex.details("Beta", 1, 2, item=1)
+    assert "".join(second.tokens[1:]) == PROMPTS["Beta"][1] and "prompt 1" in second.summary()
+    # a click on the canvas: the form follows the clicked head, the details come, the busy line is replaced
+    ex.grid._on_msg(ex.grid, {"event": "click", "panel": 0, "layer": 1, "head": 3}, [])
     c = ex.controls
-    assert (c["detail_task"].value, c["layer"].value, c["head"].value) == ("Beta", 1, 3)
-    assert ex.error.value == "" and calls == []
+    assert (c["detail_task"].value, c["layer"].value, c["head"].value) == ("Alpha", 1, 3)
+    assert "L1.H3 in Alpha" in ex.details_out.outputs[0]["data"]["text/plain"]
+    assert ex.grid.status.startswith("details: L1.H3 · Alpha") and ex.error.value == ""
+    assert [label for label, _ in c["item"].options][1].startswith("1: A dog ran")
 
 
-def test_pointer_on_the_grid_png(tasks, tiny_model, calls):
-    """ipyevents on the PNG: image pixels (origin top left) → (task, layer, head); hover names, click shows."""
-    seed = fake_scores()
-    ex, _ = make(tasks, scores=seed, models={"tiny": tiny_model})
-    png = ex.image.value
-    import io
-
-    from PIL import Image
-
-    width, height = Image.open(io.BytesIO(png)).size
-    assert (width, height) == (round(ex.figure.bbox.width), round(ex.figure.bbox.height))
-    x, y_up = ex.view.axes[1].transData.transform((2, 0))  # Beta, layer 0, head 2 in display coordinates
-    pixel = {"dataX": x, "dataY": height - y_up}
-    assert ex.head_at(pixel["dataX"], pixel["dataY"]) == ("Beta", 0, 2)
-    ex._on_pointer({"type": "mousemove", **pixel})
-    assert (
-        ex.hover.value.startswith("L0.H2 · Beta: score")
-        and f"rank {seed.rank('Beta')[0, 2]} of {L * H}" in ex.hover.value
-    )
-    ex._on_pointer({"type": "mousemove", "dataX": 1, "dataY": 1})  # the margin: no head
-    assert ex.hover.value == "" and ex.head_at(1, 1) is None
-    ex._on_pointer({"type": "click", **pixel})
-    c = ex.controls
-    assert (c["detail_task"].value, c["layer"].value, c["head"].value) == ("Beta", 0, 2)
-    assert "L0.H2 in Beta" in ex.details_out.outputs[0]["data"]["text/plain"]
-    assert ex.error.value == ""
-
-
-def scores_with_items(n_items=6):
-    """Fake scores whose per_example holds ``n_items`` items per task, heads 0.x strongly positive."""
-    rng = np.random.default_rng(4)
-    items = rng.normal(0, 0.2, (2, n_items, L, H))
-    items[:, :, 0] += 3.0
-    return HeadScores(
-        items.mean(1),
-        list(PROMPTS),
-        ModelInfo("tiny", L, H, H, 16, 64, 259),
-        "attribution",
-        {"ablation": "resample", "metric": "logit_diff"},
-        [n_items] * 2,
-        [0.0, 0.0],
-        items,
-    )
-
-
-def test_ci_toggle_shows_cached_significance(tasks, calls, monkeypatch):
+def test_ci_toggle_marks_bootstrap_significance(tasks, calls, monkeypatch):
     from headlab import stats
 
     made = []
     real = stats.bootstrap
     monkeypatch.setattr(stats, "bootstrap", lambda s, **kw: made.append(s) or real(s, **kw))
-    seed = scores_with_items()
+    seed = fake_scores(n_items=6)
+    seed.per_example[:, :, 0] += 3.0
+    seed.values[:] = seed.per_example.mean(1)
     ex, _ = make(tasks, scores=seed)
-    ci, view = ex.controls["ci"], ex.view
-    markers = list(view.markers)
-    assert not ci.disabled and not ci.value and made == []
-    assert not any(m.get_visible() for m in markers)
-
-    ci.value = True
-    expected = real(seed).significant
-    assert made == [seed] and ex.error.value == "" and view.markers == markers
-    for i in range(2):
-        assert markers[i].get_visible()
-        shown = sorted((int(y), int(x)) for x, y in markers[i].get_offsets())
-        assert shown == sorted(map(tuple, np.argwhere(expected[i]).tolist()))
-    assert expected[:, 0].all()  # the strong heads are marked
-
-    ci.value = False
-    assert not any(m.get_visible() for m in markers)
-    ci.value = True
-    ex.controls["top_k"].value = True
-    assert markers[0].get_visible() and made == [seed]  # computed once for these scores
-
-    ex.controls["method"].value = "ablation · zero"  # new scores without items: CI switches off
-    assert ci.disabled and not ci.value and ex.error.value == ""
-    assert not any(m.get_visible() for m in ex.view.markers) and made == [seed]
-
-
-def test_ci_toggle_disabled_without_items(tasks, calls):
-    ex, _ = make(tasks, scores=fake_scores())  # per_example holds 1 row, n_examples says 2
     ci = ex.controls["ci"]
-    assert ci.disabled and ci.tooltip.startswith("CI unavailable:")
-    ex2, _ = make(tasks, scores=scores_with_items(1))
-    assert ex2.controls["ci"].disabled and "at least 2" in ex2.controls["ci"].tooltip
+    assert not ci.disabled and made == []
+    ci.value = True
+    sig = (grid_arrays(ex)[4] & canvas.FLAG["significant"]) > 0
+    assert (sig == real(seed).significant).all() and sig[:, 0].all() and made == [seed]
+    assert any(e["text"] == "● 95% CI excludes 0" for e in ex.grid.spec["legend"])
+    ci.value = False
+    ci.value = True
+    assert made == [seed]  # computed once for these scores
+    ex2, _ = make(tasks, scores=fake_scores(n_items=1))
+    assert ex2.controls["ci"].disabled and ex2.controls["ci"].tooltip.startswith("CI unavailable:")
+
+
+def test_compare_side_by_side_and_difference(tasks, calls):
+    ex, _ = make(tasks, scores=fake_scores())
+    c = ex.controls
+    assert c["compare"].options[0] == widgets.NO_COMPARE and "method: ablation · zero" in c["compare"].options
+    c["compare"].value = "method: ablation · zero"
+    ex.wait(10)
+    assert titles(ex) == ["Alpha · A", "Alpha · B", "Beta · A", "Beta · B"] and ex.grid.spec["pair"]
+    other = ex._cache[("tiny", "ablation · zero")]
+    np.testing.assert_allclose(grid_arrays(ex)[2][1], other.normalized("share")[0], rtol=1e-6)
+    assert "B = ablation · zero on tiny" in ex.status.value
+    c["compare_mode"].value = "difference"
+    diff = ex.scores.normalized("share") - other.normalized("share")
+    assert titles(ex) == ["Alpha: A − B", "Beta: A − B"]
+    np.testing.assert_allclose(grid_arrays(ex)[1], diff, rtol=1e-5, atol=1e-7)
+    c["compare"].value = widgets.NO_COMPARE
+    assert titles(ex) == ["Alpha", "Beta"]
+
+
+def test_save_html_is_standalone_and_never_overwrites(tasks, calls, tmp_path):
+    ex, _ = make(tasks, scores=fake_scores())
+    ex.controls["select"].value = "top_k"
+    ex.controls["k"].value = 3
+    path = ex.save_html(tmp_path / "map.html")
+    page = path.read_text()
+    assert "http://" not in page and "https://" not in page and "<script src" not in page  # nothing fetched
+    assert "function mount(" in page and "top 3 by s" in page
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        ex.save_html(path)
+    ex.save_html(path, overwrite=True)
+    with pytest.raises(ValueError, match="ending in .html"):
+        ex.save_html(tmp_path / "map.png")
+
+
+def test_seeded_without_tasks_loads_builtin_lazily(calls):
+    ex = widgets.explorer(models={"tiny": lambda: "bridge"}, scores=fake_scores())
+    assert ex.controls["tasks"].value == ("Alpha", "Beta") and ex.error.value == ""
+    ex.controls["method"].value = "attribution · zero"  # needs the Task objects: not built-in names
+    ex.wait(10)
+    assert ex.error.value.count("TaskError: unknown built-in task") == 1 and calls == []
+    assert ex.controls["method"].value == "attribution · resample"
+
+
+def test_score_error_is_one_line(tasks, calls, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory\nTraceback (most recent call last): ...")
+
+    ex, _ = make(tasks, scores=fake_scores())
+    monkeypatch.setattr(scoring, "score", broken)
+    shown = ex.scores
+    ex.controls["method"].value = "ablation · mean"
+    ex.wait(10)
+    assert "RuntimeError: out of memory" in ex.error.value
+    assert "Traceback" not in ex.error.value and "\n" not in ex.error.value
+    assert ex.scores is shown and ex.controls["method"].value == "attribution · resample"
+
+
+def test_computes_at_start_without_seed(tasks, calls):
+    ex, loads = make(tasks, methods=["ablation · zero", ("attribution", "mean")])
+    assert list(ex.controls["method"].options) == ["ablation · zero", "attribution · mean"]
+    assert loads == [1] and calls[-1] == ("bridge", ["Alpha", "Beta"], "ablation", "zero")
+    with pytest.raises(ValueError, match="unknown method"):
+        make(tasks, methods=["gradient"])
+
+
+def test_canvas_state_packs_every_head():
+    from headlab.viz import display
+
+    s = fake_scores(n_items=1)
+    s.values[1, 0, 0] = np.nan
+    sel = display.Selection(top_k=3)
+    panels = display.task_panels(s, s.tasks, "share", sel)
+    scale = display.scale_of([p.shown for p in panels], "share", vmax=0.05)
+    st = canvas.state(panels, scale, unit="u", label="l")
+    flags = np.frombuffer(st["flags"], np.uint8).reshape(2, L, H)
+    assert ((flags & canvas.FLAG["selected"]) > 0).sum() == 6
+    assert (flags[1, 0, 0] & canvas.FLAG["missing"]) and not (flags[0, 0, 0] & canvas.FLAG["missing"])
+    above = (flags & canvas.FLAG["above"]) > 0
+    assert (above == (np.nan_to_num(s.normalized("share")) > 0.05)).all()
+    colors = np.frombuffer(st["colors"], np.uint8).reshape(2, L, H, 4)
+    assert (colors == np.stack([display.shade(p.shown, scale, p.selected) for p in panels])).all()
+    assert st["spec"]["scale"]["ticks"][-1]["text"].endswith("+")
