@@ -1,14 +1,20 @@
-"""Redraw cost of the head-importance grid: full rebuild vs in-place ``GridView.update``.
+"""Kernel-side cost of an explorer redraw: what the grid sends now (numbers for the browser's canvas) against
+what it sent before (a PNG drawn by matplotlib), side by side in one run.
 
-Run: ``MPLBACKEND=Agg python benchmarks/bench_redraw.py``. For two 8-task HeadScores (30 × 9, the
-embedded SmolLM2, and 32 × 32), times (a) ``heatmap_grid(...)`` to PNG, (b)
-``view.update(threshold=...)`` + a full draw to PNG and (c) the same update + ``view.render_png()``
-(blitting); prints the median ms of ``RUNS`` runs and the ratio.
-Goal: in-place ≤ 150 ms for the 8-panel grid.
+Run: ``MPLBACKEND=Agg python benchmarks/bench_redraw.py``. For two 8-task HeadScores (30 × 9, the embedded
+SmolLM2, and 32 × 32), with thresholds cycling through quantiles, times per redraw (median of ``RUNS``):
+
+- **numbers**: ``display.task_panels`` + ``scale_of`` + ``canvas.state`` — the explorer's whole kernel-side
+  redraw — and the bytes it sends;
+- **PNG**: ``GridView.update`` + a full matplotlib draw to PNG at the same panel count, and its bytes.
+
+The browser's own time from the action to the drawn canvas is measured by ``tests/browser`` (goal ≤ 150 ms,
+median of 10; ``artifacts/browser/latency.json``).
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -16,10 +22,10 @@ import numpy as np
 from headlab.models import ModelInfo
 from headlab.results import HeadScores
 from headlab.tasks import TASK_NAMES
+from headlab.viz import canvas, display
 from headlab.viz.plot import heatmap_grid
 
 RUNS = 20
-GOAL_MS = 150.0
 
 
 def fake_scores(n_layers: int, n_heads: int, seed: int = 0) -> HeadScores:
@@ -29,60 +35,47 @@ def fake_scores(n_layers: int, n_heads: int, seed: int = 0) -> HeadScores:
     values = rng.standard_normal((t, n_layers, n_heads)) * rng.gamma(0.5, 1.0, (t, n_layers, n_heads))
     info = ModelInfo(f"random-{n_layers}x{n_heads}", n_layers, n_heads, n_heads, 64, 576, 49152)
     return HeadScores(
-        values,
-        list(TASK_NAMES),
-        info,
-        "attribution",
-        {"seed": seed},
-        [1] * t,
-        np.zeros(t),
+        values, list(TASK_NAMES), info, "attribution", {"seed": seed}, [1] * t, np.zeros(t),
         values[:, None].astype(np.float32),
-    )
+    )  # fmt: skip
 
 
-def median_ms(fn, runs: int = RUNS) -> float:
-    times = []
+def median_ms(fn, runs: int = RUNS) -> tuple[float, int]:
+    times, size = [], 0
     for i in range(runs):
         start = time.perf_counter()
-        fn(i)
+        size = fn(i)
         times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+    return 1000 * float(np.median(times)), size
 
 
-def bench(scores: HeadScores) -> tuple[float, float, float]:
-    """(rebuild, in-place full draw, in-place blit) ms per redraw to PNG bytes — what the explorer shows —
-    with thresholds cycling through quantiles of the fraction map."""
-    thresholds = np.quantile(scores.normalized("fraction"), np.linspace(0.5, 0.95, RUNS))
+def bench(scores: HeadScores) -> tuple[tuple[float, int], tuple[float, int]]:
+    thresholds = np.quantile(scores.normalized("share"), np.linspace(0.5, 0.95, RUNS))
+    tasks = list(scores.tasks)
 
-    def rebuild(i):
-        heatmap_grid(scores, threshold=thresholds[i])._repr_png_()
+    def numbers(i):
+        sel = display.Selection(threshold=float(thresholds[i]))
+        panels = display.task_panels(scores, tasks, "share", sel)
+        scale = display.scale_of([p.shown for p in panels], "share")
+        state = canvas.state(panels, scale, unit="share of Σ|s|", label="signed share s/Σ|s|", version=i)
+        return len(json.dumps(state["spec"])) + sum(len(state[k]) for k in canvas.BINARY)
 
-    fig = heatmap_grid(scores, threshold=thresholds[0])
+    fig = heatmap_grid(scores, threshold=float(thresholds[0]))
     view = fig._headlab_view
-    view.render_png()
 
-    def in_place_full(i):
-        view.update(threshold=thresholds[i])
-        fig._repr_png_()
+    def png(i):
+        view.update(threshold=float(thresholds[i]))
+        return len(fig._repr_png_())
 
-    def in_place_blit(i):
-        view.update(threshold=thresholds[i])
-        view.render_png()
-
-    return median_ms(rebuild), median_ms(in_place_full), median_ms(in_place_blit)
+    return median_ms(numbers), median_ms(png)
 
 
 def main() -> None:
-    print(
-        f"{'scores':<10} {'rebuild':>9} {'in place, full draw':>20} {'in place, blit':>15} {'ratio':>6}  "
-        f"goal ≤ {GOAL_MS:.0f} ms"
-    )
+    print(f"{'scores':<10} {'numbers (ms, kB)':>18} {'PNG (ms, kB)':>16} {'ratio':>6}")
     for shape in ((30, 9), (32, 32)):
-        scores = fake_scores(*shape)
-        full, redraw, blit = bench(scores)
-        status = "ok" if blit <= GOAL_MS else "SLOW"
-        name = f"8×{shape[0]}×{shape[1]}"
-        print(f"{name:<10} {full:>7.1f}ms {redraw:>18.1f}ms {blit:>13.1f}ms {full / blit:>5.1f}×  {status}")
+        (n_ms, n_b), (p_ms, p_b) = bench(fake_scores(*shape))
+        label = f"8×{shape[0]}×{shape[1]}"
+        print(f"{label:<10} {n_ms:>9.1f} {n_b / 1024:>7.0f} {p_ms:>9.1f} {p_b / 1024:>6.0f} {p_ms / n_ms:>5.1f}×")
 
 
 if __name__ == "__main__":

@@ -94,6 +94,7 @@ def state(
             "lut": scale.lut(),
             "ticks": [{"v": float(t), "text": scale.tick_text(float(t))} for t in scale.ticks()],
             "label": label,
+            "cmap": scale.cmap,
         },
         "legend": [{"text": LEGEND[k], **({"swatch": SWATCH[k]} if k in SWATCH else {})} for k in keys],
         "unit": unit,

@@ -70,7 +70,11 @@ export function draw(state, el) {
   const readout = root.querySelector(".hl-readout");
   if (!spec || !spec.panels || !spec.panels.length) {
     canvas.width = 0;
+    canvas.style.height = "0px";
     readout.textContent = spec && spec.empty ? spec.empty : "";
+    el.dataset.panels = "";
+    el.dataset.draws = String(Number(el.dataset.draws || 0) + 1);
+    el.dataset.drawnAt = String(performance.now());
     return;
   }
   const width = Math.max(MIN_W, Math.floor(root.clientWidth || el.clientWidth || 900));
@@ -214,6 +218,9 @@ export function draw(state, el) {
   }
   state.layout = lay;
   state.offsets = offs;
+  el.dataset.scale = JSON.stringify({ lo: s.lo, hi: s.hi, label: s.label, cmap: s.cmap });
+  el.dataset.legend = spec.legend.map((e) => e.text).join(" | ");
+  el.dataset.panels = spec.panels.map((p) => p.title).join(" | ");
   el.dataset.draws = String(Number(el.dataset.draws || 0) + 1);
   el.dataset.drawnAt = String(performance.now());
 }
@@ -273,6 +280,7 @@ export function mount(model, el) {
   const hint = root.querySelector(".hl-hint");
   const status = root.querySelector(".hl-status");
   const state = {};
+  el.headlabState = state; // for tests and the curious: what is drawn, and where
   let queued = false;
   const redraw = () => {
     queued = false;

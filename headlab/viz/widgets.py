@@ -48,6 +48,12 @@ METHODS = scorers.variants()  # "method · variant" → (method, score() keyword
 NORMALIZE_OPTIONS = tuple((label, key) for key, label in display.DISPLAYS.items())
 SELECT_OPTIONS = (("none", "none"), ("threshold", "threshold"), ("top-k", "top_k"), ("elbow", "elbow"))
 BY_OPTIONS = (("by s (signed)", "value"), ("by |s|", "abs"))
+CLIP_OPTIONS = (
+    ("full range", 0.0),
+    ("clip at 99.5th pct", 99.5),
+    ("clip at 99th pct", 99.0),
+    ("clip at 95th pct", 95.0),
+)
 COMPARE_MODES = (("side by side", "side"), ("difference A − B", "difference"))
 NO_COMPARE = "— none —"
 DEFAULT_MODEL = "smollm2-135m (embedded)"
@@ -290,9 +296,7 @@ class Explorer:
             "compare": W.Dropdown(options=[NO_COMPARE], description="Compare with", style=wide),
             "compare_mode": W.ToggleButtons(options=COMPARE_MODES, value="side", style={"button_width": "auto"}),
             "normalize": W.Dropdown(options=NORMALIZE_OPTIONS, value="share", description="Colour", style=wide),
-            "select": W.ToggleButtons(
-                options=SELECT_OPTIONS, value="none", description="Select", style={"button_width": "auto", **wide}
-            ),
+            "select": W.ToggleButtons(options=SELECT_OPTIONS, value="none", style={"button_width": "auto"}),
             "by": W.ToggleButtons(options=BY_OPTIONS, value="value", style={"button_width": "auto"}),
             "threshold": W.FloatLogSlider(
                 value=0.01, base=10, min=-4, max=0, step=0.02, readout=False, continuous_update=False
@@ -300,6 +304,7 @@ class Explorer:
             "threshold_value": W.FloatText(value=0.01, layout=small("110px"), step=None),
             "unit": W.Label(""),
             "k": W.IntText(value=10, description="k", layout=small("120px"), style=wide),
+            "clip": W.Dropdown(options=CLIP_OPTIONS, value=0.0, description="Scale", style=wide),
             "ci": W.ToggleButton(value=False, description="CI dots", tooltip=CI_TOOLTIP, layout=small("auto")),
             "tasks": TaskChips(names),
             "detail_task": W.Dropdown(options=names, description="Task", style=wide),
@@ -327,7 +332,7 @@ class Explorer:
         c["compare"].observe(self._on_compare, names="value")
         for name in ("normalize", "by"):
             c[name].observe(self._on_display, names="value")
-        for name in ("tasks", "k", "ci", "compare_mode", "select"):
+        for name in ("tasks", "k", "ci", "compare_mode", "select", "clip"):
             c[name].observe(self._on_view, names="value")
         c["threshold"].observe(self._on_slider, names="value")
         c["threshold_value"].observe(self._on_typed, names="value")
@@ -341,8 +346,8 @@ class Explorer:
                 W.HBox(
                     [c["model"], c["method"], c["compare"], c["compare_mode"]], layout=W.Layout(flex_flow="row wrap")
                 ),
-                W.HBox([c["normalize"], c["ci"]], layout=W.Layout(flex_flow="row wrap")),
-                W.HBox([c["select"], c["by"]], layout=W.Layout(flex_flow="row wrap")),
+                W.HBox([c["normalize"], c["clip"], c["ci"]], layout=W.Layout(flex_flow="row wrap")),
+                W.HBox([W.Label("Select"), c["select"], c["by"]], layout=W.Layout(flex_flow="row wrap")),
                 W.HBox([self._threshold_box, self._k_box], layout=W.Layout(flex_flow="row wrap")),
                 c["tasks"],
                 self._ask_box,
@@ -673,7 +678,7 @@ class Explorer:
             panels = display.task_panels(a, tasks, normalize, sel, sig)
             sources = [(self.shown, t) for t in tasks]
             cols, pair = 4, False
-        scale = display.scale_of([p.shown for p in panels], normalize)
+        scale = display.scale_of([p.shown for p in panels], normalize, self._clip_at(panels))
         self._version += 1
         self._panel_sources = sources
         self.grid.show(
@@ -688,6 +693,16 @@ class Explorer:
             )
         )
         self._status(panels, names if other else None)
+
+    def _clip_at(self, panels) -> float | None:
+        """The colour scale's limit for the *Scale* choice: a percentile of |displayed values| (None: full)."""
+        q = self.controls["clip"].value
+        if not q:
+            return None
+        values = np.abs(np.concatenate([p.shown.ravel() for p in panels]))
+        values = values[np.isfinite(values)]
+        limit = float(np.percentile(values, q)) if values.size else 0.0
+        return limit if limit > 0 else None
 
     def _source_name(self, key) -> str:
         return f"{key[1]} on {key[0]}" if key else ""
@@ -706,6 +721,8 @@ class Explorer:
             f"colour: {html.escape(display.DISPLAYS[c['normalize'].value])}",
             f"selection: {how}{by}",
         ]
+        if c["clip"].value:
+            parts.append(f"scale clipped at the {c['clip'].value:g}th percentile of |v| (▲▼ mark the cells beyond)")
         if names:
             mode = "A − B" if c["compare_mode"].value == "difference" else "A | B side by side"
             parts.append(f"compared ({mode}): A = {html.escape(names[0])}, B = {html.escape(names[1])}")

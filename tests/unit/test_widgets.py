@@ -148,6 +148,18 @@ def test_selection_controls_redraw_from_cached_numbers(tasks, calls):
     assert calls == []  # all of it from the cached scores
 
 
+def test_scale_clip_marks_the_cells_beyond(tasks, calls):
+    ex, _ = make(tasks, scores=fake_scores())
+    share = np.abs(ex.scores.normalized("share"))
+    ex.controls["clip"].value = 95.0
+    limit = np.percentile(share, 95.0)
+    assert ex.grid.spec["scale"]["hi"] == pytest.approx(limit)
+    flags = grid_arrays(ex)[4]
+    beyond = (flags & (canvas.FLAG["above"] | canvas.FLAG["below"])) > 0
+    assert (beyond == (share > limit * (1 + 1e-9))).all() and beyond.any()
+    assert ex.grid.spec["scale"]["ticks"][-1]["text"].endswith("+") and "clipped at the 95th" in ex.status.value
+
+
 def test_out_of_range_input_is_an_error_not_a_clamp(tasks, calls, tiny_model):
     ex, _ = make(tasks, scores=fake_scores(), models={"tiny": tiny_model})
     c = ex.controls

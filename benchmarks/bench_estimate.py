@@ -1,0 +1,40 @@
+"""The explorer's cost model against real runs: ``scoring.estimate`` (each scorer's ``cost`` in block-token
+passes over the model's measured rate) next to the measured time of the same ``score()`` call, side by side.
+
+Run: ``python benchmarks/bench_estimate.py`` (embedded model, two built-in tasks of 8 items, no cache).
+Prints, per method, the estimate, the measured time and their ratio. The explorer asks before a job it
+estimates above 30 s; a ratio within about 2× either way is what that needs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import headlab
+from headlab import scoring
+from headlab.tasks import builtin
+
+CASES = [
+    ("attribution", {"ablation": "resample"}),
+    ("ablation", {"ablation": "zero"}),
+    ("ablation", {"ablation": "resample"}),
+    ("probe", {"probe": "logistic"}),
+]
+TASKS = ["Retrieval", "Math Calculation"]
+
+
+def main() -> None:
+    model = headlab.load_model()
+    tasks = [t.subset(8) for t in builtin(TASKS).values()]
+    print(f"{'method':<22} {'estimate':>9} {'measured':>9} {'ratio':>6}")
+    for method, kwargs in CASES:
+        guess = scoring.estimate(model, tasks, method=method, cache=False, **kwargs)
+        start = time.perf_counter()
+        scoring.score(model, tasks, method=method, cache=False, progress=False, **kwargs)
+        took = time.perf_counter() - start
+        label = f"{method} · {next(iter(kwargs.values()))}"
+        print(f"{label:<22} {guess.seconds:>8.1f}s {took:>8.1f}s {took / guess.seconds:>5.2f}×")
+
+
+if __name__ == "__main__":
+    main()
