@@ -35,7 +35,7 @@ function layout(spec, width) {
   const panels = spec.panels;
   const n = panels.length;
   const cbarW = 110;
-  const left = 44, gap = 26, top = 26, rowGap = 48;
+  const left = 44, gap = 26, top = 40, rowGap = 62;
   let cols = Math.min(spec.cols || 4, n);
   // never narrower than ~150 px a panel: fewer columns on a narrow output
   while (cols > 1 && (width - left - cbarW - (cols - 1) * gap) / cols < 150) cols -= spec.pair ? 2 : 1;
@@ -147,11 +147,14 @@ export function draw(state, el) {
     ctx.font = "bold " + FONT;
     ctx.textBaseline = "bottom";
     ctx.textAlign = "left";
-    ctx.fillText(p.title, b.x, b.y - 5, b.w * 0.62);
+    const titleW = ctx.measureText(p.title).width;
+    ctx.fillText(p.title, b.x, b.y - 5, b.w);
     ctx.font = FONT;
     ctx.fillStyle = "#444";
     ctx.textAlign = "right";
-    ctx.fillText(p.label || "", b.x + b.w, b.y - 5, b.w * 0.4);
+    // the selection label right of the title, or above it where both do not fit on one line
+    const labelW = ctx.measureText(p.label || "").width;
+    ctx.fillText(p.label || "", b.x + b.w, titleW + labelW + 10 > b.w ? b.y - 20 : b.y - 5, b.w);
     ctx.font = TICK_FONT;
     ctx.fillStyle = "#222";
     ctx.textAlign = "center";

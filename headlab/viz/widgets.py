@@ -46,7 +46,7 @@ from . import canvas, display, plot
 
 METHODS = scorers.variants()  # "method · variant" → (method, score() keywords), from the registry
 NORMALIZE_OPTIONS = tuple((label, key) for key, label in display.DISPLAYS.items())
-SELECT_OPTIONS = (("none", "none"), ("threshold", "threshold"), ("top-k", "top_k"), ("elbow", "elbow"))
+SELECT_OPTIONS = (("off", "none"), ("threshold", "threshold"), ("top-k", "top_k"), ("elbow", "elbow"))
 BY_OPTIONS = (("by s (signed)", "value"), ("by |s|", "abs"))
 CLIP_OPTIONS = (
     ("full range", 0.0),
@@ -490,15 +490,21 @@ class Explorer:
                     self._draw()
         except progress.Cancelled:
             with self._lock:
-                self.status.value = html.escape(
+                self._set_job_visible(False)
+                self._revert_choice()
+                self._notes.append(
                     f"cancelled {method} on {model}: {self._job_at[0]} of {self._job_at[1]} tasks finished and "
                     "cached; pick it again to go on from there"
                 )
-                self._revert_choice()
+                if self.scores is not None:
+                    self._draw()
+                else:  # nothing on screen yet: the note alone
+                    self.status.value, self._notes = html.escape(" ".join(self._notes)), []
         except Exception as err:  # shown as one line, like every callback's error
             with self._lock:
-                self.error.value = f"<span style='color:#b00020'>⚠ {html.escape(one_line(err))}</span>"
+                self._set_job_visible(False)
                 self._revert_choice()
+                self.error.value = f"<span style='color:#b00020'>⚠ {html.escape(one_line(err))}</span>"
         finally:
             self._set_job_visible(False)
 

@@ -198,7 +198,7 @@ TIMED = """async ([kind, arg, value]) => {
     const box = [...document.querySelectorAll('.widget-dropdown')]
       .find(d => d.querySelector('label')?.textContent === arg);
     const select = box.querySelector('select');
-    const option = [...select.options].find(o => o.textContent.trim() === value);
+    const option = [...select.options].find(o => o.textContent.replace(/\u00a0/g, ' ').trim() === value);
     if (!option) throw new Error(`no option ${value} in ${[...select.options].map(o => o.textContent)}`);
     select.value = option.value;
     select.dispatchEvent(new Event('change', { bubbles: true }));
@@ -236,8 +236,36 @@ def _dropdown(page, label):
     return page.locator(".widget-dropdown", has_text=label).locator("select").first
 
 
+def _select(page, label, option):
+    """Pick ``option`` (its text; ipywidgets writes spaces as no-break spaces) in the dropdown ``label``."""
+    page.evaluate(
+        """([label, value]) => {
+          const box = [...document.querySelectorAll('.widget-dropdown')]
+            .find(d => d.querySelector('label')?.textContent === label);
+          const select = box.querySelector('select');
+          const option = [...select.options].find(o => o.textContent.replace(/\u00a0/g, ' ').trim() === value);
+          if (!option) throw new Error(`no option ${value} in ${label}`);
+          select.value = option.value;
+          select.dispatchEvent(new Event('change', { bubbles: true }));
+        }""",
+        [label, option],
+    )
+
+
+def _selected(page, label):
+    return page.evaluate(
+        """label => { const box = [...document.querySelectorAll('.widget-dropdown')]
+          .find(d => d.querySelector('label')?.textContent === label);
+          const s = box.querySelector('select'); return s.options[s.selectedIndex].textContent.replace(/\u00a0/g, ' ');
+        }""",
+        label,
+    )
+
+
 def _cell_centre(page, panel, layer, head):
-    """Page coordinates of one head's cell, from what the canvas drew."""
+    """Page coordinates of one head's cell, from what the canvas drew (scrolled into view first)."""
+    page.evaluate("() => document.querySelector('.hl-root canvas').scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(200)
     box = page.locator(".hl-root canvas").first.bounding_box()
     b = page.evaluate(
         "([i]) => { const s = document.querySelector('.hl-root').parentElement.headlabState;"
@@ -358,13 +386,17 @@ def test_every_explorer_control_at_two_sizes(lab):
 
             # chips: none → nothing drawn and one error line; all → 8 panels
             before = _draws(page)
-            _button(page, "none").click()
+            page.locator("button[title='clear, then pick tasks']").click()  # the chips' "none"
             _wait_redraw(page, before)
-            assert _data(page, "panels") == "" and any("no task selected" in e for e in _error_line(page))
+            page.get_by_text("no task selected: tick at least one task").first.wait_for(timeout=10_000)
+            assert _data(page, "panels") == ""
             before = _draws(page)
-            _button(page, "all").click()
+            page.locator("button[title='show every task']").click()
             _wait_redraw(page, before)
-            assert len(_data(page, "panels").split(" | ")) == 8 and not _error_line(page)
+            page.wait_for_function(
+                "() => ![...document.querySelectorAll('.widget-html')].some(h => h.textContent.includes('⚠'))"
+            )
+            assert len(_data(page, "panels").split(" | ")) == 8
 
             # top-k by s: greyed heads, a legend that says so; by |s| says so too
             before = _draws(page)
@@ -414,7 +446,7 @@ def test_every_explorer_control_at_two_sizes(lab):
 
             # compare: side by side (16 panels), then the difference (8)
             before = _draws(page)
-            _dropdown(page, "Compare with").select_option(label="method: attribution · zero")
+            _select(page, "Compare with", "method: attribution · zero")
             page.wait_for_function(
                 "() => (document.querySelector('.hl-root').parentElement.dataset.panels || '').includes(' · B')",
                 timeout=180_000,
@@ -426,7 +458,7 @@ def test_every_explorer_control_at_two_sizes(lab):
             _wait_redraw(page, before)
             panels = _data(page, "panels").split(" | ")
             assert len(panels) == 8 and all(p.endswith(": A − B") for p in panels)
-            _dropdown(page, "Compare with").select_option(label="— none —")
+            _select(page, "Compare with", "— none —")
 
             # a click: busy line at once, then the details; the form follows; another prompt
             x, y = _cell_centre(page, 1, 12, 4)
@@ -435,7 +467,7 @@ def test_every_explorer_control_at_two_sizes(lab):
                 timeout=60_000
             )
             assert page.locator(".widget-text", has_text="Layer").locator("input").first.input_value() == "12"
-            _dropdown(page, "Prompt").select_option(index=1)
+            _dropdown(page, "Prompt").select_option(index=1)  # its options are prompts: picked by position
             _button(page, "Show head").click()
             page.get_by_text(re.compile(r"pattern of prompt 1")).wait_for(timeout=60_000)
 
@@ -443,17 +475,15 @@ def test_every_explorer_control_at_two_sizes(lab):
             x, y = _cell_centre(page, 0, 5, 5)
             page.mouse.move(x, y)
             assert page.locator(".hl-readout").first.inner_text().startswith("L5.H5")
-            _dropdown(page, "Method").select_option(label="attribution · zero")
+            _select(page, "Method", "attribution · zero")
             page.get_by_text("attribution · zero on smollm2").first.wait_for(timeout=180_000)
             assert page.locator(".hl-readout").first.inner_text() == ""
             page.get_by_text("(head details cleared: the scores changed").wait_for(timeout=10_000)
 
             # a long job asks first; Run, then Cancel stops it within a second
-            _dropdown(page, "Method").select_option(label="ablation · resample")
+            _select(page, "Method", "ablation · resample")
             page.get_by_text(re.compile(r"about .* here \(\d of 8 tasks to compute")).wait_for(timeout=120_000)
-            assert _dropdown(page, "Method").evaluate("s => s.options[s.selectedIndex].textContent") == (
-                "attribution · zero"
-            )
+            assert _selected(page, "Method") == "attribution · zero"
             page.screenshot(path=str(ARTIFACTS / "explorer_ask.png"), full_page=False)
             _button(page, "Run it").click()
             page.get_by_text(re.compile(r"task 1 of 8 · ")).wait_for(timeout=120_000)
@@ -473,9 +503,7 @@ def test_every_explorer_control_at_two_sizes(lab):
             latencies["cancel"] = took
             (ARTIFACTS / "latency.json").write_text(json.dumps(latencies, indent=1))
             assert took <= 1000, f"cancel took {took:.0f} ms"
-            assert _dropdown(page, "Method").evaluate("s => s.options[s.selectedIndex].textContent") == (
-                "attribution · zero"
-            )
+            assert _selected(page, "Method") == "attribution · zero"
             page.screenshot(path=str(ARTIFACTS / "explorer_cancelled.png"), full_page=False)
             _no_errors(page)
         finally:

@@ -300,3 +300,24 @@ def test_interrupted_sweep_resumes_identically(tiny_model, toy_task, tmp_path, m
     assert calls["resumed"] == 1  # only layer 2 was recomputed
     np.testing.assert_array_equal(resumed.per_example, reference.per_example)
     assert not list(tmp_path.glob("*.partial.npz"))
+
+
+def test_estimate_counts_only_uncached_tasks_and_scales_with_the_work(tiny_model, toy_task, tmp_path):
+    from headlab import scoring
+
+    records = [
+        {"prompt": i.prompt + " now", "answer": i.answer, "counterfactual": i.counterfactual + " now",
+         "counterfactual_answer": i.counterfactual_answer}
+        for i in toy_task.items
+    ]  # fmt: skip
+    other = Task.from_records("Other", records)
+    exact = scoring.estimate(tiny_model, [toy_task, other], method="ablation", ablation="zero", cache=tmp_path)
+    quick = scoring.estimate(tiny_model, [toy_task, other], method="attribution", ablation="zero", cache=tmp_path)
+    assert exact.tasks == quick.tasks == ["Toy", "Other"] and exact.seconds > 0 and quick.seconds > 0
+    L, H = tiny_model.cfg.n_layers, tiny_model.cfg.n_heads
+    # per token: exact ablation replays H · L(L+1)/2 blocks (+ 2L), attribution 4L
+    assert exact.work / quick.work == pytest.approx((2 * L + H * L * (L + 1) / 2) / (4 * L))
+    assert exact.seconds / quick.seconds == pytest.approx(exact.work / quick.work)
+    score(tiny_model, toy_task, method="ablation", ablation="zero", cache=tmp_path, progress=False)
+    after = scoring.estimate(tiny_model, [toy_task, other], method="ablation", ablation="zero", cache=tmp_path)
+    assert after.tasks == ["Other"] and 0 < after.work < exact.work
