@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def _tasks(spec: str, cogqa: str | None):
     from .tasks import builtin, load_cogqa
@@ -53,6 +55,9 @@ def greedy_answer(model, prompt: str, max_new_tokens: int = 3, top: int = 5) -> 
             ids = torch.cat([ids, logits.argmax().view(1, 1)], dim=1)
     n_prompt = len(tok(prompt).input_ids)
     return tok.decode(ids[0, n_prompt:]), ranked
+
+
+CLIP_PERCENTILE = 99.0  # the picture's colour scale ends at this percentile of |share|
 
 
 def cmd_demo(args) -> int:
@@ -125,7 +130,10 @@ def _score_and_write(model, args) -> int:
         from .viz.plot import heatmap_grid, save
     except ImportError:  # the plotting module is optional for the CLI
         return 0
-    fig = heatmap_grid(scores)
+    # signed share, the scale clipped at the 99th percentile of |share| so that more than the top few heads
+    # show; the cells beyond carry ▲ / ▼ and the end ticks a "+"
+    clip = float(np.percentile(np.abs(scores.normalized("share")), CLIP_PERCENTILE))
+    fig = heatmap_grid(scores, vmax=clip if clip > 0 else None)
     save(fig, out / "heatmaps.png")
     print(f"\nwrote {out / 'scores.npz'}, {out / 'top_heads.txt'}, {out / 'heatmaps.png'}")
     return 0
