@@ -362,6 +362,139 @@ def _check_size(page, size, latencies):
         assert median(times) <= 150, f"{kind} {arg} at {w}×{h}: redraw median {median(times):.0f} ms > 150 ms: {times}"
 
 
+def _label(page, panel):
+    return page.evaluate(
+        "i => document.querySelector('.hl-root').parentElement.headlabState.spec.panels[i].label", panel
+    )
+
+
+def _walk_controls(page, tag, threshold):
+    """Every view control once, each result asserted; screenshots tagged with the window size."""
+    # chips: none → nothing drawn and one error line; all → 8 panels
+    before = _draws(page)
+    page.locator("button[title='clear, then pick tasks']").click()  # the chips' "none"
+    _wait_redraw(page, before)
+    page.get_by_text("no task selected: tick at least one task").first.wait_for(timeout=10_000)
+    assert _data(page, "panels") == ""
+    before = _draws(page)
+    page.locator("button[title='show every task']").click()
+    _wait_redraw(page, before)
+    page.wait_for_function(
+        "() => ![...document.querySelectorAll('.widget-html')].some(h => h.textContent.includes('⚠'))"
+    )
+    assert len(_data(page, "panels").split(" | ")) == 8
+    # a chip: one task off, the status counts what is shown
+    before = _draws(page)
+    _button(page, "Inference").click()
+    _wait_redraw(page, before)
+    assert "Inference" not in _data(page, "panels") and page.get_by_text("7 of 8 tasks shown").first.is_visible()
+    before = _draws(page)
+    _button(page, "Inference").click()
+    _wait_redraw(page, before)
+
+    # top-k by s: greyed heads, a legend that says so; by |s| says so too
+    for name in ("by s (signed)", "top-k"):
+        if "mod-active" in (_button(page, name).get_attribute("class") or ""):
+            continue  # already chosen (the walk at the other size left it so)
+        before = _draws(page)
+        _button(page, name).click()
+        _wait_redraw(page, before)
+    assert "greyed: not selected" in _data(page, "legend") and _label(page, 0) == "top 10 by s"
+    for layer, head in ((0, 0), (15, 6), (29, 8)):
+        x, y = _cell_centre(page, 0, layer, head)
+        page.mouse.move(x, y)
+        text = page.locator(".hl-readout").first.inner_text()
+        if "not selected" in text:
+            r, g, b = _pixel(page, x, y)
+            assert max(r, g, b) - min(r, g, b) <= 2 and 200 <= r <= 232, (r, g, b)  # desaturated, light
+    before = _draws(page)
+    _button(page, "by |s|").click()
+    _wait_redraw(page, before)
+    assert _label(page, 0) == "top 10 by |s|"
+    before = _draws(page)
+    _button(page, "elbow").click()
+    _wait_redraw(page, before)
+    assert re.fullmatch(r"elbow: \d+ by \|s\|", _label(page, 0))
+    page.screenshot(path=str(ARTIFACTS / f"explorer_{tag}_elbow.png"), full_page=False)
+
+    # threshold: log slider, typed value, unit
+    before = _draws(page)
+    _button(page, "threshold").click()
+    _wait_redraw(page, before)
+    assert page.get_by_text("share of Σ|s|").first.is_visible()
+    typed = page.locator(".widget-hbox", has_text="Threshold").locator("input").first
+    before = _draws(page)
+    typed.fill(threshold)
+    typed.press("Enter")
+    _wait_redraw(page, before)
+    assert re.fullmatch(rf"\d+ with \|s\| ≥ {re.escape(threshold)}", _label(page, 1)), _label(page, 1)
+    page.screenshot(path=str(ARTIFACTS / f"explorer_{tag}_threshold.png"), full_page=False)
+
+    # scale clipped at a percentile: the end ticks say "+", the legend names the marks
+    before = _draws(page)
+    _select(page, "Scale", "clip at 99th pct")
+    _wait_redraw(page, before)
+    assert "▲▼ beyond the colour scale" in _data(page, "legend")
+    before = _draws(page)
+    _select(page, "Scale", "full range")
+    _wait_redraw(page, before)
+
+    # CI dots with their legend (the bootstrap runs once per map: wait for it)
+    _button(page, "CI dots").click()
+    page.wait_for_function(
+        "() => (document.querySelector('.hl-root').parentElement.dataset.legend || '').includes('CI excludes 0')",
+        timeout=120_000,
+    )
+    before = _draws(page)
+    _button(page, "CI dots").click()
+    _wait_redraw(page, before)
+
+    # compare: side by side (16 panels), then the difference (8)
+    current = _selected(page, "Method")
+    other = "attribution · zero" if current == "attribution · resample" else "attribution · resample"
+    _select(page, "Compare with", f"method: {other}")
+    page.wait_for_function(
+        "() => (document.querySelector('.hl-root').parentElement.dataset.panels || '').includes(' · B')",
+        timeout=180_000,
+    )
+    assert len(_data(page, "panels").split(" | ")) == 16
+    page.screenshot(path=str(ARTIFACTS / f"explorer_{tag}_compare.png"), full_page=False)
+    before = _draws(page)
+    _button(page, "difference A − B").click()
+    _wait_redraw(page, before)
+    panels = _data(page, "panels").split(" | ")
+    assert len(panels) == 8 and all(p.endswith(": A − B") for p in panels)
+    before = _draws(page)
+    _select(page, "Compare with", "— none —")
+    _wait_redraw(page, before)
+
+    # a click: the busy line at once, then the details; the form follows; another prompt
+    x, y = _cell_centre(page, 1, 12, 4)
+    busy = page.evaluate(
+        """([x, y]) => { const c = document.querySelector('.hl-root canvas');
+          c.dispatchEvent(new MouseEvent('click', {clientX: x, clientY: y, bubbles: true}));
+          return document.querySelector('.hl-status').textContent; }""",
+        [x, y],
+    )
+    assert busy.startswith("⏳ loading head details of L12.H4 · Retrieval"), busy
+    page.get_by_text(re.compile(r"L12\.H4 in Retrieval · attribution · \w+ on smollm2")).wait_for(timeout=60_000)
+    assert page.locator(".widget-text", has_text="Layer").locator("input").first.input_value() == "12"
+    _dropdown(page, "Prompt").select_option(index=1)  # its options are prompts: picked by position
+    _button(page, "Show head").click()
+    page.get_by_text(re.compile(r"pattern of prompt 1")).wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / f"explorer_{tag}_details.png"), full_page=False)
+
+    # readouts belong to the scores on screen: a method switch clears hover and details
+    x, y = _cell_centre(page, 0, 5, 5)
+    page.mouse.move(x, y)
+    assert page.locator(".hl-readout").first.inner_text().startswith("L5.H5")
+    _select(page, "Method", other)
+    page.get_by_text(f"{other} on smollm2").first.wait_for(timeout=180_000)
+    assert page.locator(".hl-readout").first.inner_text() == ""
+    page.get_by_text("(head details cleared: the scores changed").wait_for(timeout=10_000)
+    _no_errors(page)
+
+
 def test_every_explorer_control_at_two_sizes(lab):
     from playwright.sync_api import sync_playwright
 
@@ -380,110 +513,20 @@ def test_every_explorer_control_at_two_sizes(lab):
             scale = json.loads(_data(page, "scale"))
             assert scale["lo"] < 0 < scale["hi"] and scale["lo"] == pytest.approx(-scale["hi"])
             assert scale["label"] == "signed share s/Σ|s|" and scale["cmap"] == "RdBu_r"
-            for size in ((1400, 1000), (1000, 800)):
+            for size, threshold in (((1400, 1000), "0.02"), ((1000, 800), "0.03")):
                 _check_size(page, size, latencies)
+                try:
+                    _walk_controls(page, f"{size[0]}x{size[1]}", threshold)
+                except Exception:
+                    page.screenshot(path=str(ARTIFACTS / f"failure_{size[0]}x{size[1]}.png"), full_page=True)
+                    raise
             (ARTIFACTS / "latency.json").write_text(json.dumps(latencies, indent=1))
 
-            # chips: none → nothing drawn and one error line; all → 8 panels
-            before = _draws(page)
-            page.locator("button[title='clear, then pick tasks']").click()  # the chips' "none"
-            _wait_redraw(page, before)
-            page.get_by_text("no task selected: tick at least one task").first.wait_for(timeout=10_000)
-            assert _data(page, "panels") == ""
-            before = _draws(page)
-            page.locator("button[title='show every task']").click()
-            _wait_redraw(page, before)
-            page.wait_for_function(
-                "() => ![...document.querySelectorAll('.widget-html')].some(h => h.textContent.includes('⚠'))"
-            )
-            assert len(_data(page, "panels").split(" | ")) == 8
-
-            # top-k by s: greyed heads, a legend that says so; by |s| says so too
-            before = _draws(page)
-            _button(page, "top-k").click()
-            _wait_redraw(page, before)
-            assert "greyed: not selected" in _data(page, "legend")
-            state = page.evaluate(
-                "() => document.querySelector('.hl-root').parentElement.headlabState.spec.panels[0].label"
-            )
-            assert state == "top 10 by s"
-            x, y = _cell_centre(page, 0, 0, 0)
-            page.mouse.move(x, y)
-            text = page.locator(".hl-readout").first.inner_text()
-            r, g, b = _pixel(page, x, y)
-            if "not selected" in text:
-                assert max(r, g, b) - min(r, g, b) <= 2 and 200 <= r <= 232, (r, g, b)  # grey, light
-            before = _draws(page)
-            _button(page, "by |s|").click()
-            _wait_redraw(page, before)
-            assert "top 10 by |s|" in _data(page, "panels") or "top 10 by |s|" in page.evaluate(
-                "() => document.querySelector('.hl-root').parentElement.headlabState.spec.panels[0].label"
-            )
-            page.screenshot(path=str(ARTIFACTS / "explorer_top_k_abs.png"), full_page=False)
-
-            # threshold: log slider, typed value, unit
-            before = _draws(page)
-            _button(page, "threshold").click()
-            _wait_redraw(page, before)
-            assert page.get_by_text("share of Σ|s|").first.is_visible()
-            typed = page.locator(".widget-hbox", has_text="Threshold").locator("input").first
-            before = _draws(page)
-            typed.fill("0.02")
-            typed.press("Enter")
-            _wait_redraw(page, before)
-            label = page.evaluate(
-                "() => document.querySelector('.hl-root').parentElement.headlabState.spec.panels[1].label"
-            )
-            assert re.fullmatch(r"\d+ with \|s\| ≥ 0\.02", label), label
-            page.screenshot(path=str(ARTIFACTS / "explorer_threshold.png"), full_page=False)
-
-            # CI dots with their legend
-            before = _draws(page)
-            _button(page, "CI dots").click()
-            _wait_redraw(page, before, timeout=120_000)
-            assert "● 95% CI excludes 0" in _data(page, "legend")
-            _button(page, "CI dots").click()
-
-            # compare: side by side (16 panels), then the difference (8)
-            before = _draws(page)
-            _select(page, "Compare with", "method: attribution · zero")
-            page.wait_for_function(
-                "() => (document.querySelector('.hl-root').parentElement.dataset.panels || '').includes(' · B')",
-                timeout=180_000,
-            )
-            assert len(_data(page, "panels").split(" | ")) == 16
-            page.screenshot(path=str(ARTIFACTS / "explorer_compare.png"), full_page=False)
-            before = _draws(page)
-            _button(page, "difference A − B").click()
-            _wait_redraw(page, before)
-            panels = _data(page, "panels").split(" | ")
-            assert len(panels) == 8 and all(p.endswith(": A − B") for p in panels)
-            _select(page, "Compare with", "— none —")
-
-            # a click: busy line at once, then the details; the form follows; another prompt
-            x, y = _cell_centre(page, 1, 12, 4)
-            page.mouse.click(x, y)
-            page.get_by_text(re.compile(r"L12\.H4 in Retrieval · attribution · resample on smollm2")).wait_for(
-                timeout=60_000
-            )
-            assert page.locator(".widget-text", has_text="Layer").locator("input").first.input_value() == "12"
-            _dropdown(page, "Prompt").select_option(index=1)  # its options are prompts: picked by position
-            _button(page, "Show head").click()
-            page.get_by_text(re.compile(r"pattern of prompt 1")).wait_for(timeout=60_000)
-
-            # readouts belong to the scores on screen: a method switch clears hover and details
-            x, y = _cell_centre(page, 0, 5, 5)
-            page.mouse.move(x, y)
-            assert page.locator(".hl-readout").first.inner_text().startswith("L5.H5")
-            _select(page, "Method", "attribution · zero")
-            page.get_by_text("attribution · zero on smollm2").first.wait_for(timeout=180_000)
-            assert page.locator(".hl-readout").first.inner_text() == ""
-            page.get_by_text("(head details cleared: the scores changed").wait_for(timeout=10_000)
-
             # a long job asks first; Run, then Cancel stops it within a second
+            shown = _selected(page, "Method")
             _select(page, "Method", "ablation · resample")
             page.get_by_text(re.compile(r"about .* here \(\d of 8 tasks to compute")).wait_for(timeout=120_000)
-            assert _selected(page, "Method") == "attribution · zero"
+            assert _selected(page, "Method") == shown  # the menu names what is on screen meanwhile
             page.screenshot(path=str(ARTIFACTS / "explorer_ask.png"), full_page=False)
             _button(page, "Run it").click()
             page.get_by_text(re.compile(r"task 1 of 8 · ")).wait_for(timeout=120_000)
@@ -503,7 +546,10 @@ def test_every_explorer_control_at_two_sizes(lab):
             latencies["cancel"] = took
             (ARTIFACTS / "latency.json").write_text(json.dumps(latencies, indent=1))
             assert took <= 1000, f"cancel took {took:.0f} ms"
-            assert _selected(page, "Method") == "attribution · zero"
+            page.wait_for_function(
+                "() => !document.querySelector('.widget-dropdown select').disabled", timeout=10_000
+            )  # the menus are back
+            assert _selected(page, "Method") == shown
             page.screenshot(path=str(ARTIFACTS / "explorer_cancelled.png"), full_page=False)
             _no_errors(page)
         finally:
