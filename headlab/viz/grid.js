@@ -80,10 +80,14 @@ export function draw(state, el) {
   const width = Math.max(MIN_W, Math.floor(root.clientWidth || el.clientWidth || 900));
   const lay = layout(spec, width);
   const dpr = window.devicePixelRatio || 1;
-  canvas.style.width = width + "px";
-  canvas.style.height = lay.height + "px";
-  canvas.width = Math.round(width * dpr);
-  canvas.height = Math.round(lay.height * dpr);
+  const pxW = Math.round(width * dpr), pxH = Math.round(lay.height * dpr);
+  if (canvas.width !== pxW || canvas.height !== pxH) {
+    // resizing reallocates the canvas: only when the size changes
+    canvas.style.width = width + "px";
+    canvas.style.height = lay.height + "px";
+    canvas.width = pxW;
+    canvas.height = pxH;
+  }
   const ctx = canvas.getContext("2d");
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, width, lay.height);

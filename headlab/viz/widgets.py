@@ -271,7 +271,7 @@ class Explorer:
         self._cancel = threading.Event()
         self._version = 0
         self._panel_sources, self._notes, self._muted, self._details_of = [], [], False, None
-        self._job_at, self._last_tick, self._fitted = (0, 1, ""), 0.0, False
+        self._job_at, self._last_tick, self._fitted, self._range_stale = (0, 1, ""), 0.0, False, True
         method = next(iter(self.methods))
         first = next(iter(self.models))
         if scores is not None:
@@ -621,6 +621,12 @@ class Explorer:
         shown = scores.normalized(c["normalize"].value)[idx]
         return np.abs(shown) if c["by"].value == "abs" else shown
 
+    def _refit(self, note: bool) -> None:
+        """Fit the threshold slider now if it is in use, else when it is picked (a redraw stays cheap)."""
+        self._range_stale = self.controls["select"].value != "threshold"
+        if not self._range_stale:
+            self._fit_threshold(note)
+
     def _fit_threshold(self, note: bool) -> None:
         """Fit the log slider's range to the values shown; keep the typed threshold where it still falls
         inside it, else move it to the 80th percentile and say so."""
@@ -769,7 +775,7 @@ class Explorer:
             c["model"].value, c["method"].value = model, method
         self._update_compare_options()
         self._fill_items()
-        self._fit_threshold(note=changed)
+        self._refit(note=changed)
         if changed:
             self._clear_details(f"the scores changed to {method} on {model}")
         self._draw()
@@ -806,7 +812,7 @@ class Explorer:
     def _on_display(self, change=None) -> None:
         if self.scores is None:
             return
-        self._fit_threshold(note=True)
+        self._refit(note=True)
         self._draw()
 
     @_guarded
@@ -814,6 +820,8 @@ class Explorer:
         if self.scores is None:
             return
         self._sync_selection_boxes()
+        if change is not None and change.get("owner") is self.controls["select"] and self._range_stale:
+            self._refit(note=True)
         if change is not None and change.get("owner") is self.controls["tasks"]:
             if self._details_of is not None and self._details_of not in change["new"]:
                 self._clear_details("its task is no longer shown")

@@ -453,6 +453,10 @@ def _walk_controls(page, tag, threshold):
     current = _selected(page, "Method")
     other = "attribution · zero" if current == "attribution · resample" else "attribution · resample"
     _select(page, "Compare with", f"method: {other}")
+    side = _button(page, "side by side")
+    side.wait_for(state="visible", timeout=60_000)
+    if "mod-active" not in (side.get_attribute("class") or ""):
+        side.click()  # the mode a walk at the other size left
     page.wait_for_function(
         "() => (document.querySelector('.hl-root').parentElement.dataset.panels || '').includes(' · B')",
         timeout=180_000,
