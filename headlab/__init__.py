@@ -55,6 +55,7 @@ _SUBMODULES = {
     "validation": "headlab.analysis.validation",
     "plot": "headlab.viz.plot",
     "widgets": "headlab.viz.widgets",
+    "workshop": "headlab.workshop",
 }
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]
