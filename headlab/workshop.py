@@ -99,7 +99,7 @@ def check_top_head(top_head, scores: HeadScores, task) -> None:
             else:
                 hint = _rank_hint(given, m, "the largest value")
         raise NotYet(f"Exercise 2, top_head: {hint}")
-    print(f"✓ Exercise 2: L{right[0]}.H{right[1]} is the top head of {_name(task)} (score {m[right]:+.3f})")
+    print(f"✓ Exercise 2: L{right[0]}.H{right[1]} is the top head of {_name(task)} (score {m[right]:+.2f})")
 
 
 def check_bottom_head(bottom_head, scores: HeadScores, task) -> None:
@@ -120,7 +120,7 @@ def check_bottom_head(bottom_head, scores: HeadScores, task) -> None:
             else:
                 hint = _rank_hint(given, m, "the smallest (most negative) value")
         raise NotYet(f"Exercise 3, bottom_head: {hint}")
-    print(f"✓ Exercise 3: L{right[0]}.H{right[1]} is the bottom head of {_name(task)} (score {m[right]:+.3f})")
+    print(f"✓ Exercise 3: L{right[0]}.H{right[1]} is the bottom head of {_name(task)} (score {m[right]:+.2f})")
 
 
 def check_ablation(ablated_top, ablated_bottom, model, task: Task, scores: HeadScores) -> None:
@@ -301,8 +301,8 @@ def _head(answer, where: str, shape: tuple[int, int]) -> tuple[int, int]:
         raise NotYet(f"{where}: layer and head must be ints, got {tuple(answer)!r}")
     layer, head = int(answer[0]), int(answer[1])
     if not (0 <= layer < L and 0 <= head < H):
-        off = " (they count from 0)" if layer == L or head == H else ""
-        off = " (swapped? the order is (layer, head))" if 0 <= head < L and 0 <= layer < H else off
+        off = " (swapped? the order is (layer, head))" if 0 <= head < L and 0 <= layer < H else ""
+        off = " (they count from 0)" if layer == L or head == H else off
         raise NotYet(f"{where}: ({layer}, {head}) is outside the model: layers 0–{L - 1}, heads 0–{H - 1}{off}")
     return layer, head
 
