@@ -12,6 +12,7 @@ The pipeline, one room each::
     results     HeadScores: the task × layer × head cube
     analysis/   selection, stats, compare, validation, steering, interventions
     viz/        plot, widgets
+    workshop    the checks of notebooks/03_workshop (hints for wrong answers)
     cli         python -m headlab
 
 The top-level names load lazily, so ``import headlab`` is fast and loads no torch model.
@@ -55,6 +56,7 @@ _SUBMODULES = {
     "validation": "headlab.analysis.validation",
     "plot": "headlab.viz.plot",
     "widgets": "headlab.viz.widgets",
+    "workshop": "headlab.workshop",
 }
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]

@@ -34,10 +34,12 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 
+from .. import cache as disk
 from ..engine import hooks
 from ..engine.forward import device_of, final_resid, unembed_at
 from ..engine.progress import bar as progress_bar
 from ..metrics import Encoded, check_length, encode
+from ..models import describe
 from ..tasks import Task
 from .base import Scorer, TaskResult, register
 from .batching import item_batches
@@ -119,17 +121,29 @@ class GateFits:
         return taxonomy(self.keep.mean(0), self.remove.mean(0), threshold)
 
 
-def gate_fits(model, task: Task, batch_size: int | None = None, progress: bool = True, **options) -> GateFits:
+def gate_fits(
+    model, task: Task, batch_size: int | None = None, progress: bool = True, cache=False, **options
+) -> GateFits:
     """Fit free, keep and remove gates for every seed on ``task``; ``options`` as in ``check_options``.
 
     ``batch_size``: sequences per forward pass (default: as many as fit ``engine.budget.tokens`` tokens).
+    ``cache``: as in ``score()`` (True: ``$HEADLAB_CACHE/scores``, or a folder): the fits are read from and
+    written to ``{key}.fits.npz`` there (keyed like a score: model weights, tokenizer, task, options), so a
+    notebook rerun reads them instead of refitting; off (False) by default.
     """
-    opts = check_options(**options)
-    key = (id(model), task.content_hash(), json.dumps(opts, sort_keys=True), batch_size)
-    if key in _RECENT:  # e.g. score(method="gating") just fitted these: don't fit twice
-        return _RECENT[key]
     if not isinstance(task, Task):
         raise TypeError(f"gate_fits() takes one Task, not {type(task).__name__}")
+    opts = check_options(**options)
+    key = (id(model), task.content_hash(), json.dumps(opts, sort_keys=True), batch_size)
+    path = _fits_path(model, task, opts, cache)
+    if key in _RECENT:  # e.g. score(method="gating") just fitted these: don't fit twice
+        if path is not None and not path.is_file():
+            _save_fits(path, _RECENT[key])
+        return _RECENT[key]
+    if path is not None:
+        fits = _load_fits(path, task, opts, (len(model.blocks), model.cfg.n_heads))
+        if fits is not None:
+            return fits
     enc = encode(task, model.tokenizer, "logprob", warn=False)
     check_length(model, enc)
     batches = item_batches(model, enc, batch_size)
@@ -162,7 +176,41 @@ def gate_fits(model, task: Task, batch_size: int | None = None, progress: bool =
     _RECENT[key] = fits
     while len(_RECENT) > 8:
         _RECENT.pop(next(iter(_RECENT)))
+    if path is not None:
+        _save_fits(path, fits)
     return fits
+
+
+def _fits_path(model, task: Task, opts: dict, cache):
+    """Where ``gate_fits`` keeps these fits on disk, or None (no cache, or hooks on the model)."""
+    folder = disk.folder(cache)
+    if folder is None or disk.hooks_active(model):
+        return None
+    key = disk.task_key(model, describe(model), task.content_hash(), {"method": "gating-fits", "options": opts})
+    return folder / f"{key}.fits.npz"
+
+
+def _save_fits(path, fits: GateFits) -> bool:
+    meta = {"task": fits.task, "seeds": fits.seeds, "options": fits.options}
+    arrays = {fit: getattr(fits, fit) for fit in FITS}
+    return disk.write_or_warn(path, disk.npz_bytes(**arrays, nll=fits.nll, clean=fits.clean, meta=json.dumps(meta)))
+
+
+def _load_fits(path, task: Task, opts: dict, shape: tuple[int, int]) -> GateFits | None:
+    """The fits saved at ``path``, or None (none there; unreadable or of another shape: moved aside)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"]))
+            arrays = {name: f[name] for name in (*FITS, "nll", "clean")}
+        want = (len(opts["seeds"]), *shape)
+        if any(arrays[fit].shape != want for fit in FITS) or arrays["nll"].shape != (want[0], len(FITS)):
+            raise ValueError(f"gates of shape {arrays['free'].shape}, not {want}")
+    except disk.READ_ERRORS as err:
+        disk.move_aside(path, err)
+        return None
+    return GateFits(task.name, meta["seeds"], meta["options"], **arrays)
 
 
 @register

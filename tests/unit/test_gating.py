@@ -185,3 +185,34 @@ def test_a_repeated_fit_is_not_recomputed(model, task, monkeypatch):
     assert gate_fits(model, task, progress=False, **opts) is first
     with pytest.raises(pytest.fail.Exception):
         gate_fits(model, task, batch_size=3, progress=False, **opts)  # other batching: a new fit
+
+
+def test_fits_are_read_back_from_the_disk_cache(model, task, tmp_path, monkeypatch):
+    """gate_fits(cache=...) writes the fits beside the scores; a later session reads them instead of refitting."""
+    opts = {**FIT, "seeds": [4], "steps": 2}
+    first = gate_fits(model, task, progress=False, cache=tmp_path, **opts)
+    (path,) = tmp_path.glob("*.fits.npz")
+    monkeypatch.setattr(gating, "_RECENT", {})  # a new session
+    monkeypatch.setattr(gating, "_fit", lambda *a, **k: pytest.fail("refitted although the fits are cached"))
+    again = gate_fits(model, task, progress=False, cache=tmp_path, **opts)
+    assert again is not first and again.seeds == [4] and again.options == first.options
+    for name in ("free", "keep", "remove", "nll", "clean"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(first, name))
+    assert (again.taxonomy() == first.taxonomy()).all()
+    with pytest.raises(pytest.fail.Exception):  # other options: another key, a new fit
+        gate_fits(model, task, progress=False, cache=tmp_path, **{**opts, "lr": 0.2})
+    with pytest.raises(pytest.fail.Exception):  # no cache: fitted
+        gate_fits(model, task, progress=False, **{**opts, "seeds": [5]})
+    path.write_bytes(b"not an npz")
+    with pytest.warns(UserWarning, match="unreadable"), pytest.raises(pytest.fail.Exception):
+        gate_fits(model, task, progress=False, cache=tmp_path, **opts)  # moved aside, then refitted
+    assert path.with_name(path.name + ".unreadable").is_file()
+
+
+def test_fits_that_score_just_made_are_written_to_the_cache(model, task, tmp_path, monkeypatch):
+    opts = {**FIT, "seeds": [6], "steps": 2}
+    score(model, task, method="gating", cache=tmp_path, progress=False, **opts)
+    assert not list(tmp_path.glob("*.fits.npz"))  # score() caches scores only
+    monkeypatch.setattr(gating, "_fit", lambda *a, **k: pytest.fail("refitted what score() just fitted"))
+    fits = gate_fits(model, task, progress=False, cache=tmp_path, **opts)
+    assert len(list(tmp_path.glob("*.fits.npz"))) == 1 and fits.keep.shape == (1, 2, 4)

@@ -16,7 +16,7 @@ LAYERS = [
     ("headlab.cache", "headlab.results"),
     ("headlab.scorers",),
     ("headlab.scoring",),
-    ("headlab.analysis",),
+    ("headlab.analysis", "headlab.workshop"),
     ("headlab.viz",),
     ("headlab.cli", "headlab.__main__", "headlab"),
 ]
