@@ -8,8 +8,8 @@ import torch
 from headlab.analysis import validation
 from headlab.analysis.interventions import head_means, mask_heads
 from headlab.analysis.selection import select_heads
-from headlab.metrics import encode, from_logits
 from headlab.engine.forward import gather_positions
+from headlab.metrics import encode, from_logits
 from headlab.results import HeadScores
 from headlab.scorers import reference, verified
 from headlab.scoring import score
