@@ -7,10 +7,17 @@
    the median of the next ``--repeats`` calls, on which the ratio is taken; both ratios are printed),
    Spearman ρ per task over the whole map and over the exact top-20 heads, top-20 overlap, and the heads
    they disagree on most.
-3. Peak RSS of the process.
+3. Integrated gradients (``steps=m``): per m of ``--steps``, time, the ratio to exact ablation, and
+   Spearman ρ against exact per task, over the whole map and over the exact top-20.
+4. Screen, then verify (``method="verified"``, k = 20): time and cost against the full exact sweep, heads
+   verified per task, and the top-20 overlap (Jaccard) of the verified map with the exact one.
+5. The path of integrated gradients (resample): interpolating every layer's z (what ``steps=`` does) vs the
+   input embeddings (EAP-IG's original form), both by the plain reference at ``--path-steps`` points.
+6. Peak RSS of the process.
 
     python benchmarks/bench_scorers.py [--items 8] [--tl-items 8] [--tl-task "Knowledge Recall"]
-                                       [--repeats 3] [--ablations resample zero]
+                                       [--repeats 3] [--ablations resample zero] [--steps 1 2 4 8 16]
+                                       [--path-steps 4]
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ def main() -> None:
         choices=["resample", "zero", "mean"],
         help="ablations to compare exact vs attribution on",
     )
+    ap.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="integrated-gradient points")
+    ap.add_argument("--path-steps", type=int, default=4, help="points for the inputs-vs-activations path (0: skip)")
     args = ap.parse_args()
 
     import headlab
@@ -72,6 +81,7 @@ def main() -> None:
     print(f"speed-up: {t_tl / t_ours:.2f}x   max |difference|: {diff:.2e}")
 
     tasks = {name: t.subset(args.items) for name, t in builtin().items()}
+    exacts = {}
     for ablation in args.ablations:
         exact, t_exact = timed(
             lambda: headlab.score(model, tasks, method="ablation", ablation=ablation, cache=False, progress=False)
@@ -99,7 +109,80 @@ def main() -> None:
         worst = table["rho"].idxmin()
         print(f"\nheads that disagree most in {worst} (rank by exact vs by attribution):")
         print(disagreements(exact, attr, worst, n=5).round(4).to_string(index=False))
+        integrated_gradients(model, tasks, ablation, exact, t_exact, args.steps)
+        screen_then_verify(model, tasks, ablation, exact, t_exact)
+        exacts[ablation] = exact
+    if args.path_steps and "resample" in exacts:
+        paths(model, tasks, args.path_steps, exacts["resample"])
     print(f"\npeak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB")
+
+
+def integrated_gradients(model, tasks, ablation, exact, t_exact, steps) -> None:
+    """ρ and time against m: one call per m, on the same tasks as ``exact``."""
+    import headlab
+    from headlab.analysis.compare import agreement
+
+    rows = {}
+    for m in steps:
+        ig, t = timed(
+            lambda: headlab.score(
+                model, tasks, method="attribution", ablation=ablation, steps=m, cache=False, progress=False
+            )
+        )
+        rows[m] = (t, agreement(exact, ig, k=20))
+    print(f"\n## integrated gradients vs exact ablation ({ablation}): Spearman ρ whole map / exact top-20")
+    print("| task | " + " | ".join(f"m = {m}" for m in steps) + " |\n|---|" + "---:|" * len(steps))
+    for name in exact.tasks:
+        cells = [f"{rows[m][1].loc[name, 'rho']:.2f} / {rows[m][1].loc[name, 'rho_top20']:.2f}" for m in steps]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    mins = [f"{rows[m][1]['rho'].min():.2f} / {rows[m][1]['rho_top20'].min():.2f}" for m in steps]
+    print("| **min over tasks** | " + " | ".join(mins) + " |")
+    print("| time (s) | " + " | ".join(f"{rows[m][0]:.1f}" for m in steps) + " |")
+    print("| exact / IG time | " + " | ".join(f"{t_exact / rows[m][0]:.1f}×" for m in steps) + " |")
+
+
+def screen_then_verify(model, tasks, ablation, exact, t_exact, k: int = 20) -> None:
+    """``method="verified"`` against the full exact sweep: cost, heads verified, top-k overlap."""
+    import headlab
+    from headlab.analysis.compare import agreement
+
+    v, t = timed(
+        lambda: headlab.score(model, tasks, method="verified", ablation=ablation, k=k, cache=False, progress=False)
+    )
+    table = agreement(exact, v, k=k)
+    equal = all(np.array_equal(v.values[i][v.verified[i]], exact.values[i][v.verified[i]]) for i in range(len(v.tasks)))
+    print(f"\n## screen, then verify ({ablation}, k = {k}) vs the full exact sweep")
+    print(f"| task | heads verified (of {v.values[0].size}) | top-{k} Jaccard | ρ whole map | disagreements |")
+    print("|---|---:|---:|---:|---:|")
+    for i, name in enumerate(v.tasks):
+        found = len(v.params["disagreements"].get(name, []))
+        print(
+            f"| {name} | {int(v.verified[i].sum())} | {table.loc[name, f'jaccard_top{k}']:.2f} | "
+            f"{table.loc[name, 'rho']:.2f} | {found} |"
+        )
+    print(
+        f"verified: {t:.1f} s, exact: {t_exact:.1f} s — cost {t / t_exact:.2f} of exact ({t_exact / t:.1f}× cheaper); "
+        f"mean Jaccard {table[f'jaccard_top{k}'].mean():.3f}, min {table[f'jaccard_top{k}'].min():.2f}; "
+        f"verified values equal exact: {equal}"
+    )
+
+
+def paths(model, tasks, steps: int, exact) -> None:
+    """Integrated gradients along the activations vs the input embeddings, plain references, resample."""
+    from scipy.stats import spearmanr
+
+    from headlab.scorers.reference import integrated_gradients as reference_ig
+
+    print(f"\n## path of integrated gradients (resample, m = {steps}, plain reference): ρ vs exact, whole / top-20")
+    print("| task | activations (every layer's z) | inputs (token embeddings) |\n|---|---:|---:|")
+    for name, task in tasks.items():
+        x = exact[name].ravel()
+        top = np.argsort(-x, kind="stable")[:20]
+        cells = []
+        for path in ("activations", "inputs"):
+            y = reference_ig(model, task, "resample", steps=steps, path=path).ravel()
+            cells.append(f"{spearmanr(x, y).statistic:.2f} / {spearmanr(x[top], y[top]).statistic:.2f}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ The pipeline, one room each::
     cache       fingerprints, keys, atomic reads and writes, partial sweeps
     results     HeadScores: the task × layer × head cube
     analysis/   selection, stats, compare, validation, steering, interventions
-    viz/        plot, widgets
+    viz/        plot, widgets, curves
     workshop    the checks of notebooks/03_workshop (hints for wrong answers)
     cli         python -m headlab
 
@@ -32,6 +32,8 @@ _LAZY = {
     "HeadScores": "headlab.results",
     "select_heads": "headlab.analysis.selection",
     "validate": "headlab.analysis.validation",
+    "faithfulness": "headlab.analysis.validation",
+    "faithfulness_plot": "headlab.viz.curves",
 }
 
 _SUBMODULES = {
@@ -55,6 +57,7 @@ _SUBMODULES = {
     "steering": "headlab.analysis.steering",
     "validation": "headlab.analysis.validation",
     "plot": "headlab.viz.plot",
+    "curves": "headlab.viz.curves",
     "widgets": "headlab.viz.widgets",
     "workshop": "headlab.workshop",
 }

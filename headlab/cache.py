@@ -126,21 +126,27 @@ def npz_bytes(**arrays) -> bytes:
     return buf.getvalue()
 
 
-def save_result(path: Path, per_example, baseline, params: dict | None = None) -> bool:
-    """Write one task's result; False (with one warning) where the folder or the disk refuses it."""
-    data = npz_bytes(per_example=per_example, clean=baseline, params=np.array(json.dumps(params or {})))
+def save_result(path: Path, per_example, baseline, params: dict | None = None, verified=None) -> bool:
+    """Write one task's result (``verified``: an optional (n_layers, n_heads) bool mask); False (with one
+    warning) where the folder or the disk refuses it."""
+    extra = {} if verified is None else {"verified": np.asarray(verified, dtype=bool)}
+    data = npz_bytes(per_example=per_example, clean=baseline, params=np.array(json.dumps(params or {})), **extra)
     return write_or_warn(path, data)
 
 
 def load_result(path: Path, shape: tuple[int, int] | None = None):
-    """(per_example, baseline, params) of a saved result, or None when there is none or it is unreadable
-    (then it is moved aside, with one warning). ``shape``: the (n_layers, n_heads) it must have."""
+    """(per_example, baseline, params, verified) of a saved result (verified: None where none was saved), or
+    None when there is none or it is unreadable (then it is moved aside, with one warning). ``shape``: the
+    (n_layers, n_heads) it must have."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as f:
             params = json.loads(str(f["params"])) if "params" in f.files else {}
             per_example, baseline = f["per_example"], f["clean"]
+            verified = f["verified"].astype(bool) if "verified" in f.files else None
+        if verified is not None and verified.shape != per_example.shape[1:]:
+            raise ValueError(f"verified has shape {verified.shape}, not {per_example.shape[1:]}")
         if per_example.ndim != 3 or (shape is not None and per_example.shape[1:] != tuple(shape)):
             raise ValueError(f"per_example has shape {per_example.shape}, not (items, {shape[0]}, {shape[1]})")
         if baseline.ndim != 1 or not len(baseline):
@@ -148,7 +154,7 @@ def load_result(path: Path, shape: tuple[int, int] | None = None):
     except READ_ERRORS as err:
         move_aside(path, err)
         return None
-    return per_example, baseline, params
+    return per_example, baseline, params, verified
 
 
 def save_partial(path: Path, per_example, clean, done) -> bool:

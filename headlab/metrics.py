@@ -286,10 +286,12 @@ def metric_at(model, x: torch.Tensor, enc: Encoded) -> torch.Tensor:
 
 
 def greedy_correct(logits: torch.Tensor, enc: Encoded) -> torch.Tensor:
-    """(n,) bool: every teacher-forced argmax equals its answer token (needs a ``logprob`` encoding)."""
+    """(k·n,) bool: every teacher-forced argmax equals its answer token (needs a ``logprob`` encoding);
+    logits (k·n, P, V), rows tiling ``enc``."""
     if enc.metric != "logprob":
         raise ValueError("greedy accuracy needs a metric='logprob' encoding (all answer tokens)")
-    hit = (logits.argmax(-1).to(enc.target.device) == enc.target) | ~enc.read_mask
+    reps = logits.shape[0] // enc.n
+    hit = (logits.argmax(-1).to(enc.target.device) == enc.target.repeat(reps, 1)) | ~enc.read_mask.repeat(reps, 1)
     return hit.all(-1)
 
 
@@ -326,18 +328,21 @@ class TaskEval:
 
 
 @torch.no_grad()
-def evaluate(model, task: Task, batch_size: int = 64) -> TaskEval:
+def evaluate(model, task: Task, batch_size: int = 64, copies: int = 1) -> TaskEval:
     """Accuracy (greedy), answer log-prob and (with counterfactuals) logit difference per item.
 
     One forward pass per batch: the logit-difference read position (where answer and counterfactual answer
     first differ) lies inside the teacher-forced answer, so both metrics read the same run; logits are
-    computed only at the positions read.
+    computed only at the positions read. ``copies`` > 1 runs each batch as that many stacked copies (for
+    ``interventions.mask_head_sets``, which changes each copy differently): the arrays are then (copies, n).
     """
     if not isinstance(task, Task):
         hint = ": loop over builtin().values()" if hasattr(task, "values") or isinstance(task, list) else ""
         raise TypeError(f"evaluate() takes one Task, not {type(task).__name__}{hint}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if isinstance(copies, bool) or not isinstance(copies, numbers.Integral) or copies < 1:
+        raise ValueError(f"copies must be a positive int, got {copies!r}")
     check_logits(model)
     tok = model.tokenizer
     enc_lp = encode(task, tok, "logprob", warn=False)
@@ -350,14 +355,17 @@ def evaluate(model, task: Task, batch_size: int = 64) -> TaskEval:
     lp, ld, correct = [], [], []
     for s in range(0, enc_lp.n, batch_size):
         part = enc_lp.subset(torch.arange(s, min(s + batch_size, enc_lp.n)))
-        resid = final_resid(model, part.tokens[:, : int(part.lengths.max())])
+        resid = final_resid(model, part.tokens[:, : int(part.lengths.max())].repeat(copies, 1))
         logits = unembed_at(model, resid, part.read_pos)
-        lp.append(from_logits(logits, part).cpu())
-        correct.append(greedy_correct(logits, part))
+        lp.append(from_logits(logits, part).cpu().view(copies, -1))
+        correct.append(greedy_correct(logits, part).cpu().view(copies, -1))
         if enc_ld is not None:
             part_ld = enc_ld.subset(torch.arange(s, min(s + batch_size, enc_lp.n)))
-            ld.append(from_logits(unembed_at(model, resid, part_ld.read_pos), part_ld).cpu())
-    return TaskEval(task.name, torch.cat(lp), torch.cat(ld) if ld else None, torch.cat(correct))
+            ld.append(from_logits(unembed_at(model, resid, part_ld.read_pos), part_ld).cpu().view(copies, -1))
+    out = [torch.cat(parts, 1) if parts else None for parts in (lp, ld, correct)]
+    if copies == 1:
+        out = [None if t is None else t[0] for t in out]
+    return TaskEval(task.name, *out)
 
 
 def summary_table(rows: list[dict]) -> str:

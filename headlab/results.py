@@ -20,7 +20,7 @@ from .cache import atomic_write_bytes
 from .models import ModelInfo
 
 NORMALIZATIONS = ("none", "share", "fraction", "zscore", "max")
-SCHEMA = 2  # of saved HeadScores files (1: before the schema field)
+SCHEMA = 3  # of saved HeadScores files (1: before the schema field; 2: before ``verified``)
 
 
 def check_k(name: str, k, n: int | None = None) -> int:
@@ -50,6 +50,8 @@ class HeadScores:
     values       (n_tasks, n_layers, n_heads) float
     per_example  (n_tasks, max_examples, n_layers, n_heads), NaN past a task's ``n_examples``
     baseline     (n_tasks,) clean metric, averaged over the items scored
+    verified     (n_tasks, n_layers, n_heads) bool: heads holding exact values, the rest estimates
+                 (``method="verified"``); None for every other method
     """
 
     values: np.ndarray
@@ -61,6 +63,7 @@ class HeadScores:
     baseline: np.ndarray
     per_example: np.ndarray
     notes: list[str] = field(default_factory=list)
+    verified: np.ndarray | None = None
 
     def __post_init__(self):
         if not isinstance(self.model, ModelInfo):
@@ -98,6 +101,13 @@ class HeadScores:
                 f"per_example has shape {self.per_example.shape}, expected ({T}, items, {L}, {H}) "
                 "(tasks, items, layers, heads)"
             )
+        if self.verified is not None:
+            self.verified = np.asarray(self.verified)
+            if self.verified.dtype != bool or self.verified.shape != expected:
+                raise ValueError(
+                    f"verified must be a bool mask of shape {expected} (tasks, layers, heads) or None, got "
+                    f"{self.verified.dtype} {self.verified.shape}"
+                )
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -141,6 +151,7 @@ class HeadScores:
             self.baseline[idx],
             self.per_example[idx],
             list(self.notes),
+            None if self.verified is None else self.verified[idx],
         )
 
     def per_run(self) -> list[HeadScores]:
@@ -159,6 +170,7 @@ class HeadScores:
                 np.ones(len(self.tasks), dtype=np.int64),
                 self.baseline,
                 rows[:, r : r + 1],
+                verified=self.verified,
             )
             for r in range(rows.shape[1])
         ]
@@ -221,6 +233,16 @@ class HeadScores:
                 lines.append(f"{task if r == 1 else '':<24} {r:>4} {l:>5} {h:>4} {v:>10.{decimals}f}")
         return "\n".join(lines)
 
+    def disagreements(self):
+        """For ``method="verified"``: the verified heads where the screen was wrong — a sign flip, or a rank
+        moved by more than 10 — as a DataFrame (task, layer, head, attribution, attribution_rank, exact,
+        exact_rank, why), ranks 1 = highest; empty for other methods."""
+        import pandas as pd
+
+        columns = ["task", "layer", "head", "attribution", "attribution_rank", "exact", "exact_rank", "why"]
+        rows = [dict(task=task, **row) for task, found in self.params.get("disagreements", {}).items() for row in found]
+        return pd.DataFrame(rows, columns=columns)
+
     def to_dataframe(self):
         """Long format: one row per (task, layer, head) with value, fraction and rank."""
         import pandas as pd
@@ -276,6 +298,7 @@ class HeadScores:
             baseline=self.baseline,
             per_example=self.per_example,
             meta=np.array(json.dumps({"schema": SCHEMA, **self._meta()})),
+            **({} if self.verified is None else {"verified": self.verified}),
         )
         data = buf.getvalue()
         if path.exists() and not overwrite and path.read_bytes() != data:
@@ -301,6 +324,7 @@ class HeadScores:
                         f"headlab's {SCHEMA}: upgrade headlab to read it"
                     )
                 arrays = [f[k] for k in ("values", "n_examples", "baseline", "per_example")]
+                verified = f["verified"] if "verified" in f.files else None  # schema ≤ 2: none
                 fields = [meta[k] for k in ("tasks", "model", "method", "params")]
         except (zipfile.BadZipFile, EOFError, OSError, KeyError, json.JSONDecodeError) as err:
             raise ValueError(
@@ -316,8 +340,9 @@ class HeadScores:
             raise
         values, n_examples, baseline, per_example = arrays
         tasks, model, method, params = fields
+        notes = meta.get("notes", [])
         return cls(
-            values, tasks, ModelInfo(**model), method, params, n_examples, baseline, per_example, meta.get("notes", [])
+            values, tasks, ModelInfo(**model), method, params, n_examples, baseline, per_example, notes, verified
         )
 
     def __repr__(self) -> str:

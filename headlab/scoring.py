@@ -52,6 +52,7 @@ def score(
     scorer, model, task_list, options = plan.scorer, plan.model, plan.tasks, plan.options
     jobs, notes, paths, info, results = plan.jobs, plan.notes, plan.paths, plan.info, list(plan.cached)
     todo = plan.todo()
+    shape = (info.n_layers, info.n_heads)
     for i in todo:
         if scorer.uses_metric:
             jobs[i].enc = _encoded(model, jobs[i])
@@ -62,20 +63,25 @@ def score(
         outs = scorer.run(model, [jobs[i] for i in members], options, batch_size, progress)
         for i, out in zip(members, outs):
             if paths[i] is not None:
-                disk.save_result(paths[i], out.per_example, out.baseline, out.params)
+                disk.save_result(paths[i], out.per_example, out.baseline, out.params, out.verified)
                 if jobs[i].partial is not None and jobs[i].partial.exists():
                     jobs[i].partial.unlink()
-            results[i] = (out.per_example, out.baseline, out.params)
+            results[i] = (out.per_example, out.baseline, out.params, out.verified)
     for note in notes:
         warnings.warn(note, stacklevel=2)
 
     n_max = max(r[0].shape[0] for r in results)
     per_example = np.full((len(results), n_max, info.n_layers, info.n_heads), np.nan, dtype=np.float32)
-    for t, (pe, _, _) in enumerate(results):
+    for t, (pe, *_) in enumerate(results):
         per_example[t, : pe.shape[0]] = pe
     extra = {}
-    for _, _, p in results:
-        extra.update(p)
+    for _, _, p, _ in results:  # a dict entry (e.g. keyed by task) merges across tasks; others are shared
+        for k, v in p.items():
+            extra[k] = {**extra[k], **v} if isinstance(v, dict) and isinstance(extra.get(k), dict) else v
+    masks = [v for *_, v in results]
+    verified = None
+    if any(v is not None for v in masks):
+        verified = np.stack([np.zeros(shape, dtype=bool) if v is None else v for v in masks])
     per_task = {job.task.name: {"ablation": job.ablation, "metric": job.metric} for job in jobs}
     params = {
         "ablation": ablation if scorer.uses_ablation else None,
@@ -87,15 +93,16 @@ def score(
         **extra,
     }
     return HeadScores(
-        values=np.stack([pe.astype(np.float64).mean(0) for pe, _, _ in results]),
+        values=np.stack([pe.astype(np.float64).mean(0) for pe, *_ in results]),
         tasks=[t.name for t in task_list],
         model=info,
         method=scorer.name,
         params=params,
-        n_examples=[pe.shape[0] for pe, _, _ in results],
-        baseline=[b.mean() for _, b, _ in results],
+        n_examples=[pe.shape[0] for pe, *_ in results],
+        baseline=[b.mean() for _, b, *_ in results],
         per_example=per_example,
         notes=notes,
+        verified=verified,
     )
 
 

@@ -102,6 +102,38 @@ def mask_heads(model, heads, mode: str = "zero", eps: float = 0.0, means=None):
 
 
 @contextlib.contextmanager
+def mask_head_sets(model, sets: list, mode: str = "zero", means=None):
+    """``mask_heads`` for many head sets in one pass: each pass holds ``len(sets)`` stacked copies of a batch
+    (``evaluate(..., copies=len(sets))``), copy after copy, and copy c runs with the heads ``sets[c]`` masked
+    ("zero" or "mean", as ``mask_heads``; ``means`` from ``head_means``)."""
+    if not isinstance(mode, str) or mode not in ("zero", "mean"):
+        raise ValueError(f"mask_head_sets mode must be 'zero' or 'mean', got {mode!r}")
+    if mode == "mean" and means is None:
+        raise ValueError("mode='mean' needs means=head_means(model, tasks)")
+    L, H = len(model.blocks), model.cfg.n_heads
+    masked = torch.zeros((L, len(sets), H), dtype=torch.bool)
+    for c, heads in enumerate(sets):
+        for layer, head in check_heads(heads, L, H):
+            masked[layer, c, head] = True
+    means = None if means is None else torch.as_tensor(np.asarray(means, dtype=np.float32))
+
+    def hook_for(layer):
+        def hook(z, hook):
+            if z.shape[0] % len(sets):
+                raise ValueError(f"a pass of {z.shape[0]} rows is not {len(sets)} stacked copies of a batch")
+            where = masked[layer].to(z.device)[:, None, None, :, None]  # (C, 1, 1, H, 1)
+            view = z.view(len(sets), z.shape[0] // len(sets), *z.shape[1:])
+            fill = 0.0 if mode == "zero" else means[layer].to(z.device, z.dtype)[None, None, None]
+            return torch.where(where, fill, view).view(z.shape)
+
+        return hook
+
+    layers = [l for l in range(L) if masked[l].any()]
+    with model.hooks(fwd_hooks=[(hooks.z(l), hook_for(l)) for l in layers]):
+        yield model
+
+
+@contextlib.contextmanager
 def steer(model, directions: dict, alpha: float):
     """Add ``alpha`` · v to ``hook_z`` of each head at every position; ``directions`` maps (layer, head) →
     v (d_head,) (e.g. σ-scaled unit directions from ``headlab.steering.directions``)."""

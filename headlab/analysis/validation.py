@@ -1,22 +1,37 @@
 """Does a map's top set matter? Mask a task's top-k heads vs layer-matched random heads (Cognitive Mirrors'
-Table 1, done right) and across tasks (Table 2).
+Table 1, done right) and across tasks (Table 2), or along a whole curve of k (their Fig. 3).
 
 Random sets exclude the top heads, match their layer distribution (a layer that runs out of other heads
 borrows from the nearest layers) and are drawn ``n_random`` times; drops are reported as mean ± std.
+
+**Faithfulness curves** (``faithfulness``): per task, the metric and greedy accuracy with the top k heads of
+each map masked, for every k of ``ks``, against ``draws`` layer-matched random sets of k (matched to the
+first map's top k, never one of its heads). A faithful map's curve falls well below the random band. Every
+masked set of a task runs in a few stacked passes (``interventions.mask_head_sets``: copy c of the batch
+masks set c), and each task's curves are kept in memory, so asking again for one task (the explorer's
+top-k control) costs nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import numbers
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..metrics import evaluate
+from ..cache import weights_fingerprint
+from ..engine import budget
+from ..engine.forward import check_logits
+from ..engine.progress import each
+from ..metrics import encode, evaluate
 from ..results import HeadScores, check_k
 from ..tasks import Task, as_task_list
-from .interventions import MODES, check_heads, head_means, mask_heads
+from .interventions import MODES, check_heads, head_means, mask_head_sets, mask_heads
 from .selection import select_heads
+
+KS = (1, 2, 4, 8, 16, 32, 64)  # the default curve: Cognitive Mirrors' 16 / 32 / 64 and the small k below
 
 
 def _behaviour(model, task: Task) -> tuple[float, float]:
@@ -114,7 +129,6 @@ def validate(
     ratio = drop(top-k) / mean drop(random-k): how many times more the top heads matter.
     """
     import pandas as pd
-    from tqdm.auto import tqdm
 
     from ..models import describe
 
@@ -154,7 +168,7 @@ def validate(
     rng = np.random.default_rng(seed)
     clean = {t.name: _behaviour(model, t) for t in task_list}
     rows = []
-    for task in tqdm(task_list, desc="validate", disable=not progress, leave=False):
+    for task in each(task_list, "validate", progress):
         top = heads[task.name]
         with mask_heads(model, top, mode, means=means):
             m_top, a_top = _behaviour(model, task)
@@ -185,8 +199,183 @@ def validate(
     if cross_task:
         names = [t.name for t in task_list]
         cross = pd.DataFrame(0.0, index=pd.Index(names, name="masked"), columns=pd.Index(names, name="measured"))
-        for a in tqdm(task_list, desc="cross-task", disable=not progress, leave=False):
+        for a in each(task_list, "cross-task", progress):
             with mask_heads(model, heads[a.name], mode, means=means):
                 for b in task_list:
                     cross.loc[a.name, b.name] = clean[b.name][0] - _behaviour(model, b)[0]
     return Validation(pd.DataFrame(rows).set_index("task"), cross, heads)
+
+
+@dataclass
+class Faithfulness:
+    """Faithfulness curves. ``labels`` (M,) maps, ``tasks`` (T,), ``ks`` (K,);
+    ``clean`` / ``clean_accuracy`` (T,): unmasked metric and greedy accuracy;
+    ``metric`` / ``accuracy`` (M, T, K): with map m's top k heads of task t masked;
+    ``random_metric`` / ``random_accuracy`` (T, K, draws): with layer-matched random sets of k masked.
+    The metric is the logit difference where the task has counterfactuals, else the answer log-prob."""
+
+    labels: list[str]
+    tasks: list[str]
+    ks: np.ndarray
+    clean: np.ndarray
+    clean_accuracy: np.ndarray
+    metric: np.ndarray
+    accuracy: np.ndarray
+    random_metric: np.ndarray
+    random_accuracy: np.ndarray
+    mode: str = "zero"
+
+    def table(self):
+        """Long format: one row per (task, k) with the clean values, each map's metric and accuracy, and the
+        random sets' mean and std."""
+        import pandas as pd
+
+        rows = []
+        for t, task in enumerate(self.tasks):
+            for j, k in enumerate(self.ks):
+                row = {"task": task, "k": int(k), "clean": self.clean[t], "acc_clean": self.clean_accuracy[t]}
+                for m, label in enumerate(self.labels):
+                    row[label] = self.metric[m, t, j]
+                    row[f"acc {label}"] = self.accuracy[m, t, j]
+                row["random"] = self.random_metric[t, j].mean()
+                row["random std"] = self.random_metric[t, j].std(ddof=1)
+                row["acc random"] = self.random_accuracy[t, j].mean()
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+    def markdown(self, decimals: int = 2) -> str:
+        """Per task and k: each map's metric with its top k masked, and random-k's mean ± std."""
+        f = f"{{:.{decimals}f}}"
+        head = " | ".join(self.labels)
+        lines = [
+            f"| task | clean | k | {head} | random-k (mean ± std) |",
+            "|---|---:|---:|" + "---:|" * (len(self.labels) + 1),
+        ]
+        for t, task in enumerate(self.tasks):
+            for j, k in enumerate(self.ks):
+                maps = " | ".join(f.format(self.metric[m, t, j]) for m in range(len(self.labels)))
+                r = self.random_metric[t, j]
+                first = task if j == 0 else ""
+                clean = f.format(self.clean[t]) if j == 0 else ""
+                lines.append(
+                    f"| {first} | {clean} | {int(k)} | {maps} | {f.format(r.mean())} ± {f.format(r.std(ddof=1))} |"
+                )
+        return "\n".join(lines)
+
+
+_CURVES: dict = {}  # (model, maps, task, settings) → one task's curves: faithfulness() asked twice recomputes nothing
+
+
+def check_ks(ks, n_layers: int, n_heads: int) -> tuple[int, ...]:
+    """``ks`` as increasing distinct head counts, each ≤ half the model's heads (the random sets need room)."""
+    if isinstance(ks, (str, bytes)) or not hasattr(ks, "__iter__"):
+        raise ValueError(f"ks must be a list of head counts, e.g. {KS}, got {ks!r}")
+    usable = max_random_k(n_layers, n_heads)
+    out = sorted({check_k("ks", k, None) for k in ks})
+    if not out:
+        raise ValueError(f"ks is empty: give head counts, e.g. {KS}")
+    if out[-1] > usable:
+        raise ValueError(
+            f"ks holds {out[-1]}, but a {n_layers} × {n_heads} model leaves room for random sets of at most "
+            f"{usable} heads: drop the larger ks"
+        )
+    return tuple(out)
+
+
+def faithfulness(
+    model,
+    scores,
+    tasks,
+    ks=KS,
+    draws: int = 10,
+    seed: int = 0,
+    mode: str = "zero",
+    by: str = "value",
+    progress: bool = True,
+) -> Faithfulness:
+    """Faithfulness curves of one or more maps: ``scores`` a HeadScores or a dict label → HeadScores (e.g.
+    {"exact": ..., "attribution": ...}), ``tasks`` those to measure (each in every map). ``draws`` (≥ 10)
+    layer-matched random sets per (task, k), matched to the first map's top k; ``mode`` "zero" or "mean"
+    (the tasks' mean activations); ``by`` ranks heads by signed value (default) or |value| ("abs")."""
+    from ..models import describe
+
+    maps = {"scores": scores} if isinstance(scores, HeadScores) else scores
+    if not isinstance(maps, dict) or not maps or not all(isinstance(v, HeadScores) for v in maps.values()):
+        raise TypeError("faithfulness() takes HeadScores, or a dict label → HeadScores, as scores=")
+    if isinstance(draws, bool) or not isinstance(draws, numbers.Integral) or draws < 10:
+        raise ValueError(f"draws={draws!r}: draw at least 10 random sets per k for a mean ± std")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if mode not in ("zero", "mean"):
+        raise ValueError(f"faithfulness mode must be 'zero' or 'mean', got {mode!r}")
+    info = describe(model)
+    L, H = info.n_layers, info.n_heads
+    for label, s in maps.items():
+        if s.shape[1:] != (L, H):
+            raise ValueError(
+                f"map {label!r} is of a {s.shape[1]} × {s.shape[2]} model, the model is {L} × {H}: measure a map "
+                "on the model it was computed on"
+            )
+    ks = check_ks(ks, L, H)
+    task_list = as_task_list(tasks)
+    for label, s in maps.items():
+        missing = [t.name for t in task_list if t.name not in s.tasks]
+        if missing:
+            raise ValueError(f"map {label!r} does not score tasks {missing}: score them first")
+    means = head_means(model, task_list) if mode == "mean" else None
+    fingerprint = weights_fingerprint(model)
+    curves = []
+    for task in each(task_list, "faithfulness", progress):
+        digest = hashlib.blake2b(digest_size=16)
+        for label, s in maps.items():
+            digest.update(label.encode() + s[task.name].tobytes())
+        key = (id(model), fingerprint, task.content_hash(), digest.hexdigest(), ks, int(draws), int(seed), mode, by)
+        if key not in _CURVES:
+            _CURVES[key] = _task_curves(model, maps, task, ks, draws, seed, mode, by, means)
+        curves.append(_CURVES[key])
+    stack = lambda i, axis: np.stack([c[i] for c in curves], axis)  # noqa: E731
+    return Faithfulness(
+        list(maps),
+        [t.name for t in task_list],
+        np.array(ks),
+        stack(0, 0),
+        stack(1, 0),
+        stack(2, 1),
+        stack(3, 1),
+        stack(4, 0),
+        stack(5, 0),
+        mode,
+    )
+
+
+def _task_curves(model, maps: dict, task: Task, ks, draws: int, seed: int, mode: str, by: str, means):
+    """One task: clean metric and accuracy, (M, K) per map, (K, draws) random — all sets in stacked passes."""
+    L, H = len(model.blocks), model.cfg.n_heads
+    rng = np.random.default_rng([seed, zlib.crc32(task.name.encode())])  # a task's draws do not depend on the others
+    sets = []
+    for k in ks:
+        tops = [select_heads(s, task.name, "top_k", k=k, by=by) for s in maps.values()]
+        sets += tops + [layer_matched_random(tops[0], L, H, rng) for _ in range(draws)]
+    metric, accuracy = _masked_behaviour(model, task, [[]] + sets, mode, means)
+    per_k = len(maps) + draws
+    m, a = metric[1:].reshape(len(ks), per_k), accuracy[1:].reshape(len(ks), per_k)
+    M = len(maps)
+    return metric[0], accuracy[0], m[:, :M].T, a[:, :M].T, m[:, M:], a[:, M:]
+
+
+def _masked_behaviour(model, task: Task, sets: list, mode: str, means) -> tuple[np.ndarray, np.ndarray]:
+    """(mean metric, greedy accuracy) per head set (len(sets),), as ``_behaviour`` under ``mask_heads``: the
+    sets run as stacked copies of the task's items, as many per pass as the token budget holds."""
+    check_logits(model)  # proves the readout once, outside the stacked hooks
+    n = len(task)
+    T = int(encode(task, model.tokenizer, "logprob", warn=False).tokens.shape[1])
+    per_pass = max(1, budget.tokens(model, "exact", length=T) // (n * T))
+    metric, accuracy = [], []
+    for start in range(0, len(sets), per_pass):
+        chunk = sets[start : start + per_pass]
+        with mask_head_sets(model, chunk, mode, means):
+            ev = evaluate(model, task, batch_size=n, copies=len(chunk))
+        values = ev.logit_diff if ev.logit_diff is not None else ev.logprob
+        metric.append(values.double().view(len(chunk), n).mean(1).numpy())
+        accuracy.append(ev.correct.double().view(len(chunk), n).mean(1).numpy())
+    return np.concatenate(metric), np.concatenate(accuracy)

@@ -153,6 +153,25 @@ def keep_z(zs: list, grad: bool = False):
     return [(hooks.z(layer), keep(layer)) for layer in range(len(zs))]
 
 
+def interpolate_z(zs: list, live: list, ablated: list, alpha: float):
+    """Hooks putting every layer on the path from the ablated run to the clean one: z̃ = z_ablated + α (z −
+    z_ablated) where the run computes z (``ablated[l]`` shaped like layer l's z). Keeps z̃ in ``zs`` with grad
+    (the graph starts at layer 0's z̃, as ``keep_z``) and z, detached, in ``live``."""
+
+    def interpolate(layer):
+        def hook(z, hook):
+            live[layer] = z.detach()
+            z = z.detach() if layer == 0 else z
+            abl = ablated[layer].to(z.device, z.dtype)
+            out = abl + alpha * (z - abl)
+            zs[layer] = out.requires_grad_(True) if layer == 0 else out
+            return zs[layer]
+
+        return hook
+
+    return [(hooks.z(layer), interpolate(layer)) for layer in range(len(zs))]
+
+
 def z_of(model, tokens: torch.Tensor) -> list[torch.Tensor]:
     """Per layer (n, T, H, d_head): z of a plain no-grad run (stopped before the unembedding)."""
     zs = [None] * len(model.blocks)

@@ -53,15 +53,17 @@ def sources(model, enc: Encoded, ablation: str, batches):
     return lambda idx, layer, replay: replay.cf_z[layer]
 
 
-def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, partial=None) -> TaskResult:
+def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, partial=None, heads=None) -> TaskResult:
     """Exact per-head ablation of one encoded task: per_example (n, L, H) metric drops, clean metric (n,).
-    With ``partial`` (a path), every finished layer is saved there and a rerun resumes from it."""
+    With ``partial`` (a path), every finished layer is saved there and a rerun resumes from it. ``heads``: an
+    (L, H) bool mask of the heads to ablate (default all); the others stay NaN."""
     L, H = len(model.blocks), model.cfg.n_heads
     batches = (prefix_batches if ablation == "resample" else item_batches)(model, enc, batch_size)
     per_pass = seqs_per_pass(model, enc, batch_size)
     per_ex = np.full((enc.n, L, H), np.nan, dtype=np.float32)
     clean = np.full(enc.n, np.nan, dtype=np.float32)
-    done = np.zeros(L, dtype=bool)
+    chosen = np.ones((L, H), dtype=bool) if heads is None else np.asarray(heads, dtype=bool)
+    done = ~chosen.any(1)
     saved = cache.load_partial(partial, per_ex.shape) if partial is not None else None
     if saved is not None:
         per_ex, clean, done = saved
@@ -76,7 +78,11 @@ def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, parti
         with torch.no_grad():
             clean[idx.numpy()] = metric_at(model, r.clean_read, sub).cpu().numpy()
         replays.append((idx, sub, r))
-    steps = sum(int(not d) for d in done) * sum(-(-H // max(1, per_pass // len(idx))) for idx in batches)
+    steps = sum(
+        -(-int(chosen[layer].sum()) // max(1, per_pass // len(idx)))
+        for layer in np.flatnonzero(~done)
+        for idx in batches
+    )
     bar = progress_bar(steps, f"{enc.task} · ablation/{ablation}", progress)
     with torch.no_grad():
         for layer in range(L):
@@ -86,13 +92,14 @@ def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, parti
                 src = source(idx, layer, r)
                 prefix = shared_prefix(sub) if ablation == "resample" and r.supports_prefix() else 0
                 src = src[:, prefix:] if prefix else src
-                copies = max(1, min(H, per_pass // len(idx)))
-                for h0 in range(0, H, copies):
-                    heads = list(range(h0, min(H, h0 + copies)))
-                    hook = ablate_heads_hook(heads, len(idx), src)
-                    x = r.read_from(layer, copies=len(heads), fwd_hooks=[(hooks.z(layer), hook)], prefix=prefix)
-                    ablated = metric_at(model, x, sub).view(len(heads), len(idx)).cpu()
-                    per_ex[idx.numpy()[:, None], layer, heads] = (
+                todo = np.flatnonzero(chosen[layer]).tolist()
+                copies = max(1, min(len(todo), per_pass // len(idx)))
+                for h0 in range(0, len(todo), copies):
+                    group = todo[h0 : h0 + copies]
+                    hook = ablate_heads_hook(group, len(idx), src)
+                    x = r.read_from(layer, copies=len(group), fwd_hooks=[(hooks.z(layer), hook)], prefix=prefix)
+                    ablated = metric_at(model, x, sub).view(len(group), len(idx)).cpu()
+                    per_ex[idx.numpy()[:, None], layer, group] = (
                         torch.as_tensor(clean[idx.numpy()])[None] - ablated
                     ).T.numpy()
                     bar.update(1)

@@ -49,12 +49,14 @@ class Job:
 @dataclass
 class TaskResult:
     """One task's scores: per_example (n, n_layers, n_heads) (n: items, or gating's seeds), baseline (m,) whose
-    mean is the task's baseline (the clean metric per item, or a probe's class accuracy), and scorer-specific
-    params."""
+    mean is the task's baseline (the clean metric per item, or a probe's class accuracy), scorer-specific
+    params, and ``verified`` (n_layers, n_heads) bool: the heads holding exact values among estimates (None:
+    a method that does not mix them)."""
 
     per_example: np.ndarray
     baseline: np.ndarray
     params: dict = field(default_factory=dict)
+    verified: np.ndarray | None = None
 
 
 class Scorer:

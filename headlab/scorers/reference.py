@@ -8,6 +8,10 @@ replays, packing or ``metrics.metric_at`` enters it:
 - ``per_head_ablation``: exact ablation, one full forward per head, zero / mean / resample.
 - ``gate_gradient``: attribution, Σ_pos,d (z − z_ablated) · ∂metric/∂z from one full forward and backward;
   the zero form as the gradient of per-head multiplicative gates at 1 (Michel et al.).
+- ``integrated_gradients``: attribution integrated along a path from the ablated run to the clean one, one
+  full forward and backward per point: ``path="activations"`` (every layer's z interpolated, what
+  ``score(steps=)`` computes) or ``path="inputs"`` (the input embeddings interpolated, resample only: EAP-IG's
+  original form, measured against it in ``benchmarks/bench_ig.py``).
 
 All return (n_layers, n_heads) float64: the mean over items of clean metric − metric with the head changed.
 Metrics are computed in float32 from the model's logits, on the model's device.
@@ -108,6 +112,59 @@ def gate_gradient(model, task: Task, ablation: str = "zero", metric: str = "logi
         grads = torch.autograd.grad(_metric(logits, enc).sum(), bumps)
     out = [((z.float() - replacement[l].float()) * g.float()).sum((0, 1, 3)) for l, (z, g) in enumerate(zip(zs, grads))]
     return (torch.stack(out).double() / enc.n).cpu().numpy()
+
+
+PATHS = ("activations", "inputs")
+
+
+def integrated_gradients(
+    model, task: Task, ablation: str = "resample", metric: str = "logit_diff", steps: int = 4, path="activations"
+) -> np.ndarray:
+    """Integrated-gradient attribution, mean over items of (1/steps) Σ_k Σ_pos,d (z − z_ablated) · ∂metric/∂z̃
+    at α_k = k / steps. ``path="activations"``: at every layer z̃ = z_ablated + α (z − z_ablated), z being what
+    the run computes (``steps=1``: ``gate_gradient``). ``path="inputs"`` (resample): the token embeddings are
+    e_cf + α (e − e_cf), z̃ the run's own z, and z − z_ablated the clean run's minus the counterfactual's.
+    Returns (n_layers, n_heads) float64."""
+    if path not in PATHS:
+        raise ValueError(f"unknown path {path!r}: choose from {PATHS}")
+    if path == "inputs" and ablation != "resample":
+        raise ValueError(f"path='inputs' needs a counterfactual prompt; ablation={ablation!r} has none")
+    enc, tokens = _prepared(model, task, ablation, metric)
+    L = len(model.blocks)
+    with torch.no_grad():
+        replacement = _replacements(model, enc, ablation)
+        wanted = lambda name: name.endswith("attn.hook_z") or name == "hook_embed"  # noqa: E731
+        _, clean_cache = model.run_with_cache(tokens, names_filter=wanted)
+        if path == "inputs":
+            _, cf_cache = model.run_with_cache(enc.cf_tokens.to(tokens.device), names_filter=wanted)
+            e_clean, e_cf = clean_cache["hook_embed"], cf_cache["hook_embed"]
+    total = torch.zeros((L, model.cfg.n_heads), dtype=torch.float64, device=tokens.device)
+    for k in range(1, steps + 1):
+        alpha = k / steps
+        zs, lives = [None] * L, [None] * L
+
+        def interpolate(z, hook, layer):
+            lives[layer] = z.detach()
+            abl = torch.zeros_like(z) if replacement is None else replacement[layer].to(z.dtype)
+            zs[layer] = abl + alpha * (z - abl)
+            return zs[layer]
+
+        def keep(z, hook, layer):
+            zs[layer] = z
+            return z
+
+        at_z = interpolate if path == "activations" else keep
+        hooks = [(_z_name(l), lambda z, hook, l=l: at_z(z, hook, l)) for l in range(L)]
+        if path == "inputs":
+            hooks.append(("hook_embed", lambda e, hook: e_cf + alpha * (e_clean - e_cf)))
+        with torch.enable_grad():
+            logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
+            grads = torch.autograd.grad(_metric(logits, enc).sum(), zs)
+        for l, g in enumerate(grads):
+            z = lives[l] if path == "activations" else clean_cache[_z_name(l)]
+            abl = 0.0 if replacement is None else replacement[l].float()
+            total[l] += ((z.float() - abl) * g.float()).sum((0, 1, 3)).double()
+    return (total / steps / enc.n).cpu().numpy()
 
 
 def _prepared(model, task: Task, ablation: str, metric: str) -> tuple[Encoded, torch.Tensor]:

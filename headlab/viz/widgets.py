@@ -271,6 +271,7 @@ class Explorer:
         self._cancel = threading.Event()
         self._version = 0
         self._panel_sources, self._notes, self._muted, self._details_of = [], [], False, None
+        self.curve = None  # the faithfulness figure shown, if any
         self._job_at, self._last_tick, self._fitted, self._range_stale = (0, 1, ""), 0.0, False, True
         method = next(iter(self.methods))
         first = next(iter(self.models))
@@ -304,6 +305,13 @@ class Explorer:
             "threshold_value": W.FloatText(value=0.01, layout=small("110px"), step=None),
             "unit": W.Label(""),
             "k": W.IntText(value=10, description="k", layout=small("120px"), style=wide),
+            "curve": W.ToggleButton(
+                value=False,
+                description="faithfulness curve",
+                tooltip="the Head-details task's metric and accuracy with its top k heads masked, against "
+                "layer-matched random k (10 draws)",
+                layout=small("auto"),
+            ),
             "clip": W.Dropdown(options=CLIP_OPTIONS, value=0.0, description="Scale", style=wide),
             "ci": W.ToggleButton(value=False, description="CI dots", tooltip=CI_TOOLTIP, layout=small("auto")),
             "tasks": TaskChips(names),
@@ -324,7 +332,8 @@ class Explorer:
         self.grid.on_click(self._on_grid_click)
 
         self._threshold_box = W.HBox([W.Label("Threshold"), c["threshold"], c["threshold_value"], c["unit"]])
-        self._k_box = W.HBox([c["k"]])
+        self._k_box = W.HBox([c["k"], c["curve"]])
+        self.curve_out = W.Output()
         self._job_box = W.HBox([self.bar, self.job_label, c["cancel"]], layout=W.Layout(display="none"))
         self._ask_box = W.HBox([self.ask, c["run"], c["keep"]], layout=W.Layout(display="none"))
         for name in ("model", "method"):
@@ -337,6 +346,7 @@ class Explorer:
         c["threshold"].observe(self._on_slider, names="value")
         c["threshold_value"].observe(self._on_typed, names="value")
         c["detail_task"].observe(self._on_detail_task, names="value")
+        c["curve"].observe(self._on_curve, names="value")
         c["show"].on_click(self._on_show)
         c["cancel"].on_click(self._on_cancel)
         c["run"].on_click(self._on_run)
@@ -355,6 +365,7 @@ class Explorer:
                 self.status,
                 self.error,
                 self.grid,
+                self.curve_out,
                 W.HTML("<b>Head details</b> — click a head in the grid, or fill in the form"),
                 W.HBox(
                     [c["detail_task"], c["layer"], c["head"], c["item"], c["show"]],
@@ -778,6 +789,7 @@ class Explorer:
         self._refit(note=changed)
         if changed:
             self._clear_details(f"the scores changed to {method} on {model}")
+            self._show_curve(None, f"(curve cleared: the scores changed to {method} on {model})")
         self._draw()
 
     # --- callbacks -------------------------------------------------------------------------------
@@ -881,6 +893,78 @@ class Explorer:
     @_guarded
     def _show_details(self, task, layer, head, source=None) -> None:
         self.details(task, layer, head, self.controls["item"].value, source=source)
+
+    # --- faithfulness curve ----------------------------------------------------------------------
+
+    @_guarded
+    def _on_curve(self, change=None) -> None:
+        if not self.controls["curve"].value:
+            self._show_curve(None)
+            return
+        if self.scores is None:
+            raise ValueError("no scores yet: pick a model and method that compute")
+        if self._busy():
+            with self._quiet():
+                self.controls["curve"].value = False
+            raise ValueError("a job is running: wait for it or press Cancel before drawing the curve")
+        task = self.controls["detail_task"].value
+        self._cancel.clear()
+        self._job_at = (0, 1, f"faithfulness · {task}")
+        self._set_job_visible(True)
+        self._job = threading.Thread(target=self._curve_work, args=(self.shown, task), daemon=True)
+        self._job.start()
+
+    def _curve_work(self, source, task: str) -> None:
+        """``validation.faithfulness`` of the map on screen for ``task`` (in the worker thread; cancellable)."""
+        from ..analysis.validation import KS, faithfulness
+        from .curves import faithfulness_plot
+
+        try:
+            scores, bridge = self._cache[source], self.model(source[0])
+            L, H = scores.shape[1:]
+            ks = tuple(k for k in KS if k <= L * H // 2)
+            with progress.watching(self._on_progress, model=bridge, stop=self._cancel.is_set):
+                curves = faithfulness(
+                    bridge,
+                    {source[1]: scores},
+                    [self.task_objects()[task]],
+                    ks=ks,
+                    by=self.controls["by"].value,
+                    progress=True,
+                )
+            fig = faithfulness_plot(curves, task)
+            k = self.controls["k"].value
+            for ax in fig.axes:
+                ax.axvline(k, color="0.5", lw=0.8, ls="--")
+            with self._lock:
+                if self.shown == source:
+                    self._show_curve(fig, f"{task} · {self._source_name(source)} · dashed line: k = {k}")
+        except progress.Cancelled:
+            with self._lock:
+                self._set_job_visible(False)
+                self._show_curve(None, "(curve cancelled)")
+        except Exception as err:  # shown as one line, like every callback's error
+            with self._lock:
+                self._set_job_visible(False)
+                self.error.value = f"<span style='color:#b00020'>⚠ {html.escape(one_line(err))}</span>"
+        finally:
+            self._set_job_visible(False)
+            with self._quiet():
+                if self.curve_out.outputs == () or "cancelled" in str(self.curve_out.outputs):
+                    self.controls["curve"].value = False
+
+    def _show_curve(self, fig, caption: str = "") -> None:
+        """The curve figure (None: none) with its caption, as widget state (see ``details``)."""
+        outputs = []
+        if caption:
+            outputs.append({"output_type": "display_data", "metadata": {}, "data": {"text/plain": caption}})
+        if fig is not None:
+            png = base64.b64encode(fig._repr_png_()).decode("ascii")
+            outputs.append(
+                {"output_type": "display_data", "metadata": {}, "data": {"image/png": png, "text/plain": repr(fig)}}
+            )
+        self.curve_out.outputs = tuple(outputs)
+        self.curve = fig
 
     # --- head details ----------------------------------------------------------------------------
 

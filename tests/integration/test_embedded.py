@@ -148,3 +148,25 @@ def test_probe_on_cogqa(embedded, cogqa_path):
     assert s.values.shape == (len(tasks), 30, 9) and s.tasks == list(tasks)
     assert s.params["accuracy"] > 2 * s.params["chance"]
     assert np.isfinite(s.per_example).all()
+
+
+@pytest.mark.parametrize("ablation", ["zero", "resample"])
+def test_integrated_gradients_equal_the_plain_reference_on_embedded(embedded, ablation):
+    """steps=3 on the packed fast path (prefix trie, counterfactual suffixes) = one full forward + backward per
+    path point."""
+    from headlab.scorers.reference import integrated_gradients
+
+    task = builtin(["Math Calculation"])["Math Calculation"].subset(3)
+    ours = score(embedded, task, method="attribution", ablation=ablation, steps=3, cache=False, progress=False)
+    ref = integrated_gradients(embedded, task, ablation, steps=3)
+    assert np.abs(ref).max() > 1e-2
+    np.testing.assert_allclose(ours.values[0], ref, atol=1e-4 * np.abs(ref).max())
+
+
+def test_verified_values_equal_exact_ablation_on_embedded(embedded):
+    task = builtin(["Knowledge Recall"])["Knowledge Recall"].subset(3)
+    v = score(embedded, task, method="verified", candidates=12, cache=False, progress=False)
+    exact = score(embedded, task, method="ablation", cache=False, progress=False)
+    mask = v.verified[0]
+    assert mask.sum() == 12 and len({l for l, _ in zip(*np.nonzero(mask))}) > 1
+    np.testing.assert_array_equal(v.per_example[0][:, mask], exact.per_example[0][:, mask])

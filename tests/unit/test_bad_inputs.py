@@ -669,9 +669,16 @@ bad(
 bad(
     "api:score",
     "option for a method without options",
+    lambda c: score(c.model, c.task, method="ablation", alpha=1, **kw),
+    ValueError,
+    r"method 'ablation' takes no options, got \['alpha'\]",
+)
+bad(
+    "api:score",
+    "unknown attribution option",
     lambda c: score(c.model, c.task, alpha=1, **kw),
     ValueError,
-    r"method 'attribution' takes no options, got \['alpha'\]",
+    r"unknown attribution option\(s\) \['alpha'\]: choose from \['steps'\]",
 )
 bad(
     "api:score",

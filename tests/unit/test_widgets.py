@@ -102,14 +102,10 @@ def test_layout_and_controls(tasks, calls):
     ex, loads = make(tasks, scores=fake_scores())
     assert hasattr(ex, "_ipython_display_") and calls == [] and loads == []  # seeded: nothing computed
     c = ex.controls
-    assert list(c["method"].options)[:6] == [
-        "attribution · resample",
-        "attribution · zero",
-        "attribution · mean",
-        "ablation · resample",
-        "ablation · zero",
-        "ablation · mean",
-    ]
+    assert list(c["method"].options)[:3] == ["attribution · resample", "attribution · zero", "attribution · mean"]
+    assert {"verified · resample", "ablation · resample", "ablation · zero", "probe · logistic"} <= set(
+        c["method"].options
+    )
     assert c["normalize"].value == "share" and c["select"].value == "none" and c["by"].value == "value"
     assert c["tasks"].value == ("Alpha", "Beta") and all(chip.value for chip in c["tasks"].chips.values())
     assert titles(ex) == ["Alpha", "Beta"] and ex.grid.spec["hint"] == "hover a head · click for details"
@@ -408,3 +404,41 @@ def test_canvas_state_packs_every_head():
     colors = np.frombuffer(st["colors"], np.uint8).reshape(2, L, H, 4)
     assert (colors == np.stack([display.shade(p.shown, scale, p.selected) for p in panels])).all()
     assert st["spec"]["scale"]["ticks"][-1]["text"].endswith("+")
+
+
+def test_top_k_shows_the_faithfulness_curve_of_the_details_task(tasks, tiny_model, calls):
+    from headlab.analysis.validation import faithfulness
+
+    seed = fake_scores()
+    ex, _ = make(tasks, scores=seed, models={"tiny": tiny_model})
+    c = ex.controls
+    c["select"].value = "top_k"
+    c["k"].value = 2
+    c["detail_task"].value = "Beta"
+    c["curve"].value = True
+    ex.wait(120)
+    assert ex.error.value == "" and ex.curve is not None
+    caption, image = ex.curve_out.outputs
+    assert caption["data"]["text/plain"] == "Beta · attribution · resample on tiny · dashed line: k = 2"
+    assert base64.b64decode(image["data"]["image/png"], validate=True).startswith(b"\x89PNG")
+    direct = faithfulness(tiny_model, {"attribution · resample": seed}, [tasks[1]], ks=(1, 2, 4), progress=False)
+    shown = ex.curve.axes[0].lines[0]
+    np.testing.assert_allclose(shown.get_xdata(), [1, 2, 4])
+    np.testing.assert_allclose(shown.get_ydata(), direct.metric[0, 0])
+    c["curve"].value = False
+    assert ex.curve_out.outputs == () and ex.curve is None
+
+
+def test_verified_heads_are_marked_and_the_rest_read_as_estimates(tasks, calls):
+    s = fake_scores(method="verified")
+    mask = np.zeros(s.shape, dtype=bool)
+    mask[0, 1, 2] = mask[1, 0, 0] = True
+    s = HeadScores(
+        s.values, s.tasks, s.model, "verified", s.params, s.n_examples, s.baseline, s.per_example, verified=mask
+    )
+    ex, _ = make(tasks, scores=s)
+    flags = grid_arrays(ex)[4]
+    assert (((flags & canvas.FLAG["verified"]) > 0) == mask).all()
+    assert ex.grid.spec["has_verified"] and any(
+        e["text"] == "□ verified by exact ablation" for e in ex.grid.spec["legend"]
+    )

@@ -1,0 +1,75 @@
+"""Faithfulness curves: the metric and greedy accuracy against the number of heads masked (Cognitive Mirrors'
+Fig. 3 protocol), one line per map's top k and the band of layer-matched random k.
+
+``faithfulness_plot(curves, task)`` draws one task of ``validation.faithfulness``'s result: left the metric,
+right the accuracy, k on a log₂ axis, the clean value as a dotted line, the random sets as their mean ± one
+standard deviation (shaded) — a map is faithful where its line falls well below the band.
+``faithfulness_grid(curves)`` draws every task's metric panel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .plot import HeadlabFigure
+
+RANDOM = "0.55"  # colour of the random-k band
+
+
+def _task_index(curves, task) -> int:
+    if task is None:
+        if len(curves.tasks) != 1:
+            raise ValueError(f"these curves hold {len(curves.tasks)} tasks: name one of {curves.tasks}")
+        return 0
+    if task not in curves.tasks:
+        raise KeyError(f"no task {task!r} in these curves; tasks: {curves.tasks}")
+    return curves.tasks.index(task)
+
+
+def _draw(ax, curves, t: int, accuracy: bool, legend: bool) -> None:
+    """One panel of task index ``t``: each map's top-k line, the random band, the clean level."""
+    ks = curves.ks
+    values = curves.accuracy if accuracy else curves.metric
+    random = (curves.random_accuracy if accuracy else curves.random_metric)[t]  # (K, draws)
+    for m, label in enumerate(curves.labels):
+        ax.plot(ks, values[m, t], marker="o", ms=3, lw=1.5, label=f"top-k: {label}")
+    mean, std = random.mean(1), random.std(1, ddof=1)
+    ax.plot(ks, mean, color=RANDOM, lw=1.2, ls="--", label=f"random-k ({random.shape[1]} draws)")
+    ax.fill_between(ks, mean - std, mean + std, color=RANDOM, alpha=0.25, lw=0)
+    clean = (curves.clean_accuracy if accuracy else curves.clean)[t]
+    ax.axhline(clean, color="black", lw=0.8, ls=":", label="clean")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(int(k)) for k in ks])
+    ax.set_xlabel("heads masked (k)")
+    ax.set_ylabel("greedy accuracy" if accuracy else "metric")
+    if legend:
+        ax.legend(fontsize=7, frameon=False)
+
+
+def faithfulness_plot(curves, task=None, figsize=(8.0, 3.2)) -> HeadlabFigure:
+    """One task's curves (``task``: its name; None when the curves hold one task): metric and accuracy."""
+    t = _task_index(curves, task)
+    fig = HeadlabFigure(figsize=figsize, layout="constrained")
+    left, right = fig.subplots(1, 2)
+    _draw(left, curves, t, accuracy=False, legend=True)
+    _draw(right, curves, t, accuracy=True, legend=False)
+    right.set_ylim(-0.03, 1.03)
+    fig.suptitle(f"{curves.tasks[t]}: {curves.mode}-masking the top k heads", fontsize=10)
+    return fig
+
+
+def faithfulness_grid(curves, columns: int = 4, panel=(2.6, 2.2)) -> HeadlabFigure:
+    """Every task's metric curve, one panel each, ``columns`` per row."""
+    n = len(curves.tasks)
+    cols = min(columns, n)
+    rows = int(np.ceil(n / cols))
+    fig = HeadlabFigure(figsize=(panel[0] * cols, panel[1] * rows + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for t, ax in enumerate(axes):
+        if t >= n:
+            ax.set_visible(False)
+            continue
+        _draw(ax, curves, t, accuracy=False, legend=t == 0)
+        ax.set_title(curves.tasks[t], fontsize=9)
+    fig.suptitle(f"metric with the top k heads {curves.mode}-masked, vs random k", fontsize=10)
+    return fig

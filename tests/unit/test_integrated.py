@@ -1,0 +1,166 @@
+"""Integrated-gradient attribution (``steps=``), screen-then-verify (``method="verified"``) and faithfulness
+curves, on tiny models against plain references."""
+
+import numpy as np
+import pytest
+import torch
+
+from headlab.analysis import validation
+from headlab.analysis.interventions import head_means, mask_heads
+from headlab.analysis.selection import select_heads
+from headlab.engine.forward import gather_positions
+from headlab.metrics import encode, from_logits
+from headlab.results import HeadScores
+from headlab.scorers import reference, verified
+from headlab.scoring import score
+
+
+def _close(a, b, rel=1e-5):
+    scale = max(1e-3, float(np.abs(b).max()))
+    np.testing.assert_allclose(a, b, atol=rel * scale, rtol=0)
+
+
+@pytest.fixture(scope="module", params=["padded", "packed"])
+def model(request, tiny_model, tiny_llama):
+    return tiny_model if request.param == "padded" else tiny_llama
+
+
+@pytest.mark.parametrize("ablation", ["zero", "mean", "resample"])
+def test_one_step_is_plain_attribution(model, toy_task, ablation):
+    s = score(model, toy_task, method="attribution", ablation=ablation, steps=1, cache=False, progress=False)
+    ref = reference.gate_gradient(model, toy_task, ablation)
+    assert np.abs(ref).max() > 1e-4 and s.params["steps"] == 1
+    _close(s.values[0], ref)
+
+
+@pytest.mark.parametrize("ablation", ["zero", "mean", "resample"])
+def test_integrated_gradients_equal_the_plain_reference(model, toy_task, ablation):
+    """The packed and padded fast paths give one full forward + backward per path point's numbers."""
+    s = score(model, toy_task, method="attribution", ablation=ablation, steps=3, cache=False, progress=False)
+    ref = reference.integrated_gradients(model, toy_task, ablation, steps=3)
+    first = reference.gate_gradient(model, toy_task, ablation)
+    assert np.abs(ref - first).max() > 10 * 1e-5 * np.abs(ref).max()  # the path changes the numbers
+    _close(s.values[0], ref)
+
+
+def test_many_steps_integrate_to_the_whole_path(tiny_model, toy_task):
+    """Completeness: Σ over heads of the path integral → clean metric − metric with every head zeroed."""
+    s = score(tiny_model, toy_task, method="attribution", ablation="zero", steps=64, cache=False, progress=False)
+    enc = encode(toy_task, tiny_model.tokenizer, "logit_diff")
+    L = s.model.n_layers
+    with torch.no_grad():
+        clean = from_logits(gather_positions(tiny_model(enc.tokens), enc.read_pos), enc)
+        zeroed = tiny_model.run_with_hooks(
+            enc.tokens, fwd_hooks=[(f"blocks.{l}.attn.hook_z", lambda z, hook: z * 0) for l in range(L)]
+        )
+        drop = (clean - from_logits(gather_positions(zeroed, enc.read_pos), enc)).mean().item()
+    first = score(tiny_model, toy_task, method="attribution", ablation="zero", cache=False, progress=False)
+    assert abs(first.values.sum() - drop) > 0.2 * abs(drop)  # the first-order sum misses it
+    assert s.values.sum() == pytest.approx(drop, rel=0.03)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "4", None])
+def test_steps_is_validated(tiny_model, toy_task, bad):
+    with pytest.raises(ValueError, match="steps="):
+        score(tiny_model, toy_task, method="attribution", steps=bad, cache=False, progress=False)
+
+
+def test_steps_enter_the_cache_key(tiny_model, toy_task, tmp_path):
+    one = score(tiny_model, toy_task, method="attribution", steps=1, cache=tmp_path, progress=False)
+    two = score(tiny_model, toy_task, method="attribution", steps=2, cache=tmp_path, progress=False)
+    assert two.params["steps"] == 2 and not np.allclose(one.values, two.values)
+    again = score(tiny_model, toy_task, method="attribution", steps=2, cache=tmp_path, progress=False)
+    np.testing.assert_array_equal(again.values, two.values)
+
+
+@pytest.mark.parametrize("ablation", ["zero", "resample"])
+def test_verified_values_are_exact_ablation_exactly(model, toy_task, ablation):
+    v = score(model, toy_task, method="verified", ablation=ablation, candidates=3, cache=False, progress=False)
+    exact = score(model, toy_task, method="ablation", ablation=ablation, cache=False, progress=False)
+    screen = score(model, toy_task, method="attribution", ablation=ablation, cache=False, progress=False)
+    mask = v.verified[0]
+    assert mask.sum() == 3
+    np.testing.assert_array_equal(v.per_example[0][:, mask], exact.per_example[0][:, mask])
+    np.testing.assert_array_equal(v.values[0][mask], exact.values[0][mask])
+    np.testing.assert_array_equal(v.per_example[0][:, ~mask], screen.per_example[0][:, ~mask])
+    assert v.params["candidates"] == {toy_task.name: int(mask.sum())}
+
+
+def test_candidates_cover_the_top_k_and_every_interval_reaching_it():
+    rng = np.random.default_rng(0)
+    pe = rng.normal(size=(8, 3, 4)) * 0.05 + np.linspace(-1, 1, 12).reshape(3, 4)
+    pe[:, 0, 0] = rng.normal(size=8) * 3  # uncertain: its interval reaches the threshold
+    chosen = verified.candidates(pe, k=3)
+    size = np.abs(pe.mean(0))
+    assert chosen[np.unravel_index(np.argsort(-size, axis=None)[:3], size.shape)].all()
+    assert chosen[0, 0] and chosen.sum() == 4  # the top 3 by |score| and the uncertain head
+    assert verified.candidates(pe, k=3, fixed=5).sum() == 5
+
+
+def test_disagreements_list_sign_flips_and_rank_moves():
+    screen = np.linspace(1, -1, 30).reshape(5, 6)
+    exact = screen.copy()
+    exact[0, 1] = -2.0  # sign flip, rank 2 → 30
+    exact[4, 5] = 3.0  # rank 30 → 1, and a flip
+    chosen = np.zeros((5, 6), dtype=bool)
+    chosen[0, :3] = chosen[4, 5] = True
+    found = verified.disagreements(screen, exact, chosen)
+    assert [(d["layer"], d["head"]) for d in found] == [(4, 5), (0, 1)]
+    assert found[0]["attribution_rank"] == 30 and found[0]["exact_rank"] == 1
+    assert "sign flip" in found[1]["why"] and "rank 2 → 30" in found[1]["why"]
+
+
+def test_verified_mask_survives_save_load_and_select(tiny_model, toy_task, tmp_path):
+    v = score(tiny_model, toy_task, method="verified", k=2, cache=False, progress=False)
+    back = HeadScores.load(v.save(tmp_path / "v"))
+    np.testing.assert_array_equal(back.verified, v.verified)
+    assert back.disagreements().equals(v.disagreements())
+    np.testing.assert_array_equal(v.select([toy_task.name]).verified, v.verified)
+    plain = score(tiny_model, toy_task, method="attribution", cache=False, progress=False)
+    assert plain.verified is None and HeadScores.load(plain.save(tmp_path / "p")).verified is None
+    assert len(plain.disagreements()) == 0
+
+
+def test_verified_options_are_validated(tiny_model, toy_task):
+    for bad, name in [
+        ({"k": 0}, "k="),
+        ({"candidates": 2.5}, "candidates="),
+        ({"steps": 0}, "steps="),
+        ({"x": 1}, "x"),
+    ]:
+        with pytest.raises(ValueError, match=name):
+            score(tiny_model, toy_task, method="verified", cache=False, progress=False, **bad)
+
+
+@pytest.mark.parametrize("mode", ["zero", "mean"])
+def test_faithfulness_equals_masking_each_set(tiny_model, toy_task, mode):
+    attr = score(tiny_model, toy_task, method="attribution", cache=False, progress=False)
+    exact = score(tiny_model, toy_task, method="ablation", cache=False, progress=False)
+    f = validation.faithfulness(tiny_model, {"exact": exact, "attr": attr}, [toy_task], ks=(1, 3), mode=mode)
+    means = head_means(tiny_model, [toy_task]) if mode == "mean" else None
+    assert f.metric.shape == (2, 1, 2) and f.random_metric.shape == (1, 2, 10)
+    for m, s in enumerate((exact, attr)):
+        for j, k in enumerate((1, 3)):
+            with mask_heads(tiny_model, select_heads(s, toy_task.name, "top_k", k=k, by="value"), mode, means=means):
+                metric, acc = validation._behaviour(tiny_model, toy_task)
+            assert f.metric[m, 0, j] == pytest.approx(metric, abs=1e-5) and f.accuracy[m, 0, j] == acc
+    assert f.clean[0] == pytest.approx(validation._behaviour(tiny_model, toy_task)[0], abs=1e-5)
+    assert np.ptp(f.random_metric[0, 1]) > 0  # the draws differ
+
+
+def test_faithfulness_is_kept_for_a_second_call(tiny_model, toy_task, monkeypatch):
+    attr = score(tiny_model, toy_task, method="attribution", cache=False, progress=False)
+    first = validation.faithfulness(tiny_model, attr, [toy_task], ks=(1, 2), seed=3)
+    monkeypatch.setattr(validation, "_masked_behaviour", lambda *a: pytest.fail("recomputed"))
+    again = validation.faithfulness(tiny_model, attr, [toy_task], ks=(1, 2), seed=3)
+    np.testing.assert_array_equal(first.random_metric, again.random_metric)
+    assert len(first.table()) == 2 and "random-k" in first.markdown()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match", [({"ks": (1, 7)}, "ks holds 7"), ({"ks": ()}, "ks is empty"), ({"draws": 5}, "draws=5")]
+)
+def test_faithfulness_options_are_validated(tiny_model, toy_task, kwargs, match):
+    attr = score(tiny_model, toy_task, method="attribution", cache=False, progress=False)
+    with pytest.raises(ValueError, match=match):
+        validation.faithfulness(tiny_model, attr, [toy_task], **kwargs)
