@@ -38,7 +38,7 @@ RANK_MOVE = 10  # a verified head whose rank moves by more than this is a disagr
 class Verified(Scorer):
     name = "verified"
     summary = "attribution screens every head, exact ablation re-scores each task's top candidates"
-    order = 15
+    order = 25
     variants = ABLATION_VARIANTS
     options = {"k": 20, "candidates": None, "steps": 1}
     pools = True

@@ -134,5 +134,5 @@ def test_probe_errors_are_one_line(tiny_model, tasks):
         score(tiny_model, tasks[0], method="probe", cache=False, progress=False)
     with pytest.raises(ValueError, match="unknown pool"):
         score(tiny_model, tasks, method="probe", pool="max", cache=False, progress=False)
-    with pytest.raises(ValueError, match="takes no options"):
+    with pytest.raises(ValueError, match="unknown attribution option"):
         score(tiny_model, tasks, method="attribution", pool="mean", cache=False, progress=False)
