@@ -65,7 +65,7 @@ def test_a_new_method_needs_no_change_to_score(constant_scorer, tiny_model, tmp_
 
 def test_unknown_method_names_the_registered_ones(tiny_model, toy_task):
     with pytest.raises(
-        ValueError, match=r"unknown method 'magic': choose from \('attribution', 'verified', 'ablation'"
+        ValueError, match=r"unknown method 'magic': choose from \('attribution', 'ablation', 'verified'"
     ):
         score(tiny_model, toy_task, method="magic", cache=False, progress=False)
 
