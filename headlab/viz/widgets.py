@@ -174,6 +174,19 @@ def check_tasks_match(scores: HeadScores, tasks: dict) -> None:
         )
 
 
+def shown_text(text: str, html_text: str | None = None) -> dict:
+    """A display_data output (an ``Output`` widget's state) of plain text, and its HTML where given."""
+    data = {"text/plain": text, **({"text/html": html_text} if html_text else {})}
+    return {"output_type": "display_data", "metadata": {}, "data": data}
+
+
+def shown_figure(fig) -> dict:
+    """A display_data output of a figure's PNG, as base64 text (raw bytes would travel as a binary buffer,
+    which the output renderer cannot show)."""
+    png = base64.b64encode(fig._repr_png_()).decode("ascii")
+    return {"output_type": "display_data", "metadata": {}, "data": {"image/png": png, "text/plain": repr(fig)}}
+
+
 def duration(seconds: float) -> str:
     """ "45 s", "3 min", "1.5 h"."""
     if seconds < 90:
@@ -756,13 +769,7 @@ class Explorer:
     def _clear_details(self, why: str) -> None:
         self._details_of = None
         if self.details_out.outputs:
-            self.details_out.outputs = (
-                {
-                    "output_type": "display_data",
-                    "metadata": {},
-                    "data": {"text/plain": f"(head details cleared: {why})"},
-                },
-            )
+            self.details_out.outputs = (shown_text(f"(head details cleared: {why})"),)
         self.grid.status = ""
 
     def _show_source(self, model: str, method: str, scores: HeadScores) -> None:
@@ -955,14 +962,7 @@ class Explorer:
 
     def _show_curve(self, fig, caption: str = "") -> None:
         """The curve figure (None: none) with its caption, as widget state (see ``details``)."""
-        outputs = []
-        if caption:
-            outputs.append({"output_type": "display_data", "metadata": {}, "data": {"text/plain": caption}})
-        if fig is not None:
-            png = base64.b64encode(fig._repr_png_()).decode("ascii")
-            outputs.append(
-                {"output_type": "display_data", "metadata": {}, "data": {"image/png": png, "text/plain": repr(fig)}}
-            )
+        outputs = ([shown_text(caption)] if caption else []) + ([shown_figure(fig)] if fig is not None else [])
         self.curve_out.outputs = tuple(outputs)
         self.curve = fig
 
@@ -1027,18 +1027,7 @@ class Explorer:
         # nothing to that cell's own outputs (what nbval compares). The PNG goes in as base64 text: raw
         # bytes in widget state travel as binary buffers, which the output renderer cannot show.
         summary = html.escape(info.summary())
-        self.details_out.outputs = (
-            {
-                "output_type": "display_data",
-                "metadata": {},
-                "data": {"text/html": f"<p>{summary}</p>", "text/plain": info.summary()},
-            },
-            {
-                "output_type": "display_data",
-                "metadata": {},
-                "data": {"image/png": base64.b64encode(fig._repr_png_()).decode("ascii"), "text/plain": repr(fig)},
-            },
-        )
+        self.details_out.outputs = (shown_text(info.summary(), f"<p>{summary}</p>"), shown_figure(fig))
         self.grid.status = f"details: L{layer}.H{head} · {task} · {name}"
         self._details_of = task
         c = self.controls
