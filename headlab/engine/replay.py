@@ -15,13 +15,23 @@ the block re-run on the model itself, once: it must give the clean run's numbers
 ``read_from(..., prefix=d)`` also reuses the clean keys/values of positions < d (resample: the prompt and
 its counterfactual share them). That needs the model's own key/value cache to hold every position: a
 sliding-window cache shorter than the prompt keeps only the last window, so then it is not used.
+
+A re-run block that holds no hook runs as **plain Hugging Face code**: ``plain_blocks(model)`` are copies of
+the blocks with every bridge wrapper replaced by the module it wraps (sharing the weights), so none of the
+bridge's per-call work runs — its normalisation layers, for one, compute each norm twice, once to feed their
+hook points. A block whose hook points (or the block itself, past its pre-hooks) hold a hook runs through the
+bridge. The plain copies are proven, once per model and dtype, to give the bridge's numbers, or not used.
+Measured: ``benchmarks/bench_scorers.py`` (docs/measured.md).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
+from transformer_lens.hook_points import HookPoint
+from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
 
 from . import hooks
 from .forward import agree, at_positions, final_resid, probe_tokens, proven_once
@@ -52,12 +62,16 @@ class Replay:
     (n, T, H, d_head), and ``clean_read``, the final residual stream at ``read_pos`` (n, P, d_model).
 
     ``full=None`` re-runs only blocks ≥ the start layer where ``supported(model)``, else the whole model;
-    ``full=True`` / ``False`` forces one way."""
+    ``full=True`` / ``False`` forces one way; ``plain=None`` runs unhooked blocks as plain Hugging Face code
+    where ``plain_supported(model)``, ``True`` / ``False`` forces it."""
 
-    def __init__(self, model, tokens: torch.Tensor, read_pos: torch.Tensor, keep_z: bool = True, full=None):
+    def __init__(
+        self, model, tokens: torch.Tensor, read_pos: torch.Tensor, keep_z: bool = True, full=None, plain=None
+    ):
         self.model, self.tokens, self.read_pos = model, tokens, read_pos
         self.n, self.T = tokens.shape
         self.full = (not supported(model)) if full is None else full
+        self.plain = (not self.full and plain_supported(model)) if plain is None else plain
         n_layers = len(model.blocks)
         self.resid: list[torch.Tensor] = [None] * n_layers
         self.kwargs: list[dict] = [None] * n_layers
@@ -100,11 +114,13 @@ class Replay:
 
     def _blocks_from(self, start: int, resid: torch.Tensor, copies: int, prefix: int = 0) -> torch.Tensor:
         x = resid
+        plain = plain_blocks(self.model) if self.plain else None
         for layer in range(start, len(self.model.blocks)):
             kwargs = {k: _tile(k, v, self.n, copies) for k, v in self.kwargs[layer].items()}
             if prefix:
                 kwargs = _suffix_kwargs(kwargs, prefix, _PrefixKV(self.kv, prefix, copies))
-            out = self.model.blocks[layer](x, **kwargs)
+            block = self.model.blocks[layer]
+            out = block(x, **kwargs) if plain is None or hooked(block) else run_plain(block, plain[layer], x, kwargs)
             x = out[0] if isinstance(out, tuple) else out
         return x
 
@@ -155,7 +171,7 @@ def _prove(model) -> bool:
     tokens = probe_tokens(model)
     read = torch.arange(3, tokens.shape[1]).repeat(tokens.shape[0], 1)  # past the prefix the proof reuses
     try:
-        r = Replay(model, tokens, read, keep_z=False, full=False)
+        r = Replay(model, tokens, read, keep_z=False, full=False, plain=False)
         if not r.known_kwargs():
             return False
         clean = r.clean_read.repeat(2, 1, 1)
@@ -165,6 +181,72 @@ def _prove(model) -> bool:
                 runs.append(r.read_from(0, copies=2, prefix=3))
         return all(agree(x, clean, clean.dtype) for x in runs)
     except Exception:  # an architecture whose blocks cannot be re-run this way: the whole model re-runs
+        return False
+
+
+def plain_blocks(model) -> list[torch.nn.Module] | None:
+    """Per layer, the block as plain Hugging Face modules (bridge wrappers unwrapped, weights shared), built
+    once per model; None where the blocks are not bridge components."""
+    if "_headlab_plain_blocks" not in model.__dict__:
+        blocks = list(getattr(model, "blocks", ()))
+        ok = blocks and all(isinstance(b, GeneralizedComponent) and b.original_component is not None for b in blocks)
+        model.__dict__["_headlab_plain_blocks"] = [_unwrapped(b) for b in blocks] if ok else None
+    return model.__dict__["_headlab_plain_blocks"]
+
+
+def _unwrapped(module: torch.nn.Module) -> torch.nn.Module:
+    """A shallow copy of ``module`` with every bridge component below it replaced by what it wraps."""
+    while isinstance(module, GeneralizedComponent):
+        module = module.original_component
+    out = copy.copy(module)  # shares the parameter and buffer dicts: weights stay one set
+    out._modules = {name: None if child is None else _unwrapped(child) for name, child in module._modules.items()}
+    return out
+
+
+def hooked(block: torch.nn.Module) -> bool:
+    """Whether a hook point inside ``block`` holds a hook, or the block has forward hooks: then only the
+    bridge runs it as the hooks expect."""
+    if block._forward_hooks:
+        return True
+    return any(isinstance(m, HookPoint) and (m.fwd_hooks or m.bwd_hooks or m._forward_hooks) for m in block.modules())
+
+
+def run_plain(block: torch.nn.Module, plain: torch.nn.Module, x: torch.Tensor, kwargs: dict):
+    """``block(x, **kwargs)`` computed by its plain copy; the block's forward pre-hooks (e.g. a cancel check)
+    still run first, as PyTorch would run them."""
+    args = (x,)
+    for hook_id, hook in block._forward_pre_hooks.items():
+        if hook_id in block._forward_pre_hooks_with_kwargs:
+            result = hook(block, args, kwargs)
+            if result is not None:
+                args, kwargs = result
+        else:
+            result = hook(block, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+    return plain(*args, **kwargs)
+
+
+def plain_supported(model) -> bool:
+    """Whether the plain copies reproduce the bridge's blocks on ``model`` (proven once per model and dtype:
+    a re-run from block 0 with stacked copies, and with the prefix reuse where the model allows it)."""
+    return proven_once(model, "plain", _prove_plain)
+
+
+def _prove_plain(model) -> bool:
+    if plain_blocks(model) is None or not supported(model):
+        return False
+    tokens = probe_tokens(model)
+    read = torch.arange(3, tokens.shape[1]).repeat(tokens.shape[0], 1)
+    try:
+        bridged = Replay(model, tokens, read, keep_z=False, full=False, plain=False)
+        plain = Replay(model, tokens, read, keep_z=False, full=False, plain=True)
+        with torch.no_grad():
+            pairs = [(plain.read_from(0, copies=2), bridged.read_from(0, copies=2))]
+            if plain.supports_prefix():
+                pairs.append((plain.read_from(0, copies=2, prefix=3), bridged.read_from(0, copies=2, prefix=3)))
+        return all(agree(a, b, b.dtype) for a, b in pairs)
+    except Exception:  # an architecture whose unwrapped modules do not run alone: the bridge runs them
         return False
 
 

@@ -42,6 +42,50 @@ def test_whole_model_rerun_equals_block_rerun(hf_llama, task, monkeypatch):
     np.testing.assert_allclose(fast.values, plain.values, atol=1e-5)
 
 
+def test_plain_blocks_give_the_bridge_numbers(hf_llama, task, monkeypatch):
+    """Unhooked re-run blocks run as plain Hugging Face modules (no bridge wrapper or hook point left in
+    them, the same weight tensors): the same map as through the bridge."""
+    from transformer_lens.hook_points import HookPoint
+    from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
+
+    assert replay.plain_supported(hf_llama)
+    plain = replay.plain_blocks(hf_llama)
+    assert not any(isinstance(m, (GeneralizedComponent, HookPoint)) for b in plain for m in b.modules())
+    assert {p.data_ptr() for p in plain[1].parameters()} <= {p.data_ptr() for p in hf_llama.blocks[1].parameters()}
+    fast = score(hf_llama, task, method="ablation", ablation="resample", cache=False, progress=False)
+    monkeypatch.setattr(replay, "plain_supported", lambda model: False)
+    bridged = score(hf_llama, task, method="ablation", ablation="resample", cache=False, progress=False)
+    assert np.abs(bridged.values).max() > 1e-3
+    np.testing.assert_allclose(fast.values, bridged.values, atol=1e-6)
+
+
+def test_a_hooked_block_runs_through_the_bridge(hf_llama):
+    """A hook on a later block (the user's, e.g. ``mask_heads``) is honoured by the re-run."""
+    tokens, read = torch.tensor([[5, 6, 7, 8, 9, 10]]), torch.tensor([[5]])
+
+    def zero_head(z, hook):
+        z[:, :, 0] = 0.0
+        return z
+
+    runs = {}
+    for plain in (True, False):
+        r = replay.Replay(hf_llama, tokens, read, keep_z=False, full=False, plain=plain)
+        with torch.no_grad(), hf_llama.hooks(fwd_hooks=[("blocks.2.attn.hook_z", zero_head)]):
+            runs[plain] = r.read_from(0)
+    assert not torch.equal(runs[False], r.clean_read)  # the hook changes the run
+    torch.testing.assert_close(runs[True], runs[False], rtol=0, atol=1e-6)
+
+
+def test_a_cancel_stops_plain_blocks(hf_llama):
+    """The explorer's cancel check is a pre-hook on the bridge's blocks: a plain re-run still asks it."""
+    from headlab.engine.progress import Cancelled, watching
+
+    r = replay.Replay(hf_llama, torch.tensor([[5, 6, 7, 8]]), torch.tensor([[3]]), keep_z=False, plain=True)
+    assert r.plain
+    with torch.no_grad(), watching(lambda *a: None, hf_llama, stop=lambda: True), pytest.raises(Cancelled):
+        r.read_from(0)
+
+
 def test_an_unknown_block_argument_is_not_re_run_by_hand(hf_llama):
     r = replay.Replay(hf_llama, torch.tensor([[1, 2, 3, 4]]), torch.tensor([[3]]), full=False)
     assert r.known_kwargs()
