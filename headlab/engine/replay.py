@@ -20,7 +20,8 @@ A re-run block that holds no hook runs as **plain Hugging Face code**: ``plain_b
 the blocks with every bridge wrapper replaced by the module it wraps (sharing the weights), so none of the
 bridge's per-call work runs — its normalisation layers, for one, compute each norm twice, once to feed their
 hook points. A block whose hook points (or the block itself, past its pre-hooks) hold a hook runs through the
-bridge. The plain copies are proven, once per model and dtype, to give the bridge's numbers, or not used.
+bridge. The plain copies are proven, once per model and dtype, to give the bridge's numbers bit for bit (so a
+head whose output is zero still scores exactly 0), or not used.
 Measured: ``benchmarks/bench_scorers.py`` (docs/measured.md).
 """
 
@@ -228,7 +229,7 @@ def run_plain(block: torch.nn.Module, plain: torch.nn.Module, x: torch.Tensor, k
 
 
 def plain_supported(model) -> bool:
-    """Whether the plain copies reproduce the bridge's blocks on ``model`` (proven once per model and dtype:
+    """Whether the plain copies reproduce the bridge's blocks bit for bit on ``model`` (proven once per model and dtype:
     a re-run from block 0 with stacked copies, and with the prefix reuse where the model allows it)."""
     return proven_once(model, "plain", _prove_plain)
 
@@ -245,7 +246,7 @@ def _prove_plain(model) -> bool:
             pairs = [(plain.read_from(0, copies=2), bridged.read_from(0, copies=2))]
             if plain.supports_prefix():
                 pairs.append((plain.read_from(0, copies=2, prefix=3), bridged.read_from(0, copies=2, prefix=3)))
-        return all(agree(a, b, b.dtype) for a, b in pairs)
+        return all(torch.equal(a, b) for a, b in pairs)
     except Exception:  # an architecture whose unwrapped modules do not run alone: the bridge runs them
         return False
 
