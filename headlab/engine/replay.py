@@ -66,9 +66,7 @@ class Replay:
     ``full=True`` / ``False`` forces one way; ``plain=None`` runs unhooked blocks as plain Hugging Face code
     where ``plain_supported(model)``, ``True`` / ``False`` forces it."""
 
-    def __init__(
-        self, model, tokens: torch.Tensor, read_pos: torch.Tensor, keep_z: bool = True, full=None, plain=None
-    ):
+    def __init__(self, model, tokens: torch.Tensor, read_pos: torch.Tensor, keep_z: bool = True, full=None, plain=None):
         self.model, self.tokens, self.read_pos = model, tokens, read_pos
         self.n, self.T = tokens.shape
         self.full = (not supported(model)) if full is None else full
@@ -209,7 +207,9 @@ def hooked(block: torch.nn.Module) -> bool:
     bridge runs it as the hooks expect."""
     if block._forward_hooks:
         return True
-    return any(isinstance(m, HookPoint) and (m.fwd_hooks or m.bwd_hooks or m._forward_hooks) for m in block.modules())
+    if "_headlab_hook_points" not in block.__dict__:  # a bridge's layout is fixed once it is built
+        block.__dict__["_headlab_hook_points"] = [m for m in block.modules() if isinstance(m, HookPoint)]
+    return any(m.fwd_hooks or m.bwd_hooks or m._forward_hooks for m in block.__dict__["_headlab_hook_points"])
 
 
 def run_plain(block: torch.nn.Module, plain: torch.nn.Module, x: torch.Tensor, kwargs: dict):
