@@ -3,8 +3,12 @@
 For each scorer the same items are scored with the model in float32, bfloat16 and float16 (on this
 machine's device); per task the Spearman ρ of the half-precision map against float32 over all heads, and the
 largest |difference| relative to the float32 map's largest |value|. The goal: ρ ≥ 0.99 for every scorer.
+Also per scorer: ρ over the heads whose float32 |score| is ≥ 5% of the map's largest, ρ over float32's top 20,
+and ρ of the first n items' pooled map (n = 1, 2, 4, …: how pooling averages the rounding out). With
+``--rounded``, one more model per dtype runs float32 arithmetic on weights rounded to that dtype: it separates
+the rounding of the weights from that of the activations.
 
-    python benchmarks/bench_precision.py [--items 8] [--exact-items 4] [--device auto]
+    python benchmarks/bench_precision.py [--items 8] [--exact-items 4] [--device auto] [--rounded]
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 
 def main() -> None:
@@ -28,6 +33,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtypes", nargs="+", default=["bfloat16", "float16"])
     ap.add_argument("--only", nargs="+", default=None, help="scorer labels to run (default: all)")
+    ap.add_argument("--rounded", action="store_true", help="also float32 arithmetic on weights rounded to each dtype")
     args = ap.parse_args()
 
     from scipy.stats import spearmanr
@@ -48,9 +54,19 @@ def main() -> None:
         f"## half precision vs float32, embedded model ({args.items} items per task; exact and gating: "
         f"{args.exact_items} items; device {args.device})\n"
     )
-    print("| scorer | dtype | min ρ over tasks | median ρ | max abs diff / max abs float32 | time (s) | float32 (s) |")
-    print("|---|---|---:|---:|---:|---:|---:|", flush=True)
+    print(
+        "| scorer | dtype | min ρ over tasks | median ρ | ρ, heads ≥ 5% of max (min) | ρ, float32 top-20 (min) | "
+        "max abs diff / max abs float32 | ρ by items pooled (min over tasks) | time (s) | float32 (s) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---|---:|---:|", flush=True)
     models = {dtype: headlab.load_model(device=args.device, dtype=dtype) for dtype in ["float32", *args.dtypes]}
+    if args.rounded:
+        for dtype in args.dtypes:
+            model = headlab.load_model(device=args.device, dtype="float32")
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.copy_(p.to(getattr(torch, dtype)).float())
+            models[f"float32, {dtype} weights"] = model
     for label, kwargs, chosen in runs:
         if args.only and not any(label.startswith(o) for o in args.only):
             continue
@@ -60,13 +76,26 @@ def main() -> None:
             maps[dtype] = headlab.score(model, chosen, cache=False, progress=False, **kwargs)
             seconds[dtype] = time.perf_counter() - t
         ref = maps["float32"]
-        for dtype in args.dtypes:
+        for dtype in [d for d in models if d != "float32"]:
             other = maps[dtype]
-            rhos = [spearmanr(ref[t].ravel(), other[t].ravel()).statistic for t in ref.tasks]
+            rhos, strong, top, pooled = [], [], [], {}
+            for i, t in enumerate(ref.tasks):
+                a, b = ref[t].ravel(), other[t].ravel()
+                rhos.append(spearmanr(a, b).statistic)
+                big = np.abs(a) >= 0.05 * np.abs(a).max()
+                strong.append(spearmanr(a[big], b[big]).statistic if big.sum() > 2 else np.nan)
+                k = np.argsort(-a, kind="stable")[:20]
+                top.append(spearmanr(a[k], b[k]).statistic)
+                n = int(ref.n_examples[i])
+                for m in [2**j for j in range(8) if 2**j < n] + [n]:
+                    x = np.nanmean(ref.per_example[i, :m], 0).ravel()
+                    y = np.nanmean(other.per_example[i, :m], 0).ravel()
+                    pooled.setdefault(m, []).append(spearmanr(x, y).statistic)
             err = max(np.abs(ref[t] - other[t]).max() / max(np.abs(ref[t]).max(), 1e-12) for t in ref.tasks)
+            by_items = ", ".join(f"{m}: {min(r):.2f}" for m, r in pooled.items())
             print(
-                f"| {label} | {dtype} | {min(rhos):.3f} | {np.median(rhos):.3f} | {err:.2e} | "
-                f"{seconds[dtype]:.1f} | {seconds['float32']:.1f} |",
+                f"| {label} | {dtype} | {min(rhos):.3f} | {np.median(rhos):.3f} | {np.nanmin(strong):.3f} | "
+                f"{min(top):.3f} | {err:.2e} | {by_items} | {seconds[dtype]:.1f} | {seconds['float32']:.1f} |",
                 flush=True,
             )
 

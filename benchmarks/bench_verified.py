@@ -6,7 +6,7 @@ same tasks — time, the ratio, heads verified per task, and the verified map's 
 one. Exact ablation costs one re-run per head; verification re-runs only the candidates, whose number
 depends on the screen's uncertainty, not on the model's size.
 
-    python benchmarks/bench_verified.py [--shapes 6x8 12x12 24x16] [--d-model 256] [--tasks 4] [--items 8]
+    python benchmarks/bench_verified.py [--shapes 6x8 12x8 24x16] [--d-model 256] [--tasks 4] [--items 8]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shapes", nargs="+", default=["6x8", "12x12", "24x16"], help="layers x heads")
+    ap.add_argument("--shapes", nargs="+", default=["6x8", "12x8", "24x16"], help="layers x heads")
     ap.add_argument("--d-model", type=int, default=256)
     ap.add_argument("--tasks", type=int, default=4, help="builtin tasks (the first n)")
     ap.add_argument("--items", type=int, default=8)

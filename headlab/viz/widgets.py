@@ -480,57 +480,75 @@ class Explorer:
     def _start(self, model: str, method: str, confirmed: bool) -> None:
         """Compute (model, method) in a worker thread; unless ``confirmed``, estimate first and ask when it
         would take longer than ``ASK_ABOVE_S``."""
+
+        def cancelled():
+            self._revert_choice()
+            self._notes.append(
+                f"cancelled {method} on {model}: {self._job_at[0]} of {self._job_at[1]} tasks finished and "
+                "cached; pick it again to go on from there"
+            )
+            if self.scores is not None:
+                self._draw()
+            else:  # nothing on screen yet: the note alone
+                self.status.value, self._notes = html.escape(" ".join(self._notes)), []
+
+        self._launch("loading the model", lambda: self._work(model, method, confirmed), cancelled, self._revert_choice)
+
+    def _launch(self, label: str, work, cancelled, failed=None, done=None) -> None:
+        """Run ``work()`` as the explorer's one job, in a worker thread: its progress on the bar, Cancel
+        raising ``Cancelled`` inside it (then ``cancelled()``), any other error shown as the one error line
+        (after ``failed()``), and ``done()`` at the end whatever happened. ``cancelled`` and ``failed`` run under
+        the lock."""
         self._cancel.clear()
-        self._job_at = (0, 1, "loading the model")
+        self._job_at = (0, 1, label)
         self._set_job_visible(True)
-        self._job = threading.Thread(target=self._work, args=(model, method, confirmed), daemon=True)
+
+        def run():
+            try:
+                work()
+            except progress.Cancelled:
+                with self._lock:
+                    self._set_job_visible(False)
+                    cancelled()
+            except Exception as err:  # shown as one line, like every callback's error
+                with self._lock:
+                    self._set_job_visible(False)
+                    if failed is not None:
+                        failed()
+                    self.error.value = f"<span style='color:#b00020'>⚠ {html.escape(one_line(err))}</span>"
+            finally:
+                self._set_job_visible(False)
+                if done is not None:
+                    done()
+
+        self._job = threading.Thread(target=run, daemon=True)
         self._job.start()
 
     def _work(self, model: str, method: str, confirmed: bool) -> None:
-        try:
-            with progress.watching(self._on_progress):
-                bridge = self.model(model)
-            if not confirmed:
-                kind, kwargs = self.methods[method]
-                guess = scoring.estimate(bridge, list(self.task_objects().values()), method=kind, **kwargs)
-                if guess.seconds > ASK_ABOVE_S:
-                    self._pending = (model, method)
-                    n = len(self.task_objects())
-                    self.ask.value = (
-                        f"⏱ <b>{html.escape(method)}</b> on {html.escape(model)}: about "
-                        f"<b>{duration(guess.seconds)}</b> here ({len(guess.tasks)} of {n} tasks to compute, "
-                        "the rest cached). Run it?"
-                    )
-                    self._ask_box.layout.display = "flex"
-                    with self._lock:
-                        self._revert_choice()  # the menus keep naming what is on screen meanwhile
-                    return
-            with progress.watching(self._on_progress, model=bridge, stop=self._cancel.is_set):
-                scores = self.scores_for(model, method)
-            with self._lock:
-                if self.controls["model"].value == model and self.controls["method"].value == method:
-                    self._show_source(model, method, scores)
-                elif self._comparing() == (model, method):
-                    self._draw()
-        except progress.Cancelled:
-            with self._lock:
-                self._set_job_visible(False)
-                self._revert_choice()
-                self._notes.append(
-                    f"cancelled {method} on {model}: {self._job_at[0]} of {self._job_at[1]} tasks finished and "
-                    "cached; pick it again to go on from there"
+        with progress.watching(self._on_progress):
+            bridge = self.model(model)
+        if not confirmed:
+            kind, kwargs = self.methods[method]
+            guess = scoring.estimate(bridge, list(self.task_objects().values()), method=kind, **kwargs)
+            if guess.seconds > ASK_ABOVE_S:
+                self._pending = (model, method)
+                n = len(self.task_objects())
+                self.ask.value = (
+                    f"⏱ <b>{html.escape(method)}</b> on {html.escape(model)}: about "
+                    f"<b>{duration(guess.seconds)}</b> here ({len(guess.tasks)} of {n} tasks to compute, "
+                    "the rest cached). Run it?"
                 )
-                if self.scores is not None:
-                    self._draw()
-                else:  # nothing on screen yet: the note alone
-                    self.status.value, self._notes = html.escape(" ".join(self._notes)), []
-        except Exception as err:  # shown as one line, like every callback's error
-            with self._lock:
-                self._set_job_visible(False)
-                self._revert_choice()
-                self.error.value = f"<span style='color:#b00020'>⚠ {html.escape(one_line(err))}</span>"
-        finally:
-            self._set_job_visible(False)
+                self._ask_box.layout.display = "flex"
+                with self._lock:
+                    self._revert_choice()  # the menus keep naming what is on screen meanwhile
+                return
+        with progress.watching(self._on_progress, model=bridge, stop=self._cancel.is_set):
+            scores = self.scores_for(model, method)
+        with self._lock:
+            if self.controls["model"].value == model and self.controls["method"].value == method:
+                self._show_source(model, method, scores)
+            elif self._comparing() == (model, method):
+                self._draw()
 
     def _on_progress(self, desc, done, total) -> None:
         """The watcher of the running job: overall fraction, "task i of n", and the cancel check."""
@@ -914,51 +932,40 @@ class Explorer:
             with self._quiet():
                 self.controls["curve"].value = False
             raise ValueError("a job is running: wait for it or press Cancel before drawing the curve")
-        task = self.controls["detail_task"].value
-        self._cancel.clear()
-        self._job_at = (0, 1, f"faithfulness · {task}")
-        self._set_job_visible(True)
-        self._job = threading.Thread(target=self._curve_work, args=(self.shown, task), daemon=True)
-        self._job.start()
+        task, source = self.controls["detail_task"].value, self.shown
+
+        def done():
+            with self._quiet():
+                if self.curve_out.outputs == () or "cancelled" in str(self.curve_out.outputs):
+                    self.controls["curve"].value = False
+
+        cancelled = lambda: self._show_curve(None, "(curve cancelled)")  # noqa: E731
+        self._launch(f"faithfulness · {task}", lambda: self._curve_work(source, task), cancelled, done=done)
 
     def _curve_work(self, source, task: str) -> None:
         """``validation.faithfulness`` of the map on screen for ``task`` (in the worker thread; cancellable)."""
         from ..analysis.validation import KS, faithfulness
         from .curves import faithfulness_plot
 
-        try:
-            scores, bridge = self._cache[source], self.model(source[0])
-            L, H = scores.shape[1:]
-            ks = tuple(k for k in KS if k <= L * H // 2)
-            with progress.watching(self._on_progress, model=bridge, stop=self._cancel.is_set):
-                curves = faithfulness(
-                    bridge,
-                    {source[1]: scores},
-                    [self.task_objects()[task]],
-                    ks=ks,
-                    by=self.controls["by"].value,
-                    progress=True,
-                )
-            fig = faithfulness_plot(curves, task)
-            k = self.controls["k"].value
-            for ax in fig.axes:
-                ax.axvline(k, color="0.5", lw=0.8, ls="--")
-            with self._lock:
-                if self.shown == source:
-                    self._show_curve(fig, f"{task} · {self._source_name(source)} · dashed line: k = {k}")
-        except progress.Cancelled:
-            with self._lock:
-                self._set_job_visible(False)
-                self._show_curve(None, "(curve cancelled)")
-        except Exception as err:  # shown as one line, like every callback's error
-            with self._lock:
-                self._set_job_visible(False)
-                self.error.value = f"<span style='color:#b00020'>⚠ {html.escape(one_line(err))}</span>"
-        finally:
-            self._set_job_visible(False)
-            with self._quiet():
-                if self.curve_out.outputs == () or "cancelled" in str(self.curve_out.outputs):
-                    self.controls["curve"].value = False
+        scores, bridge = self._cache[source], self.model(source[0])
+        L, H = scores.shape[1:]
+        ks = tuple(k for k in KS if k <= L * H // 2)
+        with progress.watching(self._on_progress, model=bridge, stop=self._cancel.is_set):
+            curves = faithfulness(
+                bridge,
+                {source[1]: scores},
+                [self.task_objects()[task]],
+                ks=ks,
+                by=self.controls["by"].value,
+                progress=True,
+            )
+        fig = faithfulness_plot(curves, task)
+        k = self.controls["k"].value
+        for ax in fig.axes:
+            ax.axvline(k, color="0.5", lw=0.8, ls="--")
+        with self._lock:
+            if self.shown == source:
+                self._show_curve(fig, f"{task} · {self._source_name(source)} · dashed line: k = {k}")
 
     def _show_curve(self, fig, caption: str = "") -> None:
         """The curve figure (None: none) with its caption, as widget state (see ``details``)."""
