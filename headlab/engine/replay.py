@@ -31,7 +31,6 @@ import contextlib
 import copy
 
 import torch
-from transformer_lens.hook_points import HookPoint
 from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
 
 from . import hooks
@@ -203,13 +202,17 @@ def _unwrapped(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def hooked(block: torch.nn.Module) -> bool:
-    """Whether a hook point inside ``block`` holds a hook, or the block has forward hooks: then only the
-    bridge runs it as the hooks expect."""
-    if block._forward_hooks:
+    """Whether anything inside ``block`` holds a hook — a hook point's, or a PyTorch hook on any of its
+    modules — or the block has forward hooks: then only the bridge runs it as the hooks expect (the block's
+    own forward pre-hooks are run by ``run_plain``)."""
+    if block._forward_hooks or block._backward_hooks or block._backward_pre_hooks:
         return True
-    if "_headlab_hook_points" not in block.__dict__:  # a bridge's layout is fixed once it is built
-        block.__dict__["_headlab_hook_points"] = [m for m in block.modules() if isinstance(m, HookPoint)]
-    return any(m.fwd_hooks or m.bwd_hooks or m._forward_hooks for m in block.__dict__["_headlab_hook_points"])
+    if "_headlab_inner_modules" not in block.__dict__:  # a bridge's layout is fixed once it is built
+        block.__dict__["_headlab_inner_modules"] = [m for m in block.modules() if m is not block]
+    return any(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+        for m in block.__dict__["_headlab_inner_modules"]
+    )
 
 
 def run_plain(block: torch.nn.Module, plain: torch.nn.Module, x: torch.Tensor, kwargs: dict):

@@ -76,6 +76,23 @@ def test_a_hooked_block_runs_through_the_bridge(hf_llama):
     torch.testing.assert_close(runs[True], runs[False], rtol=0, atol=1e-6)
 
 
+def test_a_pytorch_hook_inside_a_block_runs_it_through_the_bridge(hf_llama):
+    """Not only hook points: a plain PyTorch forward hook on a module inside a later block is honoured."""
+    tokens, read = torch.tensor([[5, 6, 7, 8, 9, 10]]), torch.tensor([[5]])
+    handle = hf_llama.blocks[2].mlp.register_forward_hook(lambda module, args, out: out * 0.5)
+    try:
+        runs = {}
+        for plain in (True, False):
+            r = replay.Replay(hf_llama, tokens, read, keep_z=False, full=False, plain=plain)
+            with torch.no_grad():
+                runs[plain] = r.read_from(1)
+    finally:
+        handle.remove()
+    clean = replay.Replay(hf_llama, tokens, read, keep_z=False, full=False, plain=False).clean_read
+    assert not torch.allclose(runs[False], clean)  # the hook changes the run
+    torch.testing.assert_close(runs[True], runs[False], rtol=0, atol=1e-6)
+
+
 def test_a_cancel_stops_plain_blocks(hf_llama):
     """The explorer's cancel check is a pre-hook on the bridge's blocks: a plain re-run still asks it."""
     from headlab.engine.progress import Cancelled, watching
