@@ -117,7 +117,8 @@ def estimate(
 ) -> Estimate:
     """How long ``score(model, tasks, method, ...)`` would take here, before it runs: the tasks it would
     compute (the rest are cached), their work (``Scorer.cost``) and seconds at this model's measured rate
-    (one timed forward pass of the first task's prompts, measured once per model)."""
+    (one timed forward pass of the first task's prompts, measured once per model), plus the time of any work
+    outside the passes (``Scorer.fit_seconds``: a probe's training, timed on a few steps)."""
     plan = _plan(model, tasks, method, ablation, metric, None, cache, False, options)
     info, tok = plan.info, plan.model.tokenizer
     todo = plan.todo()
@@ -127,13 +128,15 @@ def estimate(
         lengths = [len(prompt_ids(tok, it.prompt)) + len(prompt_ids(tok, it.answer)) for it in task.items]
         work += plan.scorer.cost(len(lengths), float(np.mean(lengths)), info.n_layers, info.n_heads, plan.options)
     rate = throughput(plan.model, plan.jobs[todo[0]].task) if todo else 0.0
-    return Estimate([plan.tasks[i].name for i in todo], work, work / rate if rate else 0.0)
+    items = sum(len(plan.jobs[i].task.items) for i in todo)
+    fits = plan.scorer.fit_seconds(plan.model, items, len(todo), plan.options) if todo else 0.0
+    return Estimate([plan.tasks[i].name for i in todo], work, (work / rate if rate else 0.0) + fits)
 
 
 @dataclass
 class Estimate:
     """``tasks``: those to compute (not cached); ``work``: their block-token passes; ``seconds`` at the
-    measured rate."""
+    measured rate, plus the scorer's work outside the passes (``Scorer.fit_seconds``)."""
 
     tasks: list[str]
     work: float

@@ -98,6 +98,11 @@ class Scorer:
         default a clean and an ablated forward pass and one backward (attribution-like)."""
         return 4.0 * n_items * n_tokens * n_layers
 
+    def fit_seconds(self, model, n_items: int, n_classes: int, options: dict) -> float:
+        """Seconds spent outside the model's passes (e.g. training probes) for ``n_items`` items of
+        ``n_classes`` tasks, measured here: none by default."""
+        return 0.0
+
     def run(self, model, jobs: list[Job], options: dict, batch_size: int | None, progress: bool) -> list[TaskResult]:
         raise NotImplementedError
 

@@ -321,3 +321,19 @@ def test_estimate_counts_only_uncached_tasks_and_scales_with_the_work(tiny_model
     score(tiny_model, toy_task, method="ablation", ablation="zero", cache=tmp_path, progress=False)
     after = scoring.estimate(tiny_model, [toy_task, other], method="ablation", ablation="zero", cache=tmp_path)
     assert after.tasks == ["Other"] and 0 < after.work < exact.work
+
+
+def test_the_probe_estimate_counts_its_training(tiny_model, toy_task, monkeypatch):
+    """A probe's time is mostly its optimiser steps, which the pass-timed rate does not see: ``fit_seconds``
+    times a few of them, and the estimate adds it."""
+    from headlab import scoring
+    from headlab.scorers.base import REGISTRY
+
+    records = [dict(prompt=i.prompt + " too", answer=i.answer) for i in toy_task.items]
+    tasks = [toy_task, Task.from_records("Other", records)]
+    probe = REGISTRY["probe"]
+    for kind in ("logistic", "mlp"):
+        assert probe.fit_seconds(tiny_model, 10, 2, {"probe": kind, "folds": 2}) > 0
+    passes = scoring.estimate(tiny_model, tasks, method="probe", cache=False, folds=2).seconds
+    monkeypatch.setattr(type(probe), "fit_seconds", lambda self, *a: 1000.0)
+    assert scoring.estimate(tiny_model, tasks, method="probe", cache=False, folds=2).seconds > 1000.0 > passes
