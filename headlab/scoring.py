@@ -122,13 +122,13 @@ def estimate(
     plan = _plan(model, tasks, method, ablation, metric, None, cache, False, options)
     info, tok = plan.info, plan.model.tokenizer
     todo = plan.todo()
-    work = 0.0
+    work, items = 0.0, 0
     for i in todo:
         task = plan.jobs[i].task
         lengths = [len(prompt_ids(tok, it.prompt)) + len(prompt_ids(tok, it.answer)) for it in task.items]
         work += plan.scorer.cost(len(lengths), float(np.mean(lengths)), info.n_layers, info.n_heads, plan.options)
+        items += len(lengths)
     rate = throughput(plan.model, plan.jobs[todo[0]].task) if todo else 0.0
-    items = sum(len(plan.jobs[i].task.items) for i in todo)
     fits = plan.scorer.fit_seconds(plan.model, items, len(todo), plan.options) if todo else 0.0
     return Estimate([plan.tasks[i].name for i in todo], work, (work / rate if rate else 0.0) + fits)
 
