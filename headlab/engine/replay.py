@@ -12,6 +12,9 @@ appends to the clean run's cache; batch-first tensors are tiled over the copies 
 ``Replay`` then re-runs the whole model (``full=True``) — slower, never wrong. ``supported(model)`` proves
 the block re-run on the model itself, once: it must give the clean run's numbers.
 
+``read_from(..., joins={l: c})`` lets copies join the re-run at later layers: ablations of heads in layers
+l₀ < l₁ < … share one pass, each copy re-running only from its own layer.
+
 ``read_from(..., prefix=d)`` also reuses the clean keys/values of positions < d (resample: the prompt and
 its counterfactual share them). That needs the model's own key/value cache to hold every position: a
 sliding-window cache shorter than the prompt keeps only the last window, so then it is not used.
@@ -110,10 +113,13 @@ class Replay:
         """Whether every block argument is one the re-run knows how to tile or pass."""
         return all(set(kw) <= TILED | PASSED for kw in self.kwargs)
 
-    def _blocks_from(self, start: int, resid: torch.Tensor, copies: int, prefix: int = 0) -> torch.Tensor:
+    def _blocks_from(self, start: int, resid: torch.Tensor, copies: int, prefix: int = 0, joins=None) -> torch.Tensor:
         x = resid
         plain = plain_blocks(self.model) if self.plain else None
         for layer in range(start, len(self.model.blocks)):
+            if joins and joins.get(layer) and layer != start:
+                x = torch.cat([x, self.resid[layer][:, prefix:].repeat(joins[layer], 1, 1)])
+                copies += joins[layer]
             kwargs = {k: _tile(k, v, self.n, copies) for k, v in self.kwargs[layer].items()}
             if prefix:
                 kwargs = _suffix_kwargs(kwargs, prefix, _PrefixKV(self.kv, prefix, copies))
@@ -134,7 +140,7 @@ class Replay:
         )
 
     def read_from(
-        self, start: int, resid: torch.Tensor | None = None, copies: int = 1, fwd_hooks=(), prefix: int = 0
+        self, start: int, resid: torch.Tensor | None = None, copies: int = 1, fwd_hooks=(), prefix: int = 0, joins=None
     ) -> torch.Tensor:
         """Re-run blocks ≥ ``start`` on ``copies`` stacked copies of the batch; the final residual stream
         at the read positions (copies·n, P, d_model).
@@ -142,10 +148,16 @@ class Replay:
         ``prefix=d``: positions < d are known to be unchanged (e.g. resample ablation where the clean and
         counterfactual prompts share their first d tokens): only positions ≥ d are re-run, attending to the
         clean run's cached keys and values for the prefix. Hooks then see (copies·n, T − d, ...) tensors.
+
+        ``joins={layer: c}``: at each later layer's input, c more copies of the clean batch join the re-run,
+        after the rows already running, so ablations at several layers share one pass (a pass's fixed cost
+        per block is most of a small pass's time on a CPU). Rows come out in join order: (Σ copies·n, P, d).
         """
         if prefix and not self.supports_prefix():
             raise ValueError("this model cannot reuse the clean keys/values here: re-run with prefix=0")
         if self.full:
+            if joins and set(joins) - {start}:
+                raise ValueError("a whole-model re-run cannot join copies at later layers: pass joins=None")
             if resid is not None:
                 raise ValueError("a whole-model re-run starts from the tokens: pass no resid")
             x = final_resid(self.model, self.tokens.repeat(copies, 1), fwd_hooks)
@@ -154,7 +166,7 @@ class Replay:
             resid = self.resid[start][:, prefix:].repeat(copies, 1, 1)
         ctx = self.model.hooks(fwd_hooks=list(fwd_hooks)) if fwd_hooks else contextlib.nullcontext()
         with ctx:
-            x = self._blocks_from(start, resid, copies, prefix)
+            x = self._blocks_from(start, resid, copies, prefix, joins)
         return at_positions(x, self.read_pos - prefix)
 
 

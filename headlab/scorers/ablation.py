@@ -26,6 +26,8 @@ from ..metrics import Encoded, metric_at
 from .base import ABLATION_VARIANTS, Scorer, TaskResult, register
 from .batching import item_batches, mean_z, prefix_batches, seqs_per_pass
 
+JOIN_TOKENS = 2048  # tokens a joined pass grows to (measured on the CPU: docs/measured.md)
+
 
 @register
 class Ablation(Scorer):
@@ -77,37 +79,64 @@ def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, parti
         r.cf_z = z_of(model, sub.cf_tokens) if ablation == "resample" else None
         with torch.no_grad():
             clean[idx.numpy()] = metric_at(model, r.clean_read, sub).cpu().numpy()
-        replays.append((idx, sub, r))
-    steps = sum(
-        -(-int(chosen[layer].sum()) // max(1, per_pass // len(idx)))
-        for layer in np.flatnonzero(~done)
-        for idx in batches
-    )
+        prefix = shared_prefix(sub) if ablation == "resample" and r.supports_prefix() else 0
+        replays.append((idx, sub, r, prefix))
+    widest = max(len(idx) * (sub.tokens.shape[1] - prefix) for idx, sub, _, prefix in replays)
+    cap = max(1, per_pass // max(len(idx) for idx in batches))  # copies per pass
+    groups = layer_groups(chosen, done, widest, cap, joined=not replays[0][2].full)
+    steps = sum(-(-sum(int(chosen[layer].sum()) for layer in group) // cap) for group in groups) * len(batches)
     bar = progress_bar(steps, f"{enc.task} · ablation/{ablation}", progress)
     with torch.no_grad():
-        for layer in range(L):
-            if done[layer]:
-                continue
-            for idx, sub, r in replays:
-                src = source(idx, layer, r)
-                prefix = shared_prefix(sub) if ablation == "resample" and r.supports_prefix() else 0
-                src = src[:, prefix:] if prefix else src
-                todo = np.flatnonzero(chosen[layer]).tolist()
-                copies = max(1, min(len(todo), per_pass // len(idx)))
-                for h0 in range(0, len(todo), copies):
-                    group = todo[h0 : h0 + copies]
-                    hook = ablate_heads_hook(group, len(idx), src)
-                    x = r.read_from(layer, copies=len(group), fwd_hooks=[(hooks.z(layer), hook)], prefix=prefix)
-                    ablated = metric_at(model, x, sub).view(len(group), len(idx)).cpu()
-                    per_ex[idx.numpy()[:, None], layer, group] = (
-                        torch.as_tensor(clean[idx.numpy()])[None] - ablated
-                    ).T.numpy()
+        for group in groups:
+            pairs = [(layer, head) for layer in group for head in np.flatnonzero(chosen[layer]).tolist()]
+            for idx, sub, r, prefix in replays:
+                for p0 in range(0, len(pairs), cap):
+                    run = pairs[p0 : p0 + cap]
+                    ablated = joined_pass(r, run, source, idx, prefix)
+                    ablated = metric_at(model, ablated, sub).view(len(run), len(idx)).cpu()
+                    drop = (torch.as_tensor(clean[idx.numpy()])[None] - ablated).T.numpy()  # (n, copies)
+                    for j, (layer, head) in enumerate(run):
+                        per_ex[idx.numpy(), layer, head] = drop[:, j]
                     bar.update(1)
-            done[layer] = True
+            done[group] = True
             if partial is not None:
                 cache.save_partial(partial, per_ex, clean, done)
     bar.close()
     return TaskResult(per_ex, clean)
+
+
+def layer_groups(chosen: np.ndarray, done: np.ndarray, tokens_per_copy: int, cap: int, joined: bool) -> list[list[int]]:
+    """The layers still to sweep, cut into runs of consecutive layers that share their re-runs (joined passes,
+    see ``Replay.read_from(joins=...)``): a run grows while its copies hold at most ``JOIN_TOKENS`` tokens and
+    ``cap`` copies; one layer per run where blocks cannot be re-run by hand. A finished run is saved as a unit."""
+    groups, copies = [], 0
+    for layer in np.flatnonzero(~done).tolist():
+        n = int(chosen[layer].sum())
+        if groups and joined and copies + n <= cap and (copies + n) * tokens_per_copy <= JOIN_TOKENS:
+            groups[-1].append(layer)
+            copies += n
+        else:
+            groups.append([layer])
+            copies = n
+    return groups
+
+
+def joined_pass(r: Replay, run: list[tuple[int, int]], source, idx, prefix: int) -> torch.Tensor:
+    """One re-run of ``r``'s batch for the (layer, head) ablations ``run`` (in layer order): copy j has head
+    run[j] replaced and joins the pass at its layer; final residual stream at the read positions
+    (len(run)·n, P, d_model)."""
+    per_layer: dict[int, list[int]] = {}
+    for layer, head in run:
+        per_layer.setdefault(layer, []).append(head)
+    fwd, first = [], 0
+    for layer, heads in per_layer.items():
+        src = source(idx, layer, r)
+        src = src[:, prefix:] if src is not None and prefix else src
+        fwd.append((hooks.z(layer), ablate_heads_hook(heads, len(idx), src, first)))
+        first += len(heads)
+    start = run[0][0]
+    joins = {layer: len(heads) for layer, heads in per_layer.items()}
+    return r.read_from(start, copies=joins[start], fwd_hooks=fwd, prefix=prefix, joins=joins)
 
 
 def shared_prefix(enc: Encoded) -> int:
@@ -117,13 +146,13 @@ def shared_prefix(enc: Encoded) -> int:
     return min(int(enc.first_differences().min()), int(enc.read_pos.min()))
 
 
-def ablate_heads_hook(heads: list[int], n: int, src: torch.Tensor | None):
-    """Hook on z of ``len(heads)`` stacked copies of an n-item batch: copy j gets head heads[j] replaced."""
+def ablate_heads_hook(heads: list[int], n: int, src: torch.Tensor | None, first: int = 0):
+    """Hook on z of stacked copies of an n-item batch: copy first + j gets head heads[j] replaced."""
 
     def hook(z, hook):
-        view = z.view(len(heads), n, *z.shape[1:])
+        view = z.view(-1, n, *z.shape[1:])
         for j, h in enumerate(heads):
-            view[j, :, :, h] = 0.0 if src is None else src[:, :, h]
+            view[first + j, :, :, h] = 0.0 if src is None else src[:, :, h]
         return z
 
     return hook

@@ -24,6 +24,7 @@ import headlab.scorers.ablation as ablation
 import headlab.cache as cache
 mode, folder, out = sys.argv[1:4]
 if mode == "slow-sweep":       # a sweep that takes long enough to be killed between layers
+    ablation.JOIN_TOKENS = 1     # one layer per pass, so each layer is saved as it finishes
     real = ablation.ablate_heads_hook
     def slow(*a):
         time.sleep(0.5)

@@ -6,6 +6,7 @@ import torch
 
 from headlab.engine import budget, packing, replay
 from headlab.engine.forward import UnsupportedModel, check_logits
+from headlab.metrics import encode
 from headlab.models import byte_tokenizer, load_model, tiny_hf
 from headlab.scoring import score
 from headlab.tasks import Task
@@ -57,6 +58,50 @@ def test_plain_blocks_give_the_bridge_numbers(hf_llama, task, monkeypatch):
     bridged = score(hf_llama, task, method="ablation", ablation="resample", cache=False, progress=False)
     assert np.abs(bridged.values).max() > 1e-3
     np.testing.assert_allclose(fast.values, bridged.values, atol=1e-6)
+
+
+def test_copies_joining_at_later_layers_equal_their_own_re_runs(hf_llama):
+    """read_from(joins=...): copies that join the re-run at layer l give what a re-run from l gives."""
+    from headlab.engine import hooks
+
+    tokens = torch.randint(0, 200, (2, 9))
+    r = replay.Replay(hf_llama, tokens, torch.tensor([[8], [8]]), keep_z=False)
+
+    def zero_head(head, first):  # copy ``first`` of the stacked batch gets ``head`` zeroed
+        def hook(z, hook):
+            z.view(-1, 2, *z.shape[1:])[first, :, :, head] = 0.0
+            return z
+
+        return hook
+
+    with torch.no_grad():
+        alone = [r.read_from(layer, fwd_hooks=[(hooks.z(layer), zero_head(layer, 0))]) for layer in range(3)]
+        fwd = [(hooks.z(layer), zero_head(layer, layer)) for layer in range(3)]
+        joined = r.read_from(0, fwd_hooks=fwd, joins={0: 1, 1: 1, 2: 1})
+    assert joined.shape == (6, 1, hf_llama.cfg.d_model)
+    assert (alone[0] - r.clean_read).abs().max() > 1e-3
+    torch.testing.assert_close(joined, torch.cat(alone), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("ablation", ["resample", "zero", "mean"])
+def test_joined_passes_give_the_layer_by_layer_sweep(hf_llama, task, monkeypatch, ablation):
+    """Exact ablation shares one pass among several layers' heads (``JOIN_TOKENS``): the same map as one pass per
+    layer, with a head subset too (as ``method="verified"`` asks)."""
+    from headlab.scorers import ablation as ablation_scorer
+
+    joined = score(hf_llama, task, method="ablation", ablation=ablation, cache=False, progress=False)
+    heads = np.zeros((3, hf_llama.cfg.n_heads), dtype=bool)
+    heads[[0, 0, 2], [1, 3, 0]] = True
+    enc = encode(task, hf_llama.tokenizer, "logit_diff")
+    enc = enc.subset(torch.nonzero(enc.cf_ok).flatten()) if ablation == "resample" else enc
+    subset = ablation_scorer.ablate(hf_llama, enc, ablation, None, False, heads=heads)
+    monkeypatch.setattr(ablation_scorer, "JOIN_TOKENS", 1)
+    assert len(ablation_scorer.layer_groups(np.ones((3, 4), bool), np.zeros(3, bool), 10, 100, True)) == 3
+    layered = score(hf_llama, task, method="ablation", ablation=ablation, cache=False, progress=False)
+    assert np.abs(layered.values).max() > 1e-4
+    np.testing.assert_allclose(joined.values, layered.values, atol=1e-7, rtol=0)
+    np.testing.assert_allclose(subset.per_example.mean(0)[heads], layered.values[0][heads], atol=1e-7, rtol=0)
+    assert np.isnan(subset.per_example[:, ~heads]).all()
 
 
 def test_a_hooked_block_runs_through_the_bridge(hf_llama):

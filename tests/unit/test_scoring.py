@@ -277,12 +277,13 @@ def test_interrupted_sweep_resumes_identically(tiny_model, toy_task, tmp_path, m
     reference = score(tiny_model, toy_task, method="ablation", ablation="resample", cache=False, progress=False)
     real = ablation_scorer.ablate_heads_hook
     calls = {"n": 0}
+    monkeypatch.setattr(ablation_scorer, "JOIN_TOKENS", 1)  # one layer per pass: saved layer by layer
 
-    def interrupt_in_layer_2(heads, n, src):
+    def interrupt_in_layer_2(*args):
         calls["n"] += 1
         if calls["n"] == 3:  # layers 0 and 1 finished (one pass each), then the user hits stop
             raise KeyboardInterrupt
-        return real(heads, n, src)
+        return real(*args)
 
     monkeypatch.setattr(ablation_scorer, "ablate_heads_hook", interrupt_in_layer_2)
     with pytest.raises(KeyboardInterrupt):
