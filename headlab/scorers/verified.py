@@ -6,12 +6,13 @@ candidates for real — this is that, in one call, per task:
 
 1. **Screen**: attribution (``steps`` integrated-gradient points) scores every head; its per-item values give
    each head a 95% interval, mean ± 1.96 · standard error.
-2. **Candidates**: ranked by |score| (a head whose sign attribution got wrong still ranks high), the top ``k``
-   and every head whose interval reaches the k-th largest |score| — the heads that could belong to the top k
-   by the screen's own uncertainty. Or, with ``candidates=K``, the top K by |score|.
-3. **Verify**: exact ablation (``ablation.ablate`` on those heads only, the same batches and the same
-   passes as a full sweep) re-scores them; the map holds their exact values, ``HeadScores.verified`` marks
-   them, and every other head keeps its estimate.
+2. **Candidates**: every head that could belong to the top ``k`` (signed, as ``HeadScores.top``) by the
+   screen's own uncertainty — its interval reaches the k-th highest score — and the top ``k`` by |score| (a
+   strong head whose sign attribution got wrong is still verified). Or, with ``candidates=K``, the top K by
+   |score|.
+3. **Verify**: exact ablation (``ablation.ablate`` on those heads only, the same batches as a full sweep; the
+   candidates of several layers share one joined pass) re-scores them; the map holds their exact values,
+   ``HeadScores.verified`` marks them, and every other head keeps its estimate.
 4. **Disagreements**: each verified head whose sign flipped or whose rank moved by more than
    ``RANK_MOVE`` between the screen and the verified map, in ``params["disagreements"]`` and
    ``HeadScores.disagreements()``.
@@ -72,21 +73,21 @@ class Verified(Scorer):
 
 def candidates(per_example: np.ndarray, k: int, fixed: int | None = None) -> np.ndarray:
     """(L, H) bool: the heads to verify from a screen's per-item scores (n, L, H) — the top ``fixed`` by
-    |mean| when given, else the top ``k`` and every head whose interval |mean| + Z95 · se reaches the k-th
-    largest |mean|."""
-    mean = per_example.mean(0)
-    size = np.abs(mean).ravel()
-    order = np.argsort(-size, kind="stable")
-    chosen = np.zeros(size.shape, dtype=bool)
+    |mean| when given; else every head that could be among the top ``k`` (signed, as ``HeadScores.top``): its
+    interval's upper end mean + Z95 · se reaches the k-th highest mean; and the top ``k`` by |mean|, since the
+    screen can get a strong head's sign wrong."""
+    mean = per_example.mean(0).ravel()
+    by_size = np.argsort(-np.abs(mean), kind="stable")
+    chosen = np.zeros(mean.shape, dtype=bool)
     if fixed is not None:
-        chosen[order[:fixed]] = True
-        return chosen.reshape(mean.shape)
+        chosen[by_size[:fixed]] = True
+        return chosen.reshape(per_example.shape[1:])
+    k = min(k, mean.size)
     n = per_example.shape[0]
-    se = per_example.std(0, ddof=1).ravel() / np.sqrt(n) if n > 1 else np.full(size.shape, np.inf)
-    threshold = size[order[min(k, size.size) - 1]]
-    chosen[order[:k]] = True
-    chosen |= size + Z95 * se >= threshold
-    return chosen.reshape(mean.shape)
+    se = per_example.std(0, ddof=1).ravel() / np.sqrt(n) if n > 1 else np.full(mean.shape, np.inf)
+    chosen[by_size[:k]] = True
+    chosen |= mean + Z95 * se >= np.sort(mean)[-k]
+    return chosen.reshape(per_example.shape[1:])
 
 
 def ranks(values: np.ndarray) -> np.ndarray:
