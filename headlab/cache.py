@@ -13,9 +13,9 @@ as ``{key}.npz`` in the cache folder. The key hashes everything that changes the
 
 It heals: a truncated, corrupt or foreign file is moved aside (``*.unreadable``) with one warning naming it,
 and the result is recomputed. An unwritable folder or a full disk costs the cache, never the result (one
-warning). A resumable sweep (exact ablation) saves ``{key}.partial.npz`` after every finished layer and
-resumes from it. Every write goes to a temporary file that is renamed into place: readers never see half a
-file, and two processes writing the same key leave one whole file.
+warning). A resumable sweep (exact ablation) saves ``{key}.partial.npz`` after every finished run of layers
+(one joined pass's) and resumes from it. Every write goes to a temporary file that is renamed into place:
+readers never see half a file, and two processes writing the same key leave one whole file.
 
 While any hook is on one of the model's hook points (``mask_heads``, ``steer``, ``model.hooks``), ``score()``
 neither reads nor writes the cache, and says so.

@@ -7,7 +7,9 @@ each position over the items that reach it; with equal-length prompts the exact 
 
 Fast path (``engine.replay``): an ablation at layer l cannot change blocks < l, so each batch runs clean
 once, keeping every block's input, and only blocks ≥ l re-run — for several heads at once, as stacked
-copies of the batch. Resampled items whose counterfactuals share their first d tokens re-run only
+copies of the batch, and the copies for the heads of the next layers join that re-run at their own layer
+(``layer_groups``: a pass grows to ``JOIN_TOKENS`` tokens; on a CPU a small pass is mostly fixed cost per
+block). Resampled items whose counterfactuals share their first d tokens re-run only
 positions ≥ d on the clean keys/values, and the metric reads only the read positions. Proven equal to
 TransformerLens' own patching (``reference.transformerlens_patching``) in the tests.
 """
@@ -57,8 +59,8 @@ def sources(model, enc: Encoded, ablation: str, batches):
 
 def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, partial=None, heads=None) -> TaskResult:
     """Exact per-head ablation of one encoded task: per_example (n, L, H) metric drops, clean metric (n,).
-    With ``partial`` (a path), every finished layer is saved there and a rerun resumes from it. ``heads``: an
-    (L, H) bool mask of the heads to ablate (default all); the others stay NaN."""
+    With ``partial`` (a path), every finished run of layers is saved there and a rerun resumes from it.
+    ``heads``: an (L, H) bool mask of the heads to ablate (default all); the others stay NaN."""
     L, H = len(model.blocks), model.cfg.n_heads
     batches = (prefix_batches if ablation == "resample" else item_batches)(model, enc, batch_size)
     per_pass = seqs_per_pass(model, enc, batch_size)
