@@ -18,6 +18,9 @@ from headlab.tasks import builtin
 
 CASES = [
     ("attribution", {"ablation": "resample"}),
+    ("attribution", {"ablation": "resample", "steps": 8}),
+    ("verified", {"ablation": "resample"}),
+    ("verified", {"ablation": "zero"}),
     ("ablation", {"ablation": "zero"}),
     ("ablation", {"ablation": "resample"}),
     ("probe", {"probe": "logistic"}),
@@ -38,7 +41,7 @@ def main() -> None:
         start = time.perf_counter()
         scoring.score(model, tasks, method=method, cache=False, progress=False, **kwargs)
         took = time.perf_counter() - start
-        label = f"{method} · {next(iter(kwargs.values()))}"
+        label = " · ".join([method, *map(str, kwargs.values())])
         print(f"{label:<22} {guess.seconds:>8.1f}s {took:>8.1f}s {took / guess.seconds:>5.2f}×")
 
 

@@ -40,11 +40,17 @@ class Ablation(Scorer):
     resumable = True
 
     def cost(self, n_items, n_tokens, n_layers, n_heads, options):
-        """The clean pass, then per head a replay from its layer to the top: H · L(L+1)/2 blocks per token."""
-        return n_items * n_tokens * (2 * n_layers + n_heads * n_layers * (n_layers + 1) / 2)
+        return sweep_cost(n_items, n_tokens, n_layers, n_heads * n_layers)
 
     def run(self, model, jobs, options, batch_size, progress):
         return [ablate(model, job.enc, job.ablation, batch_size, progress, job.partial) for job in jobs]
+
+
+def sweep_cost(n_items: int, n_tokens: float, n_layers: int, n_ablated: float) -> float:
+    """Block-token passes of an exact sweep over ``n_ablated`` heads spread over the layers: the clean run and
+    the source run (2L blocks), then per head a re-run from its layer to the top ((L + 1) / 2 blocks on average;
+    all H · L heads: H · L(L+1)/2)."""
+    return n_items * n_tokens * (2 * n_layers + n_ablated * (n_layers + 1) / 2)
 
 
 def sources(model, enc: Encoded, ablation: str, batches):

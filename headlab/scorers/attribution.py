@@ -53,10 +53,19 @@ class Attribution(Scorer):
     def check(self, options):
         return check_steps(self.name, options, self.options)
 
+    def cost(self, n_items, n_tokens, n_layers, n_heads, options):
+        return path_cost(n_items, n_tokens, n_layers, options["steps"])
+
     def run(self, model, jobs, options, batch_size, progress):
         jobs = [(job.enc, job.ablation) for job in jobs]
         outs = attribute(model, jobs, batch_size, progress, steps=options["steps"])
         return [TaskResult(per_example, clean) for per_example, clean in outs]
+
+
+def path_cost(n_items: int, n_tokens: float, n_layers: int, steps: int) -> float:
+    """Block-token passes of an m-point attribution: the clean and the source run, then per point a forward and
+    a backward (≈ 2 passes: frozen weights, activation gradients only). m = 1: 4 L per token."""
+    return n_items * n_tokens * n_layers * (2 + 2 * steps)
 
 
 def check_steps(method: str, options: dict, defaults: dict) -> dict:

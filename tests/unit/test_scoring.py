@@ -324,6 +324,22 @@ def test_estimate_counts_only_uncached_tasks_and_scales_with_the_work(tiny_model
     assert after.tasks == ["Other"] and 0 < after.work < exact.work
 
 
+def test_estimate_counts_integrated_gradient_points_and_verified_heads(tiny_model, toy_task):
+    """Each point of an m-point attribution is a forward + backward; verified adds its heads' exact re-runs."""
+    from headlab import scoring
+    from headlab.scorers.verified import VERIFIED_PER_K
+
+    L, H = tiny_model.cfg.n_layers, tiny_model.cfg.n_heads
+    work = lambda method, **kw: scoring.estimate(tiny_model, toy_task, method=method, cache=False, **kw).work  # noqa: E731
+    one, eight = work("attribution"), work("attribution", steps=8)
+    assert eight / one == pytest.approx((2 + 2 * 8) / 4)
+    per_token = one / (4 * L)  # items × mean tokens
+    assert work("verified", k=1, candidates=3) == pytest.approx(one + per_token * (2 * L + 3 * (L + 1) / 2))
+    assert work("verified", k=1) == pytest.approx(one + per_token * (2 * L + VERIFIED_PER_K * (L + 1) / 2))
+    assert work("verified", k=1000) == pytest.approx(work("ablation", ablation="zero") + one)  # every head
+    assert H * L < 1000
+
+
 def test_the_probe_estimate_counts_its_training(tiny_model, toy_task, monkeypatch):
     """A probe's time is mostly its optimiser steps, which the pass-timed rate does not see: ``fit_seconds``
     times a few of them, and the estimate adds it."""
