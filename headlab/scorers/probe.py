@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -37,7 +38,7 @@ from .base import Scorer, TaskResult, register
 POOLS = ("mean", "first", "last")
 PROBES = ("mlp", "logistic")
 LOGISTIC_STEPS = 300  # Adam steps of each fold's one-vs-rest logistic probes
-_STEP_TIMES: dict = {}  # (model, probe, n_train, classes) → (a fit's set-up, one step) in seconds
+_STEP_TIMES = weakref.WeakKeyDictionary()  # model → {(probe, n_train, classes): (a fit's set-up, one step) in s}
 DEFAULTS = {"probe": "mlp", "pool": "mean", "folds": 5, "seed": 0, "epochs": 20, "lr": 1e-4, "max_answer_tokens": 16}
 
 
@@ -301,8 +302,8 @@ class Probe(Scorer):
             x = torch.randn(128, L, H, d)  # one epoch over 32 · s items is s steps of batch 32
             fit = lambda steps: _fit_mlp(x[: 32 * steps], torch.arange(32 * steps) % C, C, 1, opts["lr"], 0)  # noqa: E731
             steps = opts["epochs"] * -(-n_train // 32)
-        key = (model, opts["probe"], n_train, C)
-        if key not in _STEP_TIMES:  # timed once per model and shape, as ``scoring.throughput`` times its pass
+        times, key = _STEP_TIMES.setdefault(model, {}), (opts["probe"], n_train, C)
+        if key not in times:  # timed once per model and shape, as ``scoring.throughput`` times its pass
             with torch.enable_grad():
                 took = []
                 for s in (1, 4):
@@ -310,8 +311,8 @@ class Probe(Scorer):
                     fit(s)
                     took.append(time.perf_counter() - start)
             per_step = max(took[1] - took[0], 0.0) / 3
-            _STEP_TIMES[key] = (max(took[0] - per_step, 0.0), per_step)
-        setup, per_step = _STEP_TIMES[key]
+            times[key] = (max(took[0] - per_step, 0.0), per_step)
+        setup, per_step = times[key]
         return opts["folds"] * (setup + steps * per_step)
 
     def run(self, model, jobs, options, batch_size, progress):
