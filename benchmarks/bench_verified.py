@@ -6,7 +6,12 @@ same tasks — time, the ratio, heads verified per task, and the verified map's 
 one. Exact ablation costs one re-run per head; verification re-runs only the candidates, whose number
 depends on the screen's uncertainty, not on the model's size.
 
+With ``--embedded-items``: how it grows with the number of items instead, on the embedded model (resample, the
+eight tasks): more items narrow the screen's intervals, so fewer heads are candidates, and the fixed cost of
+each batch's clean and counterfactual runs is spread over more items.
+
     python benchmarks/bench_verified.py [--shapes 6x8 12x8 24x16] [--d-model 256] [--tasks 4] [--items 8]
+                                        [--embedded-items 8 24]
 """
 
 from __future__ import annotations
@@ -27,7 +32,12 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=4, help="builtin tasks (the first n)")
     ap.add_argument("--items", type=int, default=8)
     ap.add_argument("--k", type=int, default=20)
+    ap.add_argument("--embedded-items", type=int, nargs="*", default=[], help="items per task on the embedded model")
     args = ap.parse_args()
+    if args.embedded_items:
+        by_items(args.embedded_items, args.k)
+        if args.shapes == ap.get_default("shapes"):
+            return
 
     import headlab
     from headlab.analysis.compare import agreement
@@ -58,6 +68,37 @@ def main() -> None:
             f"| {L} × {H} | {L * H} | {t_exact:.1f} | {t_verified:.1f} | {t_verified / t_exact:.2f} "
             f"({t_exact / t_verified:.1f}× cheaper) | {int(np.median(counts))} (median; {counts.min()}–{counts.max()}) "
             f"| {jaccard.mean():.2f} (min {jaccard.min():.2f}) |"
+        )
+
+
+def by_items(item_counts: list[int], k: int) -> None:
+    """Verified vs the full exact resample sweep on the embedded model, per number of items per task."""
+    import headlab
+    from headlab.analysis.compare import agreement
+    from headlab.tasks import builtin
+
+    model = headlab.load_model()
+    print(f"## verified (k = {k}) vs full exact resample ablation, the embedded model, 8 tasks\n")
+    print("| items per task | exact (s) | verified (s) | cost of exact | verified per task (of 270) | top-20 Jaccard |")
+    print("|---:|---:|---:|---:|---|---:|")
+    run = lambda tasks, method, **kw: headlab.score(  # noqa: E731
+        model, tasks, method=method, ablation="resample", cache=False, progress=False, **kw
+    )
+    run({n: t.subset(2) for n, t in builtin().items()}, "verified", k=k)  # the fast paths' proofs, first touch
+    for n in item_counts:
+        tasks = {name: t.subset(n) for name, t in builtin().items()}
+        t = time.perf_counter()
+        exact = run(tasks, "ablation")
+        t_exact = time.perf_counter() - t
+        t = time.perf_counter()
+        verified = run(tasks, "verified", k=k)
+        t_verified = time.perf_counter() - t
+        jaccard = agreement(exact, verified, k=k)[f"jaccard_top{k}"]
+        counts = verified.verified.sum((1, 2)).tolist()
+        print(
+            f"| {n} | {t_exact:.1f} | {t_verified:.1f} | {t_verified / t_exact:.2f} ({t_exact / t_verified:.1f}× "
+            f"cheaper) | {', '.join(map(str, counts))} | {jaccard.mean():.3f} (min {jaccard.min():.2f}) |",
+            flush=True,
         )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -97,6 +97,15 @@ class Encoded:
             return torch.full((self.n,), self.tokens.shape[1])
         differs = self.tokens != self.cf_tokens
         return torch.where(differs.any(1), differs.float().argmax(1), torch.tensor(self.tokens.shape[1]))
+
+    def trimmed(self, at_least: int = 0) -> Encoded:
+        """The same rows without the padding columns past the longest row (keeping ``at_least`` columns): right
+        padding under causal attention is never seen by a real position, so a subset's runs need not compute it."""
+        width = min(self.tokens.shape[1], max(int(self.lengths.max()), at_least))
+        if width == self.tokens.shape[1]:
+            return self
+        cut = lambda t: None if t is None else t[:, :width]  # noqa: E731
+        return replace(self, tokens=cut(self.tokens), cf_tokens=cut(self.cf_tokens))
 
     def subset(self, idx) -> Encoded:
         idx = torch.as_tensor(idx)

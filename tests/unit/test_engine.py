@@ -104,6 +104,41 @@ def test_joined_passes_give_the_layer_by_layer_sweep(hf_llama, task, monkeypatch
     assert np.isnan(subset.per_example[:, ~heads]).all()
 
 
+@pytest.mark.parametrize("ablation", ["resample", "mean"])
+def test_a_batch_runs_only_as_wide_as_its_longest_row(hf_llama, monkeypatch, ablation):
+    """Right padding past a batch's longest row is never seen by a real position (causal attention), so each
+    batch's runs leave it out (``Encoded.trimmed``): the same map as at the task's full width."""
+    from headlab.metrics import Encoded
+    from headlab.scorers import ablation as ablation_scorer
+
+    records = [
+        ("ab is it", "cd is it"),
+        ("at the very start of it all, ab is it", "at the very start of it all, cd is it"),
+    ]
+    task = Task.from_records(
+        "T", [dict(prompt=p, answer=" yes", counterfactual=c, counterfactual_answer=" no") for p, c in records]
+    )
+    lengths = encode(task, hf_llama.tokenizer, "logit_diff").lengths.tolist()
+    widths = []
+
+    class Spy(replay.Replay):
+        def __init__(self, model, tokens, *args, **kwargs):
+            widths.append(tokens.shape[1])
+            super().__init__(model, tokens, *args, **kwargs)
+
+    monkeypatch.setattr(ablation_scorer, "Replay", Spy)
+    # resample: the rows first differ at different positions, one batch each; mean: one row a batch
+    run = dict(method="ablation", ablation=ablation, batch_size=None if ablation == "resample" else 1)
+    trimmed = score(hf_llama, task, **run, cache=False, progress=False)
+    assert sorted(widths) == sorted(lengths)
+    monkeypatch.setattr(Encoded, "trimmed", lambda self, at_least=0: self)
+    widths.clear()
+    padded = score(hf_llama, task, **run, cache=False, progress=False)
+    assert widths == [max(lengths)] * 2
+    assert np.abs(padded.values).max() > 1e-3
+    np.testing.assert_allclose(trimmed.values, padded.values, atol=1e-6, rtol=0)
+
+
 def test_a_hooked_block_runs_through_the_bridge(hf_llama):
     """A hook on a later block (the user's, e.g. ``mask_heads``) is honoured by the re-run."""
     tokens, read = torch.tensor([[5, 6, 7, 8, 9, 10]]), torch.tensor([[5]])
