@@ -15,6 +15,9 @@ the block re-run on the model itself, once: it must give the clean run's numbers
 ``read_from(..., joins={l: c})`` lets copies join the re-run at later layers: ablations of heads in layers
 l₀ < l₁ < … share one pass, each copy re-running only from its own layer.
 
+``rows(idx, width)`` cuts a narrower batch's clean run out of a larger one (resample's prefix batches share one
+clean run of the task: a small batch's own run is mostly fixed cost per block).
+
 ``read_from(..., prefix=d)`` also reuses the clean keys/values of positions < d (resample: the prompt and
 its counterfactual share them). That needs the model's own key/value cache to hold every position: a
 sliding-window cache shorter than the prompt keeps only the last window, so then it is not used.
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import types
 
 import torch
 from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
@@ -128,6 +132,28 @@ class Replay:
             x = out[0] if isinstance(out, tuple) else out
         return x
 
+    def rows(self, idx: torch.Tensor, width: int) -> Replay:
+        """The clean run of rows ``idx`` at positions < ``width``, cut from this one: what a run of that narrower
+        batch would capture (causal attention: positions < width never see the others). Block inputs, block
+        arguments, key/value cache and the read-out are sliced; ``rows_supported(model)`` proves it."""
+        if self.full or not all(set(kw) <= SUFFIX_KWARGS for kw in self.kwargs):
+            raise ValueError("this run's block arguments cannot be cut to a narrower batch: run the batch itself")
+        idx = torch.as_tensor(idx)
+        at = idx.to(self.resid[0].device)
+        out = copy.copy(self)
+        out.tokens, out.read_pos = self.tokens[idx, :width], self.read_pos[idx]
+        out.n, out.T = len(idx), width
+        out.resid = [x[at, :width] for x in self.resid]
+        out.z = [None if z is None else z[at, :width] for z in self.z]
+        out.kwargs = [_rows_kwargs(kw, at, self.n, width) for kw in self.kwargs]
+        # a sliding-window cache keeps only the last positions: slicing it would give the wrong ones
+        every = self.kv is not None and all(
+            layer.keys is not None and layer.keys.shape[-2] == self.T for layer in self.kv.layers
+        )
+        out.kv = _RowsKV(self.kv, at, width) if every else None
+        out.clean_read = self.clean_read[at]
+        return out
+
     def supports_prefix(self) -> bool:
         """Whether ``read_from(..., prefix=d)`` can reuse the clean keys/values of positions < d: blocks re-run
         by hand, only arguments it can cut to the suffix, and a cache holding every position (no sliding
@@ -191,6 +217,33 @@ def _prove(model) -> bool:
                 runs.append(r.read_from(0, copies=2, prefix=3))
         return all(agree(x, clean, clean.dtype) for x in runs)
     except Exception:  # an architecture whose blocks cannot be re-run this way: the whole model re-runs
+        return False
+
+
+def rows_supported(model) -> bool:
+    """Whether ``Replay.rows`` gives what a run of the narrower batch itself gives (proven once per model and
+    dtype on a probe: the read-out, re-runs from block 0 with stacked copies, and with the prefix reuse where
+    the model allows it)."""
+    return proven_once(model, "rows", _prove_rows)
+
+
+def _prove_rows(model) -> bool:
+    if not supported(model):
+        return False
+    tokens = probe_tokens(model, n=3)
+    read = torch.full((3, 1), 4)
+    idx = torch.tensor([2, 0])
+    try:
+        view = Replay(model, tokens, read, keep_z=False, full=False).rows(idx, 5)
+        alone = Replay(model, tokens[idx, :5], read[idx], keep_z=False, full=False)
+        if view.supports_prefix() != alone.supports_prefix():
+            return False
+        with torch.no_grad():
+            pairs = [(view.clean_read, alone.clean_read), (view.read_from(0, copies=2), alone.read_from(0, copies=2))]
+            if alone.supports_prefix():
+                pairs.append((view.read_from(1, copies=2, prefix=3), alone.read_from(1, copies=2, prefix=3)))
+        return all(agree(a, b, a.dtype) for a, b in pairs)
+    except Exception:  # block arguments ``rows`` cannot cut: each batch runs itself
         return False
 
 
@@ -279,6 +332,35 @@ def _suffix_kwargs(kwargs: dict, prefix: int, kv) -> dict:
         elif k == "cache_position":
             out[k] = v[prefix:]
     return out
+
+
+def _rows_kwargs(kwargs: dict, idx: torch.Tensor, n: int, width: int) -> dict:
+    """Block kwargs (``SUFFIX_KWARGS`` only) of an n-row run, cut to rows ``idx`` and positions < ``width``."""
+
+    def rows(t):  # batch-first, or broadcast over the batch
+        return t[idx.to(t.device)] if t.shape[0] == n else t
+
+    out = {}
+    for k, v in kwargs.items():
+        if k == "position_embeddings":
+            out[k] = tuple(rows(t)[:, :width] for t in v)
+        elif k == "position_ids":
+            out[k] = rows(v)[..., :width]
+        elif k == "attention_mask":
+            out[k] = None if v is None else rows(v)[..., :width, :width]
+        elif k == "cache_position":
+            out[k] = v[:width]
+    return out
+
+
+class _RowsKV:
+    """A key/value cache's rows ``idx`` at positions < ``width`` (``Replay.rows``)."""
+
+    def __init__(self, cache, idx: torch.Tensor, width: int):
+        self.layers = [
+            types.SimpleNamespace(keys=layer.keys[idx][:, :, :width], values=layer.values[idx][:, :, :width])
+            for layer in cache.layers
+        ]
 
 
 class _PrefixKV:

@@ -24,7 +24,7 @@ from .. import cache
 from ..engine import hooks
 from ..engine.forward import z_of
 from ..engine.progress import bar as progress_bar
-from ..engine.replay import Replay
+from ..engine.replay import Replay, rows_supported
 from ..metrics import Encoded, metric_at
 from .base import ABLATION_VARIANTS, Scorer, TaskResult, register
 from .batching import item_batches, mean_z, prefix_batches, seqs_per_pass
@@ -85,17 +85,23 @@ def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, parti
     if done.all():
         return TaskResult(per_ex, clean)
     source = sources(model, enc, ablation, batches)
+    whole = shared_run(model, enc, ablation, batches, per_pass)
     replays = []
     for idx in batches:
         sub = enc.subset(idx)
         reuse = shared_prefix(sub) if ablation == "resample" else 0
         sub = sub.trimmed(at_least=reuse + MIN_SUFFIX)
-        r = Replay(model, sub.tokens, sub.read_pos, keep_z=False)
-        r.cf_z = z_of(model, sub.cf_tokens) if ablation == "resample" else None
+        if whole is not None:
+            r = whole.rows(idx, sub.tokens.shape[1])
+            r.cf_z = [z[idx.to(z.device), : r.T] for z in whole.cf_z]
+        else:
+            r = Replay(model, sub.tokens, sub.read_pos, keep_z=False)
+            r.cf_z = z_of(model, sub.cf_tokens) if ablation == "resample" else None
         with torch.no_grad():
             clean[idx.numpy()] = metric_at(model, r.clean_read, sub).cpu().numpy()
         prefix = reuse if r.supports_prefix() else 0
         replays.append((idx, sub, r, prefix))
+    del whole
     widest = max(len(idx) * (sub.tokens.shape[1] - prefix) for idx, sub, _, prefix in replays)
     cap = max(1, per_pass // max(len(idx) for idx in batches))  # copies per pass
     groups = layer_groups(chosen, done, widest, cap, joined=not replays[0][2].full)
@@ -118,6 +124,18 @@ def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, parti
                 cache.save_partial(partial, per_ex, clean, done)
     bar.close()
     return TaskResult(per_ex, clean)
+
+
+def shared_run(model, enc: Encoded, ablation: str, batches, per_pass: int) -> Replay | None:
+    """Resample's one clean and one counterfactual run of every item, which its prefix batches share
+    (``Replay.rows``): a batch's own two runs are mostly the fixed cost per block (docs/measured.md). None where
+    each batch runs itself: other ablations (one batch of items), more items than a pass holds, or block
+    arguments that ``rows_supported`` could not prove."""
+    if ablation != "resample" or len(batches) < 2 or enc.n > per_pass or not rows_supported(model):
+        return None
+    whole = Replay(model, enc.tokens, enc.read_pos, keep_z=False)
+    whole.cf_z = z_of(model, enc.cf_tokens)
+    return whole
 
 
 def layer_groups(chosen: np.ndarray, done: np.ndarray, tokens_per_copy: int, cap: int, joined: bool) -> list[list[int]]:

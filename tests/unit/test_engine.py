@@ -127,6 +127,7 @@ def test_a_batch_runs_only_as_wide_as_its_longest_row(hf_llama, monkeypatch, abl
             super().__init__(model, tokens, *args, **kwargs)
 
     monkeypatch.setattr(ablation_scorer, "Replay", Spy)
+    monkeypatch.setattr(ablation_scorer, "rows_supported", lambda model: False)  # each batch runs itself
     # resample: the rows first differ at different positions, one batch each; mean: one row a batch
     run = dict(method="ablation", ablation=ablation, batch_size=None if ablation == "resample" else 1)
     trimmed = score(hf_llama, task, **run, cache=False, progress=False)
@@ -137,6 +138,47 @@ def test_a_batch_runs_only_as_wide_as_its_longest_row(hf_llama, monkeypatch, abl
     assert widths == [max(lengths)] * 2
     assert np.abs(padded.values).max() > 1e-3
     np.testing.assert_allclose(trimmed.values, padded.values, atol=1e-6, rtol=0)
+
+
+def test_prefix_batches_share_one_clean_run(hf_llama, monkeypatch):
+    """Resample's prefix batches are cut (``Replay.rows``) from one clean and one counterfactual run of the
+    task instead of running themselves: the same map as when each batch runs itself."""
+    from headlab.scorers import ablation as ablation_scorer
+
+    records = [
+        ("ab is it", "cd is it"),
+        ("so, ab is it", "so, cd is it"),
+        ("at the very start, ab is it", "at the very start, cd is it"),
+    ]
+    task = Task.from_records(
+        "T", [dict(prompt=p, answer=" yes", counterfactual=c, counterfactual_answer=" no") for p, c in records]
+    )
+    assert replay.rows_supported(hf_llama)
+    runs = []
+
+    class Spy(replay.Replay):
+        def __init__(self, model, tokens, *args, **kwargs):
+            runs.append(tokens.shape)
+            super().__init__(model, tokens, *args, **kwargs)
+
+    views, cut = [], replay.Replay.rows
+
+    def rows(self, idx, width):
+        views.append((len(idx), width))
+        return cut(self, idx, width)
+
+    monkeypatch.setattr(ablation_scorer, "Replay", Spy)
+    monkeypatch.setattr(replay.Replay, "rows", rows)
+    shared = score(hf_llama, task, method="ablation", ablation="resample", cache=False, progress=False)
+    lengths = encode(task, hf_llama.tokenizer, "logit_diff").lengths.tolist()
+    assert len(runs) == 1 and runs[0][0] == 3
+    assert sorted(views) == [(1, n) for n in sorted(lengths)]  # each batch as wide as its longest row
+    monkeypatch.setattr(ablation_scorer, "rows_supported", lambda model: False)
+    runs.clear()
+    alone = score(hf_llama, task, method="ablation", ablation="resample", cache=False, progress=False)
+    assert [shape[0] for shape in runs] == [1, 1, 1]
+    assert np.abs(alone.values).max() > 1e-3
+    np.testing.assert_allclose(shared.values, alone.values, atol=1e-6, rtol=0)
 
 
 def test_a_hooked_block_runs_through_the_bridge(hf_llama):
@@ -195,6 +237,10 @@ def test_prefix_reuse_needs_every_key_in_the_cache(hf_llama):
     assert r.supports_prefix()
     r.T += 1  # as if the cache kept fewer positions than the prompt has (a sliding-window cache)
     assert not r.supports_prefix()
+    # rows cut from such a run must not slice the cache: its positions would be the last ones, not the first
+    assert r.rows(torch.tensor([0]), 5).kv is None and not r.rows(torch.tensor([0]), 5).supports_prefix()
+    r.T -= 1
+    assert r.rows(torch.tensor([0]), 5).supports_prefix()
 
 
 def test_a_readout_that_differs_from_the_model_is_refused():
