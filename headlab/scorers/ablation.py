@@ -129,9 +129,10 @@ def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, parti
 def shared_run(model, enc: Encoded, ablation: str, batches, per_pass: int) -> Replay | None:
     """Resample's one clean and one counterfactual run of every item, which its prefix batches share
     (``Replay.rows``): a batch's own two runs are mostly the fixed cost per block (docs/measured.md). None where
-    each batch runs itself: other ablations (one batch of items), more items than a pass holds, or block
-    arguments that ``rows_supported`` could not prove."""
-    if ablation != "resample" or len(batches) < 2 or enc.n > per_pass or not rows_supported(model):
+    each batch runs itself: other ablations (one batch of items), more items than half a pass holds (the shared
+    run and the batches cut from it are kept together while they are cut), or block arguments that
+    ``rows_supported`` could not prove."""
+    if ablation != "resample" or len(batches) < 2 or 2 * enc.n > per_pass or not rows_supported(model):
         return None
     whole = Replay(model, enc.tokens, enc.read_pos, keep_z=False)
     whole.cf_z = z_of(model, enc.cf_tokens)
