@@ -145,7 +145,7 @@ class Replay:
         out.n, out.T = len(idx), width
         out.resid = [x[at, :width] for x in self.resid]
         out.z = [None if z is None else z[at, :width] for z in self.z]
-        out.kwargs = [_rows_kwargs(kw, at, self.n, width) for kw in self.kwargs]
+        out.kwargs = [_cut_kwargs(kw, slice(width), slice(width), at, self.n) for kw in self.kwargs]
         # a sliding-window cache keeps only the last positions: slicing it would give the wrong ones
         every = self.kv is not None and all(
             layer.keys is not None and layer.keys.shape[-2] == self.T for layer in self.kv.layers
@@ -319,38 +319,29 @@ def _prove_plain(model) -> bool:
         return False
 
 
-def _suffix_kwargs(kwargs: dict, prefix: int, kv) -> dict:
-    """Block kwargs for positions ≥ ``prefix`` only, with ``kv`` supplying the prefix keys/values."""
-    out = {"past_key_values": kv, "use_cache": True}
-    for k, v in kwargs.items():
-        if k == "position_embeddings":
-            out[k] = tuple(t[:, prefix:] for t in v)
-        elif k == "position_ids":
-            out[k] = v[..., prefix:]
-        elif k == "attention_mask":
-            out[k] = None if v is None else v[..., prefix:, :]
-        elif k == "cache_position":
-            out[k] = v[prefix:]
-    return out
+def _cut_kwargs(kwargs: dict, queries: slice, keys: slice = slice(None), rows=None, n: int = 0) -> dict:
+    """Block kwargs (``SUFFIX_KWARGS`` only) cut to the query positions ``queries`` (the mask's key positions
+    to ``keys``) and, given ``rows``, to those rows of an n-row run (a tensor broadcast over the batch stays)."""
 
-
-def _rows_kwargs(kwargs: dict, idx: torch.Tensor, n: int, width: int) -> dict:
-    """Block kwargs (``SUFFIX_KWARGS`` only) of an n-row run, cut to rows ``idx`` and positions < ``width``."""
-
-    def rows(t):  # batch-first, or broadcast over the batch
-        return t[idx.to(t.device)] if t.shape[0] == n else t
+    def cut(t):
+        return t[rows.to(t.device)] if rows is not None and t.shape[0] == n else t
 
     out = {}
     for k, v in kwargs.items():
         if k == "position_embeddings":
-            out[k] = tuple(rows(t)[:, :width] for t in v)
+            out[k] = tuple(cut(t)[:, queries] for t in v)
         elif k == "position_ids":
-            out[k] = rows(v)[..., :width]
+            out[k] = cut(v)[..., queries]
         elif k == "attention_mask":
-            out[k] = None if v is None else rows(v)[..., :width, :width]
+            out[k] = None if v is None else cut(v)[..., queries, keys]
         elif k == "cache_position":
-            out[k] = v[:width]
+            out[k] = v[queries]
     return out
+
+
+def _suffix_kwargs(kwargs: dict, prefix: int, kv) -> dict:
+    """Block kwargs for positions ≥ ``prefix`` only, with ``kv`` supplying the prefix keys/values."""
+    return {"past_key_values": kv, "use_cache": True, **_cut_kwargs(kwargs, slice(prefix, None))}
 
 
 class _RowsKV:
