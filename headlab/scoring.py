@@ -22,6 +22,8 @@ from .engine.forward import final_resid
 from .metrics import METRICS, check_length, encode, prompt_ids
 from .models import describe, load_model
 from .results import HeadScores
+from .scorers.ablation import rerun_tokens
+from .scorers.base import TaskSize
 from .tasks import as_task_list
 
 ABLATIONS = ("zero", "mean", "resample")
@@ -124,10 +126,16 @@ def estimate(
     todo = plan.todo()
     work, items = 0.0, 0
     for i in todo:
-        task = plan.jobs[i].task
-        lengths = [len(prompt_ids(tok, it.prompt)) + len(prompt_ids(tok, it.answer)) for it in task.items]
-        work += plan.scorer.cost(len(lengths), float(np.mean(lengths)), info.n_layers, info.n_heads, plan.options)
-        items += len(lengths)
+        job = plan.jobs[i]
+        if job.metric is not None and job.ablation is not None:  # as the scorer will get it
+            enc = _encoded(plan.model, job)
+            length = float(enc.lengths.float().mean())
+            size = TaskSize(enc.n, length, rerun_tokens(plan.model, enc, job.ablation))
+        else:
+            lengths = [len(prompt_ids(tok, it.prompt)) + len(prompt_ids(tok, it.answer)) for it in job.task.items]
+            size = TaskSize(len(lengths), float(np.mean(lengths)), float(np.mean(lengths)))
+        work += plan.scorer.cost(size, info.n_layers, info.n_heads, plan.options)
+        items += size.n_items
     rate = throughput(plan.model, plan.jobs[todo[0]].task) if todo else 0.0
     fits = plan.scorer.fit_seconds(plan.model, items, len(todo), plan.options) if todo else 0.0
     return Estimate([plan.tasks[i].name for i in todo], work, (work / rate if rate else 0.0) + fits)

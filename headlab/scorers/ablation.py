@@ -26,7 +26,7 @@ from ..engine.forward import z_of
 from ..engine.progress import bar as progress_bar
 from ..engine.replay import Replay, rows_supported
 from ..metrics import Encoded, metric_at
-from .base import ABLATION_VARIANTS, Scorer, TaskResult, register
+from .base import ABLATION_VARIANTS, Scorer, TaskResult, TaskSize, register
 from .batching import item_batches, mean_z, prefix_batches, seqs_per_pass
 
 JOIN_TOKENS = 2048  # tokens a joined pass grows to (measured on the CPU: docs/measured.md)
@@ -44,18 +44,36 @@ class Ablation(Scorer):
     variants = ABLATION_VARIANTS
     resumable = True
 
-    def cost(self, n_items, n_tokens, n_layers, n_heads, options):
-        return sweep_cost(n_items, n_tokens, n_layers, n_heads * n_layers)
+    def cost(self, size, n_layers, n_heads, options):
+        return sweep_cost(size, n_layers, n_heads * n_layers)
 
     def run(self, model, jobs, options, batch_size, progress):
         return [ablate(model, job.enc, job.ablation, batch_size, progress, job.partial) for job in jobs]
 
 
-def sweep_cost(n_items: int, n_tokens: float, n_layers: int, n_ablated: float) -> float:
+def sweep_cost(size: TaskSize, n_layers: int, n_ablated: float) -> float:
     """Block-token passes of an exact sweep over ``n_ablated`` heads spread over the layers: the clean run and
-    the source run (2L blocks), then per head a re-run from its layer to the top ((L + 1) / 2 blocks on average;
-    all H · L heads: H · L(L+1)/2)."""
-    return n_items * n_tokens * (2 * n_layers + n_ablated * (n_layers + 1) / 2)
+    the source run (2L blocks of ``n_tokens``), then per head a re-run of ``rerun_tokens`` from its layer to the
+    top ((L + 1) / 2 blocks on average; all H · L heads: H · L(L+1)/2)."""
+    return size.n_items * (2 * n_layers * size.n_tokens + n_ablated * (n_layers + 1) / 2 * size.rerun_tokens)
+
+
+def rerun_tokens(model, enc: Encoded, ablation: str, batch_size=None) -> float:
+    """Mean positions per item that ``ablate``'s re-runs compute: each batch as wide as its longest row, less
+    the prefix a resample re-run reuses (where the model's cache allows it, which this does not check)."""
+    total = 0
+    for idx in (prefix_batches if ablation == "resample" else item_batches)(model, enc, batch_size):
+        sub, reuse = batch_rows(enc, idx, ablation)
+        total += len(idx) * (sub.tokens.shape[1] - reuse)
+    return total / enc.n
+
+
+def batch_rows(enc: Encoded, idx: torch.Tensor, ablation: str) -> tuple[Encoded, int]:
+    """A batch's rows as its runs see them, trimmed to its longest row (keeping ``MIN_SUFFIX`` re-run
+    positions), and the prefix its resample re-runs may reuse (``shared_prefix``; 0 for other ablations)."""
+    sub = enc.subset(idx)
+    reuse = shared_prefix(sub) if ablation == "resample" else 0
+    return sub.trimmed(at_least=reuse + MIN_SUFFIX), reuse
 
 
 def sources(model, enc: Encoded, ablation: str, batches):
@@ -88,9 +106,7 @@ def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, parti
     whole = shared_run(model, enc, ablation, batches, per_pass)
     replays = []
     for idx in batches:
-        sub = enc.subset(idx)
-        reuse = shared_prefix(sub) if ablation == "resample" else 0
-        sub = sub.trimmed(at_least=reuse + MIN_SUFFIX)
+        sub, reuse = batch_rows(enc, idx, ablation)
         if whole is not None:
             r = whole.rows(idx, sub.tokens.shape[1])
             r.cf_z = [z[idx.to(z.device), : r.T] for z in whole.cf_z]

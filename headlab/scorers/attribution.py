@@ -34,7 +34,7 @@ from ..engine.forward import at_positions, device_of, final_resid, interpolate_z
 from ..engine.packing import Pack, Run, Trie
 from ..engine.progress import each
 from ..metrics import Encoded, metric_at
-from .base import ABLATION_VARIANTS, Scorer, TaskResult, register
+from .base import ABLATION_VARIANTS, Scorer, TaskResult, TaskSize, register
 from .batching import item_batches, mean_z
 
 PACKED_TOKEN_BUDGET = budget.CAPS["packed"]  # per packed forward + backward on a CPU (fewer, fuller: measured)
@@ -53,8 +53,8 @@ class Attribution(Scorer):
     def check(self, options):
         return check_steps(self.name, options, self.options)
 
-    def cost(self, n_items, n_tokens, n_layers, n_heads, options):
-        return path_cost(n_items, n_tokens, n_layers, options["steps"])
+    def cost(self, size, n_layers, n_heads, options):
+        return path_cost(size, n_layers, options["steps"])
 
     def run(self, model, jobs, options, batch_size, progress):
         jobs = [(job.enc, job.ablation) for job in jobs]
@@ -62,10 +62,10 @@ class Attribution(Scorer):
         return [TaskResult(per_example, clean) for per_example, clean in outs]
 
 
-def path_cost(n_items: int, n_tokens: float, n_layers: int, steps: int) -> float:
+def path_cost(size: TaskSize, n_layers: int, steps: int) -> float:
     """Block-token passes of an m-point attribution: the clean and the source run, then per point a forward and
     a backward (≈ 2 passes: frozen weights, activation gradients only). m = 1: 4 L per token."""
-    return n_items * n_tokens * n_layers * (2 + 2 * steps)
+    return size.n_items * size.n_tokens * n_layers * (2 + 2 * steps)
 
 
 def check_steps(method: str, options: dict, defaults: dict) -> dict:

@@ -46,6 +46,16 @@ class Job:
     partial: Path | None = None  # where a resumable scorer keeps its partial sweep (None: no cache)
 
 
+@dataclass(frozen=True)
+class TaskSize:
+    """A task's size for ``Scorer.cost``: its items, their mean length in tokens, and the mean positions per item
+    that an exact re-run computes (``scorers.ablation.rerun_tokens``: resample skips the shared prefix)."""
+
+    n_items: int
+    n_tokens: float
+    rerun_tokens: float
+
+
 @dataclass
 class TaskResult:
     """One task's scores: per_example (n, n_layers, n_heads) (n: items, or gating's seeds), baseline (m,) whose
@@ -93,10 +103,10 @@ class Scorer:
                 notes.append(f"{task.name}: {why}, resample → mean ablation")
         return Job(task, ablation, metric), notes
 
-    def cost(self, n_items: int, n_tokens: float, n_layers: int, n_heads: int, options: dict) -> float:
-        """Block-token passes to score one task of ``n_items`` prompts of ``n_tokens`` mean length: by
-        default a clean and an ablated forward pass and one backward (attribution-like)."""
-        return 4.0 * n_items * n_tokens * n_layers
+    def cost(self, size: TaskSize, n_layers: int, n_heads: int, options: dict) -> float:
+        """Block-token passes to score one task of ``size``: by default a clean and an ablated forward pass and
+        one backward (attribution-like)."""
+        return 4.0 * size.n_items * size.n_tokens * n_layers
 
     def fit_seconds(self, model, n_items: int, n_classes: int, options: dict) -> float:
         """Seconds spent outside the model's passes (e.g. training probes) for ``n_items`` items of

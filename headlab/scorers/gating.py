@@ -225,9 +225,9 @@ class Gating(Scorer):
     def check(self, options):
         return check_options(**options)
 
-    def cost(self, n_items, n_tokens, n_layers, n_heads, options):
+    def cost(self, size, n_layers, n_heads, options):
         """Per seed and fit, ``steps`` forward + backward passes over the prompts and answers."""
-        return 3.0 * len(options["seeds"]) * len(FITS) * options["steps"] * n_items * n_tokens * n_layers
+        return 3.0 * len(options["seeds"]) * len(FITS) * options["steps"] * size.n_items * size.n_tokens * n_layers
 
     def run(self, model, jobs, options, batch_size, progress):
         return [

@@ -281,9 +281,9 @@ class Probe(Scorer):
     def check(self, options):
         return check_options(**options)
 
-    def cost(self, n_items, n_tokens, n_layers, n_heads, options):
+    def cost(self, size, n_layers, n_heads, options):
         """One forward pass to read the heads (the probes' training is ``fit_seconds``)."""
-        return 1.0 * n_items * n_tokens * n_layers
+        return 1.0 * size.n_items * size.n_tokens * n_layers
 
     def fit_seconds(self, model, n_items, n_classes, options):
         """The cross-fitted probes' training time here: optimiser steps timed on random activations of the

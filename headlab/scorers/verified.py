@@ -59,12 +59,12 @@ class Verified(Scorer):
             out[name] = int(value)
         return out
 
-    def cost(self, n_items, n_tokens, n_layers, n_heads, options):
+    def cost(self, size, n_layers, n_heads, options):
         """The screen, then the verified heads' exact re-runs (``candidates``, else ``VERIFIED_PER_K`` · k: how
         many the screen's intervals choose is known only once it has run)."""
         verified = options["candidates"] or VERIFIED_PER_K * options["k"]
-        return path_cost(n_items, n_tokens, n_layers, options["steps"]) + sweep_cost(
-            n_items, n_tokens, n_layers, min(verified, n_layers * n_heads)
+        return path_cost(size, n_layers, options["steps"]) + sweep_cost(
+            size, n_layers, min(verified, n_layers * n_heads)
         )
 
     def run(self, model, jobs, options, batch_size, progress):

@@ -181,6 +181,36 @@ def test_prefix_batches_share_one_clean_run(hf_llama, monkeypatch):
     np.testing.assert_allclose(shared.values, alone.values, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("ablation", ["resample", "zero"])
+def test_rerun_tokens_counts_the_positions_the_sweep_reruns(hf_llama, monkeypatch, ablation):
+    """``rerun_tokens`` (the estimate's re-run length) is what the exact sweep's re-runs compute per head and
+    item: the batch's width, less the prefix resample reuses."""
+    from headlab.scorers import ablation as ablation_scorer
+
+    records = [
+        ("ab is it", "cd is it"),
+        ("so, ab is it", "so, ab is at"),
+        ("at the very start of it, ab is it", "at the very start of it, cd is it"),
+    ]
+    task = Task.from_records(
+        "T", [dict(prompt=p, answer=" yes", counterfactual=c, counterfactual_answer=" no") for p, c in records]
+    )
+    enc = encode(task, hf_llama.tokenizer, "logit_diff")
+    positions, joined = [], ablation_scorer.joined_pass
+
+    def spy(r, run, source, idx, prefix):
+        positions.append(len(run) * len(idx) * (r.T - prefix))
+        return joined(r, run, source, idx, prefix)
+
+    monkeypatch.setattr(ablation_scorer, "joined_pass", spy)
+    score(hf_llama, task, method="ablation", ablation=ablation, cache=False, progress=False)
+    L, H = len(hf_llama.blocks), hf_llama.cfg.n_heads
+    expected = ablation_scorer.rerun_tokens(hf_llama, enc, ablation)
+    assert sum(positions) / (L * H * enc.n) == pytest.approx(expected)
+    mean_length = enc.lengths.float().mean().item()
+    assert expected < mean_length if ablation == "resample" else expected == enc.lengths.max().item()
+
+
 def test_a_hooked_block_runs_through_the_bridge(hf_llama):
     """A hook on a later block (the user's, e.g. ``mask_heads``) is honoured by the re-run."""
     tokens, read = torch.tensor([[5, 6, 7, 8, 9, 10]]), torch.tensor([[5]])

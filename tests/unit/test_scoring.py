@@ -334,9 +334,14 @@ def test_estimate_counts_integrated_gradient_points_and_verified_heads(tiny_mode
     one, eight = work("attribution"), work("attribution", steps=8)
     assert eight / one == pytest.approx((2 + 2 * 8) / 4)
     per_token = one / (4 * L)  # items × mean tokens
-    assert work("verified", k=1, candidates=3) == pytest.approx(one + per_token * (2 * L + 3 * (L + 1) / 2))
-    assert work("verified", k=1) == pytest.approx(one + per_token * (2 * L + VERIFIED_PER_K * (L + 1) / 2))
-    assert work("verified", k=1000) == pytest.approx(work("ablation", ablation="zero") + one)  # every head
+    enc = encode(toy_task, tiny_model.tokenizer, "logit_diff")
+    per_rerun = enc.n * ablation_scorer.rerun_tokens(tiny_model, enc, "resample")  # items × re-run positions
+    assert per_rerun != pytest.approx(per_token)
+    for k, heads in [(1, 3), (1, None)]:
+        n_heads = heads or VERIFIED_PER_K * k
+        expected = one + 2 * L * per_token + n_heads * (L + 1) / 2 * per_rerun
+        assert work("verified", k=k, candidates=heads) == pytest.approx(expected)
+    assert work("verified", k=1000) == pytest.approx(work("ablation") + one)  # every head
     assert H * L < 1000
 
 
