@@ -22,8 +22,8 @@ from .engine.forward import final_resid
 from .metrics import METRICS, check_length, encode, prompt_ids
 from .models import describe, load_model
 from .results import HeadScores
+from .scorers import TaskSize
 from .scorers.ablation import rerun_tokens
-from .scorers.base import TaskSize
 from .tasks import as_task_list
 
 ABLATIONS = ("zero", "mean", "resample")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import REGISTRY, Job, Scorer, TaskResult, register
+from .base import REGISTRY, Job, Scorer, TaskResult, TaskSize, register
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
@@ -31,4 +31,4 @@ def variants() -> dict[str, tuple[str, dict]]:
     return {f"{n} · {label}": (n, dict(kwargs)) for n in names() for label, kwargs in REGISTRY[n].variants.items()}
 
 
-__all__ = ["Job", "Scorer", "TaskResult", "get", "names", "register", "variants"]
+__all__ = ["Job", "Scorer", "TaskResult", "TaskSize", "get", "names", "register", "variants"]
