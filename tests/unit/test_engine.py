@@ -17,6 +17,13 @@ def hf_llama():
     return load_model(tiny_hf(n_layers=3), tokenizer=byte_tokenizer())
 
 
+def pair_task(records: list[tuple[str, str]]) -> Task:
+    """A task of (prompt, counterfactual) pairs, answers " yes" / " no"."""
+    return Task.from_records(
+        "T", [dict(prompt=p, answer=" yes", counterfactual=c, counterfactual_answer=" no") for p, c in records]
+    )
+
+
 @pytest.fixture
 def task():
     return Task.from_records(
@@ -115,9 +122,7 @@ def test_a_batch_runs_only_as_wide_as_its_longest_row(hf_llama, monkeypatch, abl
         ("ab is it", "cd is it"),
         ("at the very start of it all, ab is it", "at the very start of it all, cd is it"),
     ]
-    task = Task.from_records(
-        "T", [dict(prompt=p, answer=" yes", counterfactual=c, counterfactual_answer=" no") for p, c in records]
-    )
+    task = pair_task(records)
     lengths = encode(task, hf_llama.tokenizer, "logit_diff").lengths.tolist()
     widths = []
 
@@ -150,9 +155,7 @@ def test_prefix_batches_share_one_clean_run(hf_llama, monkeypatch):
         ("so, ab is it", "so, cd is it"),
         ("at the very start, ab is it", "at the very start, cd is it"),
     ]
-    task = Task.from_records(
-        "T", [dict(prompt=p, answer=" yes", counterfactual=c, counterfactual_answer=" no") for p, c in records]
-    )
+    task = pair_task(records)
     assert replay.rows_supported(hf_llama)
     runs = []
 
@@ -192,9 +195,7 @@ def test_rerun_tokens_counts_the_positions_the_sweep_reruns(hf_llama, monkeypatc
         ("so, ab is it", "so, ab is at"),
         ("at the very start of it, ab is it", "at the very start of it, cd is it"),
     ]
-    task = Task.from_records(
-        "T", [dict(prompt=p, answer=" yes", counterfactual=c, counterfactual_answer=" no") for p, c in records]
-    )
+    task = pair_task(records)
     enc = encode(task, hf_llama.tokenizer, "logit_diff")
     positions, joined = [], ablation_scorer.joined_pass
 
