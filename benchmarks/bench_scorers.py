@@ -9,8 +9,9 @@
    they disagree on most.
 3. Integrated gradients (``steps=m``): per m of ``--steps``, time, the ratio to exact ablation, and
    Spearman ρ against exact per task, over the whole map and over the exact top-20.
-4. Screen, then verify (``method="verified"``, k = 20): time and cost against the full exact sweep, heads
-   verified per task, and the top-20 overlap (Jaccard) of the verified map with the exact one.
+4. Screen, then verify (``method="verified"``, k = 20; one screen, then two: ``steps=[1, 2]``): time and cost
+   against the full exact sweep, heads verified per task, and the top-20 overlap (Jaccard) of the verified map
+   with the exact one.
 5. The path of integrated gradients (resample): interpolating every layer's z (what ``steps=`` does) vs the
    input embeddings (EAP-IG's original form), both by the plain reference at ``--path-steps`` points.
 6. Peak RSS of the process.
@@ -167,29 +168,35 @@ def integrated_gradients(model, tasks, ablation, exact, t_exact, steps) -> None:
 
 
 def screen_then_verify(model, tasks, ablation, exact, t_exact, k: int = 20) -> None:
-    """``method="verified"`` against the full exact sweep: cost, heads verified, top-k overlap."""
+    """``method="verified"`` against the full exact sweep, with one screen (the default) and two
+    (``steps=[1, 2]``): cost, heads verified, top-k overlap."""
     import headlab
     from headlab.analysis.compare import agreement
 
-    v, t = timed(
-        lambda: headlab.score(model, tasks, method="verified", ablation=ablation, k=k, cache=False, progress=False)
-    )
-    table = agreement(exact, v, k=k)
-    off = max(np.abs(v.values[i][v.verified[i]] - exact.values[i][v.verified[i]]).max() for i in range(len(v.tasks)))
-    print(f"\n## screen, then verify ({ablation}, k = {k}) vs the full exact sweep")
-    print(f"| task | heads verified (of {v.values[0].size}) | top-{k} Jaccard | ρ whole map | disagreements |")
-    print("|---|---:|---:|---:|---:|")
-    for i, name in enumerate(v.tasks):
-        found = len(v.params["disagreements"].get(name, []))
-        print(
-            f"| {name} | {int(v.verified[i].sum())} | {table.loc[name, f'jaccard_top{k}']:.2f} | "
-            f"{table.loc[name, 'rho']:.2f} | {found} |"
+    for steps in (1, [1, 2]):
+        v, t = timed(
+            lambda: headlab.score(
+                model, tasks, method="verified", ablation=ablation, k=k, steps=steps, cache=False, progress=False
+            )
         )
-    print(
-        f"verified: {t:.1f} s, exact: {t_exact:.1f} s — cost {t / t_exact:.2f} of exact ({t_exact / t:.1f}× cheaper); "
-        f"mean Jaccard {table[f'jaccard_top{k}'].mean():.3f}, min {table[f'jaccard_top{k}'].min():.2f}; "
-        f"max |verified − exact| on the verified heads: {off:.1e}"
-    )
+        table = agreement(exact, v, k=k)
+        mask = v.verified
+        off = max(np.abs(v.values[i][mask[i]] - exact.values[i][mask[i]]).max() for i in range(len(v.tasks)))
+        print(f"\n## screen, then verify ({ablation}, k = {k}, steps={steps}) vs the full exact sweep")
+        print(f"| task | heads verified (of {v.values[0].size}) | top-{k} Jaccard | ρ whole map | disagreements |")
+        print("|---|---:|---:|---:|---:|")
+        for i, name in enumerate(v.tasks):
+            found = len(v.params["disagreements"].get(name, []))
+            print(
+                f"| {name} | {int(v.verified[i].sum())} | {table.loc[name, f'jaccard_top{k}']:.2f} | "
+                f"{table.loc[name, 'rho']:.2f} | {found} |"
+            )
+        print(
+            f"verified: {t:.1f} s, exact: {t_exact:.1f} s — cost {t / t_exact:.2f} of exact "
+            f"({t_exact / t:.1f}× cheaper); "
+            f"mean Jaccard {table[f'jaccard_top{k}'].mean():.3f}, min {table[f'jaccard_top{k}'].min():.2f}; "
+            f"max |verified − exact| on the verified heads: {off:.1e}"
+        )
 
 
 def paths(model, tasks, steps: int, exact) -> None:

@@ -5,7 +5,8 @@ one pass but is wrong exactly where the metric bends. Practitioners screen with 
 candidates for real — this is that, in one call, per task:
 
 1. **Screen**: attribution (``steps`` integrated-gradient points) scores every head; its per-item values give
-   each head a 95% interval, mean ± 1.96 · standard error.
+   each head a 95% interval, mean ± 1.96 · standard error. ``steps=[1, 2]``: two screens, a second opinion
+   where the metric bends — each screen's candidates are verified, and the map's estimates are the first's.
 2. **Candidates**: every head that could belong to the top ``k`` (signed, as ``HeadScores.top``) by the
    screen's own uncertainty — its interval reaches the k-th highest score — and the top ``k`` by |score| (a
    strong head whose sign attribution got wrong is still verified). Or, with ``candidates=K``, the top K by
@@ -46,6 +47,13 @@ class Verified(Scorer):
     pools = True
 
     def check(self, options):
+        steps = options.get("steps")
+        if isinstance(steps, (list, tuple)):  # several screens, each a valid steps=; one is that int
+            screens = [check_steps(self.name, {**options, "steps": m}, self.options)["steps"] for m in steps]
+            if not screens or len(set(screens)) != len(screens):
+                raise ValueError(f"verified option steps={steps!r}: give distinct screens, e.g. [1, 2], or one int")
+            out = self.check({**options, "steps": screens[0]})
+            return {**out, "steps": screens if len(screens) > 1 else screens[0]}
         out = check_steps(self.name, options, self.options)
         for name in ("k", "candidates"):
             value = out[name]
@@ -60,24 +68,31 @@ class Verified(Scorer):
         return out
 
     def cost(self, size, n_layers, n_heads, options):
-        """The screen, then the verified heads' exact re-runs (``candidates``, else ``VERIFIED_PER_K`` · k: how
-        many the screen's intervals choose is known only once it has run)."""
+        """The screens, then the verified heads' exact re-runs (``candidates``, else ``VERIFIED_PER_K`` · k: how
+        many the screens' intervals choose is known only once they have run)."""
         verified = options["candidates"] or VERIFIED_PER_K * options["k"]
-        return path_cost(size, n_layers, options["steps"]) + sweep_cost(
-            size, n_layers, min(verified, n_layers * n_heads)
-        )
+        screens = sum(path_cost(size, n_layers, m) for m in screens_of(options))
+        return screens + sweep_cost(size, n_layers, min(verified, n_layers * n_heads))
 
     def run(self, model, jobs, options, batch_size, progress):
-        screens = attribute(model, [(job.enc, job.ablation) for job in jobs], batch_size, progress, options["steps"])
+        encoded = [(job.enc, job.ablation) for job in jobs]
+        screens = [attribute(model, encoded, batch_size, progress, m) for m in screens_of(options)]
         out = []
-        for job, (screen, _) in zip(jobs, screens):
-            chosen = candidates(screen, options["k"], options["candidates"])
+        for j, job in enumerate(jobs):
+            screen = screens[0][j][0]
+            chosen = np.logical_or.reduce([candidates(s[j][0], options["k"], options["candidates"]) for s in screens])
             exact = ablate(model, job.enc, job.ablation, batch_size, progress, heads=chosen)
             per_example = np.where(chosen[None], exact.per_example, screen)
             found = disagreements(screen.mean(0), per_example.mean(0), chosen)
             params = {"disagreements": {job.task.name: found}, "candidates": {job.task.name: int(chosen.sum())}}
             out.append(TaskResult(per_example, exact.baseline, params, verified=chosen))
         return out
+
+
+def screens_of(options: dict) -> list[int]:
+    """The screens' ``steps``, first the one whose estimates fill the map."""
+    steps = options["steps"]
+    return list(steps) if isinstance(steps, list) else [steps]
 
 
 def candidates(per_example: np.ndarray, k: int, fixed: int | None = None) -> np.ndarray:

@@ -86,6 +86,24 @@ def test_verified_values_are_exact_ablation_exactly(model, toy_task, ablation):
     assert v.params["candidates"] == {toy_task.name: int(mask.sum())}
 
 
+def test_two_screens_verify_the_union_of_their_candidates(tiny_model, toy_task):
+    """``steps=[1, 2]``: each screen's candidates are verified with exact values; the rest keep the first
+    screen's estimates."""
+    run = dict(ablation="zero", cache=False, progress=False)
+    v = score(tiny_model, toy_task, method="verified", steps=[1, 2], candidates=2, **run)
+    exact = score(tiny_model, toy_task, method="ablation", **run)
+    screens = [score(tiny_model, toy_task, method="attribution", steps=m, **run).per_example[0] for m in (1, 2)]
+    each = [verified.candidates(pe, k=20, fixed=2) for pe in screens]
+    assert not (each[0] & each[1]).any()  # here the screens' top 2 differ entirely
+    mask = v.verified[0]
+    np.testing.assert_array_equal(mask, each[0] | each[1])
+    np.testing.assert_array_equal(v.per_example[0][:, mask], exact.per_example[0][:, mask])
+    np.testing.assert_array_equal(v.per_example[0][:, ~mask], screens[0][:, ~mask])
+    assert v.params["steps"] == [1, 2]
+    one = score(tiny_model, toy_task, method="verified", steps=[2], candidates=2, **run)
+    assert one.params["steps"] == 2
+
+
 def test_candidates_cover_the_top_k_and_every_interval_reaching_it():
     rng = np.random.default_rng(0)
     pe = rng.normal(size=(8, 3, 4)) * 0.05 + np.linspace(-1, 1.2, 12).reshape(3, 4)  # top 3: 1.2, 1.0, 0.8
@@ -128,6 +146,10 @@ def test_verified_options_are_validated(tiny_model, toy_task):
         ({"k": 0}, "k="),
         ({"candidates": 2.5}, "candidates="),
         ({"steps": 0}, "steps="),
+        ({"steps": [1, 0]}, "steps="),
+        ({"steps": [1, 1]}, "steps="),
+        ({"steps": []}, "steps="),
+        ({"steps": [1, "2"]}, "steps="),
         ({"x": 1}, "x"),
     ]:
         with pytest.raises(ValueError, match=name):
