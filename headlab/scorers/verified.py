@@ -42,7 +42,7 @@ class Verified(Scorer):
     name = "verified"
     summary = "attribution screens every head, exact ablation re-scores each task's top candidates"
     order = 25
-    variants = ABLATION_VARIANTS
+    variants = {**ABLATION_VARIANTS, "resample, two screens": {"ablation": "resample", "steps": [1, 2]}}
     options = {"k": 20, "candidates": None, "steps": 1}
     pools = True
 
