@@ -54,7 +54,7 @@ class Attribution(Scorer):
         return check_steps(self.name, options, self.options)
 
     def cost(self, size, n_layers, n_heads, options):
-        return path_cost(size, n_layers, options["steps"])
+        return path_cost(size, n_layers, [options["steps"]])
 
     def run(self, model, jobs, options, batch_size, progress):
         jobs = [(job.enc, job.ablation) for job in jobs]
@@ -62,10 +62,11 @@ class Attribution(Scorer):
         return [TaskResult(per_example, clean) for per_example, clean in outs]
 
 
-def path_cost(size: TaskSize, n_layers: int, steps: int) -> float:
-    """Block-token passes of an m-point attribution: the clean and the source run, then per point a forward and
-    a backward (≈ 2 passes: frozen weights, activation gradients only). m = 1: 4 L per token."""
-    return size.n_items * size.n_tokens * n_layers * (2 + 2 * steps)
+def path_cost(size: TaskSize, n_layers: int, screens: list[int]) -> float:
+    """Block-token passes of attribution along ``screens``' paths: the clean and the source run, then per
+    distinct point a forward and a backward (≈ 2 passes: frozen weights, activation gradients only). m = 1: 4 L
+    per token."""
+    return size.n_items * size.n_tokens * n_layers * (2 + 2 * len(path_points(screens)))
 
 
 def check_steps(method: str, options: dict, defaults: dict) -> dict:
@@ -113,9 +114,18 @@ def packed_batches(enc: Encoded, batch_size: int | None, tokens: int | None = No
 def attribute(model, jobs: list[tuple[Encoded, str]], batch_size, progress: bool, steps: int = 1):
     """Head scores for encoded tasks ``jobs`` [(enc, ablation)], integrated over ``steps`` points (1: first
     order): [(per_example (n, L, H), clean (n,))] per job."""
+    return attribute_screens(model, jobs, batch_size, progress, [steps])[0]
+
+
+def attribute_screens(model, jobs: list[tuple[Encoded, str]], batch_size, progress: bool, screens: list[int]):
+    """``attribute`` for several ``steps`` at once, each path point run once (``path_points``: m = 1's point is
+    m = 2's last): per screen, [(per_example (n, L, H), clean (n,))] per job — equal to separate calls."""
     L, H = len(model.blocks), model.cfg.n_heads
     means = [mean_z(model, enc, item_batches(model, enc, batch_size)) if abl == "mean" else None for enc, abl in jobs]
-    outs = [(np.zeros((enc.n, L, H), dtype=np.float32), np.zeros(enc.n, dtype=np.float32)) for enc, _ in jobs]
+    outs = [
+        [(np.zeros((enc.n, L, H), dtype=np.float32), np.zeros(enc.n, dtype=np.float32)) for enc, _ in jobs]
+        for _ in screens
+    ]
     longest = max(int(enc.lengths.max()) for enc, _ in jobs)
     packed = packing.supported(model, longest=longest)
     tokens = budget.tokens(model, "packed" if packed else "padded", length=longest)
@@ -140,11 +150,12 @@ def attribute(model, jobs: list[tuple[Encoded, str]], batch_size, progress: bool
         for sub, owner, local, width in each(plan, f"attribution/{'+'.join(ablations)}", progress):
             owners = owner.unique().tolist()
             kinds = {j: jobs[j][1] for j in owners}
-            metric, per_head = step(model, sub, owner, kinds, means, width, steps)
-            for j in owners:
-                rows = (owner == j).numpy()
-                outs[j][0][local[rows].numpy()] = per_head[rows]
-                outs[j][1][local[rows].numpy()] = metric[rows]
+            metric, per_screen = step(model, sub, owner, kinds, means, width, screens)
+            for out, per_head in zip(outs, per_screen):
+                for j in owners:
+                    rows = (owner == j).numpy()
+                    out[j][0][local[rows].numpy()] = per_head[rows]
+                    out[j][1][local[rows].numpy()] = metric[rows]
     finally:
         for p, g in zip(model.parameters(), grads_were):
             p.requires_grad_(g)
@@ -156,14 +167,20 @@ def alphas(steps: int) -> list[float]:
     return [k / steps for k in range(1, steps + 1)]
 
 
-def integrated(run, ablated: list[torch.Tensor], steps: int):
-    """The path integral shared by both layouts. ``run(fwd_hooks)`` runs the model's gradient pass under the
+def path_points(screens: list[int]) -> list[float]:
+    """The distinct points of several screens' paths, ascending (k / m is correctly rounded, so equal
+    fractions are equal floats)."""
+    return sorted({alpha for steps in screens for alpha in alphas(steps)})
+
+
+def integrated(run, ablated: list[torch.Tensor], screens: list[int]):
+    """The path integrals shared by both layouts. ``run(fwd_hooks)`` runs the model's gradient pass under the
     hooks and returns the per-item metric; ``ablated[l]`` is layer l's z_ablated in the run's layout.
-    Returns the clean metric and, per layer, Σ_k (z − z_ablated) · ∂metric/∂z̃ / steps over the last axis
-    (the run's layout without d_head), in float32."""
+    Returns the clean metric and, per screen (its ``steps`` m), per layer Σ_k (z − z_ablated) · ∂metric/∂z̃ / m
+    over the last axis (the run's layout without d_head), in float32; a point shared by screens runs once."""
     L = len(ablated)
-    total, metric = [None] * L, None
-    for alpha in alphas(steps):
+    totals, metric = [[None] * L for _ in screens], None
+    for alpha in path_points(screens):
         zs, live = [None] * L, [None] * L
         with torch.enable_grad():
             hooks = keep_z(zs, grad=True) if alpha == 1 else interpolate_z(zs, live, ablated, alpha)
@@ -173,13 +190,15 @@ def integrated(run, ablated: list[torch.Tensor], steps: int):
             metric, live = out.detach(), [z.detach() for z in zs]
         for layer, grad in enumerate(grads):
             term = ((live[layer] - ablated[layer]).float() * grad.float()).sum(-1)
-            total[layer] = term if total[layer] is None else total[layer] + term
-    return metric, [t / steps if steps > 1 else t for t in total]
+            for steps, total in zip(screens, totals):
+                if alpha in alphas(steps):
+                    total[layer] = term if total[layer] is None else total[layer] + term
+    return metric, [[t / steps if steps > 1 else t for t in total] for steps, total in zip(screens, totals)]
 
 
-def padded_step(model, sub: Encoded, owner, kinds: dict, means, width=0, steps=1):
-    """One right-padded batch: metric (b,) and Σ_pos,d (z − z_ablated) · ∂metric/∂z (b, L, H), numpy,
-    integrated over ``steps`` path points."""
+def padded_step(model, sub: Encoded, owner, kinds: dict, means, width=0, screens=(1,)):
+    """One right-padded batch: metric (b,) and, per screen, Σ_pos,d (z − z_ablated) · ∂metric/∂z (b, L, H),
+    numpy, integrated over its ``steps`` path points."""
     L = len(model.blocks)
     T = int(sub.lengths.max())
     owner = owner.to(device_of(model))
@@ -200,9 +219,9 @@ def padded_step(model, sub: Encoded, owner, kinds: dict, means, width=0, steps=1
         resid = final_resid(model, sub.tokens[:, :T], fwd_hooks)
         return metric_at(model, at_positions(resid, sub.read_pos), sub)
 
-    metric, per_layer = integrated(run, ablated, steps)
-    per_head = [t.sum(1) for t in per_layer]  # (b, H): Σ over positions
-    return metric.cpu().numpy(), torch.stack(per_head, 1).cpu().numpy()
+    metric, per_screen = integrated(run, ablated, screens)
+    per_head = [torch.stack([t.sum(1) for t in per_layer], 1).cpu().numpy() for per_layer in per_screen]  # Σ positions
+    return metric.cpu().numpy(), per_head
 
 
 def z_zeros(model, layer: int, lead: tuple) -> torch.Tensor:
@@ -212,7 +231,7 @@ def z_zeros(model, layer: int, lead: tuple) -> torch.Tensor:
     return torch.zeros((*lead, model.cfg.n_heads, model.cfg.d_head), dtype=param.dtype, device=param.device)
 
 
-def packed_step(model, sub: Encoded, owner, kinds: dict, means, width: int, steps: int = 1):
+def packed_step(model, sub: Encoded, owner, kinds: dict, means, width: int, screens=(1,)):
     """``padded_step`` on a packed batch (see ``engine.packing``): items share rows without padding.
 
     A resampled item's z − z_cf is exactly 0 before its first differing token (its counterfactual shares that
@@ -274,10 +293,13 @@ def packed_step(model, sub: Encoded, owner, kinds: dict, means, width: int, step
         x = out.resid.flatten(0, 1)[pack.slots(sub.read_pos).to(out.resid.device)]  # (n, P, d)
         return metric_at(model, x, sub)
 
-    metric, per_layer = integrated(clean_run, ablated, steps)
+    metric, per_screen = integrated(clean_run, ablated, screens)
     item = torch.where(pack.owner >= 0, pack.owner, n).flatten()  # empty slots → row n
-    per_head = torch.zeros((n + 1, L, model.cfg.n_heads), device=per_layer[0].device)
-    for layer, contribution in enumerate(per_layer):  # (R, W, H) → Σ per item
-        on = item.to(contribution.device)
-        per_head[:, layer].index_add_(0, on, contribution.flatten(0, 1).to(per_head.device))
-    return metric.cpu().numpy(), per_head[:n].cpu().numpy()
+    out = []
+    for per_layer in per_screen:
+        per_head = torch.zeros((n + 1, L, model.cfg.n_heads), device=per_layer[0].device)
+        for layer, contribution in enumerate(per_layer):  # (R, W, H) → Σ per item
+            on = item.to(contribution.device)
+            per_head[:, layer].index_add_(0, on, contribution.flatten(0, 1).to(per_head.device))
+        out.append(per_head[:n].cpu().numpy())
+    return metric.cpu().numpy(), out

@@ -29,7 +29,7 @@ import numbers
 import numpy as np
 
 from .ablation import ablate, sweep_cost
-from .attribution import attribute, check_steps, path_cost
+from .attribution import attribute_screens, check_steps, path_cost
 from .base import ABLATION_VARIANTS, Scorer, TaskResult, register
 
 Z95 = 1.96  # half-width of the screen's 95% interval, in standard errors
@@ -71,12 +71,12 @@ class Verified(Scorer):
         """The screens, then the verified heads' exact re-runs (``candidates``, else ``VERIFIED_PER_K`` · k: how
         many the screens' intervals choose is known only once they have run)."""
         verified = options["candidates"] or VERIFIED_PER_K * options["k"]
-        screens = sum(path_cost(size, n_layers, m) for m in screens_of(options))
+        screens = path_cost(size, n_layers, screens_of(options))
         return screens + sweep_cost(size, n_layers, min(verified, n_layers * n_heads))
 
     def run(self, model, jobs, options, batch_size, progress):
         encoded = [(job.enc, job.ablation) for job in jobs]
-        screens = [attribute(model, encoded, batch_size, progress, m) for m in screens_of(options)]
+        screens = attribute_screens(model, encoded, batch_size, progress, screens_of(options))
         out = []
         for j, job in enumerate(jobs):
             screen = screens[0][j][0]

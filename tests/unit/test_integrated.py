@@ -11,7 +11,7 @@ from headlab.analysis.selection import select_heads
 from headlab.engine.forward import gather_positions
 from headlab.metrics import encode, from_logits
 from headlab.results import HeadScores
-from headlab.scorers import reference, verified
+from headlab.scorers import attribution, reference, verified
 from headlab.scoring import score
 
 
@@ -41,6 +41,35 @@ def test_integrated_gradients_equal_the_plain_reference(model, toy_task, ablatio
     first = reference.gate_gradient(model, toy_task, ablation)
     assert np.abs(ref - first).max() > 10 * 1e-5 * np.abs(ref).max()  # the path changes the numbers
     _close(s.values[0], ref)
+
+
+@pytest.mark.parametrize("ablation", ["zero", "mean", "resample"])
+def test_screens_share_their_path_points_and_equal_separate_runs(model, toy_task, ablation, monkeypatch):
+    """``attribute_screens([1, 2, 4])`` runs each distinct point once (4 here, not 7) and gives each screen
+    exactly what its own run gives."""
+    enc = encode(toy_task, model.tokenizer, "logit_diff")
+    if ablation == "resample":
+        enc = enc.subset(torch.nonzero(enc.cf_ok).flatten())
+    jobs = [(enc, ablation)]
+    alone = [attribution.attribute(model, jobs, None, False, steps)[0] for steps in (1, 2, 4)]
+    points, interpolate, keep = [], attribution.interpolate_z, attribution.keep_z
+
+    def on_path(zs, live, ablated, alpha):
+        points.append(alpha)
+        return interpolate(zs, live, ablated, alpha)
+
+    def clean(zs, grad=False):
+        points.extend([1.0] if grad else [])
+        return keep(zs, grad=grad)
+
+    monkeypatch.setattr(attribution, "interpolate_z", on_path)
+    monkeypatch.setattr(attribution, "keep_z", clean)
+    together = [screen[0] for screen in attribution.attribute_screens(model, jobs, None, False, [1, 2, 4])]
+    assert sorted(points) == [0.25, 0.5, 0.75, 1.0]  # one batch here
+    for screen, own in zip(together, alone):
+        np.testing.assert_array_equal(screen[0], own[0])
+        np.testing.assert_array_equal(screen[1], own[1])
+    assert not np.array_equal(together[0][0], together[1][0])
 
 
 def test_many_steps_integrate_to_the_whole_path(tiny_model, toy_task):

@@ -342,7 +342,7 @@ def test_estimate_counts_integrated_gradient_points_and_verified_heads(tiny_mode
         expected = one + 2 * L * per_token + n_heads * (L + 1) / 2 * per_rerun
         assert work("verified", k=k, candidates=heads) == pytest.approx(expected)
     assert work("verified", k=1000) == pytest.approx(work("ablation") + one)  # every head
-    two_screens = work("ablation") + one + work("attribution", steps=2)
+    two_screens = work("ablation") + work("attribution", steps=2)  # m = 1's point is m = 2's last
     assert work("verified", k=1000, steps=[1, 2]) == pytest.approx(two_screens)
     assert H * L < 1000
 
