@@ -1,12 +1,14 @@
-"""Screen, then verify: ``score(method="verified", k=20, candidates=None, steps=1)``.
+"""Screen, then verify: ``score(method="verified", k=20, candidates=None, steps=[1, 2])``.
 
 Exact ablation is the truth for one head, and it costs one re-run per head; attribution scores every head in
 one pass but is wrong exactly where the metric bends. Practitioners screen with attribution and patch the
 candidates for real — this is that, in one call, per task:
 
 1. **Screen**: attribution (``steps`` integrated-gradient points) scores every head; its per-item values give
-   each head a 95% interval, mean ± 1.96 · standard error. ``steps=[1, 2]``: two screens, a second opinion
-   where the metric bends — each screen's candidates are verified, and the map's estimates are the first's.
+   each head a 95% interval, mean ± 1.96 · standard error. By default two screens, plain attribution and 2-point
+   integrated gradients (``steps=[1, 2]``: one run, m = 1's point is m = 2's last), a second opinion where the
+   metric bends — each screen's candidates are verified, and the map's estimates are the first's; ``steps=m``:
+   one screen.
 2. **Candidates**: every head that could belong to the top ``k`` (signed, as ``HeadScores.top``) by the
    screen's own uncertainty — its interval reaches the k-th highest score — and the top ``k`` by |score| (a
    strong head whose sign attribution got wrong is still verified). Or, with ``candidates=K``, the top K by
@@ -42,19 +44,18 @@ class Verified(Scorer):
     name = "verified"
     summary = "attribution screens every head, exact ablation re-scores each task's top candidates"
     order = 25
-    variants = {**ABLATION_VARIANTS, "resample, two screens": {"ablation": "resample", "steps": [1, 2]}}
-    options = {"k": 20, "candidates": None, "steps": 1}
+    variants = ABLATION_VARIANTS
+    options = {"k": 20, "candidates": None, "steps": [1, 2]}
     pools = True
 
     def check(self, options):
-        steps = options.get("steps")
-        if isinstance(steps, (list, tuple)):  # several screens, each a valid steps=; one is that int
-            screens = [check_steps(self.name, {**options, "steps": m}, self.options)["steps"] for m in steps]
-            if not screens or len(set(screens)) != len(screens):
-                raise ValueError(f"verified option steps={steps!r}: give distinct screens, e.g. [1, 2], or one int")
-            out = self.check({**options, "steps": screens[0]})
-            return {**out, "steps": screens if len(screens) > 1 else screens[0]}
-        out = check_steps(self.name, options, self.options)
+        steps = options.get("steps", self.options["steps"])
+        given = list(steps) if isinstance(steps, (list, tuple)) else [steps]  # screens, each a valid steps=
+        screens = [check_steps(self.name, {**options, "steps": m}, self.options)["steps"] for m in given]
+        if not screens or len(set(screens)) != len(screens):
+            raise ValueError(f"verified option steps={steps!r}: give distinct screens, e.g. [1, 2], or one int")
+        out = check_steps(self.name, {**options, "steps": screens[0]}, self.options)
+        out["steps"] = screens if len(screens) > 1 else screens[0]
         for name in ("k", "candidates"):
             value = out[name]
             if value is None and name == "candidates":

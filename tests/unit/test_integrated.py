@@ -104,7 +104,7 @@ def test_steps_enter_the_cache_key(tiny_model, toy_task, tmp_path):
 
 @pytest.mark.parametrize("ablation", ["zero", "resample"])
 def test_verified_values_are_exact_ablation_exactly(model, toy_task, ablation):
-    v = score(model, toy_task, method="verified", ablation=ablation, candidates=3, cache=False, progress=False)
+    v = score(model, toy_task, method="verified", ablation=ablation, candidates=3, steps=1, cache=False, progress=False)
     exact = score(model, toy_task, method="ablation", ablation=ablation, cache=False, progress=False)
     screen = score(model, toy_task, method="attribution", ablation=ablation, cache=False, progress=False)
     mask = v.verified[0]
@@ -116,10 +116,10 @@ def test_verified_values_are_exact_ablation_exactly(model, toy_task, ablation):
 
 
 def test_two_screens_verify_the_union_of_their_candidates(tiny_model, toy_task):
-    """``steps=[1, 2]``: each screen's candidates are verified with exact values; the rest keep the first
-    screen's estimates."""
+    """``steps=[1, 2]`` (the default): each screen's candidates are verified with exact values; the rest keep the
+    first screen's estimates."""
     run = dict(ablation="zero", cache=False, progress=False)
-    v = score(tiny_model, toy_task, method="verified", steps=[1, 2], candidates=2, **run)
+    v = score(tiny_model, toy_task, method="verified", candidates=2, **run)
     exact = score(tiny_model, toy_task, method="ablation", **run)
     screens = [score(tiny_model, toy_task, method="attribution", steps=m, **run).per_example[0] for m in (1, 2)]
     each = [verified.candidates(pe, k=20, fixed=2) for pe in screens]

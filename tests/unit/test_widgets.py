@@ -112,7 +112,6 @@ def test_layout_and_controls(tasks, calls):
         "verified · resample",
         "verified · zero",
         "verified · mean",
-        "verified · resample, two screens",
         "probe · mlp",
         "probe · logistic",
         "gating · 3 seeds",
