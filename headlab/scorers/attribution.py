@@ -13,7 +13,8 @@ diagonal of per-head gates g (g = 1 clean, 0 ablated). The last point is the cle
 first-order estimate itself. The path interpolates *activations* (every layer's z) rather than the input
 embeddings: it is defined for zero and mean ablation too, and it agreed better with exact ablation on the
 embedded model (``docs/measured.md``). Each point costs one more forward + backward; the gradient-free
-prefixes and the counterfactual run are shared by all points.
+prefixes and the counterfactual run are shared by all points. Several screens at once (``attribute_screens``,
+screen-then-verify's m = 1 and m = 2) run each distinct point once: m = 2's points are α = ½ and 1.
 
 Every task's items (of one metric) are pooled and batched together, so that short tasks fill a pass
 together: packed end to end where the model allows it (``engine.packing``), else sorted by length and
