@@ -133,7 +133,8 @@ def estimate(
             size = TaskSize(enc.n, length, rerun_tokens(plan.model, enc, job.ablation))
         else:
             lengths = [len(prompt_ids(tok, it.prompt)) + len(prompt_ids(tok, it.answer)) for it in job.task.items]
-            size = TaskSize(len(lengths), float(np.mean(lengths)), float(np.mean(lengths)))
+            mean = float(np.mean(lengths))
+            size = TaskSize(len(lengths), mean, mean)  # no exact re-runs: their length is the prompts'
         work += plan.scorer.cost(size, info.n_layers, info.n_heads, plan.options)
         items += size.n_items
     rate = throughput(plan.model, plan.jobs[todo[0]].task) if todo else 0.0

@@ -147,10 +147,7 @@ class Replay:
         out.z = [None if z is None else z[at, :width] for z in self.z]
         out.kwargs = [_cut_kwargs(kw, slice(width), slice(width), at, self.n) for kw in self.kwargs]
         # a sliding-window cache keeps only the last positions: slicing it would give the wrong ones
-        every = self.kv is not None and all(
-            layer.keys is not None and layer.keys.shape[-2] == self.T for layer in self.kv.layers
-        )
-        out.kv = _RowsKV(self.kv, at, width) if every else None
+        out.kv = _RowsKV(self.kv, at, width) if self._cache_holds_every_position() else None
         out.clean_read = self.clean_read[at]
         return out
 
@@ -159,10 +156,13 @@ class Replay:
         by hand, only arguments it can cut to the suffix, and a cache holding every position (no sliding
         window shorter than the prompt)."""
         return (
-            not self.full
-            and self.kv is not None
-            and all(set(kw) <= SUFFIX_KWARGS for kw in self.kwargs)
-            and all(layer.keys is not None and layer.keys.shape[-2] == self.T for layer in self.kv.layers)
+            not self.full and all(set(kw) <= SUFFIX_KWARGS for kw in self.kwargs) and self._cache_holds_every_position()
+        )
+
+    def _cache_holds_every_position(self) -> bool:
+        """Whether the clean run's key/value cache keeps every position (not a sliding window shorter than it)."""
+        return self.kv is not None and all(
+            layer.keys is not None and layer.keys.shape[-2] == self.T for layer in self.kv.layers
         )
 
     def read_from(

@@ -189,11 +189,11 @@ def integrated(run, ablated: list[torch.Tensor], screens: list[int]):
             grads = torch.autograd.grad(out.sum(), zs)
         if alpha == 1:
             metric, live = out.detach(), [z.detach() for z in zs]
+        on_path = [total for steps, total in zip(screens, totals) if alpha in alphas(steps)]
         for layer, grad in enumerate(grads):
             term = ((live[layer] - ablated[layer]).float() * grad.float()).sum(-1)
-            for steps, total in zip(screens, totals):
-                if alpha in alphas(steps):
-                    total[layer] = term if total[layer] is None else total[layer] + term
+            for total in on_path:
+                total[layer] = term if total[layer] is None else total[layer] + term
     return metric, [[t / steps if steps > 1 else t for t in total] for steps, total in zip(screens, totals)]
 
 
