@@ -168,8 +168,8 @@ def integrated_gradients(model, tasks, ablation, exact, t_exact, steps) -> None:
 
 
 def screen_then_verify(model, tasks, ablation, exact, t_exact, k: int = 20) -> None:
-    """``method="verified"`` against the full exact sweep, with one screen (the default) and two
-    (``steps=[1, 2]``): cost, heads verified, top-k overlap."""
+    """``method="verified"`` against the full exact sweep, with one screen (``steps=1``) and two (the default,
+    ``steps=[1, 2]``): cost, heads verified, top-k overlap."""
     import headlab
     from headlab.analysis.compare import agreement
 
@@ -188,7 +188,7 @@ def screen_then_verify(model, tasks, ablation, exact, t_exact, k: int = 20) -> N
         for i, name in enumerate(v.tasks):
             found = len(v.params["disagreements"].get(name, []))
             print(
-                f"| {name} | {int(v.verified[i].sum())} | {table.loc[name, f'jaccard_top{k}']:.2f} | "
+                f"| {name} | {int(mask[i].sum())} | {table.loc[name, f'jaccard_top{k}']:.2f} | "
                 f"{table.loc[name, 'rho']:.2f} | {found} |"
             )
         print(

@@ -26,18 +26,7 @@ def pair_task(records: list[tuple[str, str]]) -> Task:
 
 @pytest.fixture
 def task():
-    return Task.from_records(
-        "T",
-        [
-            dict(
-                prompt=f"{a} is the start of it",
-                answer=" yes",
-                counterfactual=f"{b} is the start of it",
-                counterfactual_answer=" no",
-            )
-            for a, b in ["ab", "cd", "ee"]
-        ],
-    )
+    return pair_task([(f"{a} is the start of it", f"{b} is the start of it") for a, b in ["ab", "cd", "ee"]])
 
 
 def test_whole_model_rerun_equals_block_rerun(hf_llama, task, monkeypatch):
