@@ -130,7 +130,7 @@ def estimate(
         if job.metric is not None and job.ablation is not None:  # as the scorer will get it
             enc = _encoded(plan.model, job)
             length = float(enc.lengths.float().mean())
-            size = TaskSize(enc.n, length, rerun_tokens(plan.model, enc, job.ablation))
+            size = TaskSize(enc.n, length, rerun_tokens(plan.model, enc, job.ablation), job.ablation)
         else:
             lengths = [len(prompt_ids(tok, it.prompt)) + len(prompt_ids(tok, it.answer)) for it in job.task.items]
             mean = float(np.mean(lengths))

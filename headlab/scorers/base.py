@@ -48,12 +48,14 @@ class Job:
 
 @dataclass(frozen=True)
 class TaskSize:
-    """A task's size for ``Scorer.cost``: its items, their mean length in tokens, and the mean positions per item
-    that an exact re-run computes (``scorers.ablation.rerun_tokens``: resample skips the shared prefix)."""
+    """A task's size for ``Scorer.cost``: its items, their mean length in tokens, the mean positions per item
+    that an exact re-run computes (``scorers.ablation.rerun_tokens``: resample skips the shared prefix), and the
+    ablation its job replaces heads with (None: a method without one)."""
 
     n_items: int
     n_tokens: float
     rerun_tokens: float
+    ablation: str | None = None
 
 
 @dataclass

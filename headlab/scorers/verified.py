@@ -36,7 +36,9 @@ from .base import ABLATION_VARIANTS, Scorer, TaskResult, register
 
 Z95 = 1.96  # half-width of the screen's 95% interval, in standard errors
 RANK_MOVE = 10  # a verified head whose rank moves by more than this is a disagreement
-VERIFIED_PER_K = 4  # heads verified per unit of k, for the estimate (measured: 3.0 resample, 4.6 zero at k = 20)
+# heads verified per unit of k, for the estimate (measured with two screens, k = 20, 8 tasks × 8 items, 2026-12-02:
+# resample 3.2, zero 6.0, mean 5.4; docs/measured.md)
+VERIFIED_PER_K = {"resample": 3, "zero": 6, "mean": 5}
 
 
 @register
@@ -69,9 +71,9 @@ class Verified(Scorer):
         return out
 
     def cost(self, size, n_layers, n_heads, options):
-        """The screens, then the verified heads' exact re-runs (``candidates``, else ``VERIFIED_PER_K`` · k: how
-        many the screens' intervals choose is known only once they have run)."""
-        verified = options["candidates"] or VERIFIED_PER_K * options["k"]
+        """The screens, then the verified heads' exact re-runs (``candidates``, else ``VERIFIED_PER_K[ablation]``
+        · k: how many the screens' intervals choose is known only once they have run)."""
+        verified = options["candidates"] or VERIFIED_PER_K[size.ablation] * options["k"]
         screens = path_cost(size, n_layers, screens_of(options))
         return screens + sweep_cost(size, n_layers, min(verified, n_layers * n_heads))
 

@@ -335,12 +335,15 @@ def test_estimate_counts_integrated_gradient_points_and_verified_heads(tiny_mode
     assert eight / one == pytest.approx((2 + 2 * 8) / 4)
     per_token = one / (4 * L)  # items × mean tokens
     enc = encode(toy_task, tiny_model.tokenizer, "logit_diff")
-    per_rerun = enc.n * ablation_scorer.rerun_tokens(tiny_model, enc, "resample")  # items × re-run positions
-    assert per_rerun != pytest.approx(per_token)
-    for k, heads in [(1, 3), (1, None)]:
-        n_heads = heads or VERIFIED_PER_K * k
-        expected = one + 2 * L * per_token + n_heads * (L + 1) / 2 * per_rerun
-        assert work("verified", k=k, candidates=heads, steps=1) == pytest.approx(expected)
+    reuse = enc.n * ablation_scorer.rerun_tokens(tiny_model, enc, "resample")
+    assert reuse != pytest.approx(per_token)  # resample's re-runs skip the shared prefix
+    for ablation in ("resample", "zero"):
+        per_rerun = enc.n * ablation_scorer.rerun_tokens(tiny_model, enc, ablation)  # items × re-run positions
+        for k, heads in [(1, 3), (1, None), (2, None)]:
+            n_heads = heads or VERIFIED_PER_K[ablation] * k  # the heads the intervals choose, as measured
+            expected = one + 2 * L * per_token + n_heads * (L + 1) / 2 * per_rerun
+            assert work("verified", k=k, candidates=heads, steps=1, ablation=ablation) == pytest.approx(expected)
+    assert VERIFIED_PER_K["zero"] > VERIFIED_PER_K["resample"]  # zero's screen is less sure: more candidates
     assert work("verified", k=1000, steps=1) == pytest.approx(work("ablation") + one)  # every head
     two_screens = work("ablation") + work("attribution", steps=2)  # m = 1's point is m = 2's last
     assert work("verified", k=1000) == pytest.approx(two_screens)  # the default: steps=[1, 2]
