@@ -335,8 +335,8 @@ def test_estimate_counts_integrated_gradient_points_and_verified_heads(tiny_mode
     assert eight / one == pytest.approx((2 + 2 * 8) / 4)
     per_token = one / (4 * L)  # items × mean tokens
     enc = encode(toy_task, tiny_model.tokenizer, "logit_diff")
-    reuse = enc.n * ablation_scorer.rerun_tokens(tiny_model, enc, "resample")
-    assert reuse != pytest.approx(per_token)  # resample's re-runs skip the shared prefix
+    resample_rerun = enc.n * ablation_scorer.rerun_tokens(tiny_model, enc, "resample")
+    assert resample_rerun != pytest.approx(per_token)  # resample's re-runs skip the shared prefix
     for ablation in ("resample", "zero"):
         per_rerun = enc.n * ablation_scorer.rerun_tokens(tiny_model, enc, ablation)  # items × re-run positions
         for k, heads in [(1, 3), (1, None), (2, None)]:
