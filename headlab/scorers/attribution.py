@@ -299,8 +299,8 @@ def packed_step(model, sub: Encoded, owner, kinds: dict, means, width: int, scre
     out = []
     for per_layer in per_screen:
         per_head = torch.zeros((n + 1, L, model.cfg.n_heads), device=per_layer[0].device)
+        on = item.to(per_head.device)
         for layer, contribution in enumerate(per_layer):  # (R, W, H) → Σ per item
-            on = item.to(contribution.device)
             per_head[:, layer].index_add_(0, on, contribution.flatten(0, 1).to(per_head.device))
         out.append(per_head[:n].cpu().numpy())
     return metric.cpu().numpy(), out

@@ -53,11 +53,11 @@ class Verified(Scorer):
     def check(self, options):
         steps = options.get("steps", self.options["steps"])
         given = list(steps) if isinstance(steps, (list, tuple)) else [steps]  # screens, each a valid steps=
-        screens = [check_steps(self.name, {**options, "steps": m}, self.options)["steps"] for m in given]
+        checked = [check_steps(self.name, {**options, "steps": m}, self.options) for m in given]
+        screens = [c["steps"] for c in checked]
         if not screens or len(set(screens)) != len(screens):
             raise ValueError(f"verified option steps={steps!r}: give distinct screens, e.g. [1, 2], or one int")
-        out = check_steps(self.name, {**options, "steps": screens[0]}, self.options)
-        out["steps"] = screens if len(screens) > 1 else screens[0]
+        out = {**checked[0], "steps": screens if len(screens) > 1 else screens[0]}
         for name in ("k", "candidates"):
             value = out[name]
             if value is None and name == "candidates":
