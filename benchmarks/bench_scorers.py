@@ -12,8 +12,10 @@
 4. Screen, then verify (``method="verified"``, k = 20; one screen, then two: ``steps=[1, 2]``): time and cost
    against the full exact sweep, heads verified per task, and the top-20 overlap (Jaccard) of the verified map
    with the exact one.
-5. The path of integrated gradients (resample): interpolating every layer's z (what ``steps=`` does) vs the
-   input embeddings (EAP-IG's original form), both by the plain reference at ``--path-steps`` points.
+5. The path of integrated gradients (resample), by the plain reference at ``--path-steps`` points: every layer's
+   z interpolated at once (what ``steps=`` does), one layer's z at a time (EAP-IG-activations' form), or the
+   input embeddings (EAP-IG's original form); ρ against exact, and each path's time against the plain
+   reference of exact ablation (one full forward per head), all full forwards, so the ratio is the paths' work.
 6. Peak RSS of the process.
 
     python benchmarks/bench_scorers.py [--items 8] [--tl-items 8] [--tl-task "Knowledge Recall"]
@@ -56,7 +58,7 @@ def main() -> None:
         help="ablations to compare exact vs attribution on",
     )
     ap.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="integrated-gradient points")
-    ap.add_argument("--path-steps", type=int, default=4, help="points for the inputs-vs-activations path (0: skip)")
+    ap.add_argument("--path-steps", type=int, default=4, help="points for the three paths of section 5 (0: skip)")
     ap.add_argument("--tl-only", action="store_true", help="only section 1, exact ablation vs TransformerLens")
     args = ap.parse_args()
 
@@ -200,21 +202,29 @@ def screen_then_verify(model, tasks, ablation, exact, t_exact, k: int = 20) -> N
 
 
 def paths(model, tasks, steps: int, exact) -> None:
-    """Integrated gradients along the activations vs the input embeddings, plain references, resample."""
+    """Integrated gradients along the three paths, plain references, resample: ρ and time against the plain
+    reference of exact ablation."""
     from scipy.stats import spearmanr
 
+    from headlab.scorers.reference import PATHS, per_head_ablation
     from headlab.scorers.reference import integrated_gradients as reference_ig
 
     print(f"\n## path of integrated gradients (resample, m = {steps}, plain reference): ρ vs exact, whole / top-20")
-    print("| task | activations (every layer's z) | inputs (token embeddings) |\n|---|---:|---:|")
+    print("| task | " + " | ".join(PATHS) + " |\n|---|" + "---:|" * len(PATHS))
+    times = dict.fromkeys(("exact", *PATHS), 0.0)
     for name, task in tasks.items():
         x = exact[name].ravel()
         top = np.argsort(-x, kind="stable")[:20]
+        times["exact"] += timed(lambda: per_head_ablation(model, task, "resample"))[1]
         cells = []
-        for path in ("activations", "inputs"):
-            y = reference_ig(model, task, "resample", steps=steps, path=path).ravel()
+        for path in PATHS:
+            y, t = timed(lambda: reference_ig(model, task, "resample", steps=steps, path=path).ravel())
+            times[path] += t
             cells.append(f"{spearmanr(x, y).statistic:.2f} / {spearmanr(x[top], y[top]).statistic:.2f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    print("| time (s), plain reference | " + " | ".join(f"{times[p]:.1f}" for p in PATHS) + " |")
+    print("| exact's plain reference (" + f"{times['exact']:.1f} s) / time | ", end="")
+    print(" | ".join(f"{times['exact'] / times[p]:.1f}x" for p in PATHS) + " |")
 
 
 if __name__ == "__main__":

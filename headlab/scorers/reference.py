@@ -9,9 +9,10 @@ replays, packing or ``metrics.metric_at`` enters it:
 - ``gate_gradient``: attribution, Σ_pos,d (z − z_ablated) · ∂metric/∂z from one full forward and backward;
   the zero form as the gradient of per-head multiplicative gates at 1 (Michel et al.).
 - ``integrated_gradients``: attribution integrated along a path from the ablated run to the clean one, one
-  full forward and backward per point: ``path="activations"`` (every layer's z interpolated, what
-  ``score(steps=)`` computes) or ``path="inputs"`` (the input embeddings interpolated, resample only: EAP-IG's
-  original form, measured against it in ``benchmarks/bench_ig.py``).
+  full forward and backward per point: ``path="activations"`` (every layer's z interpolated at once, what
+  ``score(steps=)`` computes), ``path="layers"`` (one layer's z at a time, the others clean: EAP-IG-activations'
+  form, m − 1 points per layer) or ``path="inputs"`` (the input embeddings interpolated, resample only: EAP-IG's
+  original form). The three are measured against exact ablation in ``benchmarks/bench_scorers.py`` section 5.
 
 All return (n_layers, n_heads) float64: the mean over items of clean metric − metric with the head changed.
 Metrics are computed in float32 from the model's logits, on the model's device.
@@ -114,7 +115,7 @@ def gate_gradient(model, task: Task, ablation: str = "zero", metric: str = "logi
     return (torch.stack(out).double() / enc.n).cpu().numpy()
 
 
-PATHS = ("activations", "inputs")
+PATHS = ("activations", "layers", "inputs")
 
 
 def integrated_gradients(
@@ -122,7 +123,10 @@ def integrated_gradients(
 ) -> np.ndarray:
     """Integrated-gradient attribution, mean over items of (1/steps) Σ_k Σ_pos,d (z − z_ablated) · ∂metric/∂z̃
     at α_k = k / steps. ``path="activations"``: at every layer z̃ = z_ablated + α (z − z_ablated), z being what
-    the run computes (``steps=1``: ``gate_gradient``). ``path="inputs"`` (resample): the token embeddings are
+    the run computes (``steps=1``: ``gate_gradient``). ``path="layers"``: for each layer l its own path, z̃ as
+    above at layer l only and every other layer clean; the last point (α = 1) is the clean run for every layer,
+    so ``steps=1`` is ``gate_gradient`` too, and as steps grow the sum over a layer's heads tends to the drop
+    with that whole layer's heads ablated. ``path="inputs"`` (resample): the token embeddings are
     e_cf + α (e − e_cf), z̃ the run's own z, and z − z_ablated the clean run's minus the counterfactual's.
     Returns (n_layers, n_heads) float64."""
     if path not in PATHS:
@@ -133,38 +137,68 @@ def integrated_gradients(
     L = len(model.blocks)
     with torch.no_grad():
         replacement = _replacements(model, enc, ablation)
-        wanted = lambda name: name.endswith("attn.hook_z") or name == "hook_embed"  # noqa: E731
+    if path == "inputs":
+        total = _inputs_path(model, enc, tokens, steps)
+    elif path == "activations":
+        total = sum(_path_point(model, enc, tokens, replacement, k / steps, range(L)) for k in range(1, steps + 1))
+    else:
+        total = _path_point(model, enc, tokens, replacement, 1.0, range(L))
+        for layer in range(L):
+            for k in range(1, steps):
+                total[layer] += _path_point(model, enc, tokens, replacement, k / steps, [layer])[layer]
+    return (total / steps / enc.n).cpu().numpy()
+
+
+def _path_point(model, enc: Encoded, tokens, replacement, alpha: float, layers) -> torch.Tensor:
+    """One full forward and backward with z̃ = z_ablated + α (z − z_ablated) at ``layers`` (every other layer
+    clean): Σ_items,pos,d (z − z_ablated) · ∂metric/∂z̃ per head of those layers, zero elsewhere. (L, H) float64."""
+    L, H = len(model.blocks), model.cfg.n_heads
+    zs, lives = {}, {}
+
+    def interpolate(z, hook, layer):
+        lives[layer] = z.detach()
+        abl = torch.zeros_like(z) if replacement is None else replacement[layer].to(z.dtype)
+        zs[layer] = abl + alpha * (z - abl)
+        return zs[layer]
+
+    hooks = [(_z_name(l), lambda z, hook, l=l: interpolate(z, hook, l)) for l in layers]
+    with torch.enable_grad():
+        logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
+        grads = torch.autograd.grad(_metric(logits, enc).sum(), list(zs.values()))
+    out = torch.zeros((L, H), dtype=torch.float64, device=tokens.device)
+    for layer, g in zip(zs, grads):
+        abl = 0.0 if replacement is None else replacement[layer].float()
+        out[layer] = ((lives[layer].float() - abl) * g.float()).sum((0, 1, 3)).double()
+    return out
+
+
+def _inputs_path(model, enc: Encoded, tokens, steps: int) -> torch.Tensor:
+    """EAP-IG's input path (resample): the embeddings e_cf + α (e − e_cf), the gradient at each layer's own z,
+    times the clean run's z minus the counterfactual's. Summed over items and points, (L, H) float64."""
+    L = len(model.blocks)
+    wanted = lambda name: name.endswith("attn.hook_z") or name == "hook_embed"  # noqa: E731
+    with torch.no_grad():
         _, clean_cache = model.run_with_cache(tokens, names_filter=wanted)
-        if path == "inputs":
-            _, cf_cache = model.run_with_cache(enc.cf_tokens.to(tokens.device), names_filter=wanted)
-            e_clean, e_cf = clean_cache["hook_embed"], cf_cache["hook_embed"]
+        _, cf_cache = model.run_with_cache(enc.cf_tokens.to(tokens.device), names_filter=wanted)
+    e_clean, e_cf = clean_cache["hook_embed"], cf_cache["hook_embed"]
     total = torch.zeros((L, model.cfg.n_heads), dtype=torch.float64, device=tokens.device)
     for k in range(1, steps + 1):
         alpha = k / steps
-        zs, lives = [None] * L, [None] * L
-
-        def interpolate(z, hook, layer):
-            lives[layer] = z.detach()
-            abl = torch.zeros_like(z) if replacement is None else replacement[layer].to(z.dtype)
-            zs[layer] = abl + alpha * (z - abl)
-            return zs[layer]
+        zs = [None] * L
 
         def keep(z, hook, layer):
             zs[layer] = z
             return z
 
-        at_z = interpolate if path == "activations" else keep
-        hooks = [(_z_name(l), lambda z, hook, l=l: at_z(z, hook, l)) for l in range(L)]
-        if path == "inputs":
-            hooks.append(("hook_embed", lambda e, hook: e_cf + alpha * (e_clean - e_cf)))
+        hooks = [(_z_name(l), lambda z, hook, l=l: keep(z, hook, l)) for l in range(L)]
+        hooks.append(("hook_embed", lambda e, hook: e_cf + alpha * (e_clean - e_cf)))
         with torch.enable_grad():
             logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
             grads = torch.autograd.grad(_metric(logits, enc).sum(), zs)
         for l, g in enumerate(grads):
-            z = lives[l] if path == "activations" else clean_cache[_z_name(l)]
-            abl = 0.0 if replacement is None else replacement[l].float()
-            total[l] += ((z.float() - abl) * g.float()).sum((0, 1, 3)).double()
-    return (total / steps / enc.n).cpu().numpy()
+            diff = clean_cache[_z_name(l)].float() - cf_cache[_z_name(l)].float()
+            total[l] += (diff * g.float()).sum((0, 1, 3)).double()
+    return total
 
 
 def _prepared(model, task: Task, ablation: str, metric: str) -> tuple[Encoded, torch.Tensor]:

@@ -88,6 +88,29 @@ def test_many_steps_integrate_to_the_whole_path(tiny_model, toy_task):
     assert s.values.sum() == pytest.approx(drop, rel=0.03)
 
 
+def test_the_layer_path_starts_at_plain_attribution_and_integrates_each_layer(tiny_model, toy_task):
+    """``path="layers"`` (one layer interpolated at a time): m = 1 is plain attribution, and with many steps the
+    sum over a layer's heads tends to the drop with that whole layer zeroed, layer by layer."""
+    L = len(tiny_model.blocks)
+    first = reference.gate_gradient(tiny_model, toy_task, "zero")
+    _close(reference.integrated_gradients(tiny_model, toy_task, "zero", steps=1, path="layers"), first)
+    many = reference.integrated_gradients(tiny_model, toy_task, "zero", steps=32, path="layers")
+    every = reference.integrated_gradients(tiny_model, toy_task, "zero", steps=32, path="activations")
+    enc = encode(toy_task, tiny_model.tokenizer, "logit_diff")
+    with torch.no_grad():
+        clean = from_logits(gather_positions(tiny_model(enc.tokens), enc.read_pos), enc)
+        drops = []
+        for layer in range(L):
+            zeroed = tiny_model.run_with_hooks(
+                enc.tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", lambda z, hook: z * 0)]
+            )
+            drops.append((clean - from_logits(gather_positions(zeroed, enc.read_pos), enc)).mean().item())
+    drops = np.array(drops)
+    assert np.abs(first.sum(1) - drops).max() > 0.1 * np.abs(drops).max()  # the first-order sums miss them
+    np.testing.assert_allclose(many.sum(1), drops, rtol=0, atol=0.03 * np.abs(drops).max())
+    assert np.abs(many - every).max() > 0.05 * np.abs(many).max()  # not the all-layers path
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "4", None])
 def test_steps_is_validated(tiny_model, toy_task, bad):
     with pytest.raises(ValueError, match="steps="):
