@@ -88,6 +88,15 @@ def test_many_steps_integrate_to_the_whole_path(tiny_model, toy_task):
     assert s.values.sum() == pytest.approx(drop, rel=0.03)
 
 
+@pytest.mark.parametrize("path", reference.PATHS)
+def test_every_reference_path_ends_at_plain_attribution(tiny_model, toy_task, path):
+    """α = 1 is the clean run on every path, so one point is the plain gate gradient; two points are not."""
+    first = reference.gate_gradient(tiny_model, toy_task, "resample")
+    _close(reference.integrated_gradients(tiny_model, toy_task, "resample", steps=1, path=path), first)
+    two = reference.integrated_gradients(tiny_model, toy_task, "resample", steps=2, path=path)
+    assert np.abs(two - first).max() > 0.01 * np.abs(first).max()
+
+
 def test_the_layer_path_starts_at_plain_attribution_and_integrates_each_layer(tiny_model, toy_task):
     """``path="layers"`` (one layer interpolated at a time): m = 1 is plain attribution, and with many steps the
     sum over a layer's heads tends to the drop with that whole layer zeroed, layer by layer."""
