@@ -135,17 +135,18 @@ def integrated_gradients(
         raise ValueError(f"path='inputs' needs a counterfactual prompt; ablation={ablation!r} has none")
     enc, tokens = _prepared(model, task, ablation, metric)
     L = len(model.blocks)
-    with torch.no_grad():
-        replacement = _replacements(model, enc, ablation)
     if path == "inputs":
         total = _inputs_path(model, enc, tokens, steps)
-    elif path == "activations":
-        total = sum(_path_point(model, enc, tokens, replacement, k / steps, range(L)) for k in range(1, steps + 1))
     else:
-        total = _path_point(model, enc, tokens, replacement, 1.0, range(L))
-        for layer in range(L):
-            for k in range(1, steps):
-                total[layer] += _path_point(model, enc, tokens, replacement, k / steps, [layer])[layer]
+        with torch.no_grad():
+            rep = _replacements(model, enc, ablation)
+        if path == "activations":
+            total = sum(_path_point(model, enc, tokens, rep, k / steps, range(L)) for k in range(1, steps + 1))
+        else:
+            total = _path_point(model, enc, tokens, rep, 1.0, range(L))
+            for layer in range(L):
+                for k in range(1, steps):
+                    total[layer] += _path_point(model, enc, tokens, rep, k / steps, [layer])[layer]
     return (total / steps / enc.n).cpu().numpy()
 
 
