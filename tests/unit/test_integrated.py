@@ -20,6 +20,16 @@ def _close(a, b, rel=1e-5):
     np.testing.assert_allclose(a, b, atol=rel * scale, rtol=0)
 
 
+def _zeroed_drop(model, task, layers) -> float:
+    """Mean over items of clean metric − metric with every head of ``layers`` zeroed, by one plain forward."""
+    enc = encode(task, model.tokenizer, "logit_diff")
+    with torch.no_grad():
+        clean = from_logits(gather_positions(model(enc.tokens), enc.read_pos), enc)
+        hooks = [(f"blocks.{l}.attn.hook_z", lambda z, hook: z * 0) for l in layers]
+        zeroed = model.run_with_hooks(enc.tokens, fwd_hooks=hooks)
+    return (clean - from_logits(gather_positions(zeroed, enc.read_pos), enc)).mean().item()
+
+
 @pytest.fixture(scope="module", params=["padded", "packed"])
 def model(request, tiny_model, tiny_llama):
     return tiny_model if request.param == "padded" else tiny_llama
@@ -75,14 +85,7 @@ def test_screens_share_their_path_points_and_equal_separate_runs(model, toy_task
 def test_many_steps_integrate_to_the_whole_path(tiny_model, toy_task):
     """Completeness: Σ over heads of the path integral → clean metric − metric with every head zeroed."""
     s = score(tiny_model, toy_task, method="attribution", ablation="zero", steps=64, cache=False, progress=False)
-    enc = encode(toy_task, tiny_model.tokenizer, "logit_diff")
-    L = s.model.n_layers
-    with torch.no_grad():
-        clean = from_logits(gather_positions(tiny_model(enc.tokens), enc.read_pos), enc)
-        zeroed = tiny_model.run_with_hooks(
-            enc.tokens, fwd_hooks=[(f"blocks.{l}.attn.hook_z", lambda z, hook: z * 0) for l in range(L)]
-        )
-        drop = (clean - from_logits(gather_positions(zeroed, enc.read_pos), enc)).mean().item()
+    drop = _zeroed_drop(tiny_model, toy_task, range(s.model.n_layers))
     first = score(tiny_model, toy_task, method="attribution", ablation="zero", cache=False, progress=False)
     assert abs(first.values.sum() - drop) > 0.2 * abs(drop)  # the first-order sum misses it
     assert s.values.sum() == pytest.approx(drop, rel=0.03)
@@ -105,16 +108,7 @@ def test_the_layer_path_starts_at_plain_attribution_and_integrates_each_layer(ti
     _close(reference.integrated_gradients(tiny_model, toy_task, "zero", steps=1, path="layers"), first)
     many = reference.integrated_gradients(tiny_model, toy_task, "zero", steps=32, path="layers")
     every = reference.integrated_gradients(tiny_model, toy_task, "zero", steps=32, path="activations")
-    enc = encode(toy_task, tiny_model.tokenizer, "logit_diff")
-    with torch.no_grad():
-        clean = from_logits(gather_positions(tiny_model(enc.tokens), enc.read_pos), enc)
-        drops = []
-        for layer in range(L):
-            zeroed = tiny_model.run_with_hooks(
-                enc.tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", lambda z, hook: z * 0)]
-            )
-            drops.append((clean - from_logits(gather_positions(zeroed, enc.read_pos), enc)).mean().item())
-    drops = np.array(drops)
+    drops = np.array([_zeroed_drop(tiny_model, toy_task, [layer]) for layer in range(L)])
     assert np.abs(first.sum(1) - drops).max() > 0.1 * np.abs(drops).max()  # the first-order sums miss them
     np.testing.assert_allclose(many.sum(1), drops, rtol=0, atol=0.03 * np.abs(drops).max())
     assert np.abs(many - every).max() > 0.05 * np.abs(many).max()  # not the all-layers path
