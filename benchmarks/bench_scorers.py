@@ -58,6 +58,9 @@ def main() -> None:
         help="ablations to compare exact vs attribution on",
     )
     ap.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="integrated-gradient points")
+    ap.add_argument(
+        "--layer-steps", type=int, nargs="*", default=[2, 4], help="points of the one-layer-at-a-time path (none: skip)"
+    )
     ap.add_argument("--path-steps", type=int, default=4, help="points for the three paths of section 5 (0: skip)")
     ap.add_argument("--tl-only", action="store_true", help="only section 1, exact ablation vs TransformerLens")
     args = ap.parse_args()
@@ -125,6 +128,8 @@ def main() -> None:
         print(f"\nheads that disagree most in {worst} (rank by exact vs by attribution):")
         print(disagreements(exact, attr, worst, n=5).round(4).to_string(index=False))
         integrated_gradients(model, tasks, ablation, exact, t_exact, args.steps)
+        if args.layer_steps:
+            integrated_gradients(model, tasks, ablation, exact, t_exact, args.layer_steps, path="layers")
         screen_then_verify(model, tasks, ablation, exact, t_exact)
         exacts[ablation] = exact
     if args.path_steps and "resample" in exacts:
@@ -145,8 +150,8 @@ def bridge_blocks():
         replay.plain_supported = proven
 
 
-def integrated_gradients(model, tasks, ablation, exact, t_exact, steps) -> None:
-    """ρ and time against m: one call per m, on the same tasks as ``exact``."""
+def integrated_gradients(model, tasks, ablation, exact, t_exact, steps, path: str = "activations") -> None:
+    """ρ and time against m along ``path``: one call per m, on the same tasks as ``exact``."""
     import headlab
     from headlab.analysis.compare import agreement
 
@@ -154,11 +159,11 @@ def integrated_gradients(model, tasks, ablation, exact, t_exact, steps) -> None:
     for m in steps:
         ig, t = timed(
             lambda: headlab.score(
-                model, tasks, method="attribution", ablation=ablation, steps=m, cache=False, progress=False
+                model, tasks, method="attribution", ablation=ablation, steps=m, path=path, cache=False, progress=False
             )
         )
         rows[m] = (t, agreement(exact, ig, k=20))
-    print(f"\n## integrated gradients vs exact ablation ({ablation}): Spearman ρ whole map / exact top-20")
+    print(f"\n## integrated gradients, path={path}, vs exact ablation ({ablation}): Spearman ρ whole / exact top-20")
     print("| task | " + " | ".join(f"m = {m}" for m in steps) + " |\n|---|" + "---:|" * len(steps))
     for name in exact.tasks:
         cells = [f"{rows[m][1].loc[name, 'rho']:.2f} / {rows[m][1].loc[name, 'rho_top20']:.2f}" for m in steps]

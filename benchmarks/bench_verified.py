@@ -3,9 +3,10 @@
 Random-weight Hugging Face Llamas (``headlab.models.tiny_hf``, byte tokenizer) of growing shape, up to
 24 layers × 16 heads by default (``--shapes ... 32x32``: Llama-3.1-8B's 1,024 heads, about 18 min more): per
 shape, the full exact zero-ablation sweep and ``method="verified"`` (k = 20) on the same tasks — time, the
-ratio, heads verified per task, and the verified map's top-20 overlap with the exact one. Exact ablation costs
-one re-run per head; verification re-runs only the candidates, whose number depends on the screen's uncertainty,
-not on the model's size.
+ratio, heads verified per task, and the verified map's top-20 overlap with the exact one; and integrated
+gradients one layer at a time (``steps=2, path="layers"``), whose cost against exact falls as 1 / heads per layer.
+Exact ablation costs one re-run per head; verification re-runs only the candidates, whose number depends on the
+screen's uncertainty, not on the model's size.
 
 A trained model's map is sparse — a few strong heads, many weak ones — and plain random weights give a flat
 one, where every head's interval reaches the k-th score. ``--spread σ`` (default 1.0) multiplies each head's
@@ -57,9 +58,9 @@ def main() -> None:
     print(f"{len(tasks)} tasks × {args.items} items, heads' output scales exp({args.spread} · N(0, 1))\n")
     print(
         "| layers × heads | heads | map spread (sd log \\|score\\|) | exact (s) | verified (s) | cost of exact "
-        "| verified per task | top-20 Jaccard |"
+        "| verified per task | top-20 Jaccard | one layer at a time, m = 2 (s) | its cost of exact |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for shape in args.shapes:
         L, H = (int(x) for x in shape.split("x"))
         hf = spread_heads(tiny_hf(L, H, args.d_model, n_kv_heads=max(1, H // 4)), args.spread)
@@ -74,13 +75,16 @@ def main() -> None:
         t = time.perf_counter()
         verified = run("verified", k=min(args.k, L * H))
         t_verified = time.perf_counter() - t
+        t = time.perf_counter()
+        run("attribution", steps=2, path="layers")  # integrated gradients, one layer at a time
+        t_layers = time.perf_counter() - t
         jaccard = agreement(exact, verified, k=min(args.k, L * H))[f"jaccard_top{min(args.k, L * H)}"]
         counts = verified.verified.sum((1, 2))
         print(
             f"| {L} × {H} | {L * H} | {map_spread(exact.values)} | {t_exact:.1f} | {t_verified:.1f} "
             f"| {t_verified / t_exact:.2f} ({t_exact / t_verified:.1f}× cheaper) "
             f"| {int(np.median(counts))} (median; {counts.min()}–{counts.max()}) "
-            f"| {jaccard.mean():.2f} (min {jaccard.min():.2f}) |",
+            f"| {jaccard.mean():.2f} (min {jaccard.min():.2f}) | {t_layers:.1f} | {t_layers / t_exact:.2f} |",
             flush=True,
         )
 

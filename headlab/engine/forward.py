@@ -10,6 +10,8 @@ the CPU: they are moved to the model's device here.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from . import hooks
@@ -39,6 +41,19 @@ def final_resid(model, tokens: torch.Tensor, fwd_hooks=()) -> torch.Tensor:
     finally:
         handle.remove()
     return box["resid"]
+
+
+@contextlib.contextmanager
+def frozen(model):
+    """Weights without ``requires_grad`` meanwhile: a backward then computes activation gradients only."""
+    were = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, g in zip(model.parameters(), were):
+            p.requires_grad_(g)
 
 
 def device_of(model) -> torch.device:

@@ -103,21 +103,10 @@ def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, parti
     if done.all():
         return TaskResult(per_ex, clean)
     source = sources(model, enc, ablation, batches)
-    whole = shared_run(model, enc, ablation, batches, per_pass)
-    replays = []
-    for idx in batches:
-        sub, reuse = batch_rows(enc, idx, ablation)
-        if whole is not None:
-            r = whole.rows(idx, sub.tokens.shape[1])
-            r.cf_z = [z[idx.to(z.device), : r.T] for z in whole.cf_z]
-        else:
-            r = Replay(model, sub.tokens, sub.read_pos, keep_z=False)
-            r.cf_z = z_of(model, sub.cf_tokens) if ablation == "resample" else None
+    replays = batch_replays(model, enc, ablation, batches, per_pass)
+    for idx, sub, r, _ in replays:
         with torch.no_grad():
             clean[idx.numpy()] = metric_at(model, r.clean_read, sub).cpu().numpy()
-        prefix = reuse if r.supports_prefix() else 0
-        replays.append((idx, sub, r, prefix))
-    del whole
     widest = max(len(idx) * (sub.tokens.shape[1] - prefix) for idx, sub, _, prefix in replays)
     cap = max(1, per_pass // max(len(idx) for idx in batches))  # copies per pass
     groups = layer_groups(chosen, done, widest, cap, joined=not replays[0][2].full)
@@ -140,6 +129,23 @@ def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, parti
                 cache.save_partial(partial, per_ex, clean, done)
     bar.close()
     return TaskResult(per_ex, clean)
+
+
+def batch_replays(model, enc: Encoded, ablation: str, batches, per_pass: int) -> list[tuple]:
+    """Per batch (idx, its rows ``sub``, its clean ``Replay`` with ``cf_z`` (resample's source z, else None), the
+    prefix its re-runs reuse): cut from one ``shared_run`` where resample allows it, else each batch run itself."""
+    whole = shared_run(model, enc, ablation, batches, per_pass)
+    out = []
+    for idx in batches:
+        sub, reuse = batch_rows(enc, idx, ablation)
+        if whole is not None:
+            r = whole.rows(idx, sub.tokens.shape[1])
+            r.cf_z = [z[idx.to(z.device), : r.T] for z in whole.cf_z]
+        else:
+            r = Replay(model, sub.tokens, sub.read_pos, keep_z=False)
+            r.cf_z = z_of(model, sub.cf_tokens) if ablation == "resample" else None
+        out.append((idx, sub, r, reuse if r.supports_prefix() else 0))
+    return out
 
 
 def shared_run(model, enc: Encoded, ablation: str, batches, per_pass: int) -> Replay | None:

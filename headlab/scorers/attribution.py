@@ -15,6 +15,9 @@ embeddings: it is defined for zero and mean ablation too, and it agreed better w
 embedded model (``docs/measured.md``). Each point costs one more forward + backward; the gradient-free
 prefixes and the counterfactual run are shared by all points. Several screens at once (``attribute_screens``,
 screen-then-verify's m = 1 and m = 2) run each distinct point once: m = 2's points are α = ½ and 1.
+``path="layers"`` moves one layer at a time instead, the others computing from the run (``scorers.layer_path``):
+it agrees with exact ablation far better where layers act together, at a cost that grows with the layers, not
+the points alone.
 
 Every task's items (of one metric) are pooled and batched together, so that short tasks fill a pass
 together: packed end to end where the model allows it (``engine.packing``), else sorted by length and
@@ -31,12 +34,13 @@ import numpy as np
 import torch
 
 from ..engine import budget, packing
-from ..engine.forward import at_positions, device_of, final_resid, interpolate_z, keep_z, z_of
+from ..engine.forward import at_positions, device_of, final_resid, frozen, interpolate_z, keep_z, z_of
 from ..engine.packing import Pack, Run, Trie
 from ..engine.progress import each
 from ..metrics import Encoded, metric_at
 from .base import ABLATION_VARIANTS, Scorer, TaskResult, TaskSize, register
 from .batching import item_batches, mean_z
+from .layer_path import layer_path_cost, layer_points
 
 PACKED_TOKEN_BUDGET = budget.CAPS["packed"]  # per packed forward + backward on a CPU (fewer, fuller: measured)
 PADDED_TOKEN_BUDGET = budget.CAPS["padded"]  # per right-padded one on a CPU: larger were slower (measured)
@@ -48,19 +52,33 @@ class Attribution(Scorer):
     summary = "first-order estimate of ablation: (z − z_ablated) · ∂metric/∂z, every head in one pass"
     order = 10
     variants = ABLATION_VARIANTS
-    options = {"steps": 1}
+    options = {"steps": 1, "path": "activations"}
     pools = True
 
     def check(self, options):
-        return check_steps(self.name, options, self.options)
+        out = check_steps(self.name, options, self.options)
+        if out["path"] not in PATHS:
+            raise ValueError(f"attribution option path={out['path']!r}: choose from {PATHS}")
+        return out
 
     def cost(self, size, n_layers, n_heads, options):
+        if options["path"] == "layers":
+            return path_cost(size, n_layers, [1]) + layer_path_cost(size, n_layers, options["steps"])
         return path_cost(size, n_layers, [options["steps"]])
 
     def run(self, model, jobs, options, batch_size, progress):
-        jobs = [(job.enc, job.ablation) for job in jobs]
-        outs = attribute(model, jobs, batch_size, progress, steps=options["steps"])
-        return [TaskResult(per_example, clean) for per_example, clean in outs]
+        pairs = [(job.enc, job.ablation) for job in jobs]
+        steps = options["steps"]
+        if options["path"] == "activations":
+            return [TaskResult(*out) for out in attribute(model, pairs, batch_size, progress, steps=steps)]
+        out = []
+        for (enc, ablation), (per_example, clean) in zip(pairs, attribute(model, pairs, batch_size, progress)):
+            inner = layer_points(model, enc, ablation, steps, batch_size, progress)
+            out.append(TaskResult((per_example + inner) / steps, clean))
+        return out
+
+
+PATHS = ("activations", "layers")  # every layer's z moved at once (one pass per point), or one layer at a time
 
 
 def path_cost(size: TaskSize, n_layers: int, screens: list[int]) -> float:
@@ -144,10 +162,7 @@ def attribute_screens(model, jobs: list[tuple[Encoded, str]], batch_size, progre
         plan += [(pooled.subset(idx), owner[idx], local[idx], width) for idx in batches]
     ablations = sorted({abl for _, abl in jobs})
     step = packed_step if packed else padded_step
-    grads_were = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    try:
+    with frozen(model):
         for sub, owner, local, width in each(plan, f"attribution/{'+'.join(ablations)}", progress):
             owners = owner.unique().tolist()
             kinds = {j: jobs[j][1] for j in owners}
@@ -157,9 +172,6 @@ def attribute_screens(model, jobs: list[tuple[Encoded, str]], batch_size, progre
                     rows = (owner == j).numpy()
                     out[j][0][local[rows].numpy()] = per_head[rows]
                     out[j][1][local[rows].numpy()] = metric[rows]
-    finally:
-        for p, g in zip(model.parameters(), grads_were):
-            p.requires_grad_(g)
     return outs
 
 

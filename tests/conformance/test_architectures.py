@@ -2,7 +2,8 @@
 
 For each tiny random model of ``headlab.architectures`` (plus sliding-window and tied-embedding variants)
 and each dtype, ``score()`` — exact ablation and attribution (packed and forced padded), zero / mean /
-resample, logit_diff and logprob; integrated-gradient attribution (``steps=3``) — is compared with
+resample, logit_diff and logprob; integrated-gradient attribution (``steps=3``, every layer at once and one layer
+at a time) — is compared with
 ``scorers.reference``, which runs only whole forwards of the bridge and reads the model's own full logits (Gemma
 2's softcap included; ``integrated_gradients``: one full forward and backward per path point):
 
@@ -38,7 +39,13 @@ from scipy.stats import spearmanr
 import headlab.engine.packing
 from headlab.architectures import ARCHITECTURES, tiny_arch
 from headlab.models import byte_tokenizer, load_model
-from headlab.scorers.reference import gate_gradient, integrated_gradients, per_head_ablation, transformerlens_patching
+from headlab.scorers.reference import (
+    ABLATIONS,
+    gate_gradient,
+    integrated_gradients,
+    per_head_ablation,
+    transformerlens_patching,
+)
 from headlab.scoring import score
 from headlab.tasks import Task
 
@@ -108,6 +115,7 @@ class Case(NamedTuple):
     padded: bool = False  # attribution: the right-padded path, even where packing is supported
     float32_only: bool = False  # a path no dtype changes, kept out of the (slow on a CPU) low-precision runs
     steps: int = 1  # attribution / verified: integrated-gradient points (1: first order)
+    path: str = "activations"  # attribution: the integrated-gradient path (``layers``: one layer at a time)
 
     @property
     def id(self) -> str:
@@ -117,7 +125,7 @@ class Case(NamedTuple):
         if self.method == "attribution":
             parts.append("padded" if self.padded else "packed")
         if self.steps > 1:
-            parts.append(f"ig{self.steps}")
+            parts.append(f"ig{self.steps}" + ("-layers" if self.path == "layers" else ""))
         return "-".join(parts)
 
 
@@ -138,6 +146,9 @@ CASES = (
         for a in ("zero", "mean", "resample")
         for p in (False, True)
     ]
+    # The one-layer-at-a-time path (exact ablation's replay engine, with gradients): every ablation in float32,
+    # resample (shared prefixes) in every dtype.
+    + [Case("attribution", a, float32_only=a != "resample", steps=IG_STEPS, path="layers") for a in ABLATIONS]
 )
 
 
@@ -179,16 +190,16 @@ def reference(variant: str, dtype: str, case: Case, same_dtype: bool = False) ->
     Computed once per variant, dtype and reference (a packed case and its padded twin share theirs)."""
     if case.method in ("ablation", "verified"):
         return _reference(variant, dtype, "ablation", case.ablation, case.metric, 1, same_dtype)
-    return _reference(variant, dtype, case.method, case.ablation, case.metric, case.steps, same_dtype)
+    return _reference(variant, dtype, case.method, case.ablation, case.metric, case.steps, same_dtype, case.path)
 
 
 @functools.cache
-def _reference(variant, dtype, method, ablation, metric, steps, same_dtype) -> np.ndarray:
+def _reference(variant, dtype, method, ablation, metric, steps, same_dtype, path="activations") -> np.ndarray:
     model = bridge(variant, dtype) if same_dtype else reference_bridge(variant, dtype)
     if method == "ablation":
         return per_head_ablation(model, TASK, ablation=ablation, metric=metric)
     if steps > 1:  # one full forward + backward per path point
-        return integrated_gradients(model, TASK, ablation=ablation, metric=metric, steps=steps, path="activations")
+        return integrated_gradients(model, TASK, ablation=ablation, metric=metric, steps=steps, path=path)
     return gate_gradient(model, TASK, ablation=ablation, metric=metric)
 
 
@@ -238,7 +249,7 @@ def test_scorer_equals_reference(variant, dtype, case, monkeypatch):
     model = bridge(variant, dtype)
     if case.padded:
         monkeypatch.setattr(headlab.engine.packing, "supported", lambda *a, **k: False)
-    options = {"steps": case.steps} if case.steps > 1 else {}
+    options = {"steps": case.steps, "path": case.path} if case.steps > 1 else {}
     got = score(
         model,
         TASK,

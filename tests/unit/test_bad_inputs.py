@@ -678,7 +678,14 @@ bad(
     "unknown attribution option",
     lambda c: score(c.model, c.task, alpha=1, **kw),
     ValueError,
-    r"unknown attribution option\(s\) \['alpha'\]: choose from \['steps'\]",
+    r"unknown attribution option\(s\) \['alpha'\]: choose from \['path', 'steps'\]",
+)
+bad(
+    "api:score",
+    "unknown integrated-gradient path",
+    lambda c: score(c.model, c.task, steps=2, path="inputs", **kw),
+    ValueError,
+    r"attribution option path='inputs': choose from \('activations', 'layers'\)",
 )
 bad(
     "api:score",

@@ -54,6 +54,20 @@ def test_integrated_gradients_equal_the_plain_reference(model, toy_task, ablatio
 
 
 @pytest.mark.parametrize("ablation", ["zero", "mean", "resample"])
+@pytest.mark.parametrize("steps, batch_size", [(2, None), (3, 2)])
+def test_the_layer_path_equals_its_plain_reference(model, toy_task, ablation, steps, batch_size):
+    """``path="layers"`` on the replay engine (joined copies, shared prefixes; several batches cut from one shared
+    run) gives one full forward + backward per layer and point's numbers, and differs from the every-layer path."""
+    run = dict(steps=steps, path="layers", batch_size=batch_size, cache=False, progress=False)
+    s = score(model, toy_task, method="attribution", ablation=ablation, **run)
+    ref = reference.integrated_gradients(model, toy_task, ablation, steps=steps, path="layers")
+    every = reference.integrated_gradients(model, toy_task, ablation, steps=steps)
+    assert np.abs(ref - every).max() > 10 * 1e-5 * np.abs(ref).max()
+    assert s.params["path"] == "layers"
+    _close(s.values[0], ref)
+
+
+@pytest.mark.parametrize("ablation", ["zero", "mean", "resample"])
 def test_screens_share_their_path_points_and_equal_separate_runs(model, toy_task, ablation, monkeypatch):
     """``attribute_screens([1, 2, 4])`` runs each distinct point once (4 here, not 7) and gives each screen
     exactly what its own run gives."""
@@ -118,6 +132,19 @@ def test_the_layer_path_starts_at_plain_attribution_and_integrates_each_layer(ti
 def test_steps_is_validated(tiny_model, toy_task, bad):
     with pytest.raises(ValueError, match="steps="):
         score(tiny_model, toy_task, method="attribution", steps=bad, cache=False, progress=False)
+
+
+@pytest.mark.parametrize("bad", ["inputs", "layer", None])
+def test_path_is_validated(tiny_model, toy_task, bad):
+    with pytest.raises(ValueError, match=r"path=.*choose from \('activations', 'layers'\)"):
+        score(tiny_model, toy_task, method="attribution", steps=2, path=bad, cache=False, progress=False)
+
+
+def test_the_path_enters_the_cache_key(tiny_model, toy_task, tmp_path):
+    run = dict(method="attribution", steps=2, cache=tmp_path, progress=False)
+    every, one = (score(tiny_model, toy_task, path=p, **run) for p in ("activations", "layers"))
+    assert one.params["path"] == "layers" and not np.allclose(every.values, one.values)
+    np.testing.assert_array_equal(score(tiny_model, toy_task, path="layers", **run).values, one.values)
 
 
 def test_steps_enter_the_cache_key(tiny_model, toy_task, tmp_path):

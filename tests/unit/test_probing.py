@@ -134,5 +134,6 @@ def test_probe_errors_are_one_line(tiny_model, tasks):
         score(tiny_model, tasks[0], method="probe", cache=False, progress=False)
     with pytest.raises(ValueError, match="unknown pool"):
         score(tiny_model, tasks, method="probe", pool="max", cache=False, progress=False)
-    with pytest.raises(ValueError, match=r"unknown attribution option\(s\) \['pool'\]: choose from \['steps'\]"):
+    unknown = r"unknown attribution option\(s\) \['pool'\]: choose from \['path', 'steps'\]"
+    with pytest.raises(ValueError, match=unknown):
         score(tiny_model, tasks, method="attribution", pool="mean", cache=False, progress=False)
