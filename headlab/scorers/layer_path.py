@@ -17,11 +17,13 @@ Fast path (``engine.replay``, exact ablation's engine): the layers below l are c
 clean once, keeping every block's input, and the m − 1 inner points of layer l are copies of the batch that
 re-run from block l with z̃_l a leaf tensor (z_l is the clean z there, so z̃_l is fixed before the re-run);
 the copies of the next layers join the same pass at their own layer (``Replay.read_from(joins=...)``), and
-one backward of the summed metric gives every copy its own gradient (rows never mix). Resampled items re-run
-only positions past their shared prefix (z_cf = z there, so z − z_ablated is 0). Work: per layer m − 1 re-runs
-with gradients where exact ablation makes one re-run per head without; measured on the embedded model, a re-run
-with its backward costs 2.3 plain ones (the forward 1.4, keeping what the backward needs), so ≈ 2.3 (m − 1) / H of
-exact's sweep on H heads per layer (docs/measured.md). Proven equal to
+one backward of the summed metric gives every copy its own gradient (rows never mix). A pass with gradients keeps
+every block's activations, so batches are cut for one layer's copies to fit ``budget.tokens(model, "packed")``.
+Resampled items re-run only positions past their shared prefix (z_cf = z there, so z − z_ablated is 0).
+
+Work: per layer m − 1 re-runs with gradients where exact ablation makes one re-run per head without; measured on
+the embedded model, a re-run with its backward costs 2.3 plain ones (the forward 1.4, keeping what the backward
+needs), so ≈ 2.3 (m − 1) / H of exact's sweep on H heads per layer (docs/measured.md). Proven equal to
 ``reference.integrated_gradients(path="layers")`` (one full forward and backward per layer and point) in the
 tests and on every conformance architecture.
 """
@@ -61,11 +63,13 @@ def layer_points(model, enc: Encoded, ablation: str, steps: int, batch_size, pro
     points = inner_points(steps)
     if not points:
         return out
-    batches = (prefix_batches if ablation == "resample" else item_batches)(model, enc, batch_size)
+    T = enc.tokens.shape[1]
+    per_pass = budget.tokens(model, "packed", length=T)  # tokens of a pass with gradients
+    rows = batch_size or max(1, per_pass // (T * len(points)))  # a layer's copies of a batch fit in one pass
+    batches = (prefix_batches if ablation == "resample" else item_batches)(model, enc, rows)
     source = sources(model, enc, ablation, batches)
     replays = batch_replays(model, enc, ablation, batches, seqs_per_pass(model, enc, batch_size))
     widest = max(len(idx) * (sub.tokens.shape[1] - prefix) for idx, sub, _, prefix in replays)
-    per_pass = budget.tokens(model, "packed", length=enc.tokens.shape[1])  # a pass with gradients
     layers_per_pass = 1 if replays[0][2].full else max(1, per_pass // (widest * len(points)))
     groups = [list(range(s, min(s + layers_per_pass, L))) for s in range(0, L, layers_per_pass)]
     bar = progress_bar(len(groups) * len(replays), f"{enc.task} · attribution/{ablation} · layers", progress)

@@ -67,6 +67,28 @@ def test_the_layer_path_equals_its_plain_reference(model, toy_task, ablation, st
     _close(s.values[0], ref)
 
 
+def test_the_layer_path_keeps_each_pass_within_its_token_budget(tiny_llama, toy_task, monkeypatch):
+    """A pass with gradients keeps every block's activations: a layer's copies of a batch hold at most the budget's
+    tokens (batches are cut to fit), and the numbers do not change."""
+    from headlab.scorers import layer_path
+
+    enc = encode(toy_task, tiny_llama.tokenizer, "logit_diff")
+    budget = 2 * enc.tokens.shape[1] * 3  # two rows of three copies (steps=4)
+    monkeypatch.setattr(layer_path.budget, "tokens", lambda *a, **k: budget)
+    seen, real = [], layer_path.layer_pass
+
+    def spy(model, r, sub, layers, points, *rest):
+        seen.append(len(layers) * len(points) * sub.tokens.shape[0] * sub.tokens.shape[1])
+        return real(model, r, sub, layers, points, *rest)
+
+    monkeypatch.setattr(layer_path, "layer_pass", spy)
+    s = score(
+        tiny_llama, toy_task, method="attribution", ablation="zero", steps=4, path="layers", cache=False, progress=False
+    )
+    assert len(seen) > 1 and max(seen) <= budget
+    _close(s.values[0], reference.integrated_gradients(tiny_llama, toy_task, "zero", steps=4, path="layers"))
+
+
 @pytest.mark.parametrize("ablation", ["zero", "mean", "resample"])
 def test_screens_share_their_path_points_and_equal_separate_runs(model, toy_task, ablation, monkeypatch):
     """``attribute_screens([1, 2, 4])`` runs each distinct point once (4 here, not 7) and gives each screen
