@@ -8,7 +8,8 @@
    Spearman ρ per task over the whole map and over the exact top-20 heads, top-20 overlap, and the heads
    they disagree on most.
 3. Integrated gradients (``steps=m``): per m of ``--steps``, time, the ratio to exact ablation, and
-   Spearman ρ against exact per task, over the whole map and over the exact top-20.
+   Spearman ρ against exact per task, over the whole map and over the exact top-20; then the same for the
+   one-layer-at-a-time path (``path="layers"``) per m of ``--layer-steps``.
 4. Screen, then verify (``method="verified"``, k = 20; one screen, then two: ``steps=[1, 2]``): time and cost
    against the full exact sweep, heads verified per task, and the top-20 overlap (Jaccard) of the verified map
    with the exact one.
@@ -20,7 +21,7 @@
 
     python benchmarks/bench_scorers.py [--items 8] [--tl-items 8] [--tl-task "Knowledge Recall"]
                                        [--repeats 3] [--ablations resample zero] [--steps 1 2 4 8 16]
-                                       [--path-steps 4] [--tl-only]
+                                       [--layer-steps 2 4] [--path-steps 4] [--tl-only]
 """
 
 from __future__ import annotations
