@@ -77,13 +77,14 @@ def batch_rows(enc: Encoded, idx: torch.Tensor, ablation: str) -> tuple[Encoded,
 
 
 def sources(model, enc: Encoded, ablation: str, batches):
-    """A function (batch index tensor, layer, replay) → replacement z (b, T, H, d_head), or None for zero."""
+    """A function (batch index tensor, layer, replay, prefix) → replacement z at the positions a re-run computes,
+    ≥ prefix (b, T − prefix, H, d_head), or None for zero."""
     if ablation == "zero":
-        return lambda idx, layer, replay: None
+        return lambda idx, layer, replay, prefix: None
     if ablation == "mean":
         mean = mean_z(model, enc, batches)
-        return lambda idx, layer, replay: mean[layer][: replay.T].expand(len(idx), -1, -1, -1)
-    return lambda idx, layer, replay: replay.cf_z[layer]
+        return lambda idx, layer, replay, prefix: mean[layer][prefix : replay.T].expand(len(idx), -1, -1, -1)
+    return lambda idx, layer, replay, prefix: replay.cf_z[layer][:, prefix:]
 
 
 def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, partial=None, heads=None) -> TaskResult:
@@ -186,8 +187,7 @@ def joined_pass(r: Replay, run: list[tuple[int, int]], source, idx, prefix: int)
         per_layer.setdefault(layer, []).append(head)
     fwd, first = [], 0
     for layer, heads in per_layer.items():
-        src = source(idx, layer, r)
-        src = src[:, prefix:] if src is not None and prefix else src
+        src = source(idx, layer, r, prefix)
         fwd.append((hooks.z(layer), ablate_heads_hook(heads, len(idx), src, first)))
         first += len(heads)
     start = run[0][0]

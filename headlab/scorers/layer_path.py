@@ -90,8 +90,7 @@ def layer_pass(model, r, sub: Encoded, layers: list[int], points, source, idx, p
     n, c = len(idx), len(points)
     leaves, diffs, fwd = {}, {}, []
     for j, layer in enumerate(layers):
-        src = source(idx, layer, r)
-        src = src[:, prefix:] if src is not None and prefix else src
+        src = source(idx, layer, r, prefix)
         fwd.append((hooks.z(layer), interpolate_hook(layer, points, n, j * c, src, leaves, diffs)))
     with torch.enable_grad():
         read = r.read_from(layers[0], copies=c, fwd_hooks=fwd, prefix=prefix, joins={layer: c for layer in layers})
