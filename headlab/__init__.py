@@ -34,6 +34,7 @@ _LAZY = {
     "validate": "headlab.analysis.validation",
     "faithfulness": "headlab.analysis.validation",
     "faithfulness_plot": "headlab.viz.curves",
+    "faithfulness_grid": "headlab.viz.curves",
 }
 
 _SUBMODULES = {

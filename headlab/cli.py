@@ -2,7 +2,8 @@
 
 demo   the main job on the embedded model: model card, greedy answer, attribution scores of the eight
        tasks, a table of top heads and the heatmap grid (out/heatmaps.png).
-score  ``--model --method --ablation --metric --tasks --out``: writes scores.npz and top_heads.txt.
+score  ``--model --method --ablation --metric --tasks --items --out`` and the method's own ``--steps`` /
+       ``--path``: writes scores.npz and top_heads.txt.
 eval   the clean behaviour table of tasks: n, greedy accuracy, preference rate, log-prob, logit diff.
 """
 
@@ -113,7 +114,13 @@ def _score_and_write(model, args) -> int:
     tasks = args.task_objects
     t0 = time.perf_counter()
     scores = score(
-        model, tasks, method=args.method, ablation=args.ablation, metric=args.metric, progress=not args.quiet
+        model,
+        tasks,
+        method=args.method,
+        ablation=args.ablation,
+        metric=args.metric,
+        progress=not args.quiet,
+        **args.options,
     )
     took = time.perf_counter() - t0
     out = Path(args.out)
@@ -124,6 +131,7 @@ def _score_and_write(model, args) -> int:
     print(
         f"\n{scores.method}/{scores.params['ablation']} scores, metric {scores.params['metric']}, "
         f"{len(scores.tasks)} tasks in {took:.1f} s"
+        + ("" if scores.verified is None else f"; {int(scores.verified.sum())} of {scores.verified.size} values exact")
     )
     print(table)
     try:
@@ -185,6 +193,13 @@ def main(argv=None) -> int:
     p.add_argument("--metric", default="logit_diff", choices=METRICS)
     p.add_argument("--tasks", default="all", help="'all' or comma-separated task names")
     p.add_argument("--cogqa", default=None, help="path to cogqa_train.json instead of the built-in tasks")
+    p.add_argument("--items", type=int, default=None, help="score each task's first N items (default: all)")
+    p.add_argument(
+        "--steps",
+        default=None,
+        help="attribution: integrated-gradient points (1 = plain); verified: its screens, e.g. 1,2",
+    )
+    p.add_argument("--path", default=None, help="attribution: activations (every layer at once) or layers")
     e = sub.add_parser("eval", parents=[common], help="clean accuracy / preference table of the tasks")
     e.add_argument("--tasks", default="all")
     e.add_argument("--cogqa", default=None)
@@ -195,10 +210,27 @@ def main(argv=None) -> int:
 
     if args.top < 1:
         parser.error(f"--top must be a positive number of heads, got {args.top}")
+    if getattr(args, "items", None) is not None and args.items < 1:
+        parser.error(f"--items must be a positive number of items per task, got {args.items}")
+    args.options = {}
+    if getattr(args, "steps", None) is not None:
+        try:
+            steps = [int(m) for m in args.steps.split(",")]
+        except ValueError:
+            parser.error(
+                f"--steps takes a number of points or a comma-separated list, e.g. 4 or 1,2; got {args.steps!r}"
+            )
+        args.options["steps"] = steps[0] if len(steps) == 1 else steps
+    if getattr(args, "path", None) is not None:
+        args.options["path"] = args.path
     try:
         if args.command == "demo":
             args.tasks, args.cogqa = "all", None
         args.task_objects = _tasks(args.tasks, args.cogqa)  # a typo fails here, before the model loads
+        if getattr(args, "items", None) is not None:
+            args.task_objects = {name: t.subset(args.items) for name, t in args.task_objects.items()}
+        if args.command == "score":
+            scorers.get(args.method).check(args.options)  # so do a method's wrong options
         if args.command in ("demo", "score"):
             _check_out(args)
         return {"demo": cmd_demo, "score": cmd_score, "eval": cmd_eval}[args.command](args)

@@ -223,14 +223,19 @@ class HeadScores:
         return ranks.reshape(m.shape)
 
     def top_table(self, k: int = 5, decimals: int = 4) -> str:
-        """A plain-text table of each task's top-k heads (deterministic: used in notebooks and the CLI)."""
+        """A plain-text table of each task's top-k heads (deterministic: used in notebooks and the CLI). A
+        screened-then-verified map adds a column saying which values are exact and which estimates."""
         check_k("k", k)
         if isinstance(decimals, bool) or not isinstance(decimals, numbers.Integral) or not 0 <= decimals <= 16:
             raise ValueError(f"decimals must be an int from 0 to 16, got {decimals!r}")
-        lines = [f"{'task':<24} {'rank':>4} {'layer':>5} {'head':>4} {'score':>10}"]
-        for task in self.tasks:
+        marked = self.verified is not None
+        lines = [f"{'task':<24} {'rank':>4} {'layer':>5} {'head':>4} {'score':>10}" + ("  value" if marked else "")]
+        for t, task in enumerate(self.tasks):
             for r, (l, h, v) in enumerate(self.top(task, k), 1):
-                lines.append(f"{task if r == 1 else '':<24} {r:>4} {l:>5} {h:>4} {v:>10.{decimals}f}")
+                line = f"{task if r == 1 else '':<24} {r:>4} {l:>5} {h:>4} {v:>10.{decimals}f}"
+                if marked:
+                    line += "  exact" if self.verified[t, l, h] else "  estimate"
+                lines.append(line)
         return "\n".join(lines)
 
     def disagreements(self):
@@ -244,7 +249,8 @@ class HeadScores:
         return pd.DataFrame(rows, columns=columns)
 
     def to_dataframe(self):
-        """Long format: one row per (task, layer, head) with value, fraction and rank."""
+        """Long format: one row per (task, layer, head) with value, fraction and rank, and for a verified map
+        ``verified`` (True where the value is exact ablation's)."""
         import pandas as pd
 
         frac = self.normalized("fraction")
@@ -254,18 +260,26 @@ class HeadScores:
             for l in range(self.model.n_layers):
                 for h in range(self.model.n_heads):
                     rows.append((task, l, h, self.values[t, l, h], frac[t, l, h], int(ranks[l, h])))
-        return pd.DataFrame(rows, columns=["task", "layer", "head", "value", "fraction", "rank"])
+        table = pd.DataFrame(rows, columns=["task", "layer", "head", "value", "fraction", "rank"])
+        if self.verified is not None:
+            table["verified"] = self.verified.reshape(-1)
+        return table
 
     def to_xarray(self):
-        """An ``xarray.DataArray`` with dims (task, layer, head) and the metadata in ``attrs``."""
+        """An ``xarray.DataArray`` with dims (task, layer, head) and the metadata in ``attrs``; a verified map
+        carries its mask as the coordinate ``verified`` (task, layer, head)."""
         try:
             import xarray as xr
         except ImportError:
             raise ImportError("to_xarray() needs xarray: pip install xarray") from None
+        dims = ("task", "layer", "head")
+        coords = {"task": self.tasks, "layer": np.arange(self.model.n_layers), "head": np.arange(self.model.n_heads)}
+        if self.verified is not None:
+            coords["verified"] = (dims, self.verified)
         return xr.DataArray(
             self.values,
-            dims=("task", "layer", "head"),
-            coords={"task": self.tasks, "layer": np.arange(self.model.n_layers), "head": np.arange(self.model.n_heads)},
+            dims=dims,
+            coords=coords,
             name="head_score",
             attrs={"method": self.method, "model": self.model.name, "params": json.dumps(self.params)},
         )

@@ -206,7 +206,7 @@ def validate(
     return Validation(pd.DataFrame(rows).set_index("task"), cross, heads)
 
 
-@dataclass
+@dataclass(repr=False)
 class Faithfulness:
     """Faithfulness curves. ``labels`` (M,) maps, ``tasks`` (T,), ``ks`` (K,);
     ``clean`` / ``clean_accuracy`` (T,): unmasked metric and greedy accuracy;
@@ -224,6 +224,13 @@ class Faithfulness:
     random_metric: np.ndarray
     random_accuracy: np.ndarray
     mode: str = "zero"
+
+    def __repr__(self) -> str:
+        ks = ", ".join(str(int(k)) for k in self.ks)
+        return (
+            f"Faithfulness(maps={self.labels}, tasks={len(self.tasks)}, ks=[{ks}], "
+            f"draws={self.random_metric.shape[-1]}, mode={self.mode!r})"
+        )
 
     def table(self):
         """Long format: one row per (task, k) with the clean values, each map's metric and accuracy, and the

@@ -19,7 +19,10 @@ RANDOM = "0.55"  # colour of the random-k band
 def _task_index(curves, task) -> int:
     if task is None:
         if len(curves.tasks) != 1:
-            raise ValueError(f"these curves hold {len(curves.tasks)} tasks: name one of {curves.tasks}")
+            raise ValueError(
+                f"these curves hold {len(curves.tasks)} tasks: name one as task=, one of {curves.tasks}, "
+                "or draw every task with headlab.faithfulness_grid(curves)"
+            )
         return 0
     if task not in curves.tasks:
         raise KeyError(f"no task {task!r} in these curves; tasks: {curves.tasks}")

@@ -34,6 +34,7 @@ from headlab.models import ModelInfo, ModelLoadError, byte_tokenizer, describe, 
 from headlab.results import HeadScores
 from headlab.scoring import score
 from headlab.tasks import Item, Task, TaskError, as_task_list, builtin, load_cogqa
+from headlab.viz.curves import faithfulness_plot as plot_curves
 
 L, H = 3, 4  # conftest's tiny_model
 GOOD = {"prompt": "2 + 2 =", "answer": " 4", "counterfactual": "2 + 3 =", "counterfactual_answer": " 5"}
@@ -1098,6 +1099,36 @@ bad("api:interventions", "head_means a str", lambda c: head_means(c.model, "Toy"
 
 # --- validation ------------------------------------------------------------------------------------------
 
+
+def two_task_curves():
+    from headlab.analysis.validation import Faithfulness
+
+    zeros = np.zeros
+    return Faithfulness(
+        ["a"],
+        ["A", "B"],
+        np.array([1, 2]),
+        zeros(2),
+        zeros(2),
+        zeros((1, 2, 2)),
+        zeros((1, 2, 2)),
+        zeros((2, 2, 10)),
+        zeros((2, 2, 10)),
+    )
+
+
+bad(
+    "api:curves",
+    "a task needed",
+    lambda c: plot_curves(two_task_curves()),
+    ValueError,
+    r"these curves hold 2 tasks: name one as task=, one of \['A', 'B'\], or draw every task with "
+    r"headlab.faithfulness_grid\(curves\)",
+)
+bad(
+    "api:curves", "unknown task", lambda c: plot_curves(two_task_curves(), "C"), KeyError, "no task 'C' in these curves"
+)
+
 elbow8 = lambda: hand_scores([np.r_[np.ones(9), np.zeros(L * H - 9)].reshape(L, H)], ["Toy"])  # noqa: E731
 kwv = dict(n_random=10, progress=False)
 bad(
@@ -1596,6 +1627,28 @@ bad(
     CLIError,
     "argument --metric: invalid choice",
 )
+bad(
+    "cli",
+    "--steps not a number",
+    lambda c: run_cli("score", "--steps", "two"),
+    CLIError,
+    r"--steps takes a number of points or a comma-separated list, e.g. 4 or 1,2; got 'two'",
+)
+bad(
+    "cli",
+    "--steps for a method without it",
+    lambda c: run_cli("score", "--method", "ablation", "--steps", "2"),
+    CLIError,
+    r"method 'ablation' takes no options, got \['steps'\]",
+)
+bad(
+    "cli",
+    "--path unknown",
+    lambda c: run_cli("score", "--path", "inputs"),
+    CLIError,
+    r"attribution option path='inputs': choose from \('activations', 'layers'\)",
+)
+bad("cli", "--items 0", lambda c: run_cli("score", "--items", "0"), CLIError, "--items must be a positive number")
 bad(
     "cli",
     "--cogqa missing",

@@ -245,6 +245,22 @@ def test_verified_mask_survives_save_load_and_select(tiny_model, toy_task, tmp_p
     assert len(plain.disagreements()) == 0
 
 
+def test_verified_tables_say_which_values_are_exact(tiny_model, toy_task):
+    """``top_table``, ``to_dataframe`` and ``to_xarray`` of a verified map carry its mask; other maps' do not."""
+    v = score(tiny_model, toy_task, method="verified", k=2, candidates=3, steps=1, cache=False, progress=False)
+    mask = v.verified[0]
+    assert 0 < mask.sum() < mask.size
+    rows = v.top_table(k=mask.size).splitlines()[1:]
+    for row, (l, h, _) in zip(rows, v.top(toy_task.name, mask.size)):
+        assert row.endswith("  exact" if mask[l, h] else "  estimate")
+    frame = v.to_dataframe()
+    np.testing.assert_array_equal(frame.verified.to_numpy(), mask.reshape(-1))
+    np.testing.assert_array_equal(v.to_xarray().verified.sel(task=toy_task.name).to_numpy(), mask)
+    plain = score(tiny_model, toy_task, method="attribution", cache=False, progress=False)
+    assert "exact" not in plain.top_table() and "verified" not in plain.to_dataframe()
+    assert "verified" not in plain.to_xarray().coords
+
+
 def test_verified_options_are_validated(tiny_model, toy_task):
     for bad, name in [
         ({"k": 0}, "k="),
@@ -283,6 +299,7 @@ def test_faithfulness_is_kept_for_a_second_call(tiny_model, toy_task, monkeypatc
     again = validation.faithfulness(tiny_model, attr, [toy_task], ks=(1, 2), seed=3)
     np.testing.assert_array_equal(first.random_metric, again.random_metric)
     assert len(first.table()) == 2 and "random-k" in first.markdown()
+    assert repr(first) == "Faithfulness(maps=['scores'], tasks=1, ks=[1, 2], draws=10, mode='zero')"
 
 
 @pytest.mark.parametrize(

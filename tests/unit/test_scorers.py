@@ -99,3 +99,25 @@ def test_every_scorer_declares_itself():
         s = scorers.get(name)
         assert s.name == name and s.summary and s.variants, name
         assert s.check({k: v for k, v in s.options.items()}) == s.check({})  # defaults validate
+
+
+def test_cli_passes_the_method_options_and_the_item_count(tiny_model, tmp_path, monkeypatch):
+    """``score --method verified --steps 1,3 --items 2`` (zero ablation: the byte tokenizer's counterfactuals
+    differ in length) scores each task's first 2 items with both screens, as
+    ``score()`` called with those options would, and its table marks the exact values."""
+    from headlab import cli, models
+    from headlab.results import HeadScores
+    from headlab.tasks import builtin
+
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: tiny_model)
+    argv = ["score", "--method", "verified", "--steps", "1,3", "--items", "2", "--tasks", "Retrieval"]
+    argv += ["--ablation", "zero", "--quiet"]
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 0
+    saved = HeadScores.load(tmp_path / "scores.npz")
+    assert saved.params["steps"] == [1, 3] and saved.n_examples.tolist() == [2]
+    direct = score(
+        tiny_model, builtin()["Retrieval"].subset(2), method="verified", steps=[1, 3], ablation="zero", cache=False
+    )
+    np.testing.assert_array_equal(saved.values, direct.values)
+    np.testing.assert_array_equal(saved.verified, direct.verified)
+    assert "  exact" in (tmp_path / "top_heads.txt").read_text()
