@@ -4,7 +4,8 @@ demo   the main job on the embedded model: model card, greedy answer, attributio
        tasks, a table of top heads and the heatmap grid (out/heatmaps.png).
 score  ``--model --method --ablation --metric --tasks --items --out`` and the method's own ``--steps`` /
        ``--path``: writes scores.npz and top_heads.txt.
-eval   the clean behaviour table of tasks: n, greedy accuracy, preference rate, log-prob, logit diff.
+eval   ``--tasks --items``: the clean behaviour table of tasks: n, greedy accuracy, preference rate, log-prob,
+       logit diff.
 """
 
 from __future__ import annotations
@@ -73,13 +74,6 @@ def cmd_demo(args) -> int:
     print(f"\n{prompt!r} → {answer!r} (greedy)")
     for rank, (text, p) in enumerate(ranked, 1):
         print(f"  {rank}. {text!r:<12} p={p:.3f}")
-    args.method, args.ablation, args.metric, args.tasks, args.cogqa = (
-        "attribution",
-        "resample",
-        "logit_diff",
-        "all",
-        None,
-    )
     return _score_and_write(model, args)
 
 
@@ -181,8 +175,14 @@ def main(argv=None) -> int:
     common.add_argument("--top", type=int, default=5, help="heads per task in the text table")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
     common.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out")
-    sub.add_parser("demo", parents=[common], help="the main job on the embedded model")
-    p = sub.add_parser("score", parents=[common], help="score heads and write scores.npz + top_heads.txt")
+    tasks = argparse.ArgumentParser(add_help=False)
+    tasks.add_argument("--tasks", default="all", help="'all' or comma-separated task names")
+    tasks.add_argument("--cogqa", default=None, help="path to cogqa_train.json instead of the built-in tasks")
+    tasks.add_argument("--items", type=int, default=None, help="each task's first N items (default: all)")
+    sub.add_parser("demo", parents=[common], help="the main job on the embedded model").set_defaults(
+        method="attribution", ablation="resample", metric="logit_diff", tasks="all", cogqa=None, items=None
+    )
+    p = sub.add_parser("score", parents=[common, tasks], help="score heads and write scores.npz + top_heads.txt")
     p.add_argument(
         "--method",
         default="attribution",
@@ -191,18 +191,13 @@ def main(argv=None) -> int:
     )
     p.add_argument("--ablation", default="resample", choices=ABLATIONS)
     p.add_argument("--metric", default="logit_diff", choices=METRICS)
-    p.add_argument("--tasks", default="all", help="'all' or comma-separated task names")
-    p.add_argument("--cogqa", default=None, help="path to cogqa_train.json instead of the built-in tasks")
-    p.add_argument("--items", type=int, default=None, help="score each task's first N items (default: all)")
     p.add_argument(
         "--steps",
         default=None,
         help="attribution: integrated-gradient points (1 = plain); verified: its screens, e.g. 1,2",
     )
     p.add_argument("--path", default=None, help="attribution: activations (every layer at once) or layers")
-    e = sub.add_parser("eval", parents=[common], help="clean accuracy / preference table of the tasks")
-    e.add_argument("--tasks", default="all")
-    e.add_argument("--cogqa", default=None)
+    sub.add_parser("eval", parents=[common, tasks], help="clean accuracy / preference table of the tasks")
     args = parser.parse_args(argv)
     from .engine.forward import UnsupportedModel
     from .models import ModelLoadError
@@ -210,10 +205,10 @@ def main(argv=None) -> int:
 
     if args.top < 1:
         parser.error(f"--top must be a positive number of heads, got {args.top}")
-    if getattr(args, "items", None) is not None and args.items < 1:
+    if args.items is not None and args.items < 1:
         parser.error(f"--items must be a positive number of items per task, got {args.items}")
-    args.options = {}
-    if getattr(args, "steps", None) is not None:
+    args.options = {}  # the method's own options: only score has them
+    if args.command == "score" and args.steps is not None:
         try:
             steps = [int(m) for m in args.steps.split(",")]
         except ValueError:
@@ -221,13 +216,11 @@ def main(argv=None) -> int:
                 f"--steps takes a number of points or a comma-separated list, e.g. 4 or 1,2; got {args.steps!r}"
             )
         args.options["steps"] = steps[0] if len(steps) == 1 else steps
-    if getattr(args, "path", None) is not None:
+    if args.command == "score" and args.path is not None:
         args.options["path"] = args.path
     try:
-        if args.command == "demo":
-            args.tasks, args.cogqa = "all", None
         args.task_objects = _tasks(args.tasks, args.cogqa)  # a typo fails here, before the model loads
-        if getattr(args, "items", None) is not None:
+        if args.items is not None:
             args.task_objects = {name: t.subset(args.items) for name, t in args.task_objects.items()}
         if args.command == "score":
             scorers.get(args.method).check(args.options)  # so do a method's wrong options

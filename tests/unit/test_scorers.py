@@ -121,3 +121,25 @@ def test_cli_passes_the_method_options_and_the_item_count(tiny_model, tmp_path, 
     np.testing.assert_array_equal(saved.values, direct.values)
     np.testing.assert_array_equal(saved.verified, direct.verified)
     assert "  exact" in (tmp_path / "top_heads.txt").read_text()
+
+
+@pytest.mark.filterwarnings("ignore:.*counterfactual prompts differ in token length")
+def test_cli_eval_and_demo_on_the_first_items(tiny_model, tmp_path, monkeypatch, capsys):
+    """``eval --items 2`` prints the behaviour table of each task's first 2 items; ``demo`` scores all eight
+    tasks by resample attribution, as ``score()`` does."""
+    from headlab import cli, models
+    from headlab.metrics import evaluate, summary_table
+    from headlab.results import HeadScores
+    from headlab.tasks import builtin
+
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: tiny_model)
+    assert cli.main(["eval", "--items", "2", "--tasks", "Retrieval,Inference"]) == 0
+    tasks = builtin()
+    expected = summary_table([evaluate(tiny_model, tasks[n].subset(2)).summary() for n in ("Retrieval", "Inference")])
+    assert capsys.readouterr().out.strip() == expected.strip()
+
+    assert cli.main(["demo", "--quiet", "--out", str(tmp_path)]) == 0
+    saved = HeadScores.load(tmp_path / "scores.npz")
+    direct = score(tiny_model, tasks, method="attribution", ablation="resample", metric="logit_diff", cache=False)
+    assert saved.tasks == direct.tasks and saved.n_examples.tolist() == direct.n_examples.tolist()
+    np.testing.assert_allclose(saved.values, direct.values, atol=1e-6)
