@@ -209,14 +209,14 @@ def encode(task: Task, tokenizer, metric: str = "logit_diff", warn: bool = True)
     if warn and task.has_counterfactuals and n_bad:
         warnings.warn(
             f"task {task.name!r}: {n_bad} of {len(task)} counterfactual prompts differ in token length from their "
-            "prompt; resample ablation and attribution skip those items",
+            "prompt; resample ablation skips those items, whatever the method",
             stacklevel=2,
         )
     if warn and n_same:
         warnings.warn(
             f"task {task.name!r}: {n_same} of {len(task)} counterfactual prompts are identical to their prompt "
-            "(resampling them changes nothing: every head would score 0); resample ablation and attribution skip "
-            "those items: make each counterfactual differ",
+            "(resampling them changes nothing: every head would score 0); resample ablation skips those items, "
+            "whatever the method: make each counterfactual differ",
             stacklevel=2,
         )
     lengths = torch.tensor([len(r) for r in rows])

@@ -246,8 +246,8 @@ def _plan(model, tasks, method, ablation, metric, batch_size, cache, progress, o
 
 def _encoded(model, job):
     """The job's task encoded for its metric, checked to fit the model's positions; resampling keeps the
-    items whose counterfactual has its prompt's token length and differs from it."""
-    enc = encode(job.task, model.tokenizer, job.metric)
+    items whose counterfactual has its prompt's token length and differs from it, and warns of the others."""
+    enc = encode(job.task, model.tokenizer, job.metric, warn=job.ablation == "resample")  # only it skips
     check_length(model, enc)
     if job.ablation == "resample":
         keep = torch.nonzero(enc.cf_ok).flatten()

@@ -207,7 +207,7 @@ def _prepared(model, task: Task, ablation: str, metric: str) -> tuple[Encoded, t
     length, as ``score()``), and its tokens on the model's device."""
     if ablation not in ABLATIONS:
         raise ValueError(f"unknown ablation {ablation!r}: choose from {ABLATIONS}")
-    enc = encode(task, model.tokenizer, metric)
+    enc = encode(task, model.tokenizer, metric, warn=ablation == "resample")
     if ablation == "resample":
         enc = enc.subset(torch.nonzero(enc.cf_ok).flatten())
         if enc.n == 0:

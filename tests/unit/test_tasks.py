@@ -1,9 +1,11 @@
 import json
+import warnings
 
 import pandas as pd
 import pytest
 
 from headlab.metrics import encode
+from headlab.scoring import score
 from headlab.tasks import TASK_NAMES, Task, TaskError, as_task_list, builtin, load_cogqa
 
 GOOD = {"prompt": "2 + 2 =", "answer": " 4", "counterfactual": "2 + 3 =", "counterfactual_answer": " 5"}
@@ -96,6 +98,13 @@ def test_counterfactual_length_policy(tiny_model):
     with pytest.warns(UserWarning, match="1 of 2 counterfactual prompts differ in token length"):
         enc = encode(task, tiny_model.tokenizer, "logit_diff")
     assert enc.cf_ok.tolist() == [True, False]
+    # only resampling skips the item, so only it warns; zero ablation keeps both items, quietly
+    with pytest.warns(UserWarning, match="resample ablation skips those items"):
+        resampled = score(tiny_model, task, method="attribution", ablation="resample", cache=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        zeroed = score(tiny_model, task, method="attribution", ablation="zero", cache=False)
+    assert resampled.n_examples.tolist() == [1] and zeroed.n_examples.tolist() == [2]
 
 
 def test_answer_that_tokenizes_to_nothing(tiny_model):
