@@ -4,12 +4,12 @@ Table 1, done right) and across tasks (Table 2), or along a whole curve of k (th
 Random sets exclude the top heads, match their layer distribution (a layer that runs out of other heads
 borrows from the nearest layers) and are drawn ``n_random`` times; drops are reported as mean ± std.
 
-**Faithfulness curves** (``faithfulness``): per task, the metric and greedy accuracy with the top k heads of
-each map masked, for every k of ``ks``, against ``draws`` layer-matched random sets of k (matched to the
-first map's top k, never one of its heads). A faithful map's curve falls well below the random band. Every
-masked set of a task runs in a few stacked passes (``interventions.mask_head_sets``: copy c of the batch
-masks set c), and each task's curves are kept in memory, so asking again for one task (the explorer's
-top-k control) costs nothing.
+**Faithfulness curves** (``faithfulness``, or ``validate(..., ks=...)``): per task, the metric and greedy
+accuracy with the top k heads of each map masked, for every k of ``ks``, against ``draws`` layer-matched random
+sets of k (matched to the first map's top k, never one of its heads). A faithful map's curve falls well below
+the random band. Every masked set of a task runs in a few stacked passes (``interventions.mask_head_sets``:
+copy c of the batch masks set c), and each task's curves are kept in memory, so asking again for one task (the
+explorer's top-k control) costs nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +40,17 @@ def _behaviour(model, task: Task) -> tuple[float, float]:
     ev = evaluate(model, task)
     metric = ev.logit_diff if ev.logit_diff is not None else ev.logprob
     return float(metric.mean()), float(ev.correct.float().mean())
+
+
+def refuse_tasks_as_scores(fn: str, scores) -> None:
+    """A one-line TypeError when ``scores`` holds tasks: ``score(model, tasks)`` puts tasks second, ``fn`` puts
+    them third, and the swap is easy to make."""
+    values = scores.values() if isinstance(scores, dict) else scores if isinstance(scores, (list, tuple)) else [scores]
+    if any(isinstance(v, Task) for v in values):
+        raise TypeError(
+            f"{fn}() got tasks as scores=: the order is {fn}(model, scores, tasks), the scores from "
+            "headlab.score(model, tasks)"
+        )
 
 
 def layer_matched_random(top: list[tuple[int, int]], n_layers: int, n_heads: int, rng) -> list[tuple[int, int]]:
@@ -121,21 +132,34 @@ def validate(
     by: str = "value",
     cross_task: bool = False,
     progress: bool = True,
-) -> Validation:
+    ks=None,
+) -> Validation | Faithfulness:
     """Mask each task's top-k heads of ``scores`` (k = the elbow count when None) vs ``n_random`` (≥ 10)
     layer-matched random sets; ``mode`` as in ``mask_heads`` ("mean" uses the tasks' mean activations).
 
     ``by``: rank heads by signed score ("value": heads that help, the default) or |score| ("abs").
     ratio = drop(top-k) / mean drop(random-k): how many times more the top heads matter.
+
+    ``ks`` (e.g. ``KS``) instead of one k: the faithfulness curves along it, ``faithfulness(model, scores, tasks,
+    ks, draws=n_random, ...)`` (``scores`` may then be a dict label → HeadScores).
     """
     import pandas as pd
 
     from ..models import describe
 
-    if not isinstance(scores, HeadScores):
-        raise TypeError(f"validate() takes HeadScores as scores=, not {type(scores).__name__}")
+    refuse_tasks_as_scores("validate", scores)
     if isinstance(n_random, bool) or not isinstance(n_random, numbers.Integral) or n_random < 10:
         raise ValueError(f"n_random={n_random!r}: draw at least 10 random sets for a mean ± std")
+    if ks is not None:
+        if k is not None or cross_task:
+            given = "k=" if k is not None else "cross_task=True"
+            raise ValueError(
+                f"validate() got ks= and {given}: ks= draws curves over many k; {given} is for one k's table"
+            )
+        return faithfulness(model, scores, tasks, ks, draws=n_random, seed=seed, mode=mode, by=by, progress=progress)
+    if not isinstance(scores, HeadScores):
+        several = " (several maps: validate(..., ks=...) draws their curves)" if isinstance(scores, dict) else ""
+        raise TypeError(f"validate() takes one HeadScores as scores=, not {type(scores).__name__}{several}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if not isinstance(mode, str) or mode not in MODES:
@@ -306,6 +330,7 @@ def faithfulness(
     (the tasks' mean activations); ``by`` ranks heads by signed value (default) or |value| ("abs")."""
     from ..models import describe
 
+    refuse_tasks_as_scores("faithfulness", scores)
     maps = {"scores": scores} if isinstance(scores, HeadScores) else scores
     if not isinstance(maps, dict) or not maps or not all(isinstance(v, HeadScores) for v in maps.values()):
         raise TypeError("faithfulness() takes HeadScores, or a dict label → HeadScores, as scores=")

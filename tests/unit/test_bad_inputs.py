@@ -28,7 +28,7 @@ from headlab import cli, compare, plot, stats, widgets
 from headlab.analysis.interventions import head_means, mask_heads, steer
 from headlab.analysis.selection import elbow_count, select_heads
 from headlab.analysis.steering import steering_sweep
-from headlab.analysis.validation import layer_matched_random, validate
+from headlab.analysis.validation import faithfulness, layer_matched_random, validate
 from headlab.metrics import encode, evaluate
 from headlab.models import ModelInfo, ModelLoadError, byte_tokenizer, describe, load_model, planted, tiny, tiny_hf
 from headlab.results import HeadScores
@@ -1222,7 +1222,41 @@ bad(
     ValueError,
     r"scores are of a 2 × 5 model .* but the model is 3 × 4",
 )
-bad("api:validation", "scores a dict", lambda c: validate(c.model, {}, c.task), TypeError, "takes HeadScores")
+bad(
+    "api:validation",
+    "scores a dict",
+    lambda c: validate(c.model, {}, c.task),
+    TypeError,
+    r"takes one HeadScores as scores=, not dict \(several maps: validate\(\.\.\., ks=\.\.\.\) draws their curves\)",
+)
+bad(
+    "api:validation",
+    "tasks and scores swapped",
+    lambda c: validate(c.model, c.task, c.toy_scores, **kwv),
+    TypeError,
+    r"validate\(\) got tasks as scores=: the order is validate\(model, scores, tasks\)",
+)
+bad(
+    "api:validation",
+    "ks with k",
+    lambda c: validate(c.model, c.toy_scores, c.task, k=2, ks=(1, 2), **kwv),
+    ValueError,
+    r"validate\(\) got ks= and k=: ks= draws curves over many k; k= is for one k's table",
+)
+bad(
+    "api:validation",
+    "ks with cross_task",
+    lambda c: validate(c.model, c.toy_scores, c.task, cross_task=True, ks=(1, 2), **kwv),
+    ValueError,
+    "got ks= and cross_task=True",
+)
+bad(
+    "api:validation",
+    "faithfulness with tasks and scores swapped",
+    lambda c: faithfulness(c.model, {"Toy": c.task}, c.toy_scores, ks=(1, 2)),
+    TypeError,
+    r"faithfulness\(\) got tasks as scores=: the order is faithfulness\(model, scores, tasks\)",
+)
 bad(
     "api:validation",
     "task not scored",

@@ -302,6 +302,19 @@ def test_faithfulness_is_kept_for_a_second_call(tiny_model, toy_task, monkeypatc
     assert repr(first) == "Faithfulness(maps=['scores'], tasks=1, ks=[1, 2], draws=10, mode='zero')"
 
 
+def test_validate_with_ks_draws_the_faithfulness_curves(tiny_model, toy_task):
+    """``validate(..., ks=)``, the issue's spelling, is ``faithfulness`` with its draws as ``n_random``."""
+    attr = score(tiny_model, toy_task, method="attribution", cache=False, progress=False)
+    exact = score(tiny_model, toy_task, method="ablation", cache=False, progress=False)
+    maps = {"exact": exact, "attr": attr}
+    via_validate = validation.validate(tiny_model, maps, [toy_task], ks=(1, 3), n_random=12, seed=5, progress=False)
+    direct = validation.faithfulness(tiny_model, maps, [toy_task], ks=(1, 3), draws=12, seed=5, progress=False)
+    assert isinstance(via_validate, validation.Faithfulness) and via_validate.labels == ["exact", "attr"]
+    for name in ("metric", "accuracy", "random_metric", "random_accuracy", "clean", "ks"):
+        np.testing.assert_array_equal(getattr(via_validate, name), getattr(direct, name))
+    assert via_validate.random_metric.shape == (1, 2, 12)
+
+
 @pytest.mark.parametrize(
     "kwargs, match", [({"ks": (1, 7)}, "ks holds 7"), ({"ks": ()}, "ks is empty"), ({"draws": 5}, "draws=5")]
 )
