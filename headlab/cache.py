@@ -13,9 +13,10 @@ as ``{key}.npz`` in the cache folder. The key hashes everything that changes the
 
 It heals: a truncated, corrupt or foreign file is moved aside (``*.unreadable``) with one warning naming it,
 and the result is recomputed. An unwritable folder or a full disk costs the cache, never the result (one
-warning). A resumable sweep (exact ablation) saves ``{key}.partial.npz`` after every finished run of layers
-(one joined pass's) and resumes from it. Every write goes to a temporary file that is renamed into place:
-readers never see half a file, and two processes writing the same key leave one whole file.
+warning). A resumable sweep (exact ablation, and verified's exact re-runs) saves ``{key}.partial.npz`` after
+every finished run of layers (one joined pass's) and resumes from it when it sweeps the same heads. Every
+write goes to a temporary file that is renamed into place: readers never see half a file, and two processes
+writing the same key leave one whole file.
 
 While any hook is on one of the model's hook points (``mask_heads``, ``steer``, ``model.hooks``), ``score()``
 neither reads nor writes the cache, and says so.
@@ -157,21 +158,28 @@ def load_result(path: Path, shape: tuple[int, int] | None = None):
     return per_example, baseline, params, verified
 
 
-def save_partial(path: Path, per_example, clean, done) -> bool:
-    return write_or_warn(path, npz_bytes(per_example=per_example, clean=clean, done=done))
+def save_partial(path: Path, per_example, clean, done, heads) -> bool:
+    """Save a partial sweep: ``per_example`` (n, L, H), ``clean`` (n,), ``done`` (L,) and the (L, H) ``heads``
+    it ablates."""
+    return write_or_warn(path, npz_bytes(per_example=per_example, clean=clean, done=done, heads=heads))
 
 
-def load_partial(path: Path, shape: tuple[int, int, int]):
-    """(per_example, clean, done) of a partial sweep of ``shape`` (n, L, H), or None (unreadable: moved aside)."""
+def load_partial(path: Path, shape: tuple[int, int, int], heads):
+    """(per_example, clean, done) of a partial sweep of ``shape`` (n, L, H) over the (L, H) mask ``heads``; None
+    when there is none, when it sweeps other heads (a verified task whose screen came out otherwise: it starts
+    over), or when it is unreadable (moved aside)."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as f:
             per_example, clean, done = f["per_example"], f["clean"], f["done"]
+            swept = f["heads"] if "heads" in f.files else np.ones(shape[1:], dtype=bool)  # older: every head
         if per_example.shape != tuple(shape) or clean.shape != shape[:1] or done.shape != shape[1:2]:
             raise ValueError(f"a partial sweep of shape {per_example.shape}, not {tuple(shape)}")
     except READ_ERRORS as err:
         move_aside(path, err)
+        return None
+    if not np.array_equal(swept, heads):
         return None
     return per_example, clean, done.astype(bool)
 

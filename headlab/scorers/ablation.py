@@ -89,7 +89,8 @@ def sources(model, enc: Encoded, ablation: str, batches):
 
 def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, partial=None, heads=None) -> TaskResult:
     """Exact per-head ablation of one encoded task: per_example (n, L, H) metric drops, clean metric (n,).
-    With ``partial`` (a path), every finished run of layers is saved there and a rerun resumes from it.
+    With ``partial`` (a path), every finished run of layers is saved there and a rerun resumes from it (a
+    partial of other ``heads`` is not resumed: it is overwritten).
     ``heads``: an (L, H) bool mask of the heads to ablate (default all); the others stay NaN."""
     L, H = len(model.blocks), model.cfg.n_heads
     batches = (prefix_batches if ablation == "resample" else item_batches)(model, enc, batch_size)
@@ -98,7 +99,7 @@ def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, parti
     clean = np.full(enc.n, np.nan, dtype=np.float32)
     chosen = np.ones((L, H), dtype=bool) if heads is None else np.asarray(heads, dtype=bool)
     done = ~chosen.any(1)
-    saved = cache.load_partial(partial, per_ex.shape) if partial is not None else None
+    saved = cache.load_partial(partial, per_ex.shape, chosen) if partial is not None else None
     if saved is not None:
         per_ex, clean, done = saved
     if done.all():
@@ -127,7 +128,7 @@ def ablate(model, enc: Encoded, ablation: str, batch_size, progress: bool, parti
                     bar.update(1)
             done[group] = True
             if partial is not None:
-                cache.save_partial(partial, per_ex, clean, done)
+                cache.save_partial(partial, per_ex, clean, done, chosen)
     bar.close()
     return TaskResult(per_ex, clean)
 

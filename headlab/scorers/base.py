@@ -14,7 +14,8 @@ subclass of ``Scorer`` decorated with ``@register``. It declares:
   the scorer gets the task encoded (``Job.enc``, ``metrics.encode``) and resampling keeps only the items
   whose counterfactual has its prompt's token length;
 - ``pools``: ``run`` takes every task in one call (short tasks fill a pass together); else one call per
-  task, each cached as soon as it is done;
+  task. Every result is cached as soon as ``run`` hands it over, so a pooled ``run`` that yields its tasks one
+  by one (``verified``) keeps those it finished when it is interrupted;
 - ``joint``: a task's result depends on the whole set of tasks (a probe's classes): cached per set;
 - ``resumable``: ``run`` saves and resumes a partial sweep at ``Job.partial``;
 - ``cost``: its work for a task, in block-token passes (one block run on one token = 1; a backward pass
@@ -23,6 +24,7 @@ subclass of ``Scorer`` decorated with ``@register``. It declares:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,7 +117,10 @@ class Scorer:
         ``n_classes`` tasks, measured here: none by default."""
         return 0.0
 
-    def run(self, model, jobs: list[Job], options: dict, batch_size: int | None, progress: bool) -> list[TaskResult]:
+    def run(
+        self, model, jobs: list[Job], options: dict, batch_size: int | None, progress: bool
+    ) -> Iterable[TaskResult]:
+        """One TaskResult per job, in order: a list, or an iterator that yields each as it is done."""
         raise NotImplementedError
 
 

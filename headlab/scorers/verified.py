@@ -49,6 +49,7 @@ class Verified(Scorer):
     variants = ABLATION_VARIANTS
     options = {"k": 20, "candidates": None, "steps": [1, 2]}
     pools = True
+    resumable = True  # each task is cached when verified; its exact re-runs resume from ``Job.partial``
 
     def check(self, options):
         steps = options.get("steps", self.options["steps"])
@@ -78,18 +79,17 @@ class Verified(Scorer):
         return screens + sweep_cost(size, n_layers, min(verified, n_layers * n_heads))
 
     def run(self, model, jobs, options, batch_size, progress):
+        """Screens every task in one pooled run, then verifies and yields the tasks one by one."""
         encoded = [(job.enc, job.ablation) for job in jobs]
         screens = attribute_screens(model, encoded, batch_size, progress, screens_of(options))
-        out = []
         for j, job in enumerate(jobs):
             screen = screens[0][j][0]
             chosen = np.logical_or.reduce([candidates(s[j][0], options["k"], options["candidates"]) for s in screens])
-            exact = ablate(model, job.enc, job.ablation, batch_size, progress, heads=chosen)
+            exact = ablate(model, job.enc, job.ablation, batch_size, progress, job.partial, heads=chosen)
             per_example = np.where(chosen[None], exact.per_example, screen)
             found = disagreements(screen.mean(0), per_example.mean(0), chosen)
             params = {"disagreements": {job.task.name: found}, "candidates": {job.task.name: int(chosen.sum())}}
-            out.append(TaskResult(per_example, exact.baseline, params, verified=chosen))
-        return out
+            yield TaskResult(per_example, exact.baseline, params, verified=chosen)
 
 
 def screens_of(options: dict) -> list[int]:

@@ -95,6 +95,25 @@ def test_a_corrupt_partial_sweep_restarts_the_sweep(model, toy_task, tmp_path):
     np.testing.assert_array_equal(again.values, reference.values)
 
 
+def test_a_partial_sweep_resumes_only_over_the_heads_it_swept(tmp_path):
+    """A partial sweep resumes only the same heads: one over other heads (a verified task whose screen came out
+    otherwise) is not resumed; one written before partials named their heads swept every head."""
+    n, L, H = 3, 2, 4
+    per_example, clean, done = np.full((n, L, H), 0.5, np.float32), np.ones(n, np.float32), np.array([True, False])
+    heads = np.zeros((L, H), dtype=bool)
+    heads[:, :2] = True
+    path = tmp_path / "k.partial.npz"
+    cache.save_partial(path, per_example, clean, done, heads)
+    got = cache.load_partial(path, (n, L, H), heads)
+    assert got is not None and np.array_equal(got[0], per_example) and got[2].tolist() == [True, False]
+    other = heads.copy()
+    other[1, 3] = True
+    assert cache.load_partial(path, (n, L, H), other) is None and path.is_file()  # not resumed, not moved aside
+    cache.write_or_warn(path, cache.npz_bytes(per_example=per_example, clean=clean, done=done))  # no heads
+    assert cache.load_partial(path, (n, L, H), heads) is None
+    assert cache.load_partial(path, (n, L, H), np.ones((L, H), dtype=bool)) is not None
+
+
 def test_a_full_disk_costs_the_cache_not_the_result(model, toy_task, tmp_path, monkeypatch):
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -303,6 +303,65 @@ def test_interrupted_sweep_resumes_identically(tiny_model, toy_task, tmp_path, m
     assert not list(tmp_path.glob("*.partial.npz"))
 
 
+def test_interrupted_verified_run_keeps_its_finished_task_and_resumes_the_next(
+    tiny_model, toy_task, tmp_path, monkeypatch
+):
+    """Stopped in the second task's exact re-runs, ``method="verified"`` has cached the first task and saved the
+    second's finished layers; run again, it screens only the second task, re-runs only its unfinished layers, and
+    gives the uninterrupted map."""
+    import headlab.cache as cache
+    import headlab.scorers.verified as verified_scorer
+
+    records = [
+        {"prompt": i.prompt + " now", "answer": i.answer, "counterfactual": i.counterfactual + " now",
+         "counterfactual_answer": i.counterfactual_answer}
+        for i in toy_task.items
+    ]  # fmt: skip
+    tasks = [toy_task, Task.from_records("Other", records)]
+    kw = dict(method="verified", candidates=8, ablation="resample", progress=False)
+    monkeypatch.setattr(ablation_scorer, "JOIN_TOKENS", 1)  # one layer per pass: saved layer by layer
+    real_hook, calls = ablation_scorer.ablate_heads_hook, {"passes": 0}
+
+    def counted(*args):
+        calls["passes"] += 1
+        return real_hook(*args)
+
+    monkeypatch.setattr(ablation_scorer, "ablate_heads_hook", counted)
+    reference = score(tiny_model, tasks, cache=False, **kw)
+    calls["passes"] = 0
+    score(tiny_model, tasks[1], cache=False, **kw)
+    other_passes = calls["passes"]  # the second task's exact re-runs, uninterrupted
+
+    real_save, saved = cache.save_partial, []
+
+    def save_then_stop(path, *args):
+        real_save(path, *args)
+        saved.append(path)
+        if len(set(saved)) == 2:  # the second task's first finished layer is on disk; the user hits stop
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache, "save_partial", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        score(tiny_model, tasks, cache=tmp_path, **kw)
+    results = [f for f in tmp_path.glob("*.npz") if ".partial." not in f.name]
+    assert len(results) == 1 and len(list(tmp_path.glob("*.partial.npz"))) == 1  # task 1 done, task 2 partial
+
+    monkeypatch.setattr(cache, "save_partial", real_save)
+    real_screens, screened = verified_scorer.attribute_screens, []
+
+    def recorded(model, encoded, *args):
+        screened.extend(enc.task for enc, _ in encoded)
+        return real_screens(model, encoded, *args)
+
+    monkeypatch.setattr(verified_scorer, "attribute_screens", recorded)
+    calls["passes"] = 0
+    resumed = score(tiny_model, tasks, cache=tmp_path, **kw)
+    assert screened == ["Other"] and 0 < calls["passes"] < other_passes
+    np.testing.assert_array_equal(resumed.verified, reference.verified)
+    np.testing.assert_array_equal(resumed.values, reference.values)
+    assert not list(tmp_path.glob("*.partial.npz"))
+
+
 def test_estimate_counts_only_uncached_tasks_and_scales_with_the_work(tiny_model, toy_task, tmp_path):
     from headlab import scoring
 
