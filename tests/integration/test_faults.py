@@ -1,4 +1,5 @@
-"""Faults in real processes: kill -9 mid-sweep and mid-write, then rerun; two processes on one key."""
+"""Faults in real processes: kill -9 mid-sweep (exact, and verified across two tasks) and mid-write, then rerun;
+two processes on one key."""
 
 import os
 import signal
@@ -22,12 +23,12 @@ from headlab.scoring import score
 from headlab.tasks import Task
 import headlab.scorers.ablation as ablation
 import headlab.cache as cache
-mode, folder, out = sys.argv[1:4]
+mode, folder, out, method = sys.argv[1:5]
 if mode == "slow-sweep":       # a sweep that takes long enough to be killed between layers
     ablation.JOIN_TOKENS = 1     # one layer per pass, so each layer is saved as it finishes
     real = ablation.ablate_heads_hook
     def slow(*a):
-        time.sleep(0.5)
+        time.sleep(0.5 if method == "ablation" else 1.0)
         return real(*a)
     ablation.ablate_heads_hook = slow
 if mode == "slow-write":       # data written to the temporary file, then a long wait before the rename
@@ -39,18 +40,23 @@ if mode == "slow-write":       # data written to the temporary file, then a long
             time.sleep(60)
     os.fsync = stall
 model = load_model(tiny_hf(n_layers=3, seed=4), tokenizer=byte_tokenizer())
-task = Task.from_records("T", [dict(prompt=f"{a} and then the rest", answer=" yes",
-                                    counterfactual=f"{b} and then the rest", counterfactual_answer=" no")
-                               for a, b in ["ab", "cd", "ee", "gh"]])
-s = score(model, task, method="ablation", ablation="resample", cache=folder, progress=False)
+tasks = [Task.from_records(name, [dict(prompt=f"{a} and then {rest}", answer=" yes",
+                                        counterfactual=f"{b} and then {rest}", counterfactual_answer=" no")
+                                   for a, b in ["ab", "cd", "ee", "gh"]])
+         for name, rest in [("T", "the rest"), ("U", "some more")]]
+if method == "ablation":
+    s = score(model, tasks[0], method="ablation", ablation="resample", cache=folder, progress=False)
+else:                          # two tasks: the first is cached once verified, the second resumes
+    s = score(model, tasks, method="verified", candidates=6, ablation="resample", cache=folder, progress=False)
+    np.save(out + ".verified.npy", s.verified)
 np.save(out, s.values)
 """
 
 
-def child(mode, folder, out):
+def child(mode, folder, out, method="ablation"):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, mode, str(folder), str(out)],
+        [sys.executable, "-c", CHILD, mode, str(folder), str(out), method],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -94,6 +100,25 @@ def test_kill_during_an_exact_sweep_then_rerun(tmp_path, reference):
     assert again.wait(timeout=300) == 0, again.stderr.read().decode()[-800:]
     np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), reference)
     assert readable(folder) and not list(folder.glob("*.partial.npz")) and not list(folder.glob("*.tmp"))
+
+
+def test_kill_during_a_verified_run_then_rerun(tmp_path):
+    """kill -9 while the second task's exact re-runs are under way: the first task's verified map is cached, the
+    second's finished layers are in its partial sweep, and the rerun gives the uninterrupted map and mask."""
+    plain = child("plain", tmp_path / "ref-cache", tmp_path / "ref.npy", "verified")
+    assert plain.wait(timeout=300) == 0, plain.stderr.read().decode()[-800:]
+    folder = tmp_path / "cache"
+    proc = child("slow-sweep", folder, tmp_path / "a.npy", "verified")
+    results = lambda: [p for p in folder.glob("*.npz") if ".partial." not in p.name]  # noqa: E731
+    wait_for(lambda: results() and any(folder.glob("*.partial.npz")), proc)  # task T done, U under way
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert readable(folder) and len(results()) == 1 and len(list(folder.glob("*.partial.npz"))) == 1
+    again = child("plain", folder, tmp_path / "b.npy", "verified")
+    assert again.wait(timeout=300) == 0, again.stderr.read().decode()[-800:]
+    np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), np.load(tmp_path / "ref.npy"))
+    np.testing.assert_array_equal(np.load(tmp_path / "b.npy.verified.npy"), np.load(tmp_path / "ref.npy.verified.npy"))
+    assert readable(folder) and len(results()) == 2 and not list(folder.glob("*.partial.npz"))
 
 
 def test_kill_during_a_cache_write_then_rerun(tmp_path, reference):
