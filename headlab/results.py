@@ -18,6 +18,7 @@ import numpy as np
 
 from .cache import atomic_write_bytes
 from .models import ModelInfo
+from .tasks import Task
 
 NORMALIZATIONS = ("none", "share", "fraction", "zscore", "max")
 SCHEMA = 3  # of saved HeadScores files (1: before the schema field; 2: before ``verified``)
@@ -31,6 +32,17 @@ def check_k(name: str, k, n: int | None = None) -> int:
         upto = f" from 1 to {n} (heads per task)" if n is not None else " ≥ 1"
         raise ValueError(f"{name} must be{upto}, got {k}")
     return int(k)
+
+
+def refuse_tasks_as_scores(fn: str, scores) -> None:
+    """A one-line TypeError when ``scores`` holds tasks: ``score(model, tasks)`` puts tasks second, ``fn`` puts
+    them third, and the swap is easy to make."""
+    values = scores.values() if isinstance(scores, dict) else scores if isinstance(scores, (list, tuple)) else [scores]
+    if any(isinstance(v, Task) for v in values):
+        raise TypeError(
+            f"{fn}() got tasks as scores=: the order is {fn}(model, scores, tasks), the scores from "
+            "headlab.score(model, tasks)"
+        )
 
 
 def check_threshold(name: str, value) -> float:

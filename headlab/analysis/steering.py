@@ -19,7 +19,7 @@ import torch
 from ..engine import hooks
 from ..engine.forward import device_of, gather_positions
 from ..metrics import check_length, encode, from_logits, greedy_correct
-from ..results import HeadScores
+from ..results import HeadScores, refuse_tasks_as_scores
 from ..tasks import Task, as_task_list
 from .interventions import steer
 from .selection import select_heads
@@ -78,6 +78,7 @@ def steering_sweep(
 
     from ..models import describe
 
+    refuse_tasks_as_scores("steering_sweep", scores)
     if not isinstance(scores, HeadScores):
         raise TypeError(f"steering_sweep() takes HeadScores as scores=, not {type(scores).__name__}")
     info = describe(model)

@@ -26,7 +26,7 @@ from ..engine import budget
 from ..engine.forward import check_logits
 from ..engine.progress import each
 from ..metrics import encode, evaluate
-from ..results import HeadScores, check_k
+from ..results import HeadScores, check_k, refuse_tasks_as_scores
 from ..tasks import Task, as_task_list
 from .interventions import MODES, check_heads, head_means, mask_head_sets, mask_heads
 from .selection import select_heads
@@ -40,17 +40,6 @@ def _behaviour(model, task: Task) -> tuple[float, float]:
     ev = evaluate(model, task)
     metric = ev.logit_diff if ev.logit_diff is not None else ev.logprob
     return float(metric.mean()), float(ev.correct.float().mean())
-
-
-def refuse_tasks_as_scores(fn: str, scores) -> None:
-    """A one-line TypeError when ``scores`` holds tasks: ``score(model, tasks)`` puts tasks second, ``fn`` puts
-    them third, and the swap is easy to make."""
-    values = scores.values() if isinstance(scores, dict) else scores if isinstance(scores, (list, tuple)) else [scores]
-    if any(isinstance(v, Task) for v in values):
-        raise TypeError(
-            f"{fn}() got tasks as scores=: the order is {fn}(model, scores, tasks), the scores from "
-            "headlab.score(model, tasks)"
-        )
 
 
 def layer_matched_random(top: list[tuple[int, int]], n_layers: int, n_heads: int, rng) -> list[tuple[int, int]]:

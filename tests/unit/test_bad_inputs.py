@@ -1297,6 +1297,13 @@ bad(
 )
 bad(
     "api:steering",
+    "tasks and scores swapped",
+    lambda c: steering_sweep(c.model, [c.task], c.toy_scores),
+    TypeError,
+    r"steering_sweep\(\) got tasks as scores=: the order is steering_sweep\(model, scores, tasks\)",
+)
+bad(
+    "api:steering",
     "task not scored",
     lambda c: steering_sweep(c.model, c.toy_scores, c.partial),
     ValueError,
