@@ -51,7 +51,11 @@ class Attribution(Scorer):
     name = "attribution"
     summary = "first-order estimate of ablation: (z − z_ablated) · ∂metric/∂z, every head in one pass"
     order = 10
-    variants = ABLATION_VARIANTS
+    variants = {  # integrated gradients: resample only (with zero ablation more points agree less, measured)
+        **ABLATION_VARIANTS,
+        "resample · IG m=4": {"ablation": "resample", "steps": 4},
+        "resample · IG m=2 per layer": {"ablation": "resample", "steps": 2, "path": "layers"},
+    }
     options = {"steps": 1, "path": "activations"}
     pools = True
 

@@ -88,7 +88,7 @@ class Verified(Scorer):
             exact = ablate(model, job.enc, job.ablation, batch_size, progress, job.partial, heads=chosen)
             per_example = np.where(chosen[None], exact.per_example, screen)
             found = disagreements(screen.mean(0), per_example.mean(0), chosen)
-            params = {"disagreements": {job.task.name: found}, "candidates": {job.task.name: int(chosen.sum())}}
+            params = {"disagreements": {job.task.name: found}, "n_verified": {job.task.name: int(chosen.sum())}}
             yield TaskResult(per_example, exact.baseline, params, verified=chosen)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import functools
 import html
+import json
 import math
 import numbers
 import threading
@@ -133,12 +134,31 @@ def _method_choices(methods) -> dict[str, tuple[str, dict]]:
     return choices
 
 
-def _label_of(scores: HeadScores) -> str:
-    """The ``METHODS`` label of how ``scores`` were computed."""
+def _entry_of(scores: HeadScores) -> tuple[str, tuple[str, dict]]:
+    """The menu entry (label, (method, ``score()`` keywords)) of how ``scores`` were computed: the ``METHODS``
+    entry whose keywords, the method's default options and the default metric all match its ``params``, else an
+    entry of its own labelled by what differs (``attribution · resample, steps=8``), so that a map is never shown
+    under the label of another computation."""
+    if scores.method not in scorers.names():
+        return f"{scores.method} · ?", (scores.method, {})
+    scorer = scorers.get(scores.method)
+    defaults = {**scorer.options, **({"metric": "logit_diff"} if scorer.uses_metric else {})}
+
+    def given(key):  # a map saved before an option existed was computed with its default
+        return _plain(scores.params.get(key, defaults.get(key)))
+
     for label, (method, kwargs) in METHODS.items():
-        if method == scores.method and all(scores.params.get(k) == v for k, v in kwargs.items()):
-            return label
-    return f"{scores.method} · ?"
+        if method == scores.method and all(given(k) == _plain(v) for k, v in {**defaults, **kwargs}.items()):
+            return label, (method, kwargs)
+    kwargs = {"ablation": scores.params.get("ablation")} if scorer.uses_ablation else {}
+    kwargs.update({k: given(k) for k in defaults if given(k) != _plain(defaults[k])})
+    what = " · ".join(v if k == "ablation" else f"{k}={v}" for k, v in kwargs.items())
+    return f"{scores.method} · {what or '?'}", (scores.method, kwargs)
+
+
+def _plain(value):
+    """``value`` as its saved params hold it (tuples as lists), to compare an option with its default."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def _shape_of(model):
@@ -293,9 +313,8 @@ class Explorer:
                 raise ValueError(f"scores= has tasks {scores.tasks} but tasks= has {names}: give the same tasks")
             if self._tasks is not None:
                 check_tasks_match(scores, self._tasks)
-            method = _label_of(scores)
-            if method not in self.methods:
-                raise ValueError(f"scores= were computed with {method!r}, not one of the methods {list(self.methods)}")
+            method, computed = _entry_of(scores)
+            self.methods.setdefault(method, computed)  # shown under what computed it, in the menu if it was not
             entry = self.models[first]
             if _shape_of(entry) is not None:
                 check_fit(scores, entry, first)  # a model given loaded: checked now; a lazy one when loaded

@@ -187,7 +187,7 @@ def test_verified_values_are_exact_ablation_exactly(model, toy_task, ablation):
     np.testing.assert_array_equal(v.per_example[0][:, mask], exact.per_example[0][:, mask])
     np.testing.assert_array_equal(v.values[0][mask], exact.values[0][mask])
     np.testing.assert_array_equal(v.per_example[0][:, ~mask], screen.per_example[0][:, ~mask])
-    assert v.params["candidates"] == {toy_task.name: int(mask.sum())}
+    assert v.params["n_verified"] == {toy_task.name: int(mask.sum())} and v.params["candidates"] == 3  # the option
 
 
 def test_two_screens_verify_the_union_of_their_candidates(tiny_model, toy_task):

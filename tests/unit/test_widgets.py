@@ -106,6 +106,8 @@ def test_layout_and_controls(tasks, calls):
         "attribution · resample",
         "attribution · zero",
         "attribution · mean",
+        "attribution · resample · IG m=4",
+        "attribution · resample · IG m=2 per layer",
         "ablation · resample",
         "ablation · zero",
         "ablation · mean",
@@ -452,3 +454,33 @@ def test_verified_heads_are_marked_and_the_rest_read_as_estimates(tasks, calls):
     assert ex.grid.spec["has_verified"] and any(
         e["text"] == "□ verified by exact ablation" for e in ex.grid.spec["legend"]
     )
+
+
+def test_scores_show_under_the_entry_that_computed_them(tasks, calls):
+    """A map is never shown under another computation's label: an integrated-gradient map under its IG entry;
+    a map of options no entry runs under an entry of its own (what differs named), which picking again shows
+    without computing; and picking plain attribution computes plain attribution, not the map given."""
+
+    def attribution(**options):
+        s = fake_scores()
+        params = {**s.params, **options}
+        return HeadScores(s.values, s.tasks, s.model, "attribution", params, s.n_examples, s.baseline, s.per_example)
+
+    ex, _ = make(tasks, scores=attribution(steps=4, path="activations"))
+    assert ex.controls["method"].value == "attribution · resample · IG m=4" and not calls
+    eight = attribution(steps=8)
+    ex, _ = make(tasks, scores=eight)
+    label = "attribution · resample · steps=8"
+    assert ex.controls["method"].value == label and ex.methods[label] == (
+        "attribution",
+        {"ablation": "resample", "steps": 8},
+    )
+    np.testing.assert_array_equal(ex.scores.values, eight.values)
+    ex.controls["method"].value = "attribution · resample"
+    ex.wait(10)
+    assert calls and calls[-1][2:] == ("attribution", "resample")  # computed: the steps=8 map is not plain
+    assert not np.array_equal(ex.scores.values, eight.values)
+    n = len(calls)
+    ex.controls["method"].value = label
+    ex.wait(10)
+    assert len(calls) == n and np.array_equal(ex.scores.values, eight.values)  # the given map, kept
