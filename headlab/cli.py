@@ -123,7 +123,8 @@ def _score_and_write(model, args) -> int:
     table = scores.top_table(k=args.top)
     atomic_write_bytes(out / "top_heads.txt", (table + "\n").encode())
     print(
-        f"\n{scores.method}/{scores.params['ablation']} scores, metric {scores.params['metric']}, "
+        f"\n{scores.method}/{scores.params['ablation']}{_options_text(args.options)} scores, "
+        f"metric {scores.params['metric']}, "
         f"{len(scores.tasks)} tasks in {took:.1f} s"
         + ("" if scores.verified is None else f"; {int(scores.verified.sum())} of {scores.verified.size} values exact")
     )
@@ -139,6 +140,11 @@ def _score_and_write(model, args) -> int:
     save(fig, out / "heatmaps.png")
     print(f"\nwrote {out / 'scores.npz'}, {out / 'top_heads.txt'}, {out / 'heatmaps.png'}")
     return 0
+
+
+def _options_text(options: dict) -> str:
+    """`` (steps=4, path=layers)`` for the summary line, or nothing."""
+    return " (" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")" if options else ""
 
 
 def cmd_score(args) -> int:

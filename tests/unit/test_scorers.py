@@ -101,7 +101,7 @@ def test_every_scorer_declares_itself():
         assert s.check({k: v for k, v in s.options.items()}) == s.check({})  # defaults validate
 
 
-def test_cli_passes_the_method_options_and_the_item_count(tiny_model, tmp_path, monkeypatch):
+def test_cli_passes_the_method_options_and_the_item_count(tiny_model, tmp_path, monkeypatch, capsys):
     """``score --method verified --steps 1,3 --items 2`` (zero ablation: the byte tokenizer's counterfactuals
     differ in length) scores each task's first 2 items with both screens, as
     ``score()`` called with those options would, and its table marks the exact values."""
@@ -113,6 +113,7 @@ def test_cli_passes_the_method_options_and_the_item_count(tiny_model, tmp_path, 
     argv = ["score", "--method", "verified", "--steps", "1,3", "--items", "2", "--tasks", "Retrieval"]
     argv += ["--ablation", "zero", "--quiet"]
     assert cli.main([*argv, "--out", str(tmp_path)]) == 0
+    assert "verified/zero (steps=[1, 3]) scores, metric logit_diff, 1 tasks" in capsys.readouterr().out
     saved = HeadScores.load(tmp_path / "scores.npz")
     assert saved.params["steps"] == [1, 3] and saved.n_examples.tolist() == [2]
     direct = score(
