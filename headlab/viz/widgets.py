@@ -137,7 +137,7 @@ def _method_choices(methods) -> dict[str, tuple[str, dict]]:
 def _entry_of(scores: HeadScores) -> tuple[str, tuple[str, dict]]:
     """The menu entry (label, (method, ``score()`` keywords)) of how ``scores`` were computed: the ``METHODS``
     entry whose keywords, the method's default options and the default metric all match its ``params``, else an
-    entry of its own labelled by what differs (``attribution · resample, steps=8``), so that a map is never shown
+    entry of its own labelled by what differs (``attribution · resample · steps=8``), so that a map is never shown
     under the label of another computation."""
     if scores.method not in scorers.names():
         return f"{scores.method} · ?", (scores.method, {})
