@@ -3,7 +3,8 @@
 demo   the main job on the embedded model: model card, greedy answer, attribution scores of the eight
        tasks, a table of top heads and the heatmap grid (out/heatmaps.png).
 score  ``--model --method --ablation --metric --tasks --items --out`` and the method's own ``--steps`` /
-       ``--path``: writes scores.npz and top_heads.txt.
+       ``--path`` (attribution, verified) and ``--k`` / ``--candidates`` (verified): writes scores.npz and
+       top_heads.txt (for verified, with the heads where the screen was wrong).
 eval   ``--tasks --items``: the clean behaviour table of tasks: n, greedy accuracy, preference rate, log-prob,
        logit diff.
 """
@@ -120,7 +121,7 @@ def _score_and_write(model, args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     scores.save(out / "scores.npz", overwrite=args.overwrite)
-    table = scores.top_table(k=args.top)
+    table = scores.top_table(k=args.top) + _disagreements_text(scores, args.top)
     atomic_write_bytes(out / "top_heads.txt", (table + "\n").encode())
     print(
         f"\n{scores.method}/{scores.params['ablation']}{_options_text(args.options)} scores, "
@@ -140,6 +141,28 @@ def _score_and_write(model, args) -> int:
     save(fig, out / "heatmaps.png")
     print(f"\nwrote {out / 'scores.npz'}, {out / 'top_heads.txt'}, {out / 'heatmaps.png'}")
     return 0
+
+
+def _disagreements_text(scores, n: int) -> str:
+    """For a verified map, the verified heads where its screen was wrong (a sign flip, or a rank moved by more
+    than 10): a count and the ``n`` largest |exact| per task; nothing for other methods."""
+    if scores.verified is None:
+        return ""
+    found = scores.disagreements()
+    head = f"\n\nscreen disagreements: {len(found)} of {int(scores.verified.sum())} verified heads"
+    if found.empty:
+        return head
+    lines = [
+        head + f" (sign flipped, or rank moved by more than 10; the {n} largest |exact| per task)",
+        f"{'task':<24} {'layer':>5} {'head':>4} {'screen':>10} {'rank':>5} {'exact':>10} {'rank':>5}  why",
+    ]
+    for task, rows in found.groupby("task", sort=False):
+        for r, row in enumerate(rows.head(n).itertuples()):
+            lines.append(
+                f"{task if r == 0 else '':<24} {row.layer:>5} {row.head:>4} {row.attribution:>10.4f} "
+                f"{row.attribution_rank:>5} {row.exact:>10.4f} {row.exact_rank:>5}  {row.why}"
+            )
+    return "\n".join(lines)
 
 
 def _options_text(options: dict) -> str:
@@ -203,6 +226,13 @@ def main(argv=None) -> int:
         help="attribution: integrated-gradient points (1 = plain); verified: its screens, e.g. 1,2",
     )
     p.add_argument("--path", default=None, help="attribution: activations (every layer at once) or layers")
+    p.add_argument("--k", type=int, default=None, help="verified: the top k per task it must get right (default 20)")
+    p.add_argument(
+        "--candidates",
+        type=int,
+        default=None,
+        help="verified: re-score the top K by |score| instead of the intervals' pick",
+    )
     sub.add_parser("eval", parents=[common, tasks], help="clean accuracy / preference table of the tasks")
     args = parser.parse_args(argv)
     from .engine.forward import UnsupportedModel
@@ -224,6 +254,10 @@ def main(argv=None) -> int:
         args.options["steps"] = steps[0] if len(steps) == 1 else steps
     if args.command == "score" and args.path is not None:
         args.options["path"] = args.path
+    if args.command == "score" and args.k is not None:
+        args.options["k"] = args.k
+    if args.command == "score" and args.candidates is not None:
+        args.options["candidates"] = args.candidates
     try:
         args.task_objects = _tasks(args.tasks, args.cogqa)  # a typo fails here, before the model loads
         if args.items is not None:

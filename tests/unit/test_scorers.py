@@ -102,26 +102,46 @@ def test_every_scorer_declares_itself():
 
 
 def test_cli_passes_the_method_options_and_the_item_count(tiny_model, tmp_path, monkeypatch, capsys):
-    """``score --method verified --steps 1,3 --items 2`` (zero ablation: the byte tokenizer's counterfactuals
-    differ in length) scores each task's first 2 items with both screens, as
-    ``score()`` called with those options would, and its table marks the exact values."""
+    """``score --method verified --steps 1,3 --k 4 --items 2`` (zero ablation: the byte tokenizer's
+    counterfactuals differ in length) scores each task's first 2 items with both screens, as ``score()`` called
+    with those options would; its table marks the exact values and lists the screen's disagreements, the
+    ``--top`` largest per task."""
     from headlab import cli, models
     from headlab.results import HeadScores
     from headlab.tasks import builtin
 
     monkeypatch.setattr(models, "load_model", lambda *a, **k: tiny_model)
-    argv = ["score", "--method", "verified", "--steps", "1,3", "--items", "2", "--tasks", "Retrieval"]
-    argv += ["--ablation", "zero", "--quiet"]
+    names = ["Retrieval", "Logical Reasoning"]
+    argv = ["score", "--method", "verified", "--steps", "1,3", "--items", "2", "--tasks", ",".join(names)]
+    argv += ["--ablation", "zero", "--k", "4", "--top", "1", "--quiet"]
     assert cli.main([*argv, "--out", str(tmp_path)]) == 0
-    assert "verified/zero (steps=[1, 3]) scores, metric logit_diff, 1 tasks" in capsys.readouterr().out
+    assert "verified/zero (steps=[1, 3], k=4) scores, metric logit_diff, 2 tasks" in capsys.readouterr().out
     saved = HeadScores.load(tmp_path / "scores.npz")
-    assert saved.params["steps"] == [1, 3] and saved.n_examples.tolist() == [2]
-    direct = score(
-        tiny_model, builtin()["Retrieval"].subset(2), method="verified", steps=[1, 3], ablation="zero", cache=False
-    )
+    assert saved.params["steps"] == [1, 3] and saved.params["k"] == 4 and saved.n_examples.tolist() == [2, 2]
+    tasks = {name: builtin()[name].subset(2) for name in names}
+    direct = score(tiny_model, tasks, method="verified", steps=[1, 3], k=4, ablation="zero", cache=False)
     np.testing.assert_array_equal(saved.values, direct.values)
     np.testing.assert_array_equal(saved.verified, direct.verified)
-    assert "  exact" in (tmp_path / "top_heads.txt").read_text()
+    text = (tmp_path / "top_heads.txt").read_text()
+    assert "  exact" in text
+    found = direct.disagreements()
+    assert f"screen disagreements: {len(found)} of {int(direct.verified.sum())} verified heads" in text
+    listed = text.split("why\n")[1].splitlines()
+    expected = found.groupby("task", sort=False).head(1)  # --top 1 per task
+    assert len(found) > len(expected) == len(listed) == 2, "the tiny model's screens should be wrong 3 times"
+    for line, row in zip(listed, expected.itertuples()):
+        layer, head, screened, rank, exact, exact_rank, *why = line[24:].split()  # after the task column
+        assert line[:24].strip() == row.task
+        assert (int(layer), int(head), int(rank), int(exact_rank), " ".join(why)) == (
+            row.layer,
+            row.head,
+            row.attribution_rank,
+            row.exact_rank,
+            row.why,
+        ), line
+        np.testing.assert_allclose([float(screened), float(exact)], [row.attribution, row.exact], atol=5e-5)
+    assert cli.main(["score", "--method", "attribution", "--k", "4", "--out", str(tmp_path / "b")]) == 2
+    assert "unknown attribution option(s) ['k']" in capsys.readouterr().err
 
 
 @pytest.mark.filterwarnings("ignore:.*counterfactual prompts differ in token length")
