@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-VERSION = 4  # 4: a verified result counts its heads in params["n_verified"], no longer over its option
+VERSION = 5  # 5: candidates=K verifies exactly K heads over all screens (4: params["n_verified"])
 READ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError)
 
 

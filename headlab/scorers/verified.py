@@ -11,8 +11,8 @@ candidates for real — this is that, in one call, per task:
    one screen.
 2. **Candidates**: every head that could belong to the top ``k`` (signed, as ``HeadScores.top``) by the
    screen's own uncertainty — its interval reaches the k-th highest score — and the top ``k`` by |score| (a
-   strong head whose sign attribution got wrong is still verified). Or, with ``candidates=K``, the top K by
-   |score|.
+   strong head whose sign attribution got wrong is still verified); the union over the screens. Or, with
+   ``candidates=K``, exactly K heads: the top K by |score|, a head ranked by its best rank in any screen.
 3. **Verify**: exact ablation (``ablation.ablate`` on those heads only, the same batches as a full sweep; the
    candidates of several layers share one joined pass) re-scores them; the map holds their exact values,
    ``HeadScores.verified`` marks them, and every other head keeps its estimate.
@@ -84,7 +84,11 @@ class Verified(Scorer):
         screens = attribute_screens(model, encoded, batch_size, progress, screens_of(options))
         for j, job in enumerate(jobs):
             screen = screens[0][j][0]
-            chosen = np.logical_or.reduce([candidates(s[j][0], options["k"], options["candidates"]) for s in screens])
+            per_screen = [s[j][0] for s in screens]
+            if options["candidates"]:
+                chosen = top_by_size(per_screen, options["candidates"])
+            else:
+                chosen = np.logical_or.reduce([candidates(pe, options["k"]) for pe in per_screen])
             exact = ablate(model, job.enc, job.ablation, batch_size, progress, job.partial, heads=chosen)
             per_example = np.where(chosen[None], exact.per_example, screen)
             found = disagreements(screen.mean(0), per_example.mean(0), chosen)
@@ -98,23 +102,27 @@ def screens_of(options: dict) -> list[int]:
     return list(steps) if isinstance(steps, list) else [steps]
 
 
-def candidates(per_example: np.ndarray, k: int, fixed: int | None = None) -> np.ndarray:
-    """(L, H) bool: the heads to verify from a screen's per-item scores (n, L, H) — the top ``fixed`` by
-    |mean| when given; else every head that could be among the top ``k`` (signed, as ``HeadScores.top``): its
-    interval's upper end mean + Z95 · se reaches the k-th highest mean; and the top ``k`` by |mean|, since the
-    screen can get a strong head's sign wrong."""
+def candidates(per_example: np.ndarray, k: int) -> np.ndarray:
+    """(L, H) bool: the heads to verify from a screen's per-item scores (n, L, H): every head that could be among
+    the top ``k`` (signed, as ``HeadScores.top``) — its interval's upper end mean + Z95 · se reaches the k-th
+    highest mean — and the top ``k`` by |mean|, since the screen can get a strong head's sign wrong."""
     mean = per_example.mean(0).ravel()
-    by_size = np.argsort(-np.abs(mean), kind="stable")
-    chosen = np.zeros(mean.shape, dtype=bool)
-    if fixed is not None:
-        chosen[by_size[:fixed]] = True
-        return chosen.reshape(per_example.shape[1:])
     k = min(k, mean.size)
     n = per_example.shape[0]
     se = per_example.std(0, ddof=1).ravel() / np.sqrt(n) if n > 1 else np.full(mean.shape, np.inf)
-    chosen[by_size[:k]] = True
-    chosen |= mean + Z95 * se >= np.sort(mean)[-k]
+    chosen = mean + Z95 * se >= np.sort(mean)[-k]
+    chosen[np.argsort(-np.abs(mean), kind="stable")[:k]] = True
     return chosen.reshape(per_example.shape[1:])
+
+
+def top_by_size(screens: list[np.ndarray], fixed: int) -> np.ndarray:
+    """(L, H) bool: exactly ``fixed`` heads (``candidates=K``), the top by |mean| of the screens' per-item scores
+    (each (n, L, H)): a head ranks by its best rank in any screen, ties in the first screen's order."""
+    size_ranks = [ranks(np.abs(pe.mean(0))).ravel() for pe in screens]  # 1 = largest |mean|
+    order = np.lexsort((size_ranks[0], np.min(size_ranks, axis=0)))  # best rank, then the first screen's
+    chosen = np.zeros(order.size, dtype=bool)
+    chosen[order[:fixed]] = True
+    return chosen.reshape(screens[0].shape[1:])
 
 
 def ranks(values: np.ndarray) -> np.ndarray:

@@ -192,20 +192,26 @@ def test_verified_values_are_exact_ablation_exactly(model, toy_task, ablation):
 
 def test_two_screens_verify_the_union_of_their_candidates(tiny_model, toy_task):
     """``steps=[1, 2]`` (the default): each screen's candidates are verified with exact values; the rest keep the
-    first screen's estimates."""
+    first screen's estimates. A stated ``candidates=K`` verifies exactly K heads, by each head's best rank by
+    |score| in either screen."""
     run = dict(ablation="zero", cache=False, progress=False)
-    v = score(tiny_model, toy_task, method="verified", candidates=2, **run)
+    v = score(tiny_model, toy_task, method="verified", k=2, **run)
     exact = score(tiny_model, toy_task, method="ablation", **run)
     screens = [score(tiny_model, toy_task, method="attribution", steps=m, **run).per_example[0] for m in (1, 2)]
-    each = [verified.candidates(pe, k=20, fixed=2) for pe in screens]
-    assert not (each[0] & each[1]).any()  # here the screens' top 2 differ entirely
+    each = [verified.candidates(pe, k=2) for pe in screens]
+    assert (each[1] & ~each[0]).any()  # here the second screen adds a head
     mask = v.verified[0]
     np.testing.assert_array_equal(mask, each[0] | each[1])
     np.testing.assert_array_equal(v.per_example[0][:, mask], exact.per_example[0][:, mask])
     np.testing.assert_array_equal(v.per_example[0][:, ~mask], screens[0][:, ~mask])
     assert v.params["steps"] == [1, 2]
+
+    fixed = score(tiny_model, toy_task, method="verified", candidates=2, **run).verified[0]
+    firsts = {np.unravel_index(np.abs(pe.mean(0)).argmax(), mask.shape) for pe in screens}
+    assert len(firsts) == 2  # here the screens' largest |score| differ: each screen's first is verified
+    assert fixed.sum() == 2 and set(zip(*np.nonzero(fixed))) == firsts
     one = score(tiny_model, toy_task, method="verified", steps=[2], candidates=2, **run)
-    assert one.params["steps"] == 2
+    assert one.params["steps"] == 2 and one.verified[0].sum() == 2
 
 
 def test_candidates_cover_the_top_k_and_every_interval_reaching_it():
@@ -218,7 +224,8 @@ def test_candidates_cover_the_top_k_and_every_interval_reaching_it():
         (0, 0),  # -1.0: in the top 3 by |score|, in case the screen got its sign wrong
         (1, 1),  # the uncertain head
     }  # fmt: skip
-    assert verified.candidates(pe, k=3, fixed=5).sum() == 5
+    top5 = verified.top_by_size([pe], 5)  # candidates=5, one screen: the top 5 by |score|
+    assert set(zip(*np.nonzero(top5))) == {(2, 3), (2, 2), (0, 0), (2, 1), (0, 1)}  # 1.2, 1.0, -1.0, 0.8, -0.8
 
 
 def test_disagreements_list_sign_flips_and_rank_moves():

@@ -142,6 +142,9 @@ def test_cli_passes_the_method_options_and_the_item_count(tiny_model, tmp_path, 
         np.testing.assert_allclose([float(screened), float(exact)], [row.attribution, row.exact], atol=5e-5)
     assert cli.main(["score", "--method", "attribution", "--k", "4", "--out", str(tmp_path / "b")]) == 2
     assert "unknown attribution option(s) ['k']" in capsys.readouterr().err
+    fixed = ["score", "--method", "verified", "--candidates", "3", "--ablation", "zero", "--items", "2", "--quiet"]
+    assert cli.main([*fixed, "--out", str(tmp_path / "c")]) == 0
+    assert HeadScores.load(tmp_path / "c" / "scores.npz").verified.sum((1, 2)).tolist() == [3] * 8  # top 3 by |score|
 
 
 @pytest.mark.filterwarnings("ignore:.*counterfactual prompts differ in token length")
