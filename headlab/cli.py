@@ -2,9 +2,9 @@
 
 demo   the main job on the embedded model: model card, greedy answer, attribution scores of the eight
        tasks, a table of top heads and the heatmap grid (out/heatmaps.png).
-score  ``--model --method --ablation --metric --tasks --items --out`` and the method's own ``--steps`` /
-       ``--path`` (attribution, verified) and ``--k`` / ``--candidates`` (verified): writes scores.npz and
-       top_heads.txt (for verified, with the heads where the screen was wrong).
+score  ``--model --method --ablation --metric --tasks --items --out`` and the method's own options,
+       ``--steps`` (attribution, verified), ``--path`` (attribution), ``--k`` and ``--candidates`` (verified):
+       writes scores.npz and top_heads.txt (for verified, with the heads where the screen was wrong).
 eval   ``--tasks --items``: the clean behaviour table of tasks: n, greedy accuracy, preference rate, log-prob,
        logit diff.
 """
