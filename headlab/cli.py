@@ -252,12 +252,9 @@ def main(argv=None) -> int:
                 f"--steps takes a number of points or a comma-separated list, e.g. 4 or 1,2; got {args.steps!r}"
             )
         args.options["steps"] = steps[0] if len(steps) == 1 else steps
-    if args.command == "score" and args.path is not None:
-        args.options["path"] = args.path
-    if args.command == "score" and args.k is not None:
-        args.options["k"] = args.k
-    if args.command == "score" and args.candidates is not None:
-        args.options["candidates"] = args.candidates
+    if args.command == "score":
+        given = {"path": args.path, "k": args.k, "candidates": args.candidates}
+        args.options.update({name: value for name, value in given.items() if value is not None})
     try:
         args.task_objects = _tasks(args.tasks, args.cogqa)  # a typo fails here, before the model loads
         if args.items is not None:

@@ -110,9 +110,8 @@ def candidates(per_example: np.ndarray, k: int) -> np.ndarray:
     k = min(k, mean.size)
     n = per_example.shape[0]
     se = per_example.std(0, ddof=1).ravel() / np.sqrt(n) if n > 1 else np.full(mean.shape, np.inf)
-    chosen = mean + Z95 * se >= np.sort(mean)[-k]
-    chosen[np.argsort(-np.abs(mean), kind="stable")[:k]] = True
-    return chosen.reshape(per_example.shape[1:])
+    chosen = (mean + Z95 * se >= np.sort(mean)[-k]).reshape(per_example.shape[1:])
+    return chosen | top_by_size([per_example], k)
 
 
 def top_by_size(screens: list[np.ndarray], fixed: int) -> np.ndarray:
