@@ -391,6 +391,7 @@ def spearman(x, y) -> float:
 
 def part_a(device, report):
     import numpy as np
+    import torch
 
     import headlab
     from headlab.models import byte_tokenizer, tiny_hf
@@ -399,8 +400,9 @@ def part_a(device, report):
     shape = {"n_layers": 3, "n_heads": 4, "d_model": 32}
     tasks = [Task.from_records(name, records) for name, records in TOY.items()]
     cpu = headlab.load_model(tiny_hf(**shape), tokenizer=byte_tokenizer(), device="cpu")
-    dev = headlab.load_model(tiny_hf(**shape), tokenizer=byte_tokenizer(), device=device)  # same seed, same weights
-    bf16 = headlab.load_model(tiny_hf(**shape), tokenizer=byte_tokenizer(), device=device, dtype="bfloat16")
+    # same seed, same weights; load_model never moves a model it is given, so each is moved here
+    dev = headlab.load_model(tiny_hf(**shape).to(device), tokenizer=byte_tokenizer())
+    bf16 = headlab.load_model(tiny_hf(**shape).to(device, torch.bfloat16), tokenizer=byte_tokenizer())
     cases, errors, rows = [], {}, []
     for method in ("attribution", "ablation"):
         for ablation in ("zero", "mean", "resample"):

@@ -1,15 +1,24 @@
-"""The disk cache of per-task results, and atomic file writes: a cache that cannot lie.
+"""The disk cache of per-task results, the in-process memos, and the one key both use: a cache that cannot lie.
 
-A task's result (``per_example`` (n, L, H), ``baseline`` (n,), and a scorer's extra ``params``) is stored
-as ``{key}.npz`` in the cache folder. The key hashes everything that changes the numbers:
+A map is a function of the weights, the whole config, the token ids the tasks become, and the method's
+options; the key (``model_key``) hashes all of them:
 
 - the cache schema ``VERSION``;
 - the model: its shape and dtype (``ModelInfo``) and a hash of **all** its weights and buffers
   (``weights_fingerprint``: every byte, recomputed whenever a parameter's version counter, storage, dtype or
   device changes — in-place edits under ``torch.no_grad()``, ``load_state_dict`` and ``.to()`` are seen);
-- the tokenizer (``tokenizer_fingerprint``: its whole serialised pipeline, vocabulary and special tokens);
-- the task's content, the method, its ablation, metric and options; a scorer whose results depend on the
-  whole set of tasks (``Scorer.joint``, the probe) also keys on every task of the set.
+- its whole configuration (``models.config_fingerprint``: every field of the wrapped Hugging Face config and of
+  the bridge's ``cfg``, less the few that only name or place it, ``models.PLACEMENT_FIELDS``, each proven by a
+  test not to change a map): another ``rms_norm_eps`` or ``hidden_act`` over the same weights is another key;
+- the tokenizer (``tokenizer_fingerprint``: its serialised pipeline, vocabulary, special tokens and settings)
+  and, per task, the token ids its texts become (``ids_fingerprint``);
+- the method, its ablation, metric and options; a scorer whose results depend on the whole set of tasks
+  (``Scorer.joint``, the probe) also keys on every task of the set.
+
+A task's result (``per_example`` (n, L, H), ``baseline`` (n,), and a scorer's extra ``params``) is stored
+as ``{key}.npz`` in the cache folder. Results kept in memory (``Memo``: the faithfulness curves, the
+workshop's checks) use the same key and the same rules: no reuse while hooks are active, none under
+``cache=False``.
 
 It heals: a truncated, corrupt or foreign file is moved aside (``*.unreadable``) with one warning naming it,
 and the result is recomputed. An unwritable folder or a full disk costs the cache, never the result (one
@@ -28,19 +37,20 @@ under ``torch.no_grad()``, hook through ``model.hooks(...)``, or pass ``cache=Fa
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import io
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-VERSION = 5  # 5: candidates=K verifies exactly K heads over all screens (4: params["n_verified"])
+from .engine.hooks import hooks_active
+from .files import atomic_write_bytes
+
+VERSION = 6  # 6: the key holds the whole config and the token ids (5: candidates=K verifies exactly K heads)
 READ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError)
 
 
@@ -85,7 +95,8 @@ def weights_fingerprint(model) -> str:
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """A hash of the tokenizer: its serialised pipeline (fast tokenizers), vocabulary and special tokens."""
+    """A hash of the tokenizer: its serialised pipeline (fast tokenizers), vocabulary, special tokens and the
+    settings that change what a text becomes (``split_special_tokens``, ``add_bos_token``, ...)."""
     h = hashlib.blake2b(digest_size=16)
     h.update(type(tokenizer).__name__.encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -94,31 +105,82 @@ def tokenizer_fingerprint(tokenizer) -> str:
     h.update(json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False).encode())
     specials = {k: str(v) for k, v in sorted(getattr(tokenizer, "special_tokens_map", {}).items())}
     h.update(json.dumps(specials, sort_keys=True).encode())
+    settings = {k: getattr(tokenizer, k, None) for k in TOKENIZER_SETTINGS}
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 
-def task_key(model, info, task_hash: str, settings: dict) -> str:
-    """The cache key of one task's result: schema, model shape, dtype and weights, tokenizer, task content,
-    scorer settings."""
-    blob = json.dumps(
-        {
-            "v": VERSION,
-            "model": info.to_dict(),
-            "weights": weights_fingerprint(model),
-            "tokenizer": tokenizer_fingerprint(model.tokenizer),
-            "task": task_hash,
-            **settings,
-        },
-        sort_keys=True,
-    )
+TOKENIZER_SETTINGS = ("split_special_tokens", "add_bos_token", "add_eos_token", "clean_up_tokenization_spaces")
+
+
+def ids_fingerprint(tokenizer, task) -> str:
+    """A hash of the task's content and of the token ids its every text becomes under ``tokenizer``: a map is a
+    function of the ids, so a tokenizer setting that changes them changes the key."""
+    from .metrics import prompt_ids
+
+    texts = [t for it in task.items for t in (it.prompt, it.answer, it.counterfactual, it.counterfactual_answer)]
+    ids = [None if t is None else prompt_ids(tokenizer, t) for t in texts]
+    return hashlib.blake2b(json.dumps([task.content_hash(), ids]).encode(), digest_size=16).hexdigest()
+
+
+def model_fingerprint(model) -> str:
+    """The model's identity: a hash of its shape and dtype, every weight, its whole config and its tokenizer, not
+    its name (a moved folder is the same model) (``HeadScores.model.fingerprint``: a map is refused on a model
+    whose fingerprint differs)."""
+    from .models import config_fingerprint, describe
+
+    shape = {k: v for k, v in describe(model).to_dict().items() if k not in ("name", "fingerprint")}
+    parts = [
+        json.dumps(shape, sort_keys=True),
+        weights_fingerprint(model),
+        config_fingerprint(model),
+        tokenizer_fingerprint(model.tokenizer),
+    ]
+    return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def model_key(model, settings: dict, fingerprint: str | None = None) -> str:
+    """The key of anything computed on ``model``: cache schema, ``model_fingerprint`` (``fingerprint``: it,
+    computed already) and ``settings`` (the tasks' ids, the method and its options)."""
+    fingerprint = fingerprint or model_fingerprint(model)
+    blob = json.dumps({"v": VERSION, "model": fingerprint, **settings}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def hooks_active(model) -> bool:
-    """Whether any hook is on one of the model's hook points (``mask_heads``, ``steer``, ``model.hooks(...)``,
-    ``add_hook``): then the model computes something else than its weights say."""
-    points = getattr(model, "hook_dict", {}).values()
-    return any(p._forward_hooks or p._forward_pre_hooks or p._backward_hooks for p in points)
+def task_key(model, task, settings: dict, fingerprint: str | None = None) -> str:
+    """The cache key of one task's result: ``model_key`` with the task's token ids and the scorer settings."""
+    return model_key(model, {"task": ids_fingerprint(model.tokenizer, task), **settings}, fingerprint)
+
+
+class Memo:
+    """Results kept in this process under the disk cache's rules: the key is ``model_key`` (weights, whole
+    config, tokenizer, and the caller's settings, which name the tasks' ids and every option); nothing is read
+    or kept while hooks are active or when the caller says ``cache=False``. At most ``size`` entries, oldest
+    out first. Every memo of results in the package is one of these (``MEMOS``)."""
+
+    def __init__(self, name: str, size: int):
+        self.name, self.size, self.entries = name, size, {}
+        MEMOS.append(self)
+
+    def get(self, model, settings: dict, make, cache=True):
+        """``make()``'s value for ``settings`` on ``model``: kept from an earlier call where the rules allow."""
+        if not cache or hooks_active(model):
+            return make()
+        key = model_key(model, settings)
+        if key in self.entries:
+            self.entries[key] = self.entries.pop(key)  # most recent last
+            return self.entries[key]
+        value = make()
+        self.entries[key] = value
+        while len(self.entries) > self.size:
+            self.entries.pop(next(iter(self.entries)))
+        return value
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+MEMOS: list[Memo] = []
 
 
 def npz_bytes(**arrays) -> bytes:
@@ -214,39 +276,3 @@ def write_or_warn(path: Path, data: bytes) -> bool:
                 stacklevel=3,
             )
         return False
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename: readers never see half a file. The
-    temporary name holds the writer's process id, so what a killed writer left behind is removed here."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_orphans(path)
-    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def remove_orphans(path: Path) -> None:
-    """Delete temporary files of ``path`` whose writing process no longer runs (killed mid-write)."""
-    for tmp in path.parent.glob(f"{glob.escape(path.name)}.*.tmp"):
-        pid = tmp.name[len(path.name) + 1 :].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -5,6 +5,8 @@ demo   the main job on the embedded model: model card, greedy answer, attributio
 score  ``--model --method --ablation --metric --tasks --items --out`` and the method's own options,
        ``--steps`` (attribution, verified), ``--path`` (attribution), ``--k`` and ``--candidates`` (verified):
        writes scores.npz and top_heads.txt (for verified, with the heads where the screen was wrong).
+       Outputs go to --out (``~`` is the home folder) through ``headlab.files``: never over an earlier file
+       without --overwrite, each written whole or not at all.
 eval   ``--tasks --items``: the clean behaviour table of tasks: n, greedy accuracy, preference rate, log-prob,
        logit diff.
 """
@@ -82,28 +84,40 @@ OUTPUTS = ("scores.npz", "top_heads.txt", "heatmaps.png")
 
 
 def _check_out(args) -> None:
-    """Refuse, before any model loads, an --out that is a file, unwritable, or holds earlier outputs."""
+    """Refuse, before any model loads, an --out that is empty, a file, under a file, unwritable, or holds
+    earlier outputs (unless --overwrite); ``~`` is the home folder. Nothing is created here: the folder is made
+    when the first output is written."""
     import tempfile
 
-    out = Path(args.out)
+    if not args.out.strip():
+        raise SystemExit(f"headlab: --out {args.out!r} is an empty path: name a folder, e.g. --out out")
+    out = args.out_path = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise SystemExit(f"headlab: --out {args.out} is a file: name a folder")
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise SystemExit(f"headlab: --out {args.out} is under {existing}, which is a file: name a folder")
+    odd = [name for name in OUTPUTS if (out / name).exists() and not (out / name).is_file()]
+    if odd:
+        raise SystemExit(
+            f"headlab: --out {args.out} holds {', '.join(odd)}, which is not a file (a folder?): move it away, or "
+            "pass another --out"
+        )
     taken = [name for name in OUTPUTS if (out / name).exists()]
     if taken and not args.overwrite:
         raise SystemExit(
             f"headlab: --out {args.out} already holds {', '.join(taken)}: pass --overwrite, or another --out"
         )
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
+        tempfile.TemporaryFile(dir=existing).close()
     except OSError as err:
         raise SystemExit(
-            f"headlab: cannot write to --out {args.out} ({err.strerror or err}): name another folder"
+            f"headlab: cannot write to --out {args.out} ({existing}: {err.strerror or err}): name another folder"
         ) from None
 
 
 def _score_and_write(model, args) -> int:
-    from .cache import atomic_write_bytes
+    from .files import write_file
     from .scoring import score
 
     tasks = args.task_objects
@@ -118,15 +132,13 @@ def _score_and_write(model, args) -> int:
         **args.options,
     )
     took = time.perf_counter() - t0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = args.out_path
     scores.save(out / "scores.npz", overwrite=args.overwrite)
     table = scores.top_table(k=args.top) + _disagreements_text(scores, args.top)
-    atomic_write_bytes(out / "top_heads.txt", (table + "\n").encode())
+    what = f"--out {args.out}"
+    write_file(out / "top_heads.txt", (table + "\n").encode(), overwrite=args.overwrite, what=what)
     print(
-        f"\n{scores.method}/{scores.params['ablation']}{_options_text(args.options)} scores, "
-        f"metric {scores.params['metric']}, "
-        f"{len(scores.tasks)} tasks in {took:.1f} s"
+        f"\n{summary(scores, args.options)}, {_count(len(scores.tasks))} in {took:.1f} s"
         + ("" if scores.verified is None else f"; {int(scores.verified.sum())} of {scores.verified.size} values exact")
     )
     print(table)
@@ -138,7 +150,7 @@ def _score_and_write(model, args) -> int:
     # show; the cells beyond carry ▲ / ▼ and the end ticks a "+"
     clip = float(np.percentile(np.abs(scores.normalized("share")), CLIP_PERCENTILE))
     fig = heatmap_grid(scores, vmax=clip if clip > 0 else None)
-    save(fig, out / "heatmaps.png")
+    save(fig, out / "heatmaps.png", overwrite=args.overwrite)
     print(f"\nwrote {out / 'scores.npz'}, {out / 'top_heads.txt'}, {out / 'heatmaps.png'}")
     return 0
 
@@ -165,6 +177,34 @@ def _disagreements_text(scores, n: int) -> str:
     return "\n".join(lines)
 
 
+def summary(scores, options: dict) -> str:
+    """What ran, after the counterfactual fallbacks (``params["per_task"]``): ``attribution/resample (steps=4)
+    scores, metric logit_diff``; where tasks differ, each choice with its count, e.g. ``resample (5 tasks), mean
+    (3 tasks: counterfactuals missing)``. A method without an ablation or a metric names none."""
+    recorded = scores.params.get("per_task") or {}
+    per_task = {t: recorded.get(t, scores.params) for t in scores.tasks}  # select() keeps every task's entry
+
+    def ran(key: str) -> str | None:
+        counts: dict = {}
+        for choice in per_task.values():
+            counts[choice.get(key)] = counts.get(choice.get(key), 0) + 1
+        if len(counts) == 1:
+            return next(iter(counts))
+        asked = scores.params.get(key)
+        return ", ".join(
+            f"{value} ({_count(n)}{'' if value == asked else ': counterfactuals missing'})"
+            for value, n in sorted(counts.items(), key=lambda kv: kv[0] != asked)
+        )
+
+    ablation, metric = ran("ablation"), ran("metric")
+    text = scores.method + (f"/{ablation}" if ablation else "") + _options_text(options) + " scores"
+    return text + (f", metric {metric}" if metric else "")
+
+
+def _count(n: int) -> str:
+    return f"{n} task" if n == 1 else f"{n} tasks"
+
+
 def _options_text(options: dict) -> str:
     """`` (steps=4, path=layers)`` for the summary line, or nothing."""
     return " (" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")" if options else ""
@@ -185,14 +225,43 @@ def cmd_eval(args) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``headlab: ...``), like every other error of the CLI."""
+
+    def error(self, message):
+        self.exit(2, f"headlab: {message} (see {self.prog} -h)\n")
+
+
+def _check_args(args) -> None:
+    """Refuse, before anything loads, what argparse lets through: counts below 1, an empty --model or --cogqa,
+    and a --device or --dtype that cannot run a model (``meta``: ``models.pick_device``)."""
+    from .models import pick_device, pick_dtype
+
+    if args.top < 1:
+        raise SystemExit(f"headlab: --top must be a positive number of heads, got {args.top}")
+    if args.items is not None and args.items < 1:
+        raise SystemExit(f"headlab: --items must be a positive number of items per task, got {args.items}")
+    if not args.model.strip():
+        raise SystemExit(
+            f"headlab: --model {args.model!r} is empty: name the embedded model (smollm2-135m), a Hugging Face id "
+            "like org/name, or a folder"
+        )
+    if args.cogqa is not None and not args.cogqa.strip():
+        raise SystemExit(
+            f"headlab: --cogqa {args.cogqa!r} is empty: give the path to cogqa_train.json, or leave --cogqa out "
+            "for the built-in tasks"
+        )
+    pick_dtype(args.dtype, pick_device(args.device))
+
+
 def main(argv=None) -> int:
     from . import scorers
     from .metrics import METRICS
     from .scoring import ABLATIONS
 
-    parser = argparse.ArgumentParser(prog="headlab", description="Map which attention heads matter for which task.")
+    parser = Parser(prog="headlab", description="Map which attention heads matter for which task.")
     sub = parser.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(
         "--model", default="smollm2-135m", help="alias of the embedded model, a Hugging Face id or a local folder"
     )
@@ -200,11 +269,11 @@ def main(argv=None) -> int:
     common.add_argument(
         "--dtype", default="auto", help="auto (the checkpoint's on a GPU, float32 on a CPU), float32, bfloat16, float16"
     )
-    common.add_argument("--out", default="out", help="output folder")
+    common.add_argument("--out", default="out", help="output folder (~ is the home folder)")
     common.add_argument("--top", type=int, default=5, help="heads per task in the text table")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
     common.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out")
-    tasks = argparse.ArgumentParser(add_help=False)
+    tasks = Parser(add_help=False)
     tasks.add_argument("--tasks", default="all", help="'all' or comma-separated task names")
     tasks.add_argument("--cogqa", default=None, help="path to cogqa_train.json instead of the built-in tasks")
     tasks.add_argument("--items", type=int, default=None, help="each task's first N items (default: all)")
@@ -239,10 +308,6 @@ def main(argv=None) -> int:
     from .models import ModelLoadError
     from .tasks import TaskError
 
-    if args.top < 1:
-        parser.error(f"--top must be a positive number of heads, got {args.top}")
-    if args.items is not None and args.items < 1:
-        parser.error(f"--items must be a positive number of items per task, got {args.items}")
     args.options = {}  # the method's own options: only score has them
     if args.command == "score" and args.steps is not None:
         try:
@@ -256,6 +321,7 @@ def main(argv=None) -> int:
         given = {"path": args.path, "k": args.k, "candidates": args.candidates}
         args.options.update({name: value for name, value in given.items() if value is not None})
     try:
+        _check_args(args)
         args.task_objects = _tasks(args.tasks, args.cogqa)  # a typo fails here, before the model loads
         if args.items is not None:
             args.task_objects = {name: t.subset(args.items) for name, t in args.task_objects.items()}
@@ -264,6 +330,6 @@ def main(argv=None) -> int:
         if args.command in ("demo", "score"):
             _check_out(args)
         return {"demo": cmd_demo, "score": cmd_score, "eval": cmd_eval}[args.command](args)
-    except (ModelLoadError, TaskError, UnsupportedModel, ValueError) as err:
+    except (ModelLoadError, TaskError, UnsupportedModel, ValueError, OSError) as err:
         print(f"headlab: {err}", file=sys.stderr)
         return 2

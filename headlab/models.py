@@ -6,7 +6,7 @@
 - ``load_model("org/name")`` / ``load_model("./my-finetune")``: any model the bridge supports, from the
   local Hugging Face cache or a ``save_pretrained`` folder.
 - ``load_model(bridge)`` passes a bridge through; ``load_model(hf_model, tokenizer=tok)`` wraps a model
-  the user loaded.
+  the user loaded. Neither is moved or converted (``check_placement``): that would change the caller's object.
 - ``device="auto"`` (cuda, mps, cpu) and ``dtype="auto"`` (a checkpoint's own dtype on a GPU, float32 on a
   CPU); ``device_map=`` / ``n_devices=`` spread a checkpoint over several GPUs through the bridge
   (accelerate).
@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import importlib.util
 import json
 import numbers
@@ -55,6 +57,7 @@ class ModelInfo:
     d_model: int
     d_vocab: int
     dtype: str = "float32"  # the weights' dtype: results differ between dtypes (not between devices)
+    fingerprint: str | None = None  # of weights, config and tokenizer (``cache.model_fingerprint``), set by score()
 
     def card(self) -> str:
         """A short human-readable model card."""
@@ -90,6 +93,46 @@ def describe(model) -> ModelInfo:
     )
 
 
+# Configuration fields that name or place a model but never change what it computes: left out of the key so
+# that a moved folder or another device reuses its maps. tests/unit/test_cache_key.py proves each of them
+# leaves a map unchanged, and that a change of every other field of every conformance architecture moves the key.
+PLACEMENT_FIELDS = {
+    "hf": ("_name_or_path",),
+    "bridge": ("device", "n_devices", "model_name", "tokenizer_name"),
+}
+
+
+def config_fingerprint(model) -> str:
+    """A hash of the model's whole configuration: the Hugging Face config it wraps (every field of
+    ``to_dict()``) and the bridge's own ``cfg``, less ``PLACEMENT_FIELDS``."""
+    h = hashlib.blake2b(digest_size=16)
+    for part, fields in config_fields(model).items():
+        h.update(part.encode() + json.dumps(_plain(fields), sort_keys=True, default=repr).encode())
+    return h.hexdigest()
+
+
+def _plain(value):
+    """``value`` with every dict key a string (a config's ``id2label`` has int keys), nested configs as dicts."""
+    if hasattr(value, "to_dict") and not isinstance(value, dict):
+        value = value.to_dict()
+    if isinstance(value, dict):
+        return {repr(k) if not isinstance(k, str) else k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def config_fields(model) -> dict[str, dict]:
+    """{"hf": the wrapped model's config as a dict, "bridge": the bridge's cfg as a dict}, less
+    ``PLACEMENT_FIELDS`` (a part the model lacks is empty)."""
+    hf = getattr(getattr(model, "original_model", None), "config", None)
+    parts = {
+        "hf": hf.to_dict() if hasattr(hf, "to_dict") else {},
+        "bridge": dict(vars(model.cfg)) if hasattr(getattr(model, "cfg", None), "__dict__") else {},
+    }
+    return {part: {k: v for k, v in d.items() if k not in PLACEMENT_FIELDS[part]} for part, d in parts.items()}
+
+
 def cache_dir() -> Path:
     """headlab's cache folder: ``$HEADLAB_CACHE``, else ``~/.cache/headlab``."""
     return Path(os.environ.get("HEADLAB_CACHE") or Path.home() / ".cache" / "headlab")
@@ -118,21 +161,37 @@ DTYPES = {
 }
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")  # where headlab's engine runs (budget.free_bytes knows their memory)
+
+
 def pick_device(device="auto"):
-    """``device="auto"``: cuda, else mps, else cpu; else the device named, checked to exist (one-line error)."""
+    """``device="auto"``: cuda, else mps, else cpu; else the device named (a str, an int for a CUDA index, or a
+    ``torch.device``), checked to be a cpu, cuda or mps device that exists (one-line error)."""
     import torch
 
-    if device == "auto" or device is None:
+    if device is None or (isinstance(device, str) and device == "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda")
         mps = getattr(torch.backends, "mps", None)
         return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    usage = "use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'"
     try:
-        dev = torch.device(device)
+        dev = torch.device(f"cuda:{device}" if isinstance(device, int) and not isinstance(device, bool) else device)
     except (RuntimeError, TypeError):
+        hint = ""
+        if isinstance(device, str) and device.strip().lower() != device:
+            try:
+                hint = f" (did you mean {str(torch.device(device.strip().lower()))!r}?)"
+            except RuntimeError:
+                pass
+        raise ModelLoadError(f"device={device!r} is not a device{hint}: {usage}") from None
+    if dev.type == "meta":
         raise ModelLoadError(
-            f"device={device!r} is not a device: use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'"
-        ) from None
+            f"device={device!r} holds tensor shapes without data: the model's weights would be emptied and every "
+            "score meaningless: use 'cpu', 'cuda' or 'auto'"
+        )
+    if dev.type not in DEVICE_TYPES:
+        raise ModelLoadError(f"device={device!r}: headlab runs on cpu, cuda or mps devices, not {dev.type}: {usage}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError(f"device={device!r} but no CUDA device is visible: use device='cpu' (or 'auto')")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
@@ -144,7 +203,8 @@ def pick_device(device="auto"):
 
 def pick_dtype(dtype, device, own=None):
     """``dtype="auto"``: ``own`` (the checkpoint's or model's dtype) on a GPU, float32 on a CPU; else the
-    dtype named ("float32", "bfloat16", "float16" or a ``torch.dtype``)."""
+    dtype named ("float32", "bfloat16", "float16" or a ``torch.dtype``). Integer, quantized and float64 dtypes
+    are refused in one line saying why."""
     import torch
 
     if dtype == "auto" or dtype is None:
@@ -155,7 +215,20 @@ def pick_dtype(dtype, device, own=None):
         return dtype
     if isinstance(dtype, str) and dtype.lower() in DTYPES:
         return getattr(torch, DTYPES[dtype.lower()])
-    raise ModelLoadError(f"dtype={dtype!r} is not supported: use 'auto', 'float32', 'bfloat16' or 'float16'")
+    usage = "use 'auto', 'float32', 'bfloat16' or 'float16'"
+    name = str(dtype).removeprefix("torch.").lower() if isinstance(dtype, (str, torch.dtype)) else ""
+    if name in ("float64", "double", "fp64"):
+        raise ModelLoadError(
+            f"dtype={dtype!r}: headlab runs float32, bfloat16 or float16 weights (float64 doubles the memory and "
+            "is not tested): use 'float32'"
+        )
+    if name.startswith(("int", "uint", "qint", "quint", "bool", "float8", "complex")):
+        raise ModelLoadError(
+            f"dtype={dtype!r}: converting weights to {name} would destroy them (scores need float weights): "
+            f"{usage}; for a quantized model, load it quantized yourself and pass it, load_model(hf_model, "
+            "tokenizer=tok)"
+        )
+    raise ModelLoadError(f"dtype={dtype!r} is not supported: {usage}")
 
 
 def load_model(
@@ -166,9 +239,13 @@ def load_model(
     ``model``: None or an alias of the embedded model, a Hugging Face id (local cache), a local folder
     (``save_pretrained``), a ``TransformerBridge``, or a loaded Hugging Face causal LM (then ``tokenizer``
     is required).
-    ``device``: "auto" (cuda, then mps, then cpu), or a device. ``dtype``: "auto" keeps a checkpoint's own
-    dtype on a GPU and uses float32 on a CPU; or "float32" / "bfloat16" / "float16". A loaded model or a
-    bridge stays where and as it is unless ``device`` / ``dtype`` are given.
+    ``device``: "auto" (cuda, then mps, then cpu), or a cpu / cuda / mps device. ``dtype``: "auto" keeps a
+    checkpoint's own dtype on a GPU and uses float32 on a CPU; or "float32" / "bfloat16" / "float16".
+    A loaded model or a bridge is never moved or converted: ``device`` / ``dtype`` other than where and as it
+    already is are refused in one line (converting it would change your object's weights in place; a copy
+    would double a big model's memory): move it yourself first, ``model.to("cuda", torch.bfloat16)``. The only
+    changes made to it are eval mode (dropout off, as scores need) and, on a Hugging Face model built from a
+    config, ``config.architectures``; its tokenizer is copied before the bridge sets its padding.
     ``device_map`` / ``n_devices``: several GPUs (or CPU offload) through the bridge and accelerate, for
     checkpoints loaded by name or folder; they exclude ``device``.
     """
@@ -215,12 +292,12 @@ def load_model(
         if _is_bridge(model):
             if tokenizer is not None:
                 raise ModelLoadError("pass `tokenizer=` only with a Hugging Face model, not with a bridge")
+            check_placement(model, device, dtype, "bridge")
             bridge = model
-            _place(bridge, device, dtype)
         else:
             if tokenizer is None:
                 raise ModelLoadError("a Hugging Face model needs its tokenizer: load_model(hf_model, tokenizer=tok)")
-            _place(model, device, dtype)
+            check_placement(model, device, dtype, "hf_model")
             bridge = _wrap_hf(model, tokenizer, getattr(model.config, "_name_or_path", None) or "custom")
     else:
         raise ModelLoadError(
@@ -233,7 +310,8 @@ def load_model(
 
 
 def _tokenizer_arg(tokenizer):
-    """``tokenizer=`` as a tokenizer: one passed through, or a name / folder loaded from local files only."""
+    """``tokenizer=`` as a tokenizer: a copy of one passed (the bridge changes its padding side and special
+    tokens), or a name / folder loaded from local files only."""
     if tokenizer is None:
         return None
     if isinstance(tokenizer, (str, os.PathLike)):
@@ -251,21 +329,43 @@ def _tokenizer_arg(tokenizer):
         raise ModelLoadError(
             f"tokenizer= takes a Hugging Face tokenizer (or its name or folder), not {type(tokenizer).__name__}"
         )
-    return tokenizer
+    return copy.deepcopy(tokenizer)  # the bridge sets its padding side and special tokens: never on the caller's
 
 
-def _place(module, device, dtype) -> None:
-    """Move a loaded model (or bridge) only where ``device`` / ``dtype`` are given explicitly."""
+def check_placement(module, device, dtype, name: str) -> None:
+    """Refuse a ``device`` / ``dtype`` other than where and as a loaded model (or bridge) already is: moving or
+    converting it would change the caller's object in place (a float32 model rounded to bfloat16 behind their
+    back), and a copy would double the memory of a big model. One line saying how to convert it yourself."""
+    param = next(module.parameters(), None)
+    if param is None or (device in ("auto", None) and dtype in ("auto", None)):
+        return
+    target = param.device if device in ("auto", None) else pick_device(device)
+    want = param.dtype if dtype in ("auto", None) else pick_dtype(dtype, target)
+    moves = []
+    if not _same_device(param.device, target):
+        moves.append(f"'{target}'")
+    if param.dtype != want:
+        moves.append(str(want))
+    if moves:
+        given = ", ".join(f"{k}={v!r}" for k, v in (("device", device), ("dtype", dtype)) if v not in ("auto", None))
+        have = f"{str(param.dtype).removeprefix('torch.')} on {param.device}"
+        raise ModelLoadError(
+            f"{given}: your {name} is {have}, and load_model does not move or convert a model you pass (that would "
+            f"change your object in place): do it yourself first, {name}.to({', '.join(moves)}), or load it by "
+            "name or folder with these options"
+        )
+
+
+def _same_device(a, b) -> bool:
+    """Whether two torch devices are one ("cuda" is the current CUDA device, "cpu" is "cpu:0")."""
     import torch
 
-    param = next(module.parameters(), None)
-    here = param.device if param is not None else torch.device("cpu")
-    target = here if device in ("auto", None) else pick_device(device)
-    want = (
-        (param.dtype if param is not None else torch.float32) if dtype in ("auto", None) else pick_dtype(dtype, target)
-    )
-    if param is not None and (param.device != target or param.dtype != want):
-        _guard_memory(lambda: module.to(device=target, dtype=want), f"the model on {target}")
+    def index(d):
+        if d.index is not None:
+            return d.index
+        return torch.cuda.current_device() if d.type == "cuda" else 0
+
+    return a.type == b.type and index(a) == index(b)
 
 
 def _guard_memory(fn, what: str):
@@ -399,7 +499,9 @@ def _load_embedded_quietly(device, dtype, device_map, n_devices):
         return bridge
     dev = pick_device(device)
     hf_model = AutoModelForCausalLM.from_pretrained(str(cached), dtype=torch.float32, local_files_only=True)
-    _place(hf_model, dev, pick_dtype(dtype, dev, torch.float32))
+    dt = pick_dtype(dtype, dev, torch.float32)
+    if dev.type != "cpu" or dt != torch.float32:  # headlab's own copy: moved in place
+        _guard_memory(lambda: hf_model.to(device=dev, dtype=dt), f"the model on {dev}")
     return _wrap_hf(hf_model, tok, EMBEDDED)
 
 

@@ -10,13 +10,14 @@ import json
 import math
 import numbers
 import os
+import warnings
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
-from .cache import atomic_write_bytes
+from .files import check_overwrite, output_path, write_file
 from .models import ModelInfo
 from .tasks import Task
 
@@ -45,6 +46,41 @@ def refuse_tasks_as_scores(fn: str, scores) -> None:
         )
 
 
+def check_model(fn: str, scores: HeadScores, model, cross_model: bool = False, label: str = "scores") -> None:
+    """Refuse a map of another model: another shape always; another name or fingerprint (weights, config,
+    tokenizer: ``cache.model_fingerprint``, recorded by ``score()``) unless ``cross_model=True`` (a fine-tune's
+    map on its base, on purpose), which says so in one warning. Equal fingerprints pass under any name (a moved
+    folder); a map without one (saved by an older headlab, or built by hand) is checked by its name."""
+    from .cache import model_fingerprint
+    from .models import describe
+
+    if not isinstance(cross_model, bool):
+        raise ValueError(f"cross_model must be True or False, got {cross_model!r}")
+    info, of = describe(model), scores.model
+    if (info.n_layers, info.n_heads) != (of.n_layers, of.n_heads):
+        raise ValueError(
+            f"{fn}: {label} are of a {of.n_layers} × {of.n_heads} model ({of.name}) but the model is "
+            f"{info.n_layers} × {info.n_heads} ({info.name}): use the map computed on this model"
+        )
+    if of.fingerprint is not None:
+        if of.fingerprint == model_fingerprint(model):
+            return
+        other = f"of {of.name!r}, the model is {info.name!r}" if of.name != info.name else f"of another {of.name!r}"
+        why = f"{other} (other weights, config or tokenizer" + (
+            f"; {of.dtype} then, {info.dtype} now)" if of.dtype != info.dtype else ")"
+        )
+    elif of.name != info.name:
+        why = f"of {of.name!r}, the model is {info.name!r}"
+    else:
+        return
+    if not cross_model:
+        raise ValueError(
+            f"{fn}: {label} are {why}: score this model (headlab.score), or pass cross_model=True to use another "
+            "model's map on purpose"
+        )
+    warnings.warn(f"{fn}: {label} are {why}: used on purpose (cross_model=True)", stacklevel=3)
+
+
 def check_threshold(name: str, value) -> float:
     """``value`` as a finite float (not a string, a bool, NaN or ±inf); one-line ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -52,6 +88,80 @@ def check_threshold(name: str, value) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
+
+
+def json_params(params: dict, where: str = "params") -> dict:
+    """``params`` as plain JSON for a saved file: numpy numbers become Python numbers, arrays and tuples lists;
+    anything JSON cannot hold (an object, a set, a key that is not a string) is one TypeError naming its key."""
+
+    def plain(value, at: str):
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return plain(value.tolist(), at)
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        if isinstance(value, (list, tuple)):
+            return [plain(v, f"{at}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            bad = [k for k in value if not isinstance(k, str)]
+            if bad:
+                raise TypeError(
+                    f"{at} has the key {bad[0]!r} ({type(bad[0]).__name__}): a saved file keeps string keys only, "
+                    "convert it with str()"
+                )
+            return {k: plain(v, f"{at}[{k!r}]") for k, v in value.items()}
+        raise TypeError(
+            f"{at} is {type(value).__name__} {value!r}, which a saved file cannot hold: use numbers, strings, "
+            "lists or dicts"
+        )
+
+    if not isinstance(params, dict):
+        raise TypeError(f"{where} must be a dict, got {type(params).__name__}")
+    return plain(params, where)
+
+
+META_FIELDS = {"tasks": list, "model": dict, "method": str, "params": dict}
+
+
+def check_meta(path: Path, meta) -> dict:
+    """The metadata of a saved scores file, checked field by field: one ValueError naming the file and the field
+    where one is missing or of the wrong kind (the file is damaged, or was not written by headlab)."""
+
+    def bad(field_: str, why: str) -> ValueError:
+        return ValueError(f"{path}: metadata field {field_!r} {why}: the file is damaged or not headlab's")
+
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: its metadata is a {type(meta).__name__}, not a dict: the file is not headlab's")
+    schema = meta.get("schema", 1)
+    if isinstance(schema, bool) or not isinstance(schema, int):
+        raise bad("schema", f"is {schema!r} ({type(schema).__name__}), not a whole number")
+    if schema > SCHEMA:
+        raise ValueError(
+            f"{path} was saved with scores schema {schema}, newer than this headlab's {SCHEMA}: upgrade headlab to "
+            "read it"
+        )
+    for name, kind in META_FIELDS.items():
+        if name not in meta:
+            raise bad(name, "is missing")
+        if not isinstance(meta[name], kind):
+            raise bad(name, f"is a {type(meta[name]).__name__}, not a {kind.__name__}")
+    for name in ("tasks", "notes"):
+        value = meta.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad(name, f"is {value!r}, not a list of strings")
+    known = {f.name: f for f in fields(ModelInfo)}
+    model = meta["model"]
+    unknown = sorted(set(model) - set(known))
+    missing = [n for n, f in known.items() if f.default is MISSING and n not in model]
+    if unknown or missing:
+        raise bad("model", f"has unknown key(s) {unknown}" if unknown else f"lacks {missing}")
+    kinds = {"int": int, "str": str, "str | None": (str, type(None))}  # ModelInfo's annotations
+    for name, value in model.items():
+        kind = kinds.get(known[name].type, object)
+        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+            raise bad(f"model.{name}", f"is {value!r} ({type(value).__name__}), not {known[name].type}")
+    return meta
 
 
 @dataclass
@@ -88,6 +198,11 @@ class HeadScores:
             raise TypeError(f"task names must be non-empty strings, got {bad!r}")
         if len(set(self.tasks)) != len(self.tasks):
             raise ValueError(f"task names must be unique, got {self.tasks}")
+        if not isinstance(self.method, str) or not self.method:
+            raise TypeError(f"method must be the method's name, a non-empty string, not {self.method!r}")
+        if not isinstance(self.params, dict):
+            kind = type(self.params).__name__
+            raise TypeError(f"params must be a dict of how the map was computed ({{}} when unknown), not {kind}")
         arrays = {}
         for name, dtype in (("values", np.float64), ("n_examples", np.int64), ("baseline", np.float64)):
             try:
@@ -236,18 +351,28 @@ class HeadScores:
 
     def top_table(self, k: int = 5, decimals: int = 4) -> str:
         """A plain-text table of each task's top-k heads (deterministic: used in notebooks and the CLI). A
-        screened-then-verified map adds a column saying which values are exact and which estimates."""
+        screened-then-verified map adds a column saying which values are exact and which estimates. Missing (NaN)
+        heads are never listed: a task with fewer than k scored heads says how many it has."""
         check_k("k", k)
         if isinstance(decimals, bool) or not isinstance(decimals, numbers.Integral) or not 0 <= decimals <= 16:
             raise ValueError(f"decimals must be an int from 0 to 16, got {decimals!r}")
         marked = self.verified is not None
         lines = [f"{'task':<24} {'rank':>4} {'layer':>5} {'head':>4} {'score':>10}" + ("  value" if marked else "")]
         for t, task in enumerate(self.tasks):
-            for r, (l, h, v) in enumerate(self.top(task, k), 1):
+            top = [(l, h, v) for l, h, v in self.top(task, k) if not math.isnan(v)]
+            for r, (l, h, v) in enumerate(top, 1):
                 line = f"{task if r == 1 else '':<24} {r:>4} {l:>5} {h:>4} {v:>10.{decimals}f}"
                 if marked:
                     line += "  exact" if self.verified[t, l, h] else "  estimate"
                 lines.append(line)
+            scored, size = int(np.isfinite(self.values[t]).sum()), self.values[t].size
+            if scored < min(k, size):
+                what = (
+                    f"only {scored} scored heads: the other {size - scored}"
+                    if scored
+                    else f"no scored heads: all {size}"
+                )
+                lines.append(f"{'' if top else task:<24} ({what} are NaN)")
         return "\n".join(lines)
 
     def disagreements(self):
@@ -293,7 +418,7 @@ class HeadScores:
             dims=dims,
             coords=coords,
             name="head_score",
-            attrs={"method": self.method, "model": self.model.name, "params": json.dumps(self.params)},
+            attrs={"method": self.method, "model": self.model.name, "params": json.dumps(json_params(self.params))},
         )
 
     def _meta(self) -> dict:
@@ -307,15 +432,13 @@ class HeadScores:
 
     def save(self, path, overwrite: bool = False) -> Path:
         """Write to ``path`` atomically (".npz" is appended unless the name ends with it: ``run.v1`` →
-        ``run.v1.npz``); ``HeadScores.load`` round-trips exactly. An existing file with other contents is kept
-        unless ``overwrite=True``."""
-        if not isinstance(path, (str, os.PathLike)) or str(path).strip() == "":
-            raise ValueError(f"save() needs a file path, got {path!r}")
-        path = Path(path).expanduser()
-        if path.suffix != ".npz":
-            path = path.with_name(path.name + ".npz")
-        if path.is_dir():
-            raise IsADirectoryError(f"{path} is a folder: name a file, e.g. {path / 'scores.npz'}")
+        ``run.v1.npz``; ``~`` is the home folder); ``HeadScores.load`` round-trips exactly (numpy numbers and
+        arrays in ``params`` come back as plain numbers and lists). An existing file is kept unless
+        ``overwrite=True``, but saving the same scores again is not an error: nothing would be lost. The path
+        rules are ``headlab.files``'s, shared by every writer."""
+        what = "HeadScores.save()"
+        overwrite = check_overwrite(overwrite, what)
+        path = output_path(path, what=what, suffixes=(".npz",), append_suffix=".npz", overwrite=True)
         buf = io.BytesIO()
         np.savez(
             buf,
@@ -323,19 +446,20 @@ class HeadScores:
             n_examples=self.n_examples,
             baseline=self.baseline,
             per_example=self.per_example,
-            meta=np.array(json.dumps({"schema": SCHEMA, **self._meta()})),
+            meta=np.array(json.dumps({"schema": SCHEMA, **self._meta(), "params": json_params(self.params)})),
             **({} if self.verified is None else {"verified": self.verified}),
         )
         data = buf.getvalue()
-        if path.exists() and not overwrite and path.read_bytes() != data:
+        if not overwrite and os.path.lexists(path):
+            if path.is_file() and path.read_bytes() == data:
+                return path  # the same scores again: nothing to lose, nothing written
             raise FileExistsError(f"{path} exists and holds other scores: pass overwrite=True, or another name")
-        atomic_write_bytes(path, data)
-        return path
+        return write_file(path, data, overwrite=overwrite, what=what)
 
     @classmethod
     def load(cls, path) -> HeadScores:
-        """Read a file written by ``save``; one line naming the file when it is missing, truncated, foreign,
-        holds pickled objects or was written by a newer schema."""
+        """Read a file written by ``save``; one line naming the file (and the field) when it is missing,
+        truncated, foreign, holds pickled objects, was written by a newer schema, or its metadata is malformed."""
         path = Path(path).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"no saved scores at {path}")
@@ -343,15 +467,9 @@ class HeadScores:
             with np.load(path, allow_pickle=False) as f:
                 if "meta" not in f.files:
                     raise ValueError(f"{path} is an .npz file but not saved HeadScores (no 'meta' entry)")
-                meta = json.loads(str(f["meta"]))
-                if meta.get("schema", 1) > SCHEMA:
-                    raise ValueError(
-                        f"{path} was saved with scores schema {meta['schema']}, newer than this "
-                        f"headlab's {SCHEMA}: upgrade headlab to read it"
-                    )
+                meta = check_meta(path, json.loads(str(f["meta"])))
                 arrays = [f[k] for k in ("values", "n_examples", "baseline", "per_example")]
                 verified = f["verified"] if "verified" in f.files else None  # schema ≤ 2: none
-                fields = [meta[k] for k in ("tasks", "model", "method", "params")]
         except (zipfile.BadZipFile, EOFError, OSError, KeyError, json.JSONDecodeError) as err:
             raise ValueError(
                 f"{path} is not a readable headlab scores file (truncated or another format: "
@@ -365,11 +483,21 @@ class HeadScores:
                 ) from None
             raise
         values, n_examples, baseline, per_example = arrays
-        tasks, model, method, params = fields
-        notes = meta.get("notes", [])
-        return cls(
-            values, tasks, ModelInfo(**model), method, params, n_examples, baseline, per_example, notes, verified
-        )
+        try:
+            return cls(
+                values,
+                meta["tasks"],
+                ModelInfo(**meta["model"]),
+                meta["method"],
+                meta["params"],
+                n_examples,
+                baseline,
+                per_example,
+                meta.get("notes", []),
+                verified,
+            )
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path} holds inconsistent scores: {str(err).splitlines()[0]}") from None
 
     def __repr__(self) -> str:
         detail = {

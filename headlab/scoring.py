@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import warnings
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ import torch
 from . import cache as disk
 from . import scorers
 from .engine.forward import final_resid
+from .engine.hooks import hooks_active
 from .metrics import METRICS, check_length, encode, prompt_ids
 from .models import describe, load_model
 from .results import HeadScores
@@ -152,12 +153,16 @@ class Estimate:
     seconds: float
 
 
-_RATES = weakref.WeakKeyDictionary()  # model → block-token passes per second, measured once
+_RATES = weakref.WeakKeyDictionary()  # model → {(dtype, device): block-token passes per second}: a timing, no map
 
 
 def throughput(model, task) -> float:
-    """Block-token passes per second of a no-grad forward pass over (up to 16 of) ``task``'s prompts."""
-    if model not in _RATES:
+    """Block-token passes per second of a no-grad forward pass over (up to 16 of) ``task``'s prompts, measured
+    once per model, dtype and device."""
+    param = next(model.parameters())
+    rates = _RATES.setdefault(model, {})
+    where = (param.dtype, param.device)
+    if where not in rates:
         ids = [prompt_ids(model.tokenizer, it.prompt) for it in task.items[:16]]
         T = max(len(i) for i in ids)
         pad = model.tokenizer.pad_token_id or 0
@@ -167,8 +172,8 @@ def throughput(model, task) -> float:
             start = time.perf_counter()
             final_resid(model, batch)  # the blocks, as the scorers run them (no full-vocabulary logits)
             took = time.perf_counter() - start
-        _RATES[model] = batch.numel() * model.cfg.n_layers / max(took, 1e-9)
-    return _RATES[model]
+        rates[where] = batch.numel() * model.cfg.n_layers / max(took, 1e-9)
+    return rates[where]
 
 
 @dataclass
@@ -209,9 +214,13 @@ def _plan(model, tasks, method, ablation, metric, batch_size, cache, progress, o
 
         tasks = builtin()
     task_list = as_task_list(tasks)
-    info = describe(model)
+    if any(m.training for m in model.modules()):
+        raise ValueError(
+            "the model is in training mode (dropout on: every run would give another map): call model.eval() first"
+        )
+    info = replace(describe(model), fingerprint=disk.model_fingerprint(model))
     folder = disk.folder(cache)
-    if folder is not None and disk.hooks_active(model):
+    if folder is not None and hooks_active(model):
         warnings.warn(
             "score(): hooks are active on the model (inside mask_heads, steer or your own): the disk cache "
             "is neither read nor written for this call",
@@ -220,7 +229,7 @@ def _plan(model, tasks, method, ablation, metric, batch_size, cache, progress, o
         folder = None
 
     jobs, notes, paths = [], [], []
-    everything = [t.content_hash() for t in task_list] if scorer.joint else None
+    everything = [disk.ids_fingerprint(model.tokenizer, t) for t in task_list] if scorer.joint else None
     for task in task_list:
         job, job_notes = scorer.job(task, ablation, metric)
         notes += job_notes
@@ -231,8 +240,9 @@ def _plan(model, tasks, method, ablation, metric, batch_size, cache, progress, o
             **({"options": options} if options else {}),
             **({"tasks": everything} if everything else {}),
         }
-        key = disk.task_key(model, info, task.content_hash(), settings)
+        key = disk.task_key(model, task, settings, info.fingerprint)
         paths.append(folder / f"{key}.npz" if folder else None)
+        job.folder = folder
         if folder and scorer.resumable:
             job.partial = folder / f"{key}.partial.npz"
         jobs.append(job)

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 
 from .analysis.interventions import mask_heads
-from .cache import hooks_active, weights_fingerprint
+from .cache import Memo, ids_fingerprint
 from .engine import hooks
 from .engine.forward import device_of, final_resid
+from .engine.hooks import hooks_active
 from .metrics import evaluate, prompt_ids
-from .results import HeadScores
+from .results import HeadScores, check_model
 from .tasks import Task
 
 RTOL, ATOL = 1e-3, 1e-3  # a learner's number is right within these of the recomputed one
@@ -133,6 +134,7 @@ def check_ablation(ablated_top, ablated_bottom, model, task: Task, scores: HeadS
         _number(ablated_bottom, "Exercise 3, ablated_bottom", n),
     )
     m = _map(scores, task.name)
+    check_model("check_ablation()", scores, model)
     top, bottom = _argmax(m), _argmax(-m)
     clean = _logit_diff(model, task).mean().item()
     want_top = _logit_diff(model, task, top).mean().item()
@@ -176,6 +178,7 @@ def check_attended(attended, model, prompt: str, scores: HeadScores, task) -> No
     if not isinstance(attended, str):
         raise NotYet(f"Exercise 4, attended: give a token (a str such as tokens[3]), not {type(attended).__name__}")
     m = _map(scores, task)
+    check_model("check_attended()", scores, model)
     layer, head = _argmax(m)
     pattern, tokens = attention(model, prompt, layer, head)
     row = pattern[-1]
@@ -203,15 +206,15 @@ def check_attended(attended, model, prompt: str, scores: HeadScores, task) -> No
 # --- helpers -------------------------------------------------------------------------------------------------
 
 
-_EVALS: dict = {}  # (model, weights, task, head) → per-item logit differences: a rerun check costs nothing
+EVALS = Memo("workshop logit differences", size=16)  # a rerun check costs nothing
 
 
 def _logit_diff(model, task: Task, head: tuple[int, int] | None = None) -> torch.Tensor:
     """Per-item logit differences of ``task``, clean or with ``head`` zero-ablated (``mask_heads``)."""
     if hooks_active(model):
         raise NotYet("run the check outside the `with mask_heads(...)` block: it needs the model without hooks")
-    key = (id(model), weights_fingerprint(model), task.content_hash(), head)
-    if key not in _EVALS:
+
+    def make():
         if head is None:
             ld = evaluate(model, task).logit_diff
         else:
@@ -219,10 +222,14 @@ def _logit_diff(model, task: Task, head: tuple[int, int] | None = None) -> torch
                 ld = evaluate(model, task).logit_diff
         if ld is None:
             raise ValueError(f"task {task.name!r} has no counterfactuals: the workshop needs a logit difference")
-        _EVALS[key] = ld
-        while len(_EVALS) > 16:
-            _EVALS.pop(next(iter(_EVALS)))
-    return _EVALS[key]
+        return ld
+
+    settings = {
+        "what": "workshop logit_diff",
+        "task": ids_fingerprint(model.tokenizer, task),
+        "head": head and [int(x) for x in head],
+    }
+    return EVALS.get(model, settings, make)
 
 
 def _check_task(task) -> None:

@@ -15,6 +15,7 @@ import torch
 
 from ..engine import hooks
 from ..engine.forward import final_resid
+from ..engine.progress import each
 from ..metrics import prompt_ids
 
 MODES = ("zero", "mean", "scale")
@@ -170,8 +171,9 @@ def steer(model, directions: dict, alpha: float):
 
 
 @torch.no_grad()
-def head_means(model, tasks, batch_size: int = 32) -> np.ndarray:
-    """(L, H, d_head): every head's ``hook_z`` averaged over all prompt positions of the tasks' items."""
+def head_means(model, tasks, batch_size: int = 32, progress: bool = True) -> np.ndarray:
+    """(L, H, d_head): every head's ``hook_z`` averaged over all prompt positions of the tasks' items (a progress
+    step per batch of ``batch_size`` prompts)."""
     from ..metrics import max_positions
     from ..tasks import as_task_list
 
@@ -190,7 +192,7 @@ def head_means(model, tasks, batch_size: int = 32) -> np.ndarray:
     L = len(model.blocks)
     total, count = None, 0
     pad = model.tokenizer.pad_token_id or 0
-    for s in range(0, len(rows), batch_size):
+    for s in each(range(0, len(rows), batch_size), "head means", progress):
         chunk = rows[s : s + batch_size]
         T = max(map(len, chunk))
         tokens = torch.tensor([r + [pad] * (T - len(r)) for r in chunk])

@@ -12,13 +12,16 @@ RULES = ("elbow", "top_k", "threshold")
 def elbow_count(sorted_desc: np.ndarray) -> int:
     """How many leading values of a descending curve form its head: those before the elbow, the point
     farthest from the chord between the curve's first and last points (Cognitive Mirrors' elbow; the
-    elbow itself is the first point of the flat tail). At least 1."""
+    elbow itself is the first point of the flat tail). At least 1, except for a curve of zeros (an empty one
+    too): no head does anything there, so none is selected (0)."""
     y = np.asarray(sorted_desc, dtype=np.float64)
     if y.ndim != 1 or not np.isfinite(y).all():
         raise ValueError(f"elbow_count() takes a 1-d curve of finite values, got shape {y.shape}")
     if (np.diff(y) > 0).any():
         raise ValueError("elbow_count() takes a descending curve: sort it first (np.sort(values)[::-1])")
     n = len(y)
+    if n == 0 or y[0] == y[-1] == 0:
+        return 0
     if n < 3 or y[0] == y[-1]:
         return n if n < 3 else 1
     x = np.arange(n, dtype=np.float64)
@@ -34,7 +37,8 @@ def select_heads(
 
     ``by``: "abs" ranks by |score| (the paper), "value" by the signed score (heads that help the task).
     ``rule``: "elbow" (the sorted curve's elbow), "top_k" (``k`` heads) or "threshold" (score ≥ ``threshold``).
-    Missing (NaN) heads are never selected.
+    Missing (NaN) heads are never selected; the elbow of an all-zero map (by "value": of a map with no
+    positive score) selects none.
     """
     if not isinstance(scores, HeadScores):
         raise TypeError(f"select_heads() takes HeadScores, not {type(scores).__name__}")
@@ -67,6 +71,6 @@ def select_from(values: np.ndarray, rule: str = "elbow", k=None, threshold=None,
             raise ValueError("rule='threshold' needs threshold=<score>")
         n = int((ranked >= check_threshold("threshold", threshold)).sum())
     else:
-        n = elbow_count(np.clip(ranked, 0, None) if by == "value" else ranked) if len(ranked) else 0
+        n = elbow_count(np.clip(ranked, 0, None) if by == "value" else ranked)
     H = m.shape[1]
     return [(int(i // H), int(i % H)) for i in order[:n]]

@@ -18,11 +18,14 @@ import torch
 
 from ..engine import hooks
 from ..engine.forward import device_of, gather_positions
+from ..engine.progress import bar as progress_bar
 from ..metrics import check_length, encode, from_logits, greedy_correct
-from ..results import HeadScores, refuse_tasks_as_scores
+from ..results import HeadScores, check_model, refuse_tasks_as_scores
 from ..tasks import Task, as_task_list
 from .interventions import steer
 from .selection import select_heads
+
+MAX_ALPHAS = 64  # strengths per sweep at most: each runs every task twice (once per held-out half)
 
 
 @torch.no_grad()
@@ -67,26 +70,29 @@ def directions(acts: torch.Tensor, correct: torch.Tensor, heads) -> dict:
 
 
 def steering_sweep(
-    model, scores: HeadScores, tasks, alphas=(1.0, 5.0, 10.0), k: int | None = None, seed: int = 0, by: str = "value"
+    model,
+    scores: HeadScores,
+    tasks,
+    alphas=(1.0, 5.0, 10.0),
+    k: int | None = None,
+    seed: int = 0,
+    by: str = "value",
+    cross_model: bool = False,
+    progress: bool = True,
 ):
     """Accuracy (greedy, held-out halves) and mean metric per task with its top heads steered by each α.
 
     Returns a DataFrame indexed by (task, alpha) with alpha = 0 the unsteered baseline, plus the k used.
     Tasks the model gets all right or all wrong on either half have no direction and are skipped (noted).
+    ``cross_model``: a map of another model (``results.check_model``) is refused unless True.
+    ``alphas``: distinct finite strengths, at most ``MAX_ALPHAS``; ``progress``: a step per forward pass.
     """
     import pandas as pd
-
-    from ..models import describe
 
     refuse_tasks_as_scores("steering_sweep", scores)
     if not isinstance(scores, HeadScores):
         raise TypeError(f"steering_sweep() takes HeadScores as scores=, not {type(scores).__name__}")
-    info = describe(model)
-    if (info.n_layers, info.n_heads) != scores.shape[1:]:
-        raise ValueError(
-            f"scores are of a {scores.shape[1]} × {scores.shape[2]} model ({scores.model.name}) but the model is "
-            f"{info.n_layers} × {info.n_heads}: steer with the map of this model"
-        )
+    check_model("steering_sweep()", scores, model, cross_model)
     try:
         alphas = list(alphas)
     except TypeError:
@@ -94,6 +100,13 @@ def steering_sweep(
     bad = [a for a in alphas if isinstance(a, bool) or not isinstance(a, numbers.Real) or not math.isfinite(a)]
     if bad or not alphas:
         raise ValueError(f"alphas must be a non-empty list of finite numbers, got {alphas!r}")
+    if len(alphas) > MAX_ALPHAS:
+        raise ValueError(
+            f"alphas holds {len(alphas)} strengths, at most {MAX_ALPHAS} (each runs every task twice): give fewer, "
+            "e.g. alphas=(1, 5, 10)"
+        )
+    if len(set(alphas)) != len(alphas):
+        raise ValueError(f"alphas={alphas!r} repeats a strength (each runs every task twice): give each α once")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     task_list = as_task_list(tasks)
@@ -102,26 +115,19 @@ def steering_sweep(
         raise ValueError(f"tasks {missing} are not in the scores ({scores.tasks}): score them first")
     rows = []
     gen = np.random.default_rng(seed)
+    bar = progress_bar(len(task_list) * (1 + 2 * len(alphas)), "steering", progress)  # a step per forward pass
     for task in task_list:
         heads = select_heads(scores, task.name, "elbow" if k is None else "top_k", k=k, by=by)
         correct, metric, acts = _run(model, task, heads)
+        bar.update(1)
         half = np.zeros(len(task), dtype=bool)
         half[gen.permutation(len(task))[: len(task) // 2]] = True
         halves = [torch.as_tensor(half), torch.as_tensor(~half)]
+        note = "" if heads else "no head selected (no positive score, or every score NaN): not steered"
         try:
-            dirs = [directions(acts[~h], correct[~h], heads) for h in halves]  # fitted on the other half
+            dirs = [directions(acts[~h], correct[~h], heads) for h in halves] if heads else []  # on the other half
         except ValueError:
-            rows.append(
-                {
-                    "task": task.name,
-                    "alpha": 0.0,
-                    "k": len(heads),
-                    "accuracy": correct.float().mean().item(),
-                    "metric": metric.mean().item(),
-                    "note": "all right or all wrong on a half: not steered",
-                }
-            )
-            continue
+            note = "all right or all wrong on a half: not steered"
         rows.append(
             {
                 "task": task.name,
@@ -129,14 +135,18 @@ def steering_sweep(
                 "k": len(heads),
                 "accuracy": correct.float().mean().item(),
                 "metric": metric.mean().item(),
-                "note": "",
+                "note": note,
             }
         )
+        if note:
+            bar.update(2 * len(alphas))  # its steered runs are skipped
+            continue
         for alpha in alphas:
             acc, met = torch.zeros(len(task), dtype=torch.bool), torch.zeros(len(task))
             for h, d in zip(halves, dirs):
                 c, m, _ = _run(model, task, [], d, alpha)
                 acc[h], met[h] = c[h], m[h]
+                bar.update(1)
             rows.append(
                 {
                     "task": task.name,
@@ -147,4 +157,5 @@ def steering_sweep(
                     "note": "",
                 }
             )
+    bar.close()
     return pd.DataFrame(rows).set_index(["task", "alpha"])

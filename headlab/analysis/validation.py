@@ -21,17 +21,33 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cache import weights_fingerprint
+from ..cache import Memo, ids_fingerprint
 from ..engine import budget
 from ..engine.forward import check_logits
+from ..engine.progress import bar as progress_bar
 from ..engine.progress import each
 from ..metrics import encode, evaluate
-from ..results import HeadScores, check_k, refuse_tasks_as_scores
+from ..results import HeadScores, check_k, check_model, refuse_tasks_as_scores
 from ..tasks import Task, as_task_list
 from .interventions import MODES, check_heads, head_means, mask_head_sets, mask_heads
 from .selection import select_heads
 
 KS = (1, 2, 4, 8, 16, 32, 64)  # the default curve: Cognitive Mirrors' 16 / 32 / 64 and the small k below
+# Random sets per k at most: each is a pass over the task. The band is mean ± std, and a std from n draws has a
+# relative standard error of about 1/√(2n): 2.2% at 1,000 draws, so more adds passes, not precision.
+MAX_DRAWS = 1000
+
+
+def check_draws(name: str, draws) -> int:
+    """``draws`` (or ``n_random``) as an int from 10 (a mean ± std) to ``MAX_DRAWS``; one line naming ``name``."""
+    if isinstance(draws, bool) or not isinstance(draws, numbers.Integral) or draws < 10:
+        raise ValueError(f"{name}={draws!r}: draw at least 10 random sets per k for a mean ± std")
+    if draws > MAX_DRAWS:
+        raise ValueError(
+            f"{name}={draws!r}: at most {MAX_DRAWS} random sets per k (each is a pass over the task; the band's std "
+            f"is within ~2% by {MAX_DRAWS}): use {name} ≤ {MAX_DRAWS}"
+        )
+    return int(draws)
 
 
 def _behaviour(model, task: Task) -> tuple[float, float]:
@@ -122,6 +138,8 @@ def validate(
     cross_task: bool = False,
     progress: bool = True,
     ks=None,
+    cache: bool = True,
+    cross_model: bool = False,
 ) -> Validation | Faithfulness:
     """Mask each task's top-k heads of ``scores`` (k = the elbow count when None) vs ``n_random`` (≥ 10)
     layer-matched random sets; ``mode`` as in ``mask_heads`` ("mean" uses the tasks' mean activations).
@@ -130,22 +148,32 @@ def validate(
     ratio = drop(top-k) / mean drop(random-k): how many times more the top heads matter.
 
     ``ks`` (e.g. ``KS``) instead of one k: the faithfulness curves along it, ``faithfulness(model, scores, tasks,
-    ks, draws=n_random, ...)`` (``scores`` may then be a dict label → HeadScores).
+    ks, draws=n_random, ...)`` (``scores`` may then be a dict label → HeadScores); ``cache`` as there.
+    ``cross_model``: a map of another model (``results.check_model``) is refused unless True.
     """
     import pandas as pd
 
-    from ..models import describe
-
     refuse_tasks_as_scores("validate", scores)
-    if isinstance(n_random, bool) or not isinstance(n_random, numbers.Integral) or n_random < 10:
-        raise ValueError(f"n_random={n_random!r}: draw at least 10 random sets for a mean ± std")
+    check_draws("n_random", n_random)
     if ks is not None:
         if k is not None or cross_task:
             given = "k=" if k is not None else "cross_task=True"
             raise ValueError(
                 f"validate() got ks= and {given}: ks= draws curves over many k; {given} is for one k's table"
             )
-        return faithfulness(model, scores, tasks, ks, draws=n_random, seed=seed, mode=mode, by=by, progress=progress)
+        return faithfulness(
+            model,
+            scores,
+            tasks,
+            ks,
+            draws=n_random,
+            seed=seed,
+            mode=mode,
+            by=by,
+            progress=progress,
+            cache=cache,
+            cross_model=cross_model,
+        )
     if not isinstance(scores, HeadScores):
         several = " (several maps: validate(..., ks=...) draws their curves)" if isinstance(scores, dict) else ""
         raise TypeError(f"validate() takes one HeadScores as scores=, not {type(scores).__name__}{several}")
@@ -159,13 +187,8 @@ def validate(
     missing = [t.name for t in task_list if t.name not in scores.tasks]
     if missing:
         raise ValueError(f"tasks {missing} are not in the scores ({scores.tasks}): score them first")
+    check_model("validate()", scores, model, cross_model)
     _, L, H = scores.shape
-    info = describe(model)
-    if (info.n_layers, info.n_heads) != (L, H):
-        raise ValueError(
-            f"scores are of a {L} × {H} model ({scores.model.name}) but the model is {info.n_layers} × "
-            f"{info.n_heads} ({info.name}): validate a map on the model it was computed on"
-        )
     usable = max_random_k(L, H)
     if k is not None:
         check_k("k", k, L * H)
@@ -177,19 +200,30 @@ def validate(
                 f"{how}, but a {L} × {H} model leaves only {L * H - len(top)} other heads for each random set: "
                 f"the largest usable k is {usable}"
             )
-    means = head_means(model, task_list) if mode == "mean" else None
+    means = head_means(model, task_list, progress=progress) if mode == "mean" else None
     rng = np.random.default_rng(seed)
-    clean = {t.name: _behaviour(model, t) for t in task_list}
-    rows = []
-    for task in each(task_list, "validate", progress):
+    bar = progress_bar(len(task_list) * (2 + n_random), "validate", progress)  # per task: clean, top-k, random
+    try:
+        clean = {}
+        for t in task_list:
+            clean[t.name] = _behaviour(model, t)
+            bar.update(1)
+        rows, rands = [], {}
+        for task in task_list:
+            with mask_heads(model, heads[task.name], mode, means=means):
+                top_masked = _behaviour(model, task)
+            bar.update(1)
+            rand = []
+            for _ in range(n_random):
+                with mask_heads(model, layer_matched_random(heads[task.name], L, H, rng), mode, means=means):
+                    rand.append(_behaviour(model, task))
+                bar.update(1)
+            rands[task.name] = (top_masked, np.array(rand))
+    finally:
+        bar.close()
+    for task in task_list:
         top = heads[task.name]
-        with mask_heads(model, top, mode, means=means):
-            m_top, a_top = _behaviour(model, task)
-        rand = []
-        for _ in range(n_random):
-            with mask_heads(model, layer_matched_random(top, L, H, rng), mode, means=means):
-                rand.append(_behaviour(model, task))
-        rand = np.array(rand)
+        (m_top, a_top), rand = rands[task.name]
         m0, a0 = clean[task.name]
         drop_top, drops = m0 - m_top, m0 - rand[:, 0]
         rows.append(
@@ -283,7 +317,7 @@ class Faithfulness:
         return "\n".join(lines)
 
 
-_CURVES: dict = {}  # (model, maps, task, settings) → one task's curves: faithfulness() asked twice recomputes nothing
+CURVES = Memo("faithfulness curves", size=64)  # one task's curves: faithfulness() asked twice recomputes nothing
 
 
 def check_ks(ks, n_layers: int, n_heads: int) -> tuple[int, ...]:
@@ -312,19 +346,22 @@ def faithfulness(
     mode: str = "zero",
     by: str = "value",
     progress: bool = True,
+    cache: bool = True,
+    cross_model: bool = False,
 ) -> Faithfulness:
     """Faithfulness curves of one or more maps: ``scores`` a HeadScores or a dict label → HeadScores (e.g.
     {"exact": ..., "attribution": ...}), ``tasks`` those to measure (each in every map). ``draws`` (≥ 10)
     layer-matched random sets per (task, k), matched to the first map's top k; ``mode`` "zero" or "mean"
-    (the tasks' mean activations); ``by`` ranks heads by signed value (default) or |value| ("abs")."""
+    (the tasks' mean activations); ``by`` ranks heads by signed value (default) or |value| ("abs").
+    ``cache``: each task's curves are kept in memory under the disk cache's rules (``cache.Memo``); False
+    recomputes them. ``cross_model``: a map of another model (``results.check_model``) is refused unless True."""
     from ..models import describe
 
     refuse_tasks_as_scores("faithfulness", scores)
     maps = {"scores": scores} if isinstance(scores, HeadScores) else scores
     if not isinstance(maps, dict) or not maps or not all(isinstance(v, HeadScores) for v in maps.values()):
         raise TypeError("faithfulness() takes HeadScores, or a dict label → HeadScores, as scores=")
-    if isinstance(draws, bool) or not isinstance(draws, numbers.Integral) or draws < 10:
-        raise ValueError(f"draws={draws!r}: draw at least 10 random sets per k for a mean ± std")
+    check_draws("draws", draws)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if mode not in ("zero", "mean"):
@@ -332,28 +369,46 @@ def faithfulness(
     info = describe(model)
     L, H = info.n_layers, info.n_heads
     for label, s in maps.items():
-        if s.shape[1:] != (L, H):
-            raise ValueError(
-                f"map {label!r} is of a {s.shape[1]} × {s.shape[2]} model, the model is {L} × {H}: measure a map "
-                "on the model it was computed on"
-            )
+        check_model("faithfulness()", s, model, cross_model, label=f"scores[{label!r}]")
     ks = check_ks(ks, L, H)
     task_list = as_task_list(tasks)
     for label, s in maps.items():
         missing = [t.name for t in task_list if t.name not in s.tasks]
         if missing:
             raise ValueError(f"map {label!r} does not score tasks {missing}: score them first")
-    means = head_means(model, task_list) if mode == "mean" else None
-    fingerprint = weights_fingerprint(model)
+    if not isinstance(cache, bool):
+        raise ValueError(f"cache must be True or False, got {cache!r}")
+    means = head_means(model, task_list, progress=progress) if mode == "mean" else None
+    # the means are of every task given: in mean mode a task's curves depend on the whole set
+    of_means = [ids_fingerprint(model.tokenizer, t) for t in task_list] if mode == "mean" else None
+    n_sets = 1 + len(ks) * (len(maps) + draws)  # the clean run, then per k each map's top k and the random sets
+    passes = [-(-n_sets // _sets_per_pass(model, task)) for task in task_list]
+    bar = progress_bar(sum(passes), "faithfulness", progress)  # a step per stacked pass, a kept task's at once
     curves = []
-    for task in each(task_list, "faithfulness", progress):
-        digest = hashlib.blake2b(digest_size=16)
-        for label, s in maps.items():
-            digest.update(label.encode() + s[task.name].tobytes())
-        key = (id(model), fingerprint, task.content_hash(), digest.hexdigest(), ks, int(draws), int(seed), mode, by)
-        if key not in _CURVES:
-            _CURVES[key] = _task_curves(model, maps, task, ks, draws, seed, mode, by, means)
-        curves.append(_CURVES[key])
+    try:
+        for task, n_passes in zip(task_list, passes):
+            digest = hashlib.blake2b(digest_size=16)
+            for label, s in maps.items():
+                digest.update(label.encode() + s[task.name].tobytes())
+            settings = {
+                "what": "faithfulness",
+                "task": ids_fingerprint(model.tokenizer, task),
+                "maps": digest.hexdigest(),
+                "ks": list(ks),
+                "draws": int(draws),
+                "seed": int(seed),
+                "mode": mode,
+                "by": by,
+                "means_of": of_means,
+            }
+            before = bar.n
+            make = lambda task=task: _task_curves(  # noqa: E731
+                model, maps, task, ks, draws, seed, mode, by, means, bar.update
+            )
+            curves.append(CURVES.get(model, settings, make, cache))
+            bar.update(n_passes - (bar.n - before))  # kept from an earlier call: its passes at once
+    finally:
+        bar.close()
     stack = lambda i, axis: np.stack([c[i] for c in curves], axis)  # noqa: E731
     return Faithfulness(
         list(maps),
@@ -369,28 +424,35 @@ def faithfulness(
     )
 
 
-def _task_curves(model, maps: dict, task: Task, ks, draws: int, seed: int, mode: str, by: str, means):
-    """One task: clean metric and accuracy, (M, K) per map, (K, draws) random — all sets in stacked passes."""
+def _task_curves(model, maps: dict, task: Task, ks, draws: int, seed: int, mode: str, by: str, means, advance=None):
+    """One task: clean metric and accuracy, (M, K) per map, (K, draws) random — all sets in stacked passes
+    (``advance()`` after each)."""
     L, H = len(model.blocks), model.cfg.n_heads
     rng = np.random.default_rng([seed, zlib.crc32(task.name.encode())])  # a task's draws do not depend on the others
     sets = []
     for k in ks:
         tops = [select_heads(s, task.name, "top_k", k=k, by=by) for s in maps.values()]
         sets += tops + [layer_matched_random(tops[0], L, H, rng) for _ in range(draws)]
-    metric, accuracy = _masked_behaviour(model, task, [[]] + sets, mode, means)
+    metric, accuracy = _masked_behaviour(model, task, [[]] + sets, mode, means, advance)
     per_k = len(maps) + draws
     m, a = metric[1:].reshape(len(ks), per_k), accuracy[1:].reshape(len(ks), per_k)
     M = len(maps)
     return metric[0], accuracy[0], m[:, :M].T, a[:, :M].T, m[:, M:], a[:, M:]
 
 
-def _masked_behaviour(model, task: Task, sets: list, mode: str, means) -> tuple[np.ndarray, np.ndarray]:
+def _sets_per_pass(model, task: Task) -> int:
+    """Head sets one stacked pass over ``task``'s items holds (the token budget of a no-grad pass)."""
+    T = int(encode(task, model.tokenizer, "logprob", warn=False).tokens.shape[1])
+    return max(1, budget.tokens(model, "exact", length=T) // (len(task) * T))
+
+
+def _masked_behaviour(model, task: Task, sets: list, mode: str, means, advance=None) -> tuple[np.ndarray, np.ndarray]:
     """(mean metric, greedy accuracy) per head set (len(sets),), as ``_behaviour`` under ``mask_heads``: the
-    sets run as stacked copies of the task's items, as many per pass as the token budget holds."""
+    sets run as stacked copies of the task's items, as many per pass as the token budget holds (``advance()``
+    after each pass)."""
     check_logits(model)  # proves the readout once, outside the stacked hooks
     n = len(task)
-    T = int(encode(task, model.tokenizer, "logprob", warn=False).tokens.shape[1])
-    per_pass = max(1, budget.tokens(model, "exact", length=T) // (n * T))
+    per_pass = _sets_per_pass(model, task)
     metric, accuracy = [], []
     for start in range(0, len(sets), per_pass):
         chunk = sets[start : start + per_pass]
@@ -399,4 +461,6 @@ def _masked_behaviour(model, task: Task, sets: list, mode: str, means) -> tuple[
         values = ev.logit_diff if ev.logit_diff is not None else ev.logprob
         metric.append(values.double().view(len(chunk), n).mean(1).numpy())
         accuracy.append(ev.correct.double().view(len(chunk), n).mean(1).numpy())
+        if advance is not None:
+            advance()
     return np.concatenate(metric), np.concatenate(accuracy)

@@ -109,20 +109,32 @@ def probe_tokens(model, n: int = 2, length: int = 7) -> torch.Tensor:
     return (torch.arange(n * length).view(n, length) * 7 + 3) % min(V, 250) + 1
 
 
+def structure(model) -> tuple:
+    """What a proof of a fast path holds for: the model's dtype and its whole config (``cache.config_fingerprint``),
+    so a config edited in place (a softcap, a window) is proven again."""
+    from ..models import config_fingerprint
+
+    return next(model.parameters()).dtype, config_fingerprint(model)
+
+
 def proven_once(model, name: str, prove) -> bool:
-    """``prove(model)``'s verdict for this model and its current dtype, computed once and kept on the model."""
-    dtype = next(model.parameters()).dtype
+    """``prove(model)``'s verdict for this model's structure (dtype and config), computed once and kept on the
+    model; never kept while hooks are on it (a proof then proves the hooked model)."""
     known = model.__dict__.setdefault(f"_headlab_{name}", {})
-    if dtype not in known:
-        known[dtype] = prove(model)
-    return known[dtype]
+    key = structure(model)
+    if key not in known:
+        verdict = prove(model)
+        if hooks.hooks_active(model):
+            return verdict
+        known[key] = verdict
+    return known[key]
 
 
 def check_logits(model) -> None:
     """Prove once per model (and dtype) that ``logits(final_resid(...))`` equals the model's own forward;
     raise ``UnsupportedModel`` naming the difference otherwise."""
-    dtype = next(model.parameters()).dtype
-    if getattr(model, "_headlab_logits_ok", None) == dtype:
+    dtype, key = next(model.parameters()).dtype, structure(model)
+    if getattr(model, "_headlab_logits_ok", None) == key:
         return
     tokens = probe_tokens(model)
     with torch.no_grad():
@@ -134,7 +146,7 @@ def check_logits(model) -> None:
             f"softcap) differs from the model's own logits by {float((ours.float() - own.float()).abs().max()):.3g}: "
             "its output has a step headlab does not know, so its maps would be wrong"
         )
-    model._headlab_logits_ok = dtype
+    model._headlab_logits_ok = key
 
 
 def gather_positions(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:

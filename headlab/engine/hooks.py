@@ -15,3 +15,10 @@ def z(layer: int) -> str:
 
 def pattern(layer: int) -> str:
     return PATTERN.format(layer=layer)
+
+
+def hooks_active(model) -> bool:
+    """Whether any hook is on one of the model's hook points (``mask_heads``, ``steer``, ``model.hooks(...)``,
+    ``add_hook``): then the model computes something else than its weights say."""
+    points = getattr(model, "hook_dict", {}).values()
+    return any(p._forward_hooks or p._forward_pre_hooks or p._backward_hooks for p in points)

@@ -28,7 +28,7 @@ def watching(callback, model=None, stop=None):
     With ``model`` and ``stop`` (a callable → bool), ``stop()`` is also asked before each of the model's
     blocks runs in this thread, and True raises ``Cancelled``: a stop takes effect within one block's time.
     The check is a plain PyTorch pre-hook on the block modules, not on a hook point, so it changes nothing
-    the model computes (and ``cache.hooks_active`` does not see it)."""
+    the model computes (and ``hooks.hooks_active`` does not see it)."""
     before = getattr(_local, "callback", None)
     _local.callback = callback
     me, handles = threading.get_ident(), []

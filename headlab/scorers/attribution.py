@@ -36,7 +36,7 @@ import torch
 from ..engine import budget, packing
 from ..engine.forward import at_positions, device_of, final_resid, frozen, interpolate_z, keep_z, z_of
 from ..engine.packing import Pack, Run, Trie
-from ..engine.progress import each
+from ..engine.progress import bar as progress_bar
 from ..metrics import Encoded, metric_at
 from .base import ABLATION_VARIANTS, Scorer, TaskResult, TaskSize, register
 from .batching import item_batches, mean_z
@@ -44,6 +44,10 @@ from .layer_path import layer_path_cost, layer_points
 
 PACKED_TOKEN_BUDGET = budget.CAPS["packed"]  # per packed forward + backward on a CPU (fewer, fuller: measured)
 PADDED_TOKEN_BUDGET = budget.CAPS["padded"]  # per right-padded one on a CPU: larger were slower (measured)
+# Integrated-gradient points at most: each is one more forward + backward. On the embedded model m = 1 is 13× and
+# m = 16 7.4× cheaper than exact ablation (docs/measured.md), so a point adds ≈ 0.4% of exact's time: by m ≈ 240 the
+# estimate costs what exact ablation, the value it estimates, costs. The completeness test runs 64.
+MAX_STEPS = 256
 
 
 @register
@@ -93,7 +97,8 @@ def path_cost(size: TaskSize, n_layers: int, screens: list[int]) -> float:
 
 
 def check_steps(method: str, options: dict, defaults: dict) -> dict:
-    """``options`` with ``defaults`` filled in; ``steps`` a whole number ≥ 1 (one-line ValueError)."""
+    """``options`` with ``defaults`` filled in; ``steps`` a whole number from 1 to ``MAX_STEPS`` (one-line
+    ValueError)."""
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         raise ValueError(f"unknown {method} option(s) {unknown}: choose from {sorted(defaults)}")
@@ -103,6 +108,12 @@ def check_steps(method: str, options: dict, defaults: dict) -> dict:
         raise ValueError(
             f"{method} option steps={steps!r}: give the number of integrated-gradient points, a whole number "
             "≥ 1 (1: plain attribution)"
+        )
+    if steps > MAX_STEPS:
+        raise ValueError(
+            f"{method} option steps={steps!r}: at most {MAX_STEPS} integrated-gradient points (each is one more "
+            "forward and backward pass; by about 240 the estimate costs what exact ablation costs on the embedded "
+            f"model): use steps ≤ {MAX_STEPS}, or method='ablation' for the exact values"
         )
     out["steps"] = int(steps)
     return out
@@ -166,16 +177,22 @@ def attribute_screens(model, jobs: list[tuple[Encoded, str]], batch_size, progre
         plan += [(pooled.subset(idx), owner[idx], local[idx], width) for idx in batches]
     ablations = sorted({abl for _, abl in jobs})
     step = packed_step if packed else padded_step
-    with frozen(model):
-        for sub, owner, local, width in each(plan, f"attribution/{'+'.join(ablations)}", progress):
-            owners = owner.unique().tolist()
-            kinds = {j: jobs[j][1] for j in owners}
-            metric, per_screen = step(model, sub, owner, kinds, means, width, screens)
-            for out, per_head in zip(outs, per_screen):
-                for j in owners:
-                    rows = (owner == j).numpy()
-                    out[j][0][local[rows].numpy()] = per_head[rows]
-                    out[j][1][local[rows].numpy()] = metric[rows]
+    points = len(path_points(screens))
+    desc = f"attribution/{'+'.join(ablations)}" + (f" · {points} points" if points > 1 else "")
+    bar = progress_bar(len(plan) * points, desc, progress)  # a step per batch and path point
+    try:
+        with frozen(model):
+            for sub, owner, local, width in plan:
+                owners = owner.unique().tolist()
+                kinds = {j: jobs[j][1] for j in owners}
+                metric, per_screen = step(model, sub, owner, kinds, means, width, screens, bar.update)
+                for out, per_head in zip(outs, per_screen):
+                    for j in owners:
+                        rows = (owner == j).numpy()
+                        out[j][0][local[rows].numpy()] = per_head[rows]
+                        out[j][1][local[rows].numpy()] = metric[rows]
+    finally:
+        bar.close()
     return outs
 
 
@@ -190,11 +207,12 @@ def path_points(screens: list[int]) -> list[float]:
     return sorted({alpha for steps in screens for alpha in alphas(steps)})
 
 
-def integrated(run, ablated: list[torch.Tensor], screens: list[int]):
+def integrated(run, ablated: list[torch.Tensor], screens: list[int], advance=None):
     """The path integrals shared by both layouts. ``run(fwd_hooks)`` runs the model's gradient pass under the
     hooks and returns the per-item metric; ``ablated[l]`` is layer l's z_ablated in the run's layout.
     Returns the clean metric and, per screen (its ``steps`` m), per layer Σ_k (z − z_ablated) · ∂metric/∂z̃ / m
-    over the last axis (the run's layout without d_head), in float32; a point shared by screens runs once."""
+    over the last axis (the run's layout without d_head), in float32; a point shared by screens runs once.
+    ``advance()`` is called after each point (the progress bar)."""
     L = len(ablated)
     totals, metric = [[None] * L for _ in screens], None
     for alpha in path_points(screens):
@@ -210,10 +228,12 @@ def integrated(run, ablated: list[torch.Tensor], screens: list[int]):
             term = ((live[layer] - ablated[layer]).float() * grad.float()).sum(-1)
             for total in on_path:
                 total[layer] = term if total[layer] is None else total[layer] + term
+        if advance is not None:
+            advance()
     return metric, [[t / steps if steps > 1 else t for t in total] for steps, total in zip(screens, totals)]
 
 
-def padded_step(model, sub: Encoded, owner, kinds: dict, means, width=0, screens=(1,)):
+def padded_step(model, sub: Encoded, owner, kinds: dict, means, width=0, screens=(1,), advance=None):
     """One right-padded batch: metric (b,) and, per screen, Σ_pos,d (z − z_ablated) · ∂metric/∂z (b, L, H),
     numpy, integrated over its ``steps`` path points."""
     L = len(model.blocks)
@@ -236,7 +256,7 @@ def padded_step(model, sub: Encoded, owner, kinds: dict, means, width=0, screens
         resid = final_resid(model, sub.tokens[:, :T], fwd_hooks)
         return metric_at(model, at_positions(resid, sub.read_pos), sub)
 
-    metric, per_screen = integrated(run, ablated, screens)
+    metric, per_screen = integrated(run, ablated, screens, advance)
     per_head = [torch.stack([t.sum(1) for t in per_layer], 1).cpu().numpy() for per_layer in per_screen]  # Σ positions
     return metric.cpu().numpy(), per_head
 
@@ -248,7 +268,7 @@ def z_zeros(model, layer: int, lead: tuple) -> torch.Tensor:
     return torch.zeros((*lead, model.cfg.n_heads, model.cfg.d_head), dtype=param.dtype, device=param.device)
 
 
-def packed_step(model, sub: Encoded, owner, kinds: dict, means, width: int, screens=(1,)):
+def packed_step(model, sub: Encoded, owner, kinds: dict, means, width: int, screens=(1,), advance=None):
     """``padded_step`` on a packed batch (see ``engine.packing``): items share rows without padding.
 
     A resampled item's z − z_cf is exactly 0 before its first differing token (its counterfactual shares that
@@ -310,7 +330,7 @@ def packed_step(model, sub: Encoded, owner, kinds: dict, means, width: int, scre
         x = out.resid.flatten(0, 1)[pack.slots(sub.read_pos).to(out.resid.device)]  # (n, P, d)
         return metric_at(model, x, sub)
 
-    metric, per_screen = integrated(clean_run, ablated, screens)
+    metric, per_screen = integrated(clean_run, ablated, screens, advance)
     item = torch.where(pack.owner >= 0, pack.owner, n).flatten()  # empty slots → row n
     out = []
     for per_layer in per_screen:

@@ -46,6 +46,7 @@ class Job:
     metric: str | None
     enc: Encoded | None = None  # the task encoded for ``metric`` (scorers that use a metric)
     partial: Path | None = None  # where a resumable scorer keeps its partial sweep (None: no cache)
+    folder: Path | None = None  # the cache folder of this score() call (None: cache off or hooks active)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,6 @@ from ..engine import hooks
 from ..engine.forward import device_of, final_resid, unembed_at
 from ..engine.progress import bar as progress_bar
 from ..metrics import Encoded, check_length, encode
-from ..models import describe
 from ..tasks import Task
 from .base import Scorer, TaskResult, register
 from .batching import item_batches
@@ -47,14 +46,19 @@ from .batching import item_batches
 DEFAULTS = {"seeds": [0, 1, 2], "steps": 100, "lr": 0.1, "lam": 0.05, "init": 3.0, "noise": 1.0}
 CLIP = 5.0  # |g| beyond which the regulariser stops pushing (gates 0.0067 / 0.9933)
 FITS = ("free", "keep", "remove")
+# Bounds on the work (3 fits × seeds × steps forward + backward passes over the task). Adam moves g by about lr per
+# step, so at the default lr 0.1 a gate crosses the regulariser's whole range (±CLIP) in ~100 steps, the default;
+# 10,000 steps is 100 times that. 100 seeds resolve a head's Always / Any frequency to 1%.
+MAX_STEPS = 10_000
+MAX_SEEDS = 100
 ROLES = ("facilitating", "interfering", "irrelevant")
-_RECENT: dict = {}  # the last few fits in this process, keyed by (model, task content, options, batch_size)
 
 
 def check_options(**options) -> dict:
     """Validate gating options and fill in ``DEFAULTS``; a plain JSON-serialisable dict.
 
-    seeds: distinct non-negative ints (one fit triple each); steps: Adam steps per fit; lr: Adam learning
+    seeds: distinct non-negative ints (one fit triple each, at most ``MAX_SEEDS``); steps: Adam steps per fit (at
+    most ``MAX_STEPS``); lr: Adam learning
     rate on g; lam: regulariser strength (> 0); init: mean initial g; noise: std of the initial noise on g.
     """
     unknown = sorted(set(options) - set(DEFAULTS))
@@ -64,6 +68,11 @@ def check_options(**options) -> dict:
     seeds = out["seeds"]
     if isinstance(seeds, Integral) and not isinstance(seeds, bool):
         seeds = [seeds]
+    if isinstance(seeds, (list, tuple, range)) and len(seeds) > MAX_SEEDS:
+        raise ValueError(
+            f"gating option seeds holds {len(seeds)} seeds, at most {MAX_SEEDS} (each is 3 fits of `steps` passes; "
+            f"{MAX_SEEDS} resolve a head's frequency to 1%): give fewer, e.g. seeds=[0, 1, 2]"
+        )
     if (
         not isinstance(seeds, (list, tuple, range))
         or not seeds
@@ -75,6 +84,11 @@ def check_options(**options) -> dict:
     steps = out["steps"]
     if not isinstance(steps, Integral) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"gating option steps must be a positive int, got {steps!r}")
+    if steps > MAX_STEPS:
+        raise ValueError(
+            f"gating option steps={steps!r}: at most {MAX_STEPS} Adam steps per fit (a gate crosses its whole range "
+            f"in ~100 at lr=0.1; each step is a forward and backward pass): use steps ≤ {MAX_STEPS}, or a larger lr"
+        )
     out["steps"] = int(steps)
     for name, positive in (("lr", True), ("lam", True), ("init", False), ("noise", False)):
         value = out[name]
@@ -122,24 +136,20 @@ class GateFits:
 
 
 def gate_fits(
-    model, task: Task, batch_size: int | None = None, progress: bool = True, cache=False, **options
+    model, task: Task, batch_size: int | None = None, progress: bool = True, cache=True, **options
 ) -> GateFits:
     """Fit free, keep and remove gates for every seed on ``task``; ``options`` as in ``check_options``.
 
     ``batch_size``: sequences per forward pass (default: as many as fit ``engine.budget.tokens`` tokens).
-    ``cache``: as in ``score()`` (True: ``$HEADLAB_CACHE/scores``, or a folder): the fits are read from and
-    written to ``{key}.fits.npz`` there (keyed like a score: model weights, tokenizer, task, options), so a
-    notebook rerun reads them instead of refitting; off (False) by default.
+    ``cache``: as in ``score()`` (True: ``$HEADLAB_CACHE/scores``, a folder, or False): the fits are read from
+    and written to ``{key}.fits.npz`` there (keyed like a score: weights, config, tokenizer, the task's ids,
+    options), so a notebook rerun, or a call after ``score(method="gating")`` (which writes them too), reads
+    them instead of refitting. Under ``cache=False``, or while hooks are on the model, they are always fitted.
     """
     if not isinstance(task, Task):
         raise TypeError(f"gate_fits() takes one Task, not {type(task).__name__}")
     opts = check_options(**options)
-    key = (id(model), task.content_hash(), json.dumps(opts, sort_keys=True), batch_size)
     path = _fits_path(model, task, opts, cache)
-    if key in _RECENT:  # e.g. score(method="gating") just fitted these: don't fit twice
-        if path is not None and not path.is_file():
-            _save_fits(path, _RECENT[key])
-        return _RECENT[key]
     if path is not None:
         fits = _load_fits(path, task, opts, (len(model.blocks), model.cfg.n_heads))
         if fits is not None:
@@ -173,9 +183,6 @@ def gate_fits(
     fits = GateFits(
         task.name, opts["seeds"], opts, gates["free"], gates["keep"], gates["remove"], nll, clean.astype(np.float32)
     )
-    _RECENT[key] = fits
-    while len(_RECENT) > 8:
-        _RECENT.pop(next(iter(_RECENT)))
     if path is not None:
         _save_fits(path, fits)
     return fits
@@ -184,9 +191,9 @@ def gate_fits(
 def _fits_path(model, task: Task, opts: dict, cache):
     """Where ``gate_fits`` keeps these fits on disk, or None (no cache, or hooks on the model)."""
     folder = disk.folder(cache)
-    if folder is None or disk.hooks_active(model):
+    if folder is None or hooks.hooks_active(model):
         return None
-    key = disk.task_key(model, describe(model), task.content_hash(), {"method": "gating-fits", "options": opts})
+    key = disk.task_key(model, task, {"method": "gating-fits", "options": opts})
     return folder / f"{key}.fits.npz"
 
 
@@ -231,16 +238,17 @@ class Gating(Scorer):
 
     def run(self, model, jobs, options, batch_size, progress):
         return [
-            TaskResult(*gate_scores(model, job.task, batch_size=batch_size, progress=progress, **options))
+            TaskResult(*gate_scores(model, job.task, batch_size, progress, job.folder or False, **options))
             for job in jobs
         ]
 
 
-def gate_scores(model, task: Task, batch_size: int | None = None, progress: bool = True, **options):
+def gate_scores(model, task: Task, batch_size: int | None = None, progress: bool = True, cache=False, **options):
     """What ``score(method="gating")`` stores: per-seed scores (n_seeds, n_layers, n_heads) — the
     "examples" axis of ``HeadScores.per_example`` is the seeds — and the clean per-item mean answer-token
-    log-prob (n_items,), whose mean becomes ``HeadScores.baseline``."""
-    fits = gate_fits(model, task, batch_size=batch_size, progress=progress, **options)
+    log-prob (n_items,), whose mean becomes ``HeadScores.baseline``. ``cache``: score()'s folder, where the fits
+    are kept for ``gate_fits``."""
+    fits = gate_fits(model, task, batch_size=batch_size, progress=progress, cache=cache, **options)
     return fits.score().astype(np.float32), fits.clean
 
 

@@ -30,6 +30,7 @@ from torch import nn
 
 from ..engine import hooks
 from ..engine.forward import final_resid
+from ..engine.progress import bar as progress_bar
 from ..engine.progress import each
 from ..metrics import answer_ids, max_positions, prompt_ids
 from ..tasks import Task
@@ -38,7 +39,10 @@ from .base import Scorer, TaskResult, register
 POOLS = ("mean", "first", "last")
 PROBES = ("mlp", "logistic")
 LOGISTIC_STEPS = 300  # Adam steps of each fold's one-vs-rest logistic probes
-_STEP_TIMES = weakref.WeakKeyDictionary()  # model → {(probe, n_train, classes): (a fit's set-up, one step) in s}
+_STEP_TIMES = weakref.WeakKeyDictionary()  # model → {(probe, n_train, C, L, H, d): (set-up, step) s}: timings
+# Epochs at most: 16 s a fold at the default 20 on the embedded model's 384 CogQA items (docs/measured.md, held-out
+# accuracy already 99.7%), so 1,000 is about 13 minutes a fold, over an hour for five folds.
+MAX_EPOCHS = 1000
 DEFAULTS = {"probe": "mlp", "pool": "mean", "folds": 5, "seed": 0, "epochs": 20, "lr": 1e-4, "max_answer_tokens": 16}
 
 
@@ -169,7 +173,8 @@ class CogProbe(nn.Module):
         return self.mlp(self.features(x).flatten(1))
 
 
-def _fit_mlp(x, y, n_classes, epochs, lr, seed):
+def _fit_mlp(x, y, n_classes, epochs, lr, seed, advance=None):
+    """The MLP probe trained ``epochs`` epochs (batches of 32); ``advance()`` after each epoch (progress)."""
     torch.manual_seed(seed)
     _, L, H, d = x.shape
     probe = CogProbe(L, H, d, n_classes)
@@ -185,6 +190,8 @@ def _fit_mlp(x, y, n_classes, epochs, lr, seed):
             opt.zero_grad()
             loss.backward()
             opt.step()
+        if advance is not None:
+            advance()
     return probe.eval()
 
 
@@ -200,12 +207,17 @@ def _mlp_crossfit(acts: HeadActivations, fold, epochs, lr, seed, progress):
     n_classes = len(acts.classes)
     importance = torch.zeros(acts.x.shape[:3])
     pred = torch.zeros(len(acts.y), dtype=torch.long)
-    for f in each(range(fold.max() + 1), "probe folds", progress):
-        tr, te = torch.as_tensor(fold != f), torch.as_tensor(fold == f)
-        x_tr, x_te = _standardize(acts.x[tr], acts.x[te])
-        with torch.random.fork_rng():
-            probe = _fit_mlp(x_tr, acts.y[tr], n_classes, epochs, lr, seed + f)
-        importance[te], pred[te] = grad_x_activation(probe, x_te, acts.y[te])
+    folds = int(fold.max()) + 1
+    bar = progress_bar(folds * epochs, f"probe folds · {epochs} epochs", progress)  # a step per fold and epoch
+    try:
+        for f in range(folds):
+            tr, te = torch.as_tensor(fold != f), torch.as_tensor(fold == f)
+            x_tr, x_te = _standardize(acts.x[tr], acts.x[te])
+            with torch.random.fork_rng():
+                probe = _fit_mlp(x_tr, acts.y[tr], n_classes, epochs, lr, seed + f, bar.update)
+            importance[te], pred[te] = grad_x_activation(probe, x_te, acts.y[te])
+    finally:
+        bar.close()
     return importance, pred
 
 
@@ -255,6 +267,11 @@ def check_options(**options) -> dict:
         if isinstance(opts[name], bool) or not isinstance(opts[name], Integral) or opts[name] < 1:
             raise ValueError(f"probe option {name} must be a positive int, got {opts[name]!r}")
         opts[name] = int(opts[name])
+    if opts["epochs"] > MAX_EPOCHS:
+        raise ValueError(
+            f"probe option epochs={opts['epochs']}: at most {MAX_EPOCHS} (about 13 minutes a fold on the embedded "
+            f"model; the default is {DEFAULTS['epochs']}): use epochs ≤ {MAX_EPOCHS}"
+        )
     if opts["folds"] < 2:
         raise ValueError(f"probe option folds must be ≥ 2 (cross-fitting needs a held-out fold), got {opts['folds']}")
     seed = opts["seed"]
@@ -302,7 +319,7 @@ class Probe(Scorer):
             x = torch.randn(128, L, H, d)  # one epoch over 32 · s items is s steps of batch 32
             fit = lambda steps: _fit_mlp(x[: 32 * steps], torch.arange(32 * steps) % C, C, 1, opts["lr"], 0)  # noqa: E731
             steps = opts["epochs"] * -(-n_train // 32)
-        times, key = _STEP_TIMES.setdefault(model, {}), (opts["probe"], n_train, C)
+        times, key = _STEP_TIMES.setdefault(model, {}), (opts["probe"], n_train, C, L, H, d)
         if key not in times:  # timed once per model and shape, as ``scoring.throughput`` times its pass
             with torch.enable_grad():
                 took = []

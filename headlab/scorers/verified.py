@@ -31,7 +31,7 @@ import numbers
 import numpy as np
 
 from .ablation import ablate, sweep_cost
-from .attribution import attribute_screens, check_steps, path_cost
+from .attribution import MAX_STEPS, attribute_screens, check_steps, path_cost, path_points
 from .base import ABLATION_VARIANTS, Scorer, TaskResult, register
 
 Z95 = 1.96  # half-width of the screen's 95% interval, in standard errors
@@ -58,6 +58,12 @@ class Verified(Scorer):
         screens = [c["steps"] for c in checked]
         if not screens or len(set(screens)) != len(screens):
             raise ValueError(f"verified option steps={steps!r}: give distinct screens, e.g. [1, 2], or one int")
+        points = len(path_points(screens))
+        if points > MAX_STEPS:
+            raise ValueError(
+                f"verified option steps={steps!r}: these screens run {points} distinct path points, at most "
+                f"{MAX_STEPS} (each is a forward and backward pass): give fewer or smaller screens, e.g. [1, 2]"
+            )
         out = {**checked[0], "steps": screens if len(screens) > 1 else screens[0]}
         for name in ("k", "candidates"):
             value = out[name]
@@ -80,6 +86,7 @@ class Verified(Scorer):
 
     def run(self, model, jobs, options, batch_size, progress):
         """Screens every task in one pooled run, then verifies and yields the tasks one by one."""
+        check_counts(options, len(model.blocks), model.cfg.n_heads)
         encoded = [(job.enc, job.ablation) for job in jobs]
         screens = attribute_screens(model, encoded, batch_size, progress, screens_of(options))
         for j, job in enumerate(jobs):
@@ -94,6 +101,18 @@ class Verified(Scorer):
             found = disagreements(screen.mean(0), per_example.mean(0), chosen)
             params = {"disagreements": {job.task.name: found}, "n_verified": {job.task.name: int(chosen.sum())}}
             yield TaskResult(per_example, exact.baseline, params, verified=chosen)
+
+
+def check_counts(options: dict, n_layers: int, n_heads: int) -> None:
+    """Refuse ``candidates`` above the model's head count before anything runs: it would verify every head (exact
+    ablation's whole sweep after the screens), not the K the call asks for. (``k`` is a rank, capped at the head
+    count by ``candidates``: its default 20 exceeds a small model's heads.)"""
+    heads, fixed = n_layers * n_heads, options["candidates"]
+    if fixed is not None and fixed > heads:
+        raise ValueError(
+            f"verified option candidates={fixed!r} is more than the {heads} heads of this {n_layers} × {n_heads} "
+            f"model: give at most {heads} (every head verified is method='ablation', without the screens)"
+        )
 
 
 def screens_of(options: dict) -> list[int]:

@@ -9,14 +9,43 @@ standard deviation (shaded) — a map is faithful where its line falls well belo
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
+from ..analysis.validation import Faithfulness
 from .plot import HeadlabFigure
 
 RANDOM = "0.55"  # colour of the random-k band
 
 
+def check_curves(fn: str, curves) -> Faithfulness:
+    """``curves`` if it is ``faithfulness``'s result; else one TypeError saying how to compute the curves."""
+    if isinstance(curves, Faithfulness):
+        return curves
+    kind = type(curves).__name__
+    what = {"HeadScores": "a map (HeadScores)", "Validation": "validate()'s one-k table (Validation)"}.get(kind, kind)
+    if isinstance(curves, (list, tuple, dict)):
+        what = f"a {kind} of {type(next(iter(curves), None)).__name__}" if len(curves) else f"an empty {kind}"
+    raise TypeError(
+        f"{fn}() draws faithfulness curves, not {what}: compute them first with headlab.faithfulness(model, scores, "
+        "tasks) (or headlab.validate(model, scores, tasks, ks=...))"
+    )
+
+
+def check_size(name: str, value) -> tuple[float, float]:
+    """``value`` as (width, height) in inches, two positive finite numbers; one-line ValueError naming ``name``."""
+    ok = isinstance(value, (tuple, list)) and len(value) == 2
+    ok = ok and all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    if not ok or min(value) <= 0:
+        raise ValueError(f"{name} must be (width, height) in inches, two positive numbers, got {value!r}")
+    return float(value[0]), float(value[1])
+
+
 def _task_index(curves, task) -> int:
+    if task is not None and not isinstance(task, str):
+        raise TypeError(f"task= is a task's name, one of {curves.tasks}, not {type(task).__name__} {task!r}")
     if task is None:
         if len(curves.tasks) != 1:
             raise ValueError(
@@ -51,8 +80,9 @@ def _draw(ax, curves, t: int, accuracy: bool, legend: bool) -> None:
 
 def faithfulness_plot(curves, task=None, figsize=(8.0, 3.2)) -> HeadlabFigure:
     """One task's curves (``task``: its name; None when the curves hold one task): metric and accuracy."""
+    curves = check_curves("faithfulness_plot", curves)
     t = _task_index(curves, task)
-    fig = HeadlabFigure(figsize=figsize, layout="constrained")
+    fig = HeadlabFigure(figsize=check_size("figsize", figsize), layout="constrained")
     left, right = fig.subplots(1, 2)
     _draw(left, curves, t, accuracy=False, legend=True)
     _draw(right, curves, t, accuracy=True, legend=False)
@@ -62,7 +92,12 @@ def faithfulness_plot(curves, task=None, figsize=(8.0, 3.2)) -> HeadlabFigure:
 
 
 def faithfulness_grid(curves, columns: int = 4, panel=(2.6, 2.2)) -> HeadlabFigure:
-    """Every task's metric curve, one panel each, ``columns`` per row."""
+    """Every task's metric curve, one panel each, ``columns`` per row (``panel``: one panel's (width, height) in
+    inches)."""
+    curves = check_curves("faithfulness_grid", curves)
+    if isinstance(columns, bool) or not isinstance(columns, numbers.Integral) or columns < 1:
+        raise ValueError(f"columns must be a whole number ≥ 1 (panels per row), got {columns!r}")
+    panel = check_size("panel", panel)
     n = len(curves.tasks)
     cols = min(columns, n)
     rows = int(np.ceil(n / cols))

@@ -122,16 +122,25 @@ class Selection:
             keep[layer, head] = True
         return keep
 
-    def label(self, keep: np.ndarray | None) -> str:
-        """A panel's selection in words: "top 10 by s", "12 with |s| ≥ 0.01", "elbow: 7 by s", or ""."""
+    def label(self, keep: np.ndarray | None, raw: np.ndarray | None = None) -> str:
+        """A panel's selection in words, from what it selected: "top 10 by s", "12 with |s| ≥ 0.01", "elbow: 7 by
+        s", or "". With ``raw`` (the panel's scores) it says what the rule could not do: "no scored heads (all
+        NaN)", "top 3 by s (only 3 scored)" when fewer than k are finite, "elbow: none (no s > 0)"."""
+        if raw is not None and not np.isfinite(raw).any():
+            return f"no scored heads (all {raw.size} NaN)"
         if keep is None:
             return ""
-        by = BY[self.by]
+        by, n = BY[self.by], int(keep.sum())
         if self.top_k is not None:
-            return f"top {self.top_k} by {by}"
+            if n == self.top_k:
+                return f"top {n} by {by}"
+            short = raw is not None and not np.isfinite(raw).all()
+            return f"top {n} by {by} (only {n} scored)" if short else f"top {n} by {by} (all {n} heads)"
         if self.elbow:
-            return f"elbow: {int(keep.sum())} by {by}"
-        return f"{int(keep.sum())} with {by} ≥ {self.threshold:.3g}"
+            if n == 0:
+                return "elbow: none (no s > 0)" if self.by == "value" else "elbow: none (every |s| is 0)"
+            return f"elbow: {n} by {by}"
+        return f"{n} with {by} ≥ {self.threshold:.3g}"
 
 
 @dataclass
@@ -258,7 +267,7 @@ def task_panels(scores: HeadScores, tasks, normalize: str, selection: Selection,
                 shown=shown[t],
                 rank=scores.rank(task),
                 selected=keep,
-                label=selection.label(keep),
+                label=selection.label(keep, scores.values[t]),
                 significant=None if significant is None else np.asarray(significant)[t],
                 verified=None if verified is None else np.asarray(verified, dtype=bool)[t],
             )
@@ -289,7 +298,7 @@ def difference_panels(a: HeadScores, b: HeadScores, tasks, normalize: str, selec
                 shown=diff,
                 rank=rank.reshape(diff.shape),
                 selected=keep,
-                label=selection.label(keep),
+                label=selection.label(keep, diff),
                 value_name="difference",
             )
         )

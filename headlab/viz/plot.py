@@ -7,7 +7,8 @@
 - What a panel shows is ``viz.display``'s, shared with the explorer's canvas and saved pages: by default the
   signed share s/Σ|s| on a diverging map centred on 0 (red helps, blue hurts), one colour scale per view,
   unselected heads greyed, a legend naming every mark.
-- ``heatmap(scores, task, ax=None, ...)``: one panel; ``save(fig, path)``: PNG / SVG / PDF by suffix.
+- ``heatmap(scores, task, ax=None, ...)``: one panel; ``save(fig, path)``: PNG / SVG / PDF by suffix, never over a
+  file unless ``overwrite=True``.
 - ``always_any_grid(aa)``: per task, the heads selected in every run and in any run (``stats.always_any``);
   ``plot_matrix(df)``: a labelled task × task matrix (``compare.task_overlap``).
 
@@ -33,6 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter
 from matplotlib.transforms import ScaledTranslation
 
+from ..files import output_path, write_file
 from ..results import HeadScores, check_k, check_threshold
 from . import display
 from .display import LEGEND, Selection
@@ -322,7 +324,8 @@ class GridView:
             im.set_data(display.shade(panel.shown, scale, panel.selected, cmap))
             title.set_text(panel.title)
             missing = int(np.isnan(panel.shown).sum())
-            count.set_text(" · ".join(filter(None, [panel.label, f"{missing} NaN" if missing else ""])))
+            some = f"{missing} NaN" if 0 < missing < panel.shown.size else ""  # all NaN: the label says so
+            count.set_text(" · ".join(filter(None, [panel.label, some])))
             out = display.beyond(panel.shown, scale)
             for name, mask in (("significant", panel.significant), ("above", out > 0), ("below", out < 0)):
                 layer, head = np.nonzero(mask) if mask is not None else (np.empty(0), np.empty(0))
@@ -505,18 +508,16 @@ def plot_matrix(df, title=None, label=None, vmin=None, vmax=None) -> Figure:
     return fig
 
 
-def save(fig, path) -> Path:
-    """Write ``fig`` to ``path`` as PNG (150 dpi), SVG or PDF by suffix, creating parent folders."""
+def save(fig, path, overwrite: bool = False) -> Path:
+    """Write ``fig`` to ``path`` as PNG (150 dpi), SVG or PDF by suffix, atomically, creating parent folders.
+    An existing file is kept unless ``overwrite=True``; the path rules are ``headlab.files``'s."""
     if not isinstance(fig, Figure):
         raise TypeError(f"save() takes a matplotlib Figure (e.g. heatmap_grid(...)), not {type(fig).__name__}")
-    if not isinstance(path, (str, Path)) or not str(path).strip():
-        raise ValueError(f"save() needs a file path ending in {SAVE_FORMATS}, got {path!r}")
-    path = Path(path)
-    if path.suffix.lower() not in SAVE_FORMATS:
-        raise ValueError(f"cannot save as {path.suffix or 'a file without suffix'!r}: use one of {SAVE_FORMATS}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150 if path.suffix.lower() == ".png" else "figure", facecolor="white")
-    return path
+    path = output_path(path, what="plot.save()", suffixes=SAVE_FORMATS, overwrite=overwrite)
+    buf = io.BytesIO()
+    kind = path.suffix.lower()
+    fig.savefig(buf, format=kind[1:], dpi=150 if kind == ".png" else "figure", facecolor="white")
+    return write_file(path, buf.getvalue(), overwrite=overwrite, what="plot.save()")
 
 
 def attention_pattern(pattern, tokens, title=None, ax=None):

@@ -38,10 +38,11 @@ from matplotlib.figure import Figure
 
 from .. import scorers, scoring
 from ..analysis import stats
-from ..cache import atomic_write_bytes
+from ..cache import model_fingerprint
 from ..engine import hooks, progress
+from ..files import output_path, write_file
 from ..metrics import prompt_ids
-from ..results import HeadScores
+from ..results import HeadScores, check_model
 from ..tasks import TASK_NAMES, TaskError, as_task_list, builtin
 from . import canvas, display, plot
 
@@ -81,11 +82,13 @@ class HeadDetails:
     item: int = 0
 
     def summary(self) -> str:
+        """One line: the head's score, shown value and rank (a missing head: no score, no rank)."""
         source = f" · {self.source}" if self.source else ""
-        return (
-            f"L{self.layer}.H{self.head} in {self.task}{source}: score {self.value:.4g} (shown {self.shown:.4g}), "
-            f"rank {self.rank} of {self.n_heads} by s · pattern of prompt {self.item}"
-        )
+        if math.isnan(self.value):
+            said = "no score (NaN: missing in this map), not ranked"
+        else:
+            said = f"score {self.value:.4g} (shown {self.shown:.4g}), rank {self.rank} of {self.n_heads} by s"
+        return f"L{self.layer}.H{self.head} in {self.task}{source}: {said} · pattern of prompt {self.item}"
 
 
 def one_line(err: BaseException) -> str:
@@ -137,8 +140,9 @@ def _method_choices(methods) -> dict[str, tuple[str, dict]]:
 def _entry_of(scores: HeadScores) -> tuple[str, tuple[str, dict]]:
     """The menu entry (label, (method, ``score()`` keywords)) of how ``scores`` were computed: the ``METHODS``
     entry whose keywords, the method's default options and the default metric all match its ``params``, else an
-    entry of its own labelled by what differs (``attribution · resample · steps=8``), so that a map is never shown
-    under the label of another computation."""
+    entry of its own labelled by what differs (``attribution · resample · steps=8``; a hand-built map whose params do
+    not say its ablation: ``ablation · ablation ?``), so that a map is never shown under the label of another
+    computation."""
     if scores.method not in scorers.names():
         return f"{scores.method} · ?", (scores.method, {})
     scorer = scorers.get(scores.method)
@@ -152,7 +156,10 @@ def _entry_of(scores: HeadScores) -> tuple[str, tuple[str, dict]]:
             return label, (method, kwargs)
     kwargs = {"ablation": scores.params.get("ablation")} if scorer.uses_ablation else {}
     kwargs.update({k: given(k) for k in defaults if given(k) != _plain(defaults[k])})
-    what = " · ".join(v if k == "ablation" else f"{k}={v}" for k, v in kwargs.items())
+    what = " · ".join(
+        (v if isinstance(v, str) else "ablation ?" if v is None else f"ablation={v}") if k == "ablation" else f"{k}={v}"
+        for k, v in kwargs.items()
+    )
     return f"{scores.method} · {what or '?'}", (scores.method, kwargs)
 
 
@@ -170,14 +177,11 @@ def _shape_of(model):
         return None
 
 
-def check_fit(scores: HeadScores, model, name: str) -> None:
-    """Refuse scores of another model shape than model ``name``'s: one line naming both shapes."""
-    shape = _shape_of(model)
-    if shape is not None and shape != tuple(scores.shape[1:]):
-        raise ValueError(
-            f"scores are of a {scores.shape[1]} × {scores.shape[2]} model ({scores.model.name}) but model "
-            f"{name!r} is {shape[0]} × {shape[1]}: pass the scores computed on that model"
-        )
+def check_fit(scores: HeadScores, model, name: str, cross_model: bool = False) -> None:
+    """Refuse scores of another model than model ``name``'s (``results.check_model``: shape, name, fingerprint);
+    ``cross_model=True`` shows them with one warning."""
+    if _shape_of(model) is not None:
+        check_model(f"explorer(scores=) on model {name!r}", scores, model, cross_model)
 
 
 def check_tasks_match(scores: HeadScores, tasks: dict) -> None:
@@ -272,10 +276,11 @@ class Explorer:
     bridge (called on first use).
     ``tasks``: Tasks (a mapping like ``builtin()`` or a list; default: the eight built-in tasks).
     ``methods``: labels of ``METHODS`` or (method, variant) pairs (default: every registered variant).
-    ``scores``: HeadScores of the first model and its method: shown at start, nothing computed.
+    ``scores``: HeadScores of the first model and its method: shown at start, nothing computed; a map of another
+    model (name or fingerprint: ``results.check_model``) is refused unless ``cross_model=True``.
     """
 
-    def __init__(self, models=None, tasks=None, methods=None, scores=None):
+    def __init__(self, models=None, tasks=None, methods=None, scores=None, cross_model: bool = False):
         from ..models import load_model
 
         if models is not None and not isinstance(models, Mapping):
@@ -290,6 +295,9 @@ class Explorer:
         if bad:
             raise ValueError(f"models= keys are the names shown in the menu: non-empty strings, got {bad!r}")
         self.methods = _method_choices(methods)
+        if not isinstance(cross_model, bool):
+            raise ValueError(f"cross_model must be True or False, got {cross_model!r}")
+        self._cross_model = cross_model
         if scores is not None and not isinstance(scores, HeadScores):
             raise TypeError(f"scores= takes HeadScores, not {type(scores).__name__}")
         self._tasks = (
@@ -299,6 +307,7 @@ class Explorer:
         )
         names = list(self._tasks) if self._tasks is not None else list(scores.tasks)
         self._loaded, self._cache, self._bootstraps = {}, {}, {}
+        self._given = scores  # the map passed as scores=: checked once against its model, never recomputed
         self._lock = threading.RLock()
         self._job = self._pending = None
         self._cancel = threading.Event()
@@ -317,7 +326,7 @@ class Explorer:
             self.methods.setdefault(method, computed)  # shown under what computed it, in the menu if it was not
             entry = self.models[first]
             if _shape_of(entry) is not None:
-                check_fit(scores, entry, first)  # a model given loaded: checked now; a lazy one when loaded
+                check_fit(scores, entry, first, cross_model)  # a loaded model now; a lazy one when loaded
             self._cache[(first, method)] = scores
         self.shown = None  # the (model, method) whose scores are on screen
 
@@ -431,7 +440,7 @@ class Explorer:
                 bridge = entry if isinstance(entry, torch.nn.Module) or not callable(entry) else entry()
             for (model, _), scores in self._cache.items():
                 if model == name:
-                    check_fit(scores, bridge, name)
+                    check_fit(scores, bridge, name, self._cross_model)
             self._loaded[name] = bridge
         return self._loaded[name]
 
@@ -465,9 +474,18 @@ class Explorer:
         """Scores of (model, method): cached, or computed now in this thread (``headlab.scoring.score``),
         task by task so that progress counts tasks and a cancel keeps the finished ones."""
         key = (model, method)
+        if key in self._cache and model in self._loaded and self._cache[key] is not self._given:
+            fingerprint = self._cache[key].model.fingerprint  # kept by the disk cache's rules: the same model
+            if fingerprint is not None and fingerprint != model_fingerprint(self._loaded[model]):
+                del self._cache[key]
         if key not in self._cache:
             kind, kwargs = self.methods[method]
             bridge = self.model(model)
+            if hooks.hooks_active(bridge):
+                raise ValueError(
+                    f"hooks are on model {model!r} (mask_heads, steer or your own): the explorer maps the model as its "
+                    "weights say, so it computes nothing until they are removed (leave the with-block first)"
+                )
             tasks = list(self.task_objects().values())
             groups = [tasks] if scorers.get(kind).joint else [[t] for t in tasks]
             for i, group in enumerate(groups):
@@ -977,6 +995,7 @@ class Explorer:
                 ks=ks,
                 by=self.controls["by"].value,
                 progress=True,
+                cross_model=self._cross_model,
             )
         fig = faithfulness_plot(curves, task)
         k = self.controls["k"].value
@@ -1067,23 +1086,16 @@ class Explorer:
     # --- sharing ---------------------------------------------------------------------------------
 
     def save_html(self, path, overwrite: bool = False) -> Path:
-        """Write the grid on screen as a standalone HTML page (no kernel, no internet; hover works)."""
-        if not isinstance(path, (str, Path)) or not str(path).strip():
-            raise ValueError(f"save_html() needs a file path ending in .html, got {path!r}")
-        path = Path(path)
-        if path.suffix.lower() not in (".html", ".htm"):
-            raise ValueError(f"save_html() writes HTML: give a path ending in .html, got {str(path)!r}")
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists: pass overwrite=True to replace it, or another path")
+        """Write the grid on screen as a standalone HTML page (no kernel, no internet; hover works). An existing
+        file is kept unless ``overwrite=True``; the path rules are ``headlab.files``'s, shared by every writer."""
+        path = output_path(path, what="save_html()", suffixes=(".html", ".htm"), overwrite=overwrite)
         if self.scores is None or not self.grid.spec.get("panels"):
             raise ValueError("nothing to save: the grid shows no panel yet")
         note = html.unescape(self.status.value.split("<br>")[0].replace("<b>", "").replace("</b>", ""))
         page = canvas.page(self.grid.state(), title=f"headlab · {self._source_name(self.shown)}", note=note)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, page.encode("utf-8"))
-        return path
+        return write_file(path, page.encode("utf-8"), overwrite=overwrite, what="save_html()")
 
 
-def explorer(models=None, tasks=None, methods=None, scores=None) -> Explorer:
+def explorer(models=None, tasks=None, methods=None, scores=None, cross_model: bool = False) -> Explorer:
     """Build the dashboard (see ``Explorer``); a notebook cell ending in ``explorer()`` displays it."""
-    return Explorer(models=models, tasks=tasks, methods=methods, scores=scores)
+    return Explorer(models=models, tasks=tasks, methods=methods, scores=scores, cross_model=cross_model)

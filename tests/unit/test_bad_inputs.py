@@ -109,7 +109,7 @@ def shown_error(ex) -> None:
         raise WidgetError(text)
 
 
-def hand_scores(values, tasks=None, n_items=None, params=None, name="hand") -> HeadScores:
+def hand_scores(values, tasks=None, n_items=None, params=None, name="tiny-3x4-d64-s0") -> HeadScores:
     v = np.asarray(values, dtype=np.float64)
     T, l, h = v.shape
     n = n_items or 1
@@ -226,8 +226,8 @@ for kwargs, match in [
     ({"device": "banana"}, "device='banana' is not a device"),
     ({"device": "cuda:7"}, "no CUDA device is visible|only"),
     ({"device": 3.5}, "is not a device"),
-    ({"dtype": "int8"}, "dtype='int8' is not supported"),
-    ({"dtype": torch.int8}, "dtype=torch.int8 is not supported"),
+    ({"dtype": "int8"}, "dtype='int8': converting weights to int8 would destroy them"),
+    ({"dtype": torch.int8}, "dtype=torch.int8: converting weights to int8 would destroy them"),
     ({"device_map": "auto", "device": "cpu"}, "exclude each other"),
     ({"n_devices": 0}, "n_devices must be a positive int"),
     ({"n_devices": True}, "n_devices must be a positive int"),
@@ -1497,7 +1497,7 @@ bad(
     "scores of another model shape",
     lambda c: explorer(c, hand_scores(np.ones((1, 2, 5)), ["Toy"]), tasks=[c.task]),
     ValueError,
-    r"scores are of a 2 × 5 model \(hand\) but model 'tiny' is 3 × 4",
+    r"explorer\(scores=\) on model 'tiny': scores are of a 2 × 5 model \(tiny-3x4-d64-s0\) but the model is 3 × 4",
 )
 bad(
     "explorer",
@@ -1749,7 +1749,7 @@ bad(
     "--dtype unknown",
     lambda c: run_cli("eval", "--dtype", "int8", "--tasks", "Retrieval"),
     CLIError,
-    "headlab: dtype='int8' is not supported",
+    "headlab: dtype='int8': converting weights to int8 would destroy them",
 )
 bad("cli", "no command", lambda c: run_cli(), CLIError, "the following arguments are required")
 

@@ -178,13 +178,14 @@ def test_taxonomy_of_gate_arrays():
     assert taxonomy(keep, remove, threshold=0.85).tolist() == ["irrelevant", "interfering"] * 2
 
 
-def test_a_repeated_fit_is_not_recomputed(model, task, monkeypatch):
+def test_a_repeated_fit_is_not_recomputed(model, task, tmp_path, monkeypatch):
     opts = {**FIT, "seeds": [3], "steps": 2}
-    first = gate_fits(model, task, progress=False, **opts)
+    first = gate_fits(model, task, progress=False, cache=tmp_path, **opts)
     monkeypatch.setattr(gating, "_fit", lambda *a, **k: pytest.fail("fitted twice"))
-    assert gate_fits(model, task, progress=False, **opts) is first
+    again = gate_fits(model, task, progress=False, cache=tmp_path, **opts)
+    np.testing.assert_array_equal(again.keep, first.keep)
     with pytest.raises(pytest.fail.Exception):
-        gate_fits(model, task, batch_size=3, progress=False, **opts)  # other batching: a new fit
+        gate_fits(model, task, progress=False, cache=False, **opts)  # cache=False: no reuse
 
 
 def test_fits_are_read_back_from_the_disk_cache(model, task, tmp_path, monkeypatch):
@@ -192,7 +193,6 @@ def test_fits_are_read_back_from_the_disk_cache(model, task, tmp_path, monkeypat
     opts = {**FIT, "seeds": [4], "steps": 2}
     first = gate_fits(model, task, progress=False, cache=tmp_path, **opts)
     (path,) = tmp_path.glob("*.fits.npz")
-    monkeypatch.setattr(gating, "_RECENT", {})  # a new session
     monkeypatch.setattr(gating, "_fit", lambda *a, **k: pytest.fail("refitted although the fits are cached"))
     again = gate_fits(model, task, progress=False, cache=tmp_path, **opts)
     assert again is not first and again.seeds == [4] and again.options == first.options
@@ -212,7 +212,7 @@ def test_fits_are_read_back_from_the_disk_cache(model, task, tmp_path, monkeypat
 def test_fits_that_score_just_made_are_written_to_the_cache(model, task, tmp_path, monkeypatch):
     opts = {**FIT, "seeds": [6], "steps": 2}
     score(model, task, method="gating", cache=tmp_path, progress=False, **opts)
-    assert not list(tmp_path.glob("*.fits.npz"))  # score() caches scores only
+    assert len(list(tmp_path.glob("*.fits.npz"))) == 1  # beside the scores, keyed like them
     monkeypatch.setattr(gating, "_fit", lambda *a, **k: pytest.fail("refitted what score() just fitted"))
     fits = gate_fits(model, task, progress=False, cache=tmp_path, **opts)
     assert len(list(tmp_path.glob("*.fits.npz"))) == 1 and fits.keep.shape == (1, 2, 4)

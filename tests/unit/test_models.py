@@ -118,7 +118,9 @@ def test_loaded_model_keeps_its_dtype_unless_asked():
 
     m = tiny_hf().to(torch.bfloat16)
     assert describe(load_model(m, tokenizer=byte_tokenizer())).dtype == "bfloat16"
-    assert describe(load_model(tiny_hf(), tokenizer=byte_tokenizer(), dtype="float16")).dtype == "float16"
+    assert describe(load_model(tiny_hf().to(torch.float16), tokenizer=byte_tokenizer())).dtype == "float16"
+    with pytest.raises(ModelLoadError, match=r"dtype='float16': your hf_model is float32 on cpu.*hf_model\.to\("):
+        load_model(tiny_hf(), tokenizer=byte_tokenizer(), dtype="float16")  # never converted in place
 
 
 def test_local_save_pretrained_folder_loads(tmp_path):
@@ -173,7 +175,7 @@ def test_tokenizer_without_pad_or_eos_is_not_blamed():
     [
         ({"device": "cuda:7"}, "no CUDA device is visible|only"),
         ({"device": "banana"}, "is not a device"),
-        ({"dtype": "int8"}, "dtype='int8' is not supported"),
+        ({"dtype": "int8"}, "dtype='int8': converting weights to int8 would destroy them"),
         ({"device_map": "auto", "device": "cpu"}, "exclude each other"),
         ({"n_devices": 0}, "n_devices must be a positive int"),
     ],

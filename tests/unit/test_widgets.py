@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from headlab import scoring, widgets
-from headlab.engine import progress
+from headlab.engine import hooks, progress
 from headlab.models import ModelInfo
 from headlab.results import HeadScores
 from headlab.tasks import Task
@@ -48,7 +48,7 @@ def fake_scores(method="attribution", ablation="resample", seed=0, names=tuple(P
     return HeadScores(
         items.mean(1),
         list(names),
-        ModelInfo("tiny", L, H, H, 16, 64, 259),
+        ModelInfo(f"tiny-{L}x{H}-d64-s0", L, H, H, 16, 64, 259),
         method,
         {"ablation": ablation, "metric": "logit_diff"},
         [max(n_items, 2)] * len(names),
@@ -257,13 +257,12 @@ def test_block_hooks_stop_a_forward_pass(tiny_model):
     """The stop check runs before every block, in the watching thread only, and leaves the cache usable."""
     import torch
 
-    from headlab import cache
     from headlab.engine.forward import final_resid
 
     tokens = torch.tensor([[1, 2, 3, 4]])
     seen = []
     with progress.watching(lambda *a: None, model=tiny_model, stop=lambda: seen.append(1) or len(seen) > 1):
-        assert not cache.hooks_active(tiny_model)
+        assert not hooks.hooks_active(tiny_model)
         with pytest.raises(progress.Cancelled):
             final_resid(tiny_model, tokens)
         other = []
