@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test lint browser-test lab bench clean
+.PHONY: setup demo test lint browser-test lab bench clean test-ndif
 
 setup: $(STAMP)
 
@@ -43,6 +43,11 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(PY) "$$b" || exit 1; done
+
+# The live NDIF check: needs NDIF_API_KEY, the network and Llama-3.1-8B's config and tokenizer in the local
+# Hugging Face cache; never part of `make test` (docs/ndif.md).
+test-ndif: $(STAMP)
+	HF_HUB_OFFLINE=0 TRANSFORMERS_OFFLINE=0 $(PY) benchmarks/ndif_live.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

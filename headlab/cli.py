@@ -5,6 +5,8 @@ demo   the main job on the embedded model: model card, greedy answer, attributio
 score  ``--model --method --ablation --metric --tasks --items --out`` and the method's own options,
        ``--steps`` (attribution, verified), ``--path`` (attribution), ``--k`` and ``--candidates`` (verified):
        writes scores.npz and top_heads.txt (for verified, with the heads where the screen was wrong).
+       ``--engine nnsight`` (here) or ``ndif`` (NDIF's GPUs: a Hub id, NDIF_API_KEY) for attribution and
+       exact ablation (``docs/ndif.md``).
        Outputs go to --out (``~`` is the home folder) through ``headlab.files``: never over an earlier file
        without --overwrite, each written whole or not at all.
 eval   ``--tasks --items``: the clean behaviour table of tasks: n, greedy accuracy, preference rate, log-prob,
@@ -65,11 +67,20 @@ def greedy_answer(model, prompt: str, max_new_tokens: int = 3, top: int = 5) -> 
 CLIP_PERCENTILE = 99.0  # the picture's colour scale ends at this percentile of |share|
 
 
+def load(args):
+    """The model of ``--model``, ``--device``, ``--dtype`` and ``--engine`` (demo and eval: the bridge)."""
+    from .models import load_model
+
+    if args.engine != "bridge":
+        return load_model(args.model, engine=args.engine, dtype=args.dtype)
+    return load_model(args.model, device=args.device, dtype=args.dtype)
+
+
 def cmd_demo(args) -> int:
-    from .models import describe, load_model
+    from .models import describe
 
     t0 = time.perf_counter()
-    model = load_model(args.model, device=args.device, dtype=args.dtype)
+    model = load(args)
     print(f"# headlab demo — loaded in {time.perf_counter() - t0:.1f} s")
     print(describe(model).card())
     prompt = "The capital of France is"
@@ -211,16 +222,13 @@ def _options_text(options: dict) -> str:
 
 
 def cmd_score(args) -> int:
-    from .models import load_model
-
-    return _score_and_write(load_model(args.model, device=args.device, dtype=args.dtype), args)
+    return _score_and_write(load(args), args)
 
 
 def cmd_eval(args) -> int:
     from .metrics import evaluate, summary_table
-    from .models import load_model
 
-    model = load_model(args.model, device=args.device, dtype=args.dtype)
+    model = load(args)
     print(summary_table([evaluate(model, t).summary() for t in args.task_objects.values()]))
     return 0
 
@@ -256,6 +264,7 @@ def _check_args(args) -> None:
 
 def main(argv=None) -> int:
     from . import scorers
+    from .engine.nnsight_engine import ENGINES
     from .metrics import METRICS
     from .scoring import ABLATIONS
 
@@ -278,7 +287,13 @@ def main(argv=None) -> int:
     tasks.add_argument("--cogqa", default=None, help="path to cogqa_train.json instead of the built-in tasks")
     tasks.add_argument("--items", type=int, default=None, help="each task's first N items (default: all)")
     sub.add_parser("demo", parents=[common], help="the main job on the embedded model").set_defaults(
-        method="attribution", ablation="resample", metric="logit_diff", tasks="all", cogqa=None, items=None
+        method="attribution",
+        ablation="resample",
+        metric="logit_diff",
+        tasks="all",
+        cogqa=None,
+        items=None,
+        engine="bridge",
     )
     p = sub.add_parser("score", parents=[common, tasks], help="score heads and write scores.npz + top_heads.txt")
     p.add_argument(
@@ -302,7 +317,16 @@ def main(argv=None) -> int:
         default=None,
         help="verified: re-score the top K by |score| instead of the intervals' pick",
     )
-    sub.add_parser("eval", parents=[common, tasks], help="clean accuracy / preference table of the tasks")
+    p.add_argument(
+        "--engine",
+        default="bridge",
+        choices=ENGINES,
+        help="bridge (TransformerLens, every method); nnsight (here) or ndif (NDIF's GPUs, a Hub id and NDIF_API_KEY): "
+        "attribution and exact ablation",
+    )
+    sub.add_parser("eval", parents=[common, tasks], help="clean accuracy / preference table of the tasks").set_defaults(
+        engine="bridge"
+    )
     args = parser.parse_args(argv)
     from .engine.forward import UnsupportedModel
     from .models import ModelLoadError

@@ -28,6 +28,7 @@ from .engine.forward import (
     to_logits,
     unembed_at,
 )
+from .engine.nnsight_engine import require_bridge
 from .tasks import Task, TaskError
 
 METRICS = ("logit_diff", "logprob")
@@ -345,6 +346,7 @@ def evaluate(model, task: Task, batch_size: int = 64, copies: int = 1) -> TaskEv
     computed only at the positions read. ``copies`` > 1 runs each batch as that many stacked copies (for
     ``interventions.mask_head_sets``, which changes each copy differently): the arrays are then (copies, n).
     """
+    require_bridge(model, "evaluate()")
     if not isinstance(task, Task):
         hint = ": loop over builtin().values()" if hasattr(task, "values") or isinstance(task, list) else ""
         raise TypeError(f"evaluate() takes one Task, not {type(task).__name__}{hint}")

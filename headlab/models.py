@@ -58,6 +58,7 @@ class ModelInfo:
     d_vocab: int
     dtype: str = "float32"  # the weights' dtype: results differ between dtypes (not between devices)
     fingerprint: str | None = None  # of weights, config and tokenizer (``cache.model_fingerprint``), set by score()
+    engine: str = "bridge"  # what ran it: "bridge", "nnsight" (here) or "ndif" (remote)
 
     def card(self) -> str:
         """A short human-readable model card."""
@@ -68,7 +69,7 @@ class ModelInfo:
             f"kv heads {self.n_kv_heads}\n"
             f"d_head   {self.d_head}\n"
             f"d_model  {self.d_model}\n"
-            f"vocab    {self.d_vocab}"
+            f"vocab    {self.d_vocab}" + ("" if self.engine == "bridge" else f"\nengine   {self.engine}")
         )
 
     def to_dict(self) -> dict:
@@ -90,6 +91,7 @@ def describe(model) -> ModelInfo:
         d_model=int(cfg.d_model),
         d_vocab=int(cfg.d_vocab),
         dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+        engine=getattr(model, "engine", "bridge"),
     )
 
 
@@ -232,9 +234,18 @@ def pick_dtype(dtype, device, own=None):
 
 
 def load_model(
-    model: Any = None, tokenizer: Any = None, *, device="auto", dtype="auto", device_map=None, n_devices=None
+    model: Any = None,
+    tokenizer: Any = None,
+    *,
+    device="auto",
+    dtype="auto",
+    device_map=None,
+    n_devices=None,
+    engine: str = "bridge",
+    simulate: bool = False,
+    prepend_bos: bool = True,
 ):
-    """Return a ``TransformerBridge`` in eval mode for ``model``.
+    """Return a ``TransformerBridge`` in eval mode for ``model`` (or, with ``engine=``, the model behind nnsight).
 
     ``model``: None or an alias of the embedded model, a Hugging Face id (local cache), a local folder
     (``save_pretrained``), a ``TransformerBridge``, or a loaded Hugging Face causal LM (then ``tokenizer``
@@ -248,7 +259,18 @@ def load_model(
     config, ``config.architectures``; its tokenizer is copied before the bridge sets its padding.
     ``device_map`` / ``n_devices``: several GPUs (or CPU offload) through the bridge and accelerate, for
     checkpoints loaded by name or folder; they exclude ``device``.
+    ``engine``: "bridge" (the default: TransformerLens, every method), "nnsight" (nnsight here: attribution and
+    exact ablation) or "ndif" (the same traces run on NDIF's GPUs: a Hugging Face id it serves, and an API key;
+    no weights are loaded here). ``simulate=True`` (with "ndif") runs them through nnsight's own simulation of a
+    remote run, with the weights here. ``prepend_bos``: the nnsight engine's prompts start with BOS, as the
+    bridge's do (``docs/ndif.md``).
     """
+    from .engine import nnsight_engine
+
+    if nnsight_engine.check_engine(engine) != "bridge":
+        return _load_nnsight(model, tokenizer, engine, simulate, prepend_bos, dtype)
+    if isinstance(model, nnsight_engine.NnsightModel):
+        return model
     if device_map is not None or n_devices is not None:
         if device not in ("auto", None):
             raise ModelLoadError(f"device={device!r} and device_map/n_devices exclude each other: pass one of them")
@@ -307,6 +329,43 @@ def load_model(
     check_tokenizer(bridge)
     bridge.eval()
     return bridge
+
+
+def _load_nnsight(model, tokenizer, engine: str, simulate: bool, prepend_bos: bool, dtype):
+    """``load_model(..., engine="nnsight" | "ndif")``: the embedded model's folder (or, on NDIF, its Hub id), a
+    folder or Hugging Face id, or a loaded Hugging Face model, behind nnsight."""
+    from .engine import nnsight_engine
+
+    name = None
+    if model is None or (isinstance(model, str) and model.lower() in ALIASES):
+        remote = engine == "ndif" and not simulate
+        model, name = (EMBEDDED_HF_ID if remote else str(embedded_folder())), EMBEDDED
+    elif _is_bridge(model):
+        raise ModelLoadError(
+            f"engine={engine!r} runs a Hugging Face model through nnsight, not a TransformerBridge: pass its name, "
+            "folder or Hugging Face model"
+        )
+    elif isinstance(model, (str, os.PathLike)):
+        model = str(model)
+    elif not _is_hf_causal_lm(model):
+        raise ModelLoadError(
+            f"engine={engine!r} takes a model name, a folder or a Hugging Face model, not {type(model).__name__}"
+        )
+    want = None if dtype in ("auto", None) else pick_dtype(dtype, pick_device("cpu"))
+    try:
+        return nnsight_engine.load(
+            model, _tokenizer_arg(tokenizer), engine, simulate=simulate, prepend_bos=prepend_bos, dtype=want, name=name
+        )
+    except nnsight_engine.EngineError as err:
+        raise ModelLoadError(str(err)) from None
+
+
+def embedded_folder() -> Path:
+    """The embedded model as a plain transformers folder (built from the GGUF file on first use)."""
+    cached = cache_dir() / "models" / "smollm2-135m-instruct-q4_1-f32"
+    if not embedded_cache_ok(cached):
+        _load_embedded("cpu", "float32", None, None)
+    return cached
 
 
 def _tokenizer_arg(tokenizer):

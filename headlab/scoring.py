@@ -20,6 +20,7 @@ from . import cache as disk
 from . import scorers
 from .engine.forward import final_resid
 from .engine.hooks import hooks_active
+from .engine.nnsight_engine import require_bridge
 from .metrics import METRICS, check_length, encode, prompt_ids
 from .models import describe, load_model
 from .results import HeadScores
@@ -159,6 +160,7 @@ _RATES = weakref.WeakKeyDictionary()  # model → {(dtype, device): block-token 
 def throughput(model, task) -> float:
     """Block-token passes per second of a no-grad forward pass over (up to 16 of) ``task``'s prompts, measured
     once per model, dtype and device."""
+    require_bridge(model, "estimate()")
     param = next(model.parameters())
     rates = _RATES.setdefault(model, {})
     where = (param.dtype, param.device)
@@ -209,6 +211,13 @@ def _plan(model, tasks, method, ablation, metric, batch_size, cache, progress, o
 
     options = scorer.check(options)
     model = model if isinstance(model, TransformerBridge) else load_model(model)
+    engine = getattr(model, "engine", "bridge")
+    if engine not in scorer.engines:
+        able = [name for name in scorers.names() if engine in scorers.get(name).engines]
+        raise ValueError(
+            f"method {scorer.name!r} does not run on the {engine} engine: use one of {able}, or load the model with "
+            "engine='bridge'"
+        )
     if tasks is None:
         from .tasks import builtin
 

@@ -15,6 +15,7 @@ import torch
 
 from ..engine import hooks
 from ..engine.forward import final_resid
+from ..engine.nnsight_engine import require_bridge
 from ..engine.progress import each
 from ..metrics import prompt_ids
 
@@ -70,6 +71,7 @@ def mask_heads(model, heads, mode: str = "zero", eps: float = 0.0, means=None):
     >>> with mask_heads(model, [(3, 1)]):
     ...     evaluate(model, task)
     """
+    require_bridge(model, "mask_heads()")
     if not isinstance(mode, str) or mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}: choose from {MODES}")
     if mode == "mean" and means is None:
@@ -107,6 +109,7 @@ def mask_head_sets(model, sets: list, mode: str = "zero", means=None):
     """``mask_heads`` for many head sets in one pass: each pass holds ``len(sets)`` stacked copies of a batch
     (``evaluate(..., copies=len(sets))``), copy after copy, and copy c runs with the heads ``sets[c]`` masked
     ("zero" or "mean", as ``mask_heads``; ``means`` from ``head_means``)."""
+    require_bridge(model, "mask_head_sets()")
     if not isinstance(mode, str) or mode not in ("zero", "mean"):
         raise ValueError(f"mask_head_sets mode must be 'zero' or 'mean', got {mode!r}")
     if mode == "mean" and means is None:
@@ -138,6 +141,7 @@ def mask_head_sets(model, sets: list, mode: str = "zero", means=None):
 def steer(model, directions: dict, alpha: float):
     """Add ``alpha`` · v to ``hook_z`` of each head at every position; ``directions`` maps (layer, head) →
     v (d_head,) (e.g. σ-scaled unit directions from ``headlab.steering.directions``)."""
+    require_bridge(model, "steer()")
     if not isinstance(directions, dict):
         raise ValueError(f"directions must be a dict (layer, head) → vector, not {type(directions).__name__}")
     alpha = _check_number("alpha", alpha)
@@ -174,6 +178,7 @@ def steer(model, directions: dict, alpha: float):
 def head_means(model, tasks, batch_size: int = 32, progress: bool = True) -> np.ndarray:
     """(L, H, d_head): every head's ``hook_z`` averaged over all prompt positions of the tasks' items (a progress
     step per batch of ``batch_size`` prompts)."""
+    require_bridge(model, "head_means()")
     from ..metrics import max_positions
     from ..tasks import as_task_list
 

@@ -18,6 +18,7 @@ import torch
 
 from ..engine import hooks
 from ..engine.forward import device_of, gather_positions
+from ..engine.nnsight_engine import require_bridge
 from ..engine.progress import bar as progress_bar
 from ..metrics import check_length, encode, from_logits, greedy_correct
 from ..results import HeadScores, check_model, refuse_tasks_as_scores
@@ -90,6 +91,7 @@ def steering_sweep(
     import pandas as pd
 
     refuse_tasks_as_scores("steering_sweep", scores)
+    require_bridge(model, "steering_sweep()")
     if not isinstance(scores, HeadScores):
         raise TypeError(f"steering_sweep() takes HeadScores as scores=, not {type(scores).__name__}")
     check_model("steering_sweep()", scores, model, cross_model)

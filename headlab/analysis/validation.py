@@ -24,6 +24,7 @@ import numpy as np
 from ..cache import Memo, ids_fingerprint
 from ..engine import budget
 from ..engine.forward import check_logits
+from ..engine.nnsight_engine import require_bridge
 from ..engine.progress import bar as progress_bar
 from ..engine.progress import each
 from ..metrics import encode, evaluate
@@ -154,6 +155,7 @@ def validate(
     import pandas as pd
 
     refuse_tasks_as_scores("validate", scores)
+    require_bridge(model, "validate()")
     check_draws("n_random", n_random)
     if ks is not None:
         if k is not None or cross_task:
@@ -358,6 +360,7 @@ def faithfulness(
     from ..models import describe
 
     refuse_tasks_as_scores("faithfulness", scores)
+    require_bridge(model, "faithfulness()")
     maps = {"scores": scores} if isinstance(scores, HeadScores) else scores
     if not isinstance(maps, dict) or not maps or not all(isinstance(v, HeadScores) for v in maps.values()):
         raise TypeError("faithfulness() takes HeadScores, or a dict label → HeadScores, as scores=")

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from .. import cache
-from ..engine import hooks
+from ..engine import hooks, nnsight_engine
 from ..engine.forward import z_of
+from ..engine.nnsight_engine import ENGINES
 from ..engine.progress import bar as progress_bar
 from ..engine.replay import Replay, rows_supported
 from ..metrics import Encoded, metric_at
@@ -47,7 +48,19 @@ class Ablation(Scorer):
     def cost(self, size, n_layers, n_heads, options):
         return sweep_cost(size, n_layers, n_heads * n_layers)
 
+    engines = ENGINES
+
     def run(self, model, jobs, options, batch_size, progress):
+        if getattr(model, "engine", "bridge") != "bridge":
+            L, H = model.cfg.n_layers, model.cfg.n_heads
+            out = []
+            for job in jobs:
+                bar = progress_bar(L * H, f"{job.task.name} · exact ({model.engine})", progress)
+                try:
+                    out.append(TaskResult(*nnsight_engine.ablation(model, job.enc, job.ablation, bar)))
+                finally:
+                    bar.close()
+            return out
         return [ablate(model, job.enc, job.ablation, batch_size, progress, job.partial) for job in jobs]
 
 

@@ -33,8 +33,9 @@ import numbers
 import numpy as np
 import torch
 
-from ..engine import budget, packing
+from ..engine import budget, nnsight_engine, packing
 from ..engine.forward import at_positions, device_of, final_resid, frozen, interpolate_z, keep_z, z_of
+from ..engine.nnsight_engine import ENGINES
 from ..engine.packing import Pack, Run, Trie
 from ..engine.progress import bar as progress_bar
 from ..metrics import Encoded, metric_at
@@ -62,6 +63,7 @@ class Attribution(Scorer):
     }
     options = {"steps": 1, "path": "activations"}
     pools = True
+    engines = ENGINES  # plain attribution (steps=1) on nnsight and NDIF
 
     def check(self, options):
         out = check_steps(self.name, options, self.options)
@@ -75,6 +77,13 @@ class Attribution(Scorer):
         return path_cost(size, n_layers, [options["steps"]])
 
     def run(self, model, jobs, options, batch_size, progress):
+        if getattr(model, "engine", "bridge") != "bridge":
+            if options != self.options:
+                raise ValueError(
+                    f"the {model.engine} engine runs plain attribution (steps=1); integrated gradients "
+                    f"({options}) run on engine='bridge'"
+                )
+            return [TaskResult(*nnsight_engine.attribution(model, job.enc, job.ablation)) for job in jobs]
         pairs = [(job.enc, job.ablation) for job in jobs]
         steps = options["steps"]
         if options["path"] == "activations":

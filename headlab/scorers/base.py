@@ -18,6 +18,8 @@ subclass of ``Scorer`` decorated with ``@register``. It declares:
   by one (``verified``) keeps those it finished when it is interrupted;
 - ``joint``: a task's result depends on the whole set of tasks (a probe's classes): cached per set;
 - ``resumable``: ``run`` saves and resumes a partial sweep at ``Job.partial``;
+- ``engines``: where it runs: "bridge" (TransformerLens), and for some "nnsight" and "ndif"
+  (``engine.nnsight_engine``); ``score()`` refuses the others in one line;
 - ``cost``: its work for a task, in block-token passes (one block run on one token = 1; a backward pass
   counts twice its forward), which ``scoring.estimate`` turns into seconds with a measured rate.
 """
@@ -85,6 +87,7 @@ class Scorer:
     pools: bool = False
     joint: bool = False
     resumable: bool = False
+    engines: tuple[str, ...] = ("bridge",)  # the engines it runs on (``load_model(engine=)``)
 
     def check(self, options: dict) -> dict:
         """Validated options with defaults filled in (plain JSON: they enter the cache key and ``params``)."""

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2] / "headlab"
 
 # Lower layers never import higher ones; modules of one layer may import each other (without cycles).
 LAYERS = [
-    ("headlab.models", "headlab.tasks", "headlab.architectures", "headlab.files"),
+    ("headlab.models", "headlab.tasks", "headlab.architectures", "headlab.files", "headlab.engine.nnsight_engine"),
     ("headlab.engine",),
     ("headlab.metrics",),
     ("headlab.cache", "headlab.results"),

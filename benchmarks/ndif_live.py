@@ -1,0 +1,64 @@
+"""The live NDIF check (``make test-ndif``): Llama-3.1-8B mapped on NDIF's GPUs from this machine. Needs
+``NDIF_API_KEY``, the network, and the model's config and tokenizer in the local Hugging Face cache (no
+weights). It is never part of ``make test``, and it has not run yet (docs/ndif.md says so until it has).
+
+1. Attribution (resample) over the eight built-in tasks: one request per task.
+2. Exact ablation (resample) of one layer's 32 heads on Math Calculation.
+
+Prints, per part, the wall time, the requests sent and the request and result bytes.
+
+    NDIF_API_KEY=... python benchmarks/ndif_live.py [--model meta-llama/Llama-3.1-8B] [--items 8] [--layer 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="meta-llama/Llama-3.1-8B")
+    ap.add_argument("--items", type=int, default=8)
+    ap.add_argument("--layer", type=int, default=16)
+    args = ap.parse_args()
+    if not os.environ.get("NDIF_API_KEY"):
+        raise SystemExit("make test-ndif: set NDIF_API_KEY (login.ndif.us); nothing was sent")
+
+    from nnsight import CONFIG
+    from nnsight.intervention.backends.remote import RemoteBackend
+
+    from headlab import load_model, score
+    from headlab.engine import nnsight_engine
+    from headlab.metrics import encode
+    from headlab.tasks import builtin
+
+    CONFIG.APP.DEBUG = True  # the client then logs "[remote] payload: N bytes" and "[remote] result: N bytes"
+    calls = []
+    plain = RemoteBackend.__call__
+
+    def counted(self, *a, **k):
+        calls.append(1)
+        return plain(self, *a, **k)
+
+    RemoteBackend.__call__ = counted
+    model = load_model(args.model, engine="ndif")
+    tasks = [t.subset(args.items) for t in builtin().values()]
+    start = time.perf_counter()
+    maps = score(model, tasks, method="attribution", cache=False, progress=True)
+    print(f"attribution, 8 tasks × {args.items}: {time.perf_counter() - start:.1f} s, {len(calls)} requests")
+    print(maps.top_table(k=5))
+    calls.clear()
+    task = builtin(["Math Calculation"])["Math Calculation"].subset(args.items)
+    enc = encode(task, model.tokenizer)
+    start = time.perf_counter()
+    per_example, _ = nnsight_engine.ablation(
+        model, enc.subset(enc.cf_ok.nonzero().flatten()), "resample", layers=[args.layer]
+    )
+    print(f"exact ablation of layer {args.layer}: {time.perf_counter() - start:.1f} s, {len(calls)} requests")
+    print("per head:", per_example.mean(0)[args.layer].round(3).tolist())
+
+
+if __name__ == "__main__":
+    main()
