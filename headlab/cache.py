@@ -22,8 +22,9 @@ workshop's checks) use the same key and the same rules: no reuse while hooks are
 
 It heals: a truncated, corrupt or foreign file is moved aside (``*.unreadable``) with one warning naming it,
 and the result is recomputed. An unwritable folder or a full disk costs the cache, never the result (one
-warning). A resumable sweep (exact ablation, and verified's exact re-runs) saves ``{key}.partial.npz`` after
-every finished run of layers (one joined pass's) and resumes from it when it sweeps the same heads. Every
+warning). An exact sweep (exact ablation, and verified's exact re-runs) saves ``{key}.partial.npz`` after
+every finished run of layers (one joined pass's; on the nnsight engine, every finished request) and resumes
+from it when it sweeps the same heads; the same file keeps the ids of NDIF jobs submitted and not yet fetched. Every
 write goes to a temporary file that is renamed into place: readers never see half a file, and two processes
 writing the same key leave one whole file.
 
@@ -223,30 +224,50 @@ def load_result(path: Path, shape: tuple[int, int] | None = None):
     return per_example, baseline, params, verified
 
 
-def save_partial(path: Path, per_example, clean, done, heads) -> bool:
-    """Save a partial sweep: ``per_example`` (n, L, H), ``clean`` (n,), ``done`` (L,) and the (L, H) ``heads``
-    it ablates."""
-    return write_or_warn(path, npz_bytes(per_example=per_example, clean=clean, done=done, heads=heads))
+def save_partial(path: Path, per_example=None, clean=None, done=None, heads=None, jobs=None) -> bool:
+    """Save a partial sweep: ``per_example`` (n, L, H), ``clean`` (n,), ``done`` ((L,): the bridge's finished
+    layers, or (L, H): the nnsight engine's finished heads) and the (L, H) ``heads`` it ablates; and ``jobs``,
+    the NDIF jobs submitted and not yet fetched (label → {"id", "model_key"}). Either part may be absent."""
+    arrays = {} if per_example is None else {"per_example": per_example, "clean": clean, "done": done, "heads": heads}
+    if jobs:
+        arrays["jobs"] = np.array(json.dumps(jobs, sort_keys=True))
+    return write_or_warn(path, npz_bytes(**arrays))
 
 
-def load_partial(path: Path, shape: tuple[int, int, int], heads):
+def load_partial(path: Path, shape: tuple[int, int, int], heads, per_head: bool = False):
     """(per_example, clean, done) of a partial sweep of ``shape`` (n, L, H) over the (L, H) mask ``heads``; None
-    when there is none, when it sweeps other heads (a verified task whose screen came out otherwise: it starts
-    over), or when it is unreadable (moved aside)."""
+    when there is none (or only job ids), when it sweeps other heads (a verified task whose screen came out
+    otherwise: it starts over), or when it is unreadable (moved aside). ``per_head``: ``done`` is (L, H)."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as f:
+            if "per_example" not in f.files:
+                return None
             per_example, clean, done = f["per_example"], f["clean"], f["done"]
             swept = f["heads"] if "heads" in f.files else np.ones(shape[1:], dtype=bool)  # older: every head
-        if per_example.shape != tuple(shape) or clean.shape != shape[:1] or done.shape != shape[1:2]:
+        if per_example.shape != tuple(shape) or clean.shape != shape[:1]:
             raise ValueError(f"a partial sweep of shape {per_example.shape}, not {tuple(shape)}")
+        if done.shape != (shape[1:] if per_head else shape[1:2]):
+            raise ValueError(f"a partial sweep with done of shape {done.shape}")
     except READ_ERRORS as err:
         move_aside(path, err)
         return None
     if not np.array_equal(swept, heads):
         return None
     return per_example, clean, done.astype(bool)
+
+
+def partial_jobs(path: Path | None) -> dict:
+    """The NDIF jobs a partial file keeps (label → {"id", "model_key"}); {} where there are none."""
+    if path is None or not path.is_file():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return json.loads(str(f["jobs"])) if "jobs" in f.files else {}
+    except READ_ERRORS as err:
+        move_aside(path, err)
+        return {}
 
 
 def move_aside(path: Path, err: BaseException) -> None:

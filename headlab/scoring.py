@@ -252,7 +252,7 @@ def _plan(model, tasks, method, ablation, metric, batch_size, cache, progress, o
         key = disk.task_key(model, task, settings, info.fingerprint)
         paths.append(folder / f"{key}.npz" if folder else None)
         job.folder = folder
-        if folder and scorer.resumable:
+        if folder:
             job.partial = folder / f"{key}.partial.npz"
         jobs.append(job)
 

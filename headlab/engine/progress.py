@@ -58,6 +58,10 @@ class Watched:
         self.n += n
         self.callback(self.desc, self.n, self.total)
 
+    def set_postfix_str(self, text: str) -> None:
+        """Show a state beside the counter (tqdm's name for it): a remote job's, for one."""
+        self.callback(f"{self.desc} · {text}", self.n, self.total)
+
     def close(self) -> None:
         pass
 

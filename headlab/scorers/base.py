@@ -17,7 +17,6 @@ subclass of ``Scorer`` decorated with ``@register``. It declares:
   task. Every result is cached as soon as ``run`` hands it over, so a pooled ``run`` that yields its tasks one
   by one (``verified``) keeps those it finished when it is interrupted;
 - ``joint``: a task's result depends on the whole set of tasks (a probe's classes): cached per set;
-- ``resumable``: ``run`` saves and resumes a partial sweep at ``Job.partial``;
 - ``engines``: where it runs: "bridge" (TransformerLens), and for some "nnsight" and "ndif"
   (``engine.nnsight_engine``); ``score()`` refuses the others in one line;
 - ``cost``: its work for a task, in block-token passes (one block run on one token = 1; a backward pass
@@ -47,7 +46,7 @@ class Job:
     ablation: str | None
     metric: str | None
     enc: Encoded | None = None  # the task encoded for ``metric`` (scorers that use a metric)
-    partial: Path | None = None  # where a resumable scorer keeps its partial sweep (None: no cache)
+    partial: Path | None = None  # unfinished work: a sweep to resume, NDIF jobs to fetch (None: no cache)
     folder: Path | None = None  # the cache folder of this score() call (None: cache off or hooks active)
 
 
@@ -86,7 +85,6 @@ class Scorer:
     uses_metric: bool = True
     pools: bool = False
     joint: bool = False
-    resumable: bool = False
     engines: tuple[str, ...] = ("bridge",)  # the engines it runs on (``load_model(engine=)``)
 
     def check(self, options: dict) -> dict:
