@@ -36,21 +36,34 @@ def ticks(n: int) -> list[int]:
     return list(range(0, n, step))
 
 
+def end_ticks(scale: Scale) -> list[float]:
+    """The colour bar's ticks, its two ends always among them (an inner tick too close to an end is dropped)."""
+    ticks = [float(t) for t in scale.ticks()]
+    gap = 0.12 * (scale.hi - scale.lo)
+    inner = [t for t in ticks if scale.lo + gap < t < scale.hi - gap]
+    return [scale.lo, *inner, scale.hi]
+
+
 def state(
     panels: list[Panel],
     scale: Scale,
     *,
     unit: str,
     label: str,
+    raw_unit: str = "",
+    meaning: str = "",
     cols: int = 4,
     pair: bool = False,
     hint: str = "hover a head · click for details",
     clickable: bool = True,
     version: int = 0,
     show_shown: bool = True,
+    marks: str = "selected",
 ) -> dict:
-    """The traits of a ``HeadGrid`` showing ``panels`` on ``scale`` (``label``: the colour bar's title,
-    ``unit``: of displayed values; ``pair``: panels go two by two, compared maps side by side)."""
+    """The traits of a ``HeadGrid`` showing ``panels`` on ``scale`` (``label``: the colour bar's title in words,
+    ``unit``: of displayed values, ``raw_unit``: of the raw score on hover, ``meaning``: the legend's first line,
+    what the colours mean; ``pair``: panels go two by two, compared maps side by side; ``marks``: CI dots and
+    verified squares on the "selected" heads only, where a selection is active, or on "all")."""
     colors, cells, ranks, flags, specs = [], [], [], [], []
     for p in panels:
         L, H = p.shown.shape
@@ -59,12 +72,13 @@ def state(
         ranks.append((p.rank if p.rank is not None else np.zeros((L, H))).astype(np.int32).reshape(-1))
         out = display.beyond(p.shown, scale)
         f = np.zeros((L, H), dtype=np.uint8)
+        only = p.selected if marks == "selected" and p.selected is not None else np.ones((L, H), dtype=bool)
         for name, mask in (
             ("selected", p.selected),
-            ("significant", p.significant),
+            ("significant", None if p.significant is None else p.significant & only),
             ("above", out > 0),
             ("below", out < 0),
-            ("verified", p.verified),
+            ("verified", None if p.verified is None else p.verified & only),
             ("missing", np.isnan(p.shown)),
         ):
             if mask is not None:
@@ -92,12 +106,14 @@ def state(
             "lo": scale.lo,
             "hi": scale.hi,
             "lut": scale.lut(),
-            "ticks": [{"v": float(t), "text": scale.tick_text(float(t))} for t in scale.ticks()],
+            "ticks": [{"v": t, "text": scale.tick_text(t)} for t in end_ticks(scale)],
             "label": label,
             "cmap": scale.cmap,
         },
+        "meaning": meaning,
         "legend": [{"text": LEGEND[k], **({"swatch": SWATCH[k]} if k in SWATCH else {})} for k in keys],
         "unit": unit,
+        "raw_unit": raw_unit,
         "hint": hint,
         "clickable": bool(clickable),
         "selecting": any(p.selected is not None for p in panels),

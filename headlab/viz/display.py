@@ -7,8 +7,11 @@ task, or their difference, when comparing maps). From the panels shown, and only
   so a head that hurts a task is blue and one that helps it red. "fraction" (named "|s| share") is its
   magnitude, for the papers' 0–0.004 pictures.
 - **Colour scale**: one per view. A display that can be negative (share, z-score, s / max|s|, raw) uses a
-  diverging map centred on 0 with limits ±max|v|; "|s| share" a sequential map from 0. ``vmax`` clips: a
-  cell beyond the limit carries a clip marker (▲ above, ▼ below) and the colour bar's end tick reads "0.03+".
+  diverging map centred on 0 with limits ±max|v|; "|s| share", and a map the caller knows is never negative
+  (``signed=False``: the explorer's maps without a negative value, such as probe accuracies), a sequential map
+  from 0. ``plain_label`` names it in words and ``meaning`` says what red and blue mean for the method.
+  ``vmax`` clips: a cell beyond the limit carries a clip marker (▲ above, ▼ below) and the colour bar's end
+  tick reads "0.03+".
 - **Selection**: ``threshold`` keeps displayed values ≥ it; ``top_k`` and ``elbow`` rank the raw score as
   ``HeadScores.top`` does (``analysis.selection.select_heads``). ``by="value"`` (default) ranks signed values,
   the heads that help; ``by="abs"`` ranks |value|, helpers and harmers alike. Each panel's label says which
@@ -21,7 +24,7 @@ task, or their difference, when comparing maps). From the panels shown, and only
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from matplotlib import colormaps, rcParams
@@ -122,15 +125,16 @@ class Selection:
             keep[layer, head] = True
         return keep
 
-    def label(self, keep: np.ndarray | None, raw: np.ndarray | None = None) -> str:
+    def label(self, keep: np.ndarray | None, raw: np.ndarray | None = None, name: str = "s") -> str:
         """A panel's selection in words, from what it selected: "top 10 by s", "12 with |s| ≥ 0.01", "elbow: 7 by
-        s", or "". With ``raw`` (the panel's scores) it says what the rule could not do: "no scored heads (all
-        NaN)", "top 3 by s (only 3 scored)" when fewer than k are finite, "elbow: none (no s > 0)"."""
+        s", or "" (``name``: what is ranked, "A − B" for a difference). With ``raw`` (the panel's scores) it says
+        what the rule could not do: "no scored heads (all NaN)", "top 3 by s (only 3 scored)" when fewer than k
+        are finite, "elbow: none (no s > 0)"."""
         if raw is not None and not np.isfinite(raw).any():
             return f"no scored heads (all {raw.size} NaN)"
         if keep is None:
             return ""
-        by, n = BY[self.by], int(keep.sum())
+        by, n = (f"|{name}|" if self.by == "abs" else name), int(keep.sum())
         if self.top_k is not None:
             if n == self.top_k:
                 return f"top {n} by {by}"
@@ -178,13 +182,16 @@ class Scale:
         return ["#{:02x}{:02x}{:02x}".format(*(int(round(255 * c)) for c in row[:3])) for row in rgba]
 
 
-def scale_of(panels: list[np.ndarray], normalize: str, vmax=None) -> Scale:
-    """The one colour scale of a view, from the finite values of every panel in it."""
+def scale_of(panels: list[np.ndarray], normalize: str, vmax=None, signed: bool | None = None) -> Scale:
+    """The one colour scale of a view, from the finite values of every panel in it; ``signed`` (None: by the
+    display, "|s| share" alone sequential) where the caller knows whether the map can be negative."""
     vmax = check_vmax(vmax)
     values = np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in panels]) if panels else np.zeros(0)
     finite = values[np.isfinite(values)]
     finite = finite if finite.size else np.zeros(1)
-    signed = normalize != "fraction" or bool((finite < 0).any())
+    if signed is None:
+        signed = normalize != "fraction"
+    signed = signed or normalize == "zscore" or bool((finite < 0).any())
     top = float(np.abs(finite).max()) if signed else float(finite.max())
     top = top if top > 0 else 1.0
     lim = float(vmax) if vmax is not None else top
@@ -276,14 +283,16 @@ def task_panels(scores: HeadScores, tasks, normalize: str, selection: Selection,
 
 
 def difference_panels(a: HeadScores, b: HeadScores, tasks, normalize: str, selection: Selection, names=("A", "B")):
-    """Per task, one panel of a − b in displayed units (same model shape); the selection ranks the
-    difference."""
+    """Per task, one panel of a − b in displayed units (same model shape); the selection ranks |a − b|, so the
+    largest differences either way are selected."""
     if a.shape[1:] != b.shape[1:]:
         raise ValueError(
             f"a difference needs maps of one shape, got {a.shape[1]} × {a.shape[2]} and {b.shape[1]} × {b.shape[2]}: "
             "compare side by side (by relative depth) instead"
         )
     da, db = a.normalized(normalize), b.normalized(normalize)
+    selection = replace(selection, by="abs")
+    name = f"{names[0]} − {names[1]}"
     panels = []
     for task in tasks:
         diff = da[a.tasks.index(task)] - db[b.tasks.index(task)]
@@ -298,7 +307,7 @@ def difference_panels(a: HeadScores, b: HeadScores, tasks, normalize: str, selec
                 shown=diff,
                 rank=rank.reshape(diff.shape),
                 selected=keep,
-                label=selection.label(keep, diff),
+                label=selection.label(keep, diff, name=name),
                 value_name="difference",
             )
         )
@@ -319,3 +328,38 @@ def legend_keys(panels: list[Panel], scale: Scale) -> list[str]:
     if any(p.verified is not None for p in panels):
         keys.append("verified")
     return keys
+
+
+def plain_label(scores: HeadScores, normalize: str, difference: bool = False) -> str:
+    """The colour bar's title in words: "share of the task's total effect", "effect in standard deviations",
+    "metric change (logit diff)"; a difference of two maps says so."""
+    what = "effect" if scores.method in ABLATING else "score"
+    text = {
+        "share": f"share of the task's total {what}",
+        "fraction": f"share of the task's total |{what}|",
+        "zscore": f"{what} in standard deviations",
+        "max": f"{what} / the largest {what}",
+        "none": "metric change" if what == "effect" else "score",
+    }[check_normalize(normalize)]
+    if normalize == "none":
+        text += f" ({unit(scores, normalize)})"
+    return f"A − B: {text}" if difference else text
+
+
+def meaning(method: str, signed: bool, difference: bool = False) -> str:
+    """One line in words: what the colours mean for maps of ``method`` (red and blue when ``signed``)."""
+    if difference:
+        return "red: map A scores the head higher than map B · blue: map B scores it higher"
+    if not signed:
+        return "yellow: the largest values · dark: near 0 (this map has no negative value)"
+    return MEANINGS.get(method, "red: a positive score · blue: a negative one")
+
+
+ABLATING = ("attribution", "ablation", "verified")  # their score: how much ablating the head lowers the metric
+MEANINGS = {
+    **dict.fromkeys(
+        ABLATING, "red: ablating the head lowers the task's metric (the head helps) · blue: it raises it (it hurts)"
+    ),
+    "gating": "red: gating the head off hurts the task (it facilitates) · blue: it helps (the head interferes)",
+    "probe": "red: the head's activations point the probe to the task · blue: away from it",
+}

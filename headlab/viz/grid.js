@@ -5,11 +5,18 @@
 // State (traits): spec (JSON: panels, columns, scale, legend, hint), colors (RGBA uint8 per cell),
 // cells (float32 raw, shown per cell), ranks (int32 per cell), flags (uint8 per cell, FLAG bits), status.
 // Each draw stamps el.dataset.draws (a count) and el.dataset.drawnAt (performance.now()).
+//
+// Cells are one small image per panel (an RGBA pixel a head) scaled up without smoothing: a redraw costs
+// the same at 80 × 64 as at 30 × 9. Marks are drawn inside their cell, and only where a cell is at least
+// MARK_MIN px (hover names them at any size).
 
 const FLAG = { selected: 1, significant: 2, above: 4, below: 8, verified: 16, missing: 32 };
 const FONT = "12px sans-serif";
 const TICK_FONT = "11px sans-serif";
-const MIN_W = 560;
+const MIN_W = 320;
+const MIN_CELL = 6; // px: fewer columns until a head's cell is at least this wide
+const MARK_MIN = 5; // px: smaller cells carry no mark
+const LEGEND_LINE = 18;
 
 function bytes(view) {
   if (!view) return new Uint8Array(0);
@@ -37,12 +44,15 @@ function layout(spec, width) {
   const cbarW = 110;
   const left = 44, gap = 26, top = 40, rowGap = 62;
   let cols = Math.min(spec.cols || 4, n);
-  // never narrower than ~150 px a panel: fewer columns on a narrow output
-  while (cols > 1 && (width - left - cbarW - (cols - 1) * gap) / cols < 150) cols -= spec.pair ? 2 : 1;
-  cols = Math.max(cols, 1);
-  const pw = Math.floor((width - left - cbarW - (cols - 1) * gap) / cols);
   const maxL = Math.max(...panels.map((p) => p.L));
-  const ph = Math.max(120, Math.min(340, Math.round(pw * Math.min(1.1, Math.max(0.6, maxL / 30)))));
+  const maxH = Math.max(...panels.map((p) => p.H));
+  // never narrower than ~150 px a panel nor MIN_CELL px a head: fewer columns on a narrow output
+  const panelW = (c) => (width - left - cbarW - (c - 1) * gap) / c;
+  while (cols > 1 && (panelW(cols) < 150 || panelW(cols) / maxH < MIN_CELL)) cols -= spec.pair && cols > 2 ? 2 : 1;
+  cols = Math.max(cols, 1);
+  const pw = Math.floor(panelW(cols));
+  // tall models get taller panels: about MIN_CELL px a layer, within what the width suggests
+  const ph = Math.max(120, Math.min(Math.max(340, Math.min(5 * maxL, 560)), Math.round(pw * Math.min(1.1, Math.max(0.6, maxL / 30)))));
   const rows = Math.ceil(n / cols);
   const boxes = panels.map((p, i) => ({
     x: left + (i % cols) * (pw + gap),
@@ -50,8 +60,68 @@ function layout(spec, width) {
     w: pw,
     h: ph,
   }));
-  const height = top + rows * ph + (rows - 1) * rowGap + 62;
-  return { boxes, cols, rows, height, cbar: { x: width - cbarW + 14, y: top, w: 14, h: Math.min(height - top - 62, 2 * ph) } };
+  const legendY = top + rows * ph + (rows - 1) * rowGap + 40;
+  const height = legendY + 2 * LEGEND_LINE + 6;
+  const cbH = Math.min(rows * ph + (rows - 1) * rowGap, Math.max(2 * ph, 200));
+  return { boxes, cols, rows, height, legendY, cbar: { x: width - cbarW + 14, y: top, w: 14, h: cbH } };
+}
+
+// one RGBA image per panel, a pixel a head (layer = row), from the colours the kernel sent
+function panelImages(spec, colors) {
+  const offs = offsets(spec);
+  return spec.panels.map((p, i) => {
+    const img = document.createElement("canvas");
+    img.width = p.H;
+    img.height = p.L;
+    const data = new ImageData(p.H, p.L);
+    data.data.set(colors.subarray(offs[i] * 4, (offs[i] + p.L * p.H) * 4));
+    img.getContext("2d").putImageData(data, 0, 0);
+    return img;
+  });
+}
+
+// CI dots, verified squares and clip triangles, each inside its cell; a dot shares a clipped cell's corner
+function drawMarks(ctx, flags, o, p, b, cw, ch) {
+  const m = Math.min(cw, ch);
+  for (let l = 0; l < p.L; l++) {
+    for (let h = 0; h < p.H; h++) {
+      const f = flags[o + l * p.H + h];
+      if (!(f & (FLAG.verified | FLAG.significant | FLAG.above | FLAG.below))) continue;
+      const x0 = b.x + h * cw, y0 = b.y + l * ch;
+      const cx = x0 + cw / 2, cy = y0 + ch / 2;
+      const clipped = f & (FLAG.above | FLAG.below);
+      if (f & FLAG.verified) {
+        ctx.strokeStyle = "#000";
+        ctx.lineWidth = 1;
+        ctx.strokeRect(x0 + 1.5, y0 + 1.5, cw - 3, ch - 3);
+      }
+      if (f & FLAG.significant) {
+        const r = clipped ? m * 0.16 : m * 0.24;
+        const dx = clipped ? x0 + r + 1.5 : cx, dy = clipped ? y0 + r + 1.5 : cy;
+        ctx.beginPath();
+        ctx.arc(dx, dy, r, 0, 2 * Math.PI);
+        ctx.fillStyle = "#fff";
+        ctx.fill();
+        ctx.strokeStyle = "#000";
+        ctx.lineWidth = 1;
+        ctx.stroke();
+      }
+      if (clipped) {
+        const up = f & FLAG.above ? -1 : 1;
+        const r = m * 0.3;
+        ctx.beginPath();
+        ctx.moveTo(cx - r, cy - up * r * 0.8);
+        ctx.lineTo(cx + r, cy - up * r * 0.8);
+        ctx.lineTo(cx, cy + up * r);
+        ctx.closePath();
+        ctx.fillStyle = "#000";
+        ctx.fill();
+        ctx.strokeStyle = "#fff";
+        ctx.lineWidth = 0.8;
+        ctx.stroke();
+      }
+    }
+  }
 }
 
 function offsets(spec) {
@@ -78,6 +148,10 @@ export function draw(state, el) {
     return;
   }
   const width = Math.max(MIN_W, Math.floor(root.clientWidth || el.clientWidth || 900));
+  if (!state.images || state.imagesOf !== state.colors) {
+    state.images = panelImages(spec, bytes(state.colors));
+    state.imagesOf = state.colors;
+  }
   const lay = layout(spec, width);
   const dpr = window.devicePixelRatio || 1;
   const pxW = Math.round(width * dpr), pxH = Math.round(lay.height * dpr);
@@ -91,53 +165,14 @@ export function draw(state, el) {
   const ctx = canvas.getContext("2d");
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, width, lay.height);
-  const colors = bytes(state.colors);
   const flags = bytes(state.flags);
   const offs = offsets(spec);
+  ctx.imageSmoothingEnabled = false;
   spec.panels.forEach((p, i) => {
     const b = lay.boxes[i];
     const cw = b.w / p.H, ch = b.h / p.L, o = offs[i];
-    for (let l = 0; l < p.L; l++) {
-      for (let h = 0; h < p.H; h++) {
-        const c = (o + l * p.H + h) * 4;
-        ctx.fillStyle = `rgb(${colors[c]},${colors[c + 1]},${colors[c + 2]})`;
-        ctx.fillRect(b.x + h * cw, b.y + l * ch, Math.ceil(cw), Math.ceil(ch));
-      }
-    }
-    for (let l = 0; l < p.L; l++) {
-      for (let h = 0; h < p.H; h++) {
-        const f = flags[o + l * p.H + h];
-        const cx = b.x + (h + 0.5) * cw, cy = b.y + (l + 0.5) * ch;
-        const r = Math.max(2.5, Math.min(cw, ch) * 0.28);
-        if (f & FLAG.verified) {
-          ctx.strokeStyle = "#000";
-          ctx.lineWidth = 1.2;
-          ctx.strokeRect(b.x + h * cw + 1, b.y + l * ch + 1, cw - 2, ch - 2);
-        }
-        if (f & FLAG.significant) {
-          ctx.beginPath();
-          ctx.arc(cx, cy, r, 0, 2 * Math.PI);
-          ctx.fillStyle = "#fff";
-          ctx.fill();
-          ctx.strokeStyle = "#000";
-          ctx.lineWidth = 1;
-          ctx.stroke();
-        }
-        if (f & (FLAG.above | FLAG.below)) {
-          const up = f & FLAG.above ? -1 : 1;
-          ctx.beginPath();
-          ctx.moveTo(cx - r, cy - up * r * 0.8);
-          ctx.lineTo(cx + r, cy - up * r * 0.8);
-          ctx.lineTo(cx, cy + up * r);
-          ctx.closePath();
-          ctx.fillStyle = "#000";
-          ctx.fill();
-          ctx.strokeStyle = "#fff";
-          ctx.lineWidth = 0.8;
-          ctx.stroke();
-        }
-      }
-    }
+    ctx.drawImage(state.images[i], b.x, b.y, b.w, b.h);
+    if (Math.min(cw, ch) >= MARK_MIN) drawMarks(ctx, flags, o, p, b, cw, ch);
     ctx.strokeStyle = "#222";
     ctx.lineWidth = 1;
     ctx.strokeRect(b.x + 0.5, b.y + 0.5, b.w - 1, b.h - 1);
@@ -198,20 +233,34 @@ export function draw(state, el) {
     const y = cb.y + cb.h * (1 - (t.v - s.lo) / (s.hi - s.lo || 1));
     ctx.fillText(t.text, cb.x + cb.w + 4, y);
   }
+  for (const t of s.ticks) {
+    const y = Math.round(cb.y + cb.h * (1 - (t.v - s.lo) / (s.hi - s.lo || 1))) + 0.5;
+    ctx.beginPath();
+    ctx.moveTo(cb.x + cb.w - 3, y);
+    ctx.lineTo(cb.x + cb.w + 2, y);
+    ctx.stroke();
+  }
   ctx.save();
   ctx.translate(cb.x + cb.w + 58, cb.y + cb.h / 2);
   ctx.rotate(-Math.PI / 2);
   ctx.textAlign = "center";
   ctx.textBaseline = "top";
-  ctx.fillText(s.label, 0, 0);
+  ctx.fillText(s.label, 0, 0, cb.h + 40);
   ctx.restore();
-  // legend under the grid, with a grey swatch
+  // legend under the grid: what the colours mean, then the marks in use (with a grey swatch)
   let x = 44;
-  const y = lay.height - 11;
+  let y = lay.legendY;
   ctx.font = FONT;
   ctx.textBaseline = "middle";
   ctx.textAlign = "left";
+  ctx.fillStyle = "#222";
+  ctx.fillText(spec.meaning || "", x, y, width - x - 8);
+  y += LEGEND_LINE;
   for (const entry of spec.legend) {
+    const w = ctx.measureText(entry.text).width + (entry.swatch ? 16 : 0);
+    if (x > 44 && x + w > width - 8) {
+      break; // one line; the hover readout names every mark of a head
+    }
     if (entry.swatch) {
       ctx.fillStyle = entry.swatch;
       ctx.fillRect(x, y - 6, 12, 12);
@@ -226,7 +275,7 @@ export function draw(state, el) {
   state.layout = lay;
   state.offsets = offs;
   el.dataset.scale = JSON.stringify({ lo: s.lo, hi: s.hi, label: s.label, cmap: s.cmap });
-  el.dataset.legend = spec.legend.map((e) => e.text).join(" | ");
+  el.dataset.legend = [spec.meaning || "", ...spec.legend.map((e) => e.text)].join(" | ");
   el.dataset.panels = spec.panels.map((p) => p.title).join(" | ");
   el.dataset.draws = String(Number(el.dataset.draws || 0) + 1);
   el.dataset.drawnAt = String(performance.now());
@@ -254,6 +303,7 @@ export function describe(state, at) {
   const f = bytes(state.flags)[idx];
   const raw = cells[2 * idx], shown = cells[2 * idx + 1];
   let text = `L${at.layer}.H${at.head} \u00b7 ${p.title}: ${p.value_name || "score"} ${fmt(raw)}`;
+  if (spec.raw_unit) text += ` ${spec.raw_unit}`;
   if (p.show_shown) text += ` (shown ${fmt(shown)} ${spec.unit})`;
   if (ranks[idx] > 0) text += `, rank ${ranks[idx]} of ${p.L * p.H} by s`;
   if (spec.selecting) text += f & FLAG.selected ? " \u00b7 selected" : " \u00b7 not selected";
@@ -274,7 +324,7 @@ function ensureRoot(el) {
     '<div class="hl-hint" style="color:#555;margin:2px 0 4px"></div>' +
     '<canvas style="display:block;cursor:crosshair"></canvas>' +
     '<div class="hl-readout" style="min-height:1.5em;margin-top:4px;font-family:monospace"></div>' +
-    '<div class="hl-status" style="min-height:1.2em;color:#555"></div>';
+    '<div class="hl-status" style="height:1.4em;overflow:hidden;white-space:nowrap;text-overflow:ellipsis;color:#555"></div>';
   el.appendChild(root);
   return root;
 }

@@ -10,7 +10,14 @@ ROOT = Path(__file__).resolve().parents[2] / "headlab"
 
 # Lower layers never import higher ones; modules of one layer may import each other (without cycles).
 LAYERS = [
-    ("headlab.models", "headlab.tasks", "headlab.architectures", "headlab.files", "headlab.engine.nnsight_engine"),
+    (
+        "headlab.models",
+        "headlab.tasks",
+        "headlab.architectures",
+        "headlab.files",
+        "headlab.engine.nnsight_engine",
+        "headlab.engine.ndif",
+    ),
     ("headlab.engine",),
     ("headlab.metrics",),
     ("headlab.cache", "headlab.results"),
@@ -127,5 +134,5 @@ def test_the_checks_see_the_imports_they_guard():
     """The reader resolves relative imports at every depth (a check that sees nothing cannot fail)."""
     assert any(t == "headlab.engine.hooks" for t, _, _ in GRAPH["headlab.engine.replay"])
     assert any(t == "headlab.metrics" for t, _, _ in GRAPH["headlab.scorers.ablation"])
-    assert any(t == "headlab.scoring" for t, _, _ in GRAPH["headlab.viz.widgets"])
+    assert any(t == "headlab.scoring" for t, _, _ in GRAPH["headlab.viz.explorer.app"])  # three dots up
     assert layer_of("headlab.engine.packing") < layer_of("headlab.scorers.attribution") < layer_of("headlab.viz.plot")
