@@ -10,6 +10,10 @@ sets of k (matched to the first map's top k, never one of its heads). A faithful
 the random band. Every masked set of a task runs in a few stacked passes (``interventions.mask_head_sets``:
 copy c of the batch masks set c), and each task's curves are kept in memory, so asking again for one task (the
 explorer's top-k control) costs nothing.
+
+On the nnsight engine the same sets run as nnsight traces (``nnsight_engine.masked``: copies of the task's items,
+each with its set zero-ablated, only per-item numbers brought back); mode="mean" needs ``head_means``, which runs
+on the bridge only, and is refused there in one line.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..cache import Memo, ids_fingerprint
-from ..engine import budget
+from ..engine import budget, nnsight_engine
 from ..engine.forward import check_logits
+from ..engine.ndif import Requests
 from ..engine.nnsight_engine import require_bridge
 from ..engine.progress import bar as progress_bar
 from ..engine.progress import each
-from ..metrics import encode, evaluate
+from ..metrics import check_length, encode, evaluate
 from ..results import HeadScores, check_k, check_model, refuse_tasks_as_scores
 from ..tasks import Task, as_task_list
 from .interventions import MODES, check_heads, head_means, mask_head_sets, mask_heads
@@ -51,10 +56,14 @@ def check_draws(name: str, draws) -> int:
     return int(draws)
 
 
-def _behaviour(model, task: Task) -> tuple[float, float]:
-    """(mean metric, greedy accuracy): the metric is the logit difference when the task has
-    counterfactuals, else the answer log-prob."""
-    ev = evaluate(model, task)
+def _behaviour(model, task: Task, heads=(), mode: str = "zero", means=None) -> tuple[float, float]:
+    """(mean metric, greedy accuracy) with ``heads`` masked as ``mask_heads`` masks them (none: the clean run): the
+    metric is the logit difference when the task has counterfactuals, else the answer log-prob."""
+    if _traced(model):
+        metric, accuracy = _masked_behaviour(model, task, [heads], mode, means)
+        return float(metric[0]), float(accuracy[0])
+    with mask_heads(model, heads, mode, means=means):
+        ev = evaluate(model, task)
     metric = ev.logit_diff if ev.logit_diff is not None else ev.logprob
     return float(metric.mean()), float(ev.correct.float().mean())
 
@@ -155,7 +164,6 @@ def validate(
     import pandas as pd
 
     refuse_tasks_as_scores("validate", scores)
-    require_bridge(model, "validate()")
     check_draws("n_random", n_random)
     if ks is not None:
         if k is not None or cross_task:
@@ -183,6 +191,8 @@ def validate(
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if not isinstance(mode, str) or mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}: choose from {MODES}")
+    if mode == "mean":
+        require_bridge(model, "validate(mode='mean') (its means come from head_means())")
     if not isinstance(cross_task, bool):
         raise ValueError(f"cross_task must be True or False, got {cross_task!r}")
     task_list = as_task_list(tasks)
@@ -212,13 +222,11 @@ def validate(
             bar.update(1)
         rows, rands = [], {}
         for task in task_list:
-            with mask_heads(model, heads[task.name], mode, means=means):
-                top_masked = _behaviour(model, task)
+            top_masked = _behaviour(model, task, heads[task.name], mode, means)
             bar.update(1)
             rand = []
             for _ in range(n_random):
-                with mask_heads(model, layer_matched_random(heads[task.name], L, H, rng), mode, means=means):
-                    rand.append(_behaviour(model, task))
+                rand.append(_behaviour(model, task, layer_matched_random(heads[task.name], L, H, rng), mode, means))
                 bar.update(1)
             rands[task.name] = (top_masked, np.array(rand))
     finally:
@@ -249,9 +257,8 @@ def validate(
         names = [t.name for t in task_list]
         cross = pd.DataFrame(0.0, index=pd.Index(names, name="masked"), columns=pd.Index(names, name="measured"))
         for a in each(task_list, "cross-task", progress):
-            with mask_heads(model, heads[a.name], mode, means=means):
-                for b in task_list:
-                    cross.loc[a.name, b.name] = clean[b.name][0] - _behaviour(model, b)[0]
+            for b in task_list:
+                cross.loc[a.name, b.name] = clean[b.name][0] - _behaviour(model, b, heads[a.name], mode, means)[0]
     return Validation(pd.DataFrame(rows).set_index("task"), cross, heads)
 
 
@@ -360,7 +367,6 @@ def faithfulness(
     from ..models import describe
 
     refuse_tasks_as_scores("faithfulness", scores)
-    require_bridge(model, "faithfulness()")
     maps = {"scores": scores} if isinstance(scores, HeadScores) else scores
     if not isinstance(maps, dict) or not maps or not all(isinstance(v, HeadScores) for v in maps.values()):
         raise TypeError("faithfulness() takes HeadScores, or a dict label → HeadScores, as scores=")
@@ -369,6 +375,8 @@ def faithfulness(
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if mode not in ("zero", "mean"):
         raise ValueError(f"faithfulness mode must be 'zero' or 'mean', got {mode!r}")
+    if mode == "mean":
+        require_bridge(model, "faithfulness(mode='mean') (its means come from head_means())")
     info = describe(model)
     L, H = info.n_layers, info.n_heads
     for label, s in maps.items():
@@ -430,7 +438,7 @@ def faithfulness(
 def _task_curves(model, maps: dict, task: Task, ks, draws: int, seed: int, mode: str, by: str, means, advance=None):
     """One task: clean metric and accuracy, (M, K) per map, (K, draws) random — all sets in stacked passes
     (``advance()`` after each)."""
-    L, H = len(model.blocks), model.cfg.n_heads
+    L, H = model.cfg.n_layers, model.cfg.n_heads
     rng = np.random.default_rng([seed, zlib.crc32(task.name.encode())])  # a task's draws do not depend on the others
     sets = []
     for k in ks:
@@ -444,7 +452,10 @@ def _task_curves(model, maps: dict, task: Task, ks, draws: int, seed: int, mode:
 
 
 def _sets_per_pass(model, task: Task) -> int:
-    """Head sets one stacked pass over ``task``'s items holds (the token budget of a no-grad pass)."""
+    """Head sets one stacked pass over ``task``'s items holds (the token budget of a no-grad pass; on the nnsight
+    engine, a trace's rows)."""
+    if _traced(model):
+        return max(1, nnsight_engine.ROWS_PER_TRACE // len(task))
     T = int(encode(task, model.tokenizer, "logprob", warn=False).tokens.shape[1])
     return max(1, budget.tokens(model, "exact", length=T) // (len(task) * T))
 
@@ -452,7 +463,9 @@ def _sets_per_pass(model, task: Task) -> int:
 def _masked_behaviour(model, task: Task, sets: list, mode: str, means, advance=None) -> tuple[np.ndarray, np.ndarray]:
     """(mean metric, greedy accuracy) per head set (len(sets),), as ``_behaviour`` under ``mask_heads``: the
     sets run as stacked copies of the task's items, as many per pass as the token budget holds (``advance()``
-    after each pass)."""
+    after each pass). On the nnsight engine (zero ablation): ``nnsight_engine.masked``, the same copies in traces."""
+    if _traced(model):
+        return _traced_behaviour(model, task, sets, advance)
     check_logits(model)  # proves the readout once, outside the stacked hooks
     n = len(task)
     per_pass = _sets_per_pass(model, task)
@@ -467,3 +480,25 @@ def _masked_behaviour(model, task: Task, sets: list, mode: str, means, advance=N
         if advance is not None:
             advance()
     return np.concatenate(metric), np.concatenate(accuracy)
+
+
+def _traced(model) -> bool:
+    return getattr(model, "engine", "bridge") != "bridge"
+
+
+def _traced_behaviour(model, task: Task, sets: list, advance=None) -> tuple[np.ndarray, np.ndarray]:
+    """``_masked_behaviour`` on the nnsight engine: each head set zero-ablated in its copy of the task's items
+    (``nnsight_engine.masked``, one request per ``TRACES_PER_REQUEST`` traces)."""
+    import torch
+
+    L, H = model.cfg.n_layers, model.cfg.n_heads
+    lp = encode(task, model.tokenizer, "logprob", warn=False)
+    check_length(model, lp)
+    ld = encode(task, model.tokenizer, "logit_diff", warn=False) if task.has_counterfactuals else None
+    masks = torch.zeros((len(sets), L, H), dtype=torch.bool)
+    for c, heads in enumerate(sets):
+        for layer, head in check_heads(heads, L, H):
+            masks[c, layer, head] = True
+    logprob, correct, logit_diff = nnsight_engine.masked(model, lp, ld, masks, Requests(model), advance)
+    metric = logit_diff if logit_diff is not None else logprob
+    return metric.astype(np.float64).mean(1), correct.astype(np.float64).mean(1)

@@ -24,13 +24,16 @@ What comes back. Each trace saves only (items,) metrics and (items, layers, head
 read only at the metric's positions (the unembedding's input is cut to them inside the trace, so the model's
 own final steps — softcaps, logit scales — still apply).
 
+The operations: ``attribution`` (plain and integrated gradients, several screens in one request), ``ablation``
+(exact, per head), ``pooled_z`` (per-head activations pooled per item: probing) and ``masked`` (head sets
+zero-ablated, the behaviour read: validate, faithfulness). Each takes the task map's ``ndif.Requests``.
+
 Import nnsight only here, and only when this engine is used: importing it mounts ``.save`` on every object
 and patches ``Tensor.backward``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 from dataclasses import dataclass
@@ -54,7 +57,9 @@ OUT_PROJ = {
     "falcon": "transformer.h.{l}.self_attention.dense",
     "bloom": "transformer.h.{l}.self_attention.dense",
 }
+FETCH_CONFIG = "once, online: huggingface-cli download ID config.json tokenizer.json tokenizer_config.json"
 ROWS_PER_TRACE = 256  # rows of one exact-ablation trace at most (a layer's copies are cut into chunks of heads)
+TRACES_PER_REQUEST = 16  # exact-ablation traces per request: on NDIF, a job of ≈ 4k rows
 
 
 class EngineError(ValueError):
@@ -146,15 +151,28 @@ def load(model, tokenizer, engine: str, *, simulate: bool, prepend_bos: bool, dt
             "engine='ndif' needs an NDIF API key: get one at login.ndif.us, then set NDIF_API_KEY (or call "
             "nnsight.CONFIG.set_default_api_key(key)); nothing was sent"
         )
+    if remote is True and os.path.isdir(model):
+        raise EngineError(
+            f"engine='ndif' names a model by the Hugging Face id NDIF serves it under, not a folder ({model!r}): pass "
+            f"the id; its config and tokenizer are read from the local Hugging Face cache ({FETCH_CONFIG})"
+        )
     tok = copy.deepcopy(tokenizer) if tokenizer is not None else None
     if isinstance(model, str):
         from transformers import AutoTokenizer
 
-        tok = tok or AutoTokenizer.from_pretrained(model, local_files_only=True)
         kwargs = {} if dtype is None else {"dtype": dtype}
-        lm = TransformersModel(
-            model, task="text-generation", tokenizer=copy.deepcopy(tok), dispatch=remote is not True, **kwargs
-        )
+        try:
+            tok = tok or AutoTokenizer.from_pretrained(model, local_files_only=True)
+            lm = TransformersModel(
+                model, task="text-generation", tokenizer=copy.deepcopy(tok), dispatch=remote is not True, **kwargs
+            )
+        except OSError as err:
+            if remote is not True:
+                raise
+            raise EngineError(
+                f"engine='ndif' needs {model!r}'s config and tokenizer in the local Hugging Face cache, and they are "
+                f"not there ({FETCH_CONFIG.replace('ID', model)}; no weights are downloaded)"
+            ) from err
         repo_id = model
     else:
         if tok is None:
@@ -215,118 +233,250 @@ def _envoys(model: NnsightModel):
     return projs, _module(lm, names[hf.get_output_embeddings()]), _module(lm, names[hf.get_input_embeddings()])
 
 
-def _session(model: NnsightModel):
-    """One request for every trace inside it, where the model runs remotely; nothing here."""
-    return model.lm.session(remote=model.remote) if model.remote else contextlib.nullcontext()
-
-
 def _values(saved) -> np.ndarray:
     return torch.as_tensor(saved).detach().float().cpu().numpy()
 
 
-def attribution(model: NnsightModel, enc, ablation: str) -> tuple[np.ndarray, np.ndarray]:
-    """Attribution patching of one encoded task (all its items in one trace): per head Σ over positions of
-    ∂metric/∂z · (z_clean − z_source) at the clean run → (per_example (n, L, H), clean metric (n,))."""
+def attribution(model: NnsightModel, enc, ablation: str, requests, screens=(1,)) -> tuple[np.ndarray, np.ndarray]:
+    """Attribution patching of one encoded task, integrated over each of ``screens``' paths, in one request →
+    (per screen (len(screens), n, L, H), clean metric (n,)).
+
+    A screen ``m`` is the path from the ablated run to the clean one at α_k = k/m (k = 1 … m; m = 1: plain
+    attribution): at each point every layer's z is z̃ = z_source + α (z − z_source), z being what that run
+    computes there, and its score is (1/m) Σ_k Σ_pos,d (z − z_source) · ∂metric/∂z̃ at the point's run. Each
+    distinct point of the screens is one copy of the items; a trace holds as many copies as ``ROWS_PER_TRACE``
+    rows allow, plus the source rows (resample: the counterfactual run; mean: the clean run, whose items' mean
+    at each position is the source). The screens' sums are kept where the model runs, across the traces.
+    ``requests``: ``ndif.Requests`` of the task map."""
     import nnsight
 
     projs, unembed, embed = _envoys(model)
     n, T = enc.tokens.shape
     H, d = model.cfg.n_heads, model.cfg.d_head
-    tokens = enc.tokens if ablation != "resample" else torch.cat([enc.tokens, enc.cf_tokens])
+    screens = [int(m) for m in screens]
+    points = sorted({k / m for m in screens for k in range(1, m + 1)})  # k / m is correctly rounded: shared points
+    on_path = torch.tensor([[float(a in {k / m for k in range(1, m + 1)}) for a in points] for m in screens])
+    per_trace = max(1, ROWS_PER_TRACE // n - 1)
+    chunks = [list(range(s, min(s + per_trace, len(points)))) for s in range(0, len(points), per_trace)]
     reach = (torch.arange(T)[None, :] < enc.lengths[:, None]).float()[..., None]  # (n, T, 1): a row's positions
-    rows = torch.arange(n)[:, None]
     read_pos, target, foil, read_mask = enc.read_pos, enc.target, enc.foil, enc.read_mask.float()
     logit_diff = enc.metric == "logit_diff"
     lm = model.lm  # the trace's code names only envoys, tensors and numbers: that is what a request carries
-    with _session(model):
-        with lm.trace({"input_ids": tokens, "attention_mask": torch.ones_like(tokens)}):
-            embed.output.requires_grad_(True)
-            z = [p.input for p in projs]
-            x = unembed.input
-            unembed.input = x[rows, read_pos]  # the logits only where the metric reads them: (n, P, d_model)
-            logits = lm.output.logits.float()
-            if logit_diff:
-                metric = (logits.gather(-1, target[..., None]) - logits.gather(-1, foil[..., None]))[:, 0, 0]
-            else:
-                metric = (logits.log_softmax(-1).gather(-1, target[..., None])[..., 0] * read_mask).sum(-1)
-            grads = torch.autograd.grad(metric.sum(), z)
-            per_layer = []
-            for zl, gl in zip(z, grads):
-                clean = zl[:n].detach()
-                if ablation == "resample":
-                    source = zl[n:].detach()
-                elif ablation == "mean":
-                    source = ((clean * reach).sum(0) / reach.sum(0).clamp(min=1))[None]
-                else:
-                    source = torch.zeros_like(clean)
-                delta = (gl[:n].float() * (clean - source).float()).view(n, T, H, d)
-                per_layer.append(delta.sum((1, 3)))
-            scores = nnsight.save(torch.stack(per_layer, 1))
-            metric = nnsight.save(metric.detach())
-    return _values(scores), _values(metric)
+
+    def submit():
+        with requests.session() as session:
+            out = nnsight.save([])  # [Σ over the screens' points so far (S, n, L, H), clean metric (n,)]
+            for k, chunk in enumerate(chunks):
+                alphas = [points[i] for i in chunk]
+                c = len(alphas)
+                clean_row = alphas.index(1.0) if 1.0 in alphas else c  # mean's source: the clean copy, or one more
+                extra = [enc.cf_tokens] if ablation == "resample" else []
+                extra = [enc.tokens] if ablation == "mean" and clean_row == c else extra
+                tokens = torch.cat([enc.tokens] * c + extra)
+                rows = torch.arange(c * n)[:, None]
+                with lm.trace({"input_ids": tokens, "attention_mask": torch.ones_like(tokens)}):
+                    embed.output.requires_grad_(True)
+                    moved, live, sources = [], [], []
+                    for proj in projs:
+                        x = proj.input
+                        if ablation == "resample":
+                            source = x[c * n :].detach()
+                        elif ablation == "mean":
+                            clean = x[clean_row * n : (clean_row + 1) * n].detach()
+                            source = ((clean * reach).sum(0) / reach.sum(0).clamp(min=1))[None].to(x.dtype)
+                        else:
+                            source = torch.zeros_like(x[:n])
+                        copies = [x[j * n : (j + 1) * n] for j in range(c)]
+                        copies = [z if a == 1.0 else source + a * (z - source) for z, a in zip(copies, alphas)]
+                        new = torch.cat([*copies, x[c * n :]])
+                        proj.input = new
+                        moved.append(new)
+                        live.append(x[: c * n].detach())
+                        sources.append(source)
+                    h = unembed.input
+                    unembed.input = h[rows, read_pos.repeat(c, 1)]  # logits only where read, source rows not
+                    logits = lm.output.logits.float()
+                    tgt, fl = target.repeat(c, 1), foil.repeat(c, 1)
+                    if logit_diff:
+                        metric = (logits.gather(-1, tgt[..., None]) - logits.gather(-1, fl[..., None]))[:, 0, 0]
+                    else:
+                        lp = logits.log_softmax(-1).gather(-1, tgt[..., None])[..., 0]
+                        metric = (lp * read_mask.repeat(c, 1)).sum(-1)
+                    grads = torch.autograd.grad(metric.sum(), moved)
+                    per_layer = []
+                    for zl, gl, sl in zip(live, grads, sources):
+                        delta = gl[: c * n].float().view(c, n, T, H * d) * (zl.view(c, n, T, H * d) - sl).float()
+                        per_layer.append(delta.view(c, n, T, H, d).sum((2, 4)))  # (c, n, H)
+                    sums = torch.einsum("sc,cnlh->snlh", on_path[:, chunk], torch.stack(per_layer, 2))
+                    if k == 0:
+                        out.append(sums)
+                    else:
+                        out[0] = out[0] + sums
+                    if k == len(chunks) - 1:
+                        out.append(metric[-n:].detach())  # the last point, α = 1: the clean run
+        return session, locals().get("out")
+
+    label = "attribution" if screens == [1] else f"attribution, steps {'+'.join(map(str, screens))}"
+    sums, metric = requests.run(label, submit)
+    steps = torch.tensor(screens, dtype=torch.float32)[:, None, None, None]
+    return _values(torch.as_tensor(sums).float() / steps), _values(metric)
 
 
-def ablation(model: NnsightModel, enc, ablation: str, progress=None, layers=None) -> tuple[np.ndarray, np.ndarray]:
+def ablation(model: NnsightModel, enc, ablation: str, requests, progress=None, layers=None, done=None, chosen=None):
     """Exact ablation of one encoded task: the clean rows, one copy of them per head with that head's slice of z
     replaced by the source (zero, the items' mean at each position, or the counterfactual run's), and for
     resample the counterfactual rows, as many copies per trace as ``ROWS_PER_TRACE`` holds (copies of several
-    layers share a trace: each layer's input is patched in its own copies' rows only) → (per_example (n, L, H),
-    clean metric (n,)). ``progress``: a bar with ``update(k)``, one step per head; ``layers``: only these layers'
-    heads (the others stay 0)."""
+    layers share a trace: each layer's input is patched in its own copies' rows only), ``TRACES_PER_REQUEST``
+    traces per request. Yields, per finished request, ``(heads, drops (n, len(heads)), clean metric (n,))``.
+
+    ``requests``: ``ndif.Requests`` of the task map; ``progress``: a bar with ``update(k)``, one step per head;
+    ``layers``: only these layers' heads; ``done``: an (L, H) bool mask of heads already swept (a request whose
+    heads are all done is skipped: requests are cut the same way on every call, so a kept job keeps its label);
+    ``chosen``: an (L, H) bool mask, only these heads (verified's candidates)."""
     import nnsight
 
     projs, unembed, _ = _envoys(model)
     n, T = enc.tokens.shape
     L, H, d = model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_head
-    pairs = [(layer, h) for layer in (range(L) if layers is None else layers) for h in range(H)]
+    pairs = [
+        (l, h) for l in (range(L) if layers is None else layers) for h in range(H) if chosen is None or chosen[l, h]
+    ]
     per_trace = max(1, ROWS_PER_TRACE // n - 2)
-    chunks = [pairs[s : s + per_trace] for s in range(0, len(pairs), per_trace)]
+    per_request = per_trace * TRACES_PER_REQUEST
     reach = (torch.arange(T)[None, :] < enc.lengths[:, None]).float()[..., None]
     logit_diff = enc.metric == "logit_diff"
     resample = ablation == "resample"
-    saved = []
     lm = model.lm  # the trace's code names only envoys, tensors and numbers: that is what a request carries
-    with _session(model):
-        for chunk in chunks:
-            c = len(chunk)
-            tokens = torch.cat([enc.tokens] * (1 + c) + ([enc.cf_tokens] if resample else []))
-            rows = torch.arange(n * (1 + c))[:, None]
-            read_pos = enc.read_pos.repeat(1 + c, 1)
-            target, foil = enc.target.repeat(1 + c, 1), enc.foil.repeat(1 + c, 1)
-            read_mask = enc.read_mask.float().repeat(1 + c, 1)
-            layers = sorted({layer for layer, _ in chunk})
-            with lm.trace({"input_ids": tokens, "attention_mask": torch.ones_like(tokens)}):
+    for first in range(0, len(pairs), per_request):
+        heads = pairs[first : first + per_request]
+        if done is not None and all(done[layer, h] for layer, h in heads):
+            continue
+        chunks = [heads[s : s + per_trace] for s in range(0, len(heads), per_trace)]
+
+        def submit(chunks=chunks):
+            with requests.session() as session:
+                out = nnsight.save([])
+                for chunk in chunks:
+                    c = len(chunk)
+                    tokens = torch.cat([enc.tokens] * (1 + c) + ([enc.cf_tokens] if resample else []))
+                    rows = torch.arange(n * (1 + c))[:, None]
+                    read_pos = enc.read_pos.repeat(1 + c, 1)
+                    target, foil = enc.target.repeat(1 + c, 1), enc.foil.repeat(1 + c, 1)
+                    read_mask = enc.read_mask.float().repeat(1 + c, 1)
+                    with lm.trace({"input_ids": tokens, "attention_mask": torch.ones_like(tokens)}):
+                        with torch.no_grad():
+                            for layer in sorted({at for at, _ in chunk}):
+                                x = projs[layer].input
+                                if resample:
+                                    source = x[-n:]
+                                elif ablation == "mean":
+                                    source = ((x[:n] * reach).sum(0) / reach.sum(0).clamp(min=1))[None].expand(
+                                        n, -1, -1
+                                    )
+                                else:
+                                    source = torch.zeros_like(x[:n])
+                                new = x.clone()
+                                for j, (at, h) in enumerate(chunk):
+                                    if at == layer:
+                                        cut = slice(h * d, (h + 1) * d)
+                                        new[(1 + j) * n : (2 + j) * n, :, cut] = source[..., cut]
+                                projs[layer].input = new
+                            h_in = unembed.input
+                            unembed.input = h_in[rows, read_pos]  # resample's counterfactual rows are not read
+                            logits = lm.output.logits.float()
+                            if logit_diff:
+                                m = (logits.gather(-1, target[..., None]) - logits.gather(-1, foil[..., None]))[:, 0, 0]
+                            else:
+                                m = (logits.log_softmax(-1).gather(-1, target[..., None])[..., 0] * read_mask).sum(-1)
+                            out.append(m.view(1 + c, n))
+            return session, locals().get("out")
+
+        label = f"ablation of L{heads[0][0]}.H{heads[0][1]}–L{heads[-1][0]}.H{heads[-1][1]}"
+        values = [_values(v) for v in requests.run(label, submit)]
+        clean = values[0][0]
+        drops = np.concatenate([v[0][None] - v[1:] for v in values]).T  # (n, len(heads))
+        yield heads, drops, clean
+        if progress is not None:  # once the caller has kept them: a stop here loses nothing
+            progress.update(len(heads))
+
+
+def pooled_z(model: NnsightModel, tokens: torch.Tensor, weight: torch.Tensor, requests, label: str) -> np.ndarray:
+    """Every head's z pooled over each row's positions by ``weight`` (b, T) — Σ_t weight[b, t] · z[b, t] — in one
+    no-grad trace of right-padded ``tokens`` (b, T), one request (``label``) → (b, L, H, d_head) float32."""
+    import nnsight
+
+    projs, _, _ = _envoys(model)
+    H, d = model.cfg.n_heads, model.cfg.d_head
+    b, T = tokens.shape
+    lm = model.lm  # the trace's code names only envoys, tensors and numbers: that is what a request carries
+
+    def submit():
+        with requests.session() as session:
+            with lm.trace({"input_ids": tokens, "attention_mask": torch.ones_like(tokens)}) as tracer:
                 with torch.no_grad():
-                    for layer in layers:
-                        x = projs[layer].input
-                        if resample:
-                            source = x[-n:]
-                        elif ablation == "mean":
-                            source = ((x[:n] * reach).sum(0) / reach.sum(0).clamp(min=1))[None].expand(n, -1, -1)
-                        else:
-                            source = torch.zeros_like(x[:n])
-                        new = x.clone()
-                        for j, (at, h) in enumerate(chunk):
-                            if at == layer:
-                                cut = slice(h * d, (h + 1) * d)
-                                new[(1 + j) * n : (2 + j) * n, :, cut] = source[..., cut]
-                        projs[layer].input = new
-                    h_in = unembed.input
-                    unembed.input = h_in[rows, read_pos]  # resample's counterfactual rows are not read
-                    logits = lm.output.logits.float()
-                    if logit_diff:
-                        m = (logits.gather(-1, target[..., None]) - logits.gather(-1, foil[..., None]))[:, 0, 0]
-                    else:
-                        m = (logits.log_softmax(-1).gather(-1, target[..., None])[..., 0] * read_mask).sum(-1)
-                    out = nnsight.save(m.view(1 + c, n))
-            saved.append((chunk, out))
-            if progress is not None:
-                progress.update(c)
-    per_example = np.zeros((n, L, H), dtype=np.float32)
-    clean = None
-    for chunk, out in saved:
-        values = _values(out)
-        clean = values[0]
-        for j, (layer, h) in enumerate(chunk):
-            per_example[:, layer, h] = values[0] - values[1 + j]
-    return per_example, clean
+                    pooled = [torch.einsum("bt,bthd->bhd", weight, p.input.view(b, T, H, d).float()) for p in projs]
+                    out = nnsight.save(torch.stack(pooled, 1))
+                    tracer.stop()  # nothing after the last layer's heads is needed
+        return session, locals().get("out")
+
+    return _values(requests.run(label, submit))
+
+
+def masked(model: NnsightModel, lp, ld, masks: torch.Tensor, requests, advance=None):
+    """The behaviour of the items with head sets zero-ablated. ``lp``: the task encoded for logprob (every answer
+    token read); ``ld``: for logit_diff (None without counterfactuals), read in the same runs; ``masks`` (S, L, H)
+    bool: copy s of the items runs with heads masks[s] having z set to 0, as many copies per trace as
+    ``ROWS_PER_TRACE`` holds, ``TRACES_PER_REQUEST`` traces per request → per copy and item (S, n): the answer's
+    log-prob, greedy
+    correctness (every answer token the argmax), and the logit difference (None without ``ld``). ``advance(k)``:
+    called after each request with its k traces (a progress bar's ``update``)."""
+    import nnsight
+
+    projs, unembed, _ = _envoys(model)
+    n, T = lp.tokens.shape
+    H, d = model.cfg.n_heads, model.cfg.d_head
+    read_pos = lp.read_pos if ld is None else torch.cat([lp.read_pos, ld.read_pos], 1)
+    P = lp.read_pos.shape[1]
+    per_trace = max(1, ROWS_PER_TRACE // n)
+    per_request = per_trace * TRACES_PER_REQUEST
+    lm = model.lm  # the trace's code names only envoys, tensors and numbers: that is what a request carries
+    values = []
+    for first in range(0, len(masks), per_request):
+        part = masks[first : first + per_request]
+        chunks = [part[s : s + per_trace] for s in range(0, len(part), per_trace)]
+
+        def submit(chunks=chunks):
+            with requests.session() as session:
+                out = nnsight.save([])
+                for chunk in chunks:
+                    c = len(chunk)
+                    tokens = lp.tokens.repeat(c, 1)
+                    rows = torch.arange(c * n)[:, None]
+                    target, mask = lp.target.repeat(c, 1), lp.read_mask.repeat(c, 1)
+                    layers = [layer for layer in range(len(projs)) if bool(chunk[:, layer].any())]
+                    with lm.trace({"input_ids": tokens, "attention_mask": torch.ones_like(tokens)}):
+                        with torch.no_grad():
+                            for layer in layers:
+                                x = projs[layer].input.view(c, n, T, H, d)
+                                where = chunk[:, layer][:, None, None, :, None]  # (c, 1, 1, H, 1)
+                                projs[layer].input = x.masked_fill(where, 0.0).view(c * n, T, H * d)
+                            h = unembed.input
+                            unembed.input = h[rows, read_pos.repeat(c, 1)]  # logits only where read
+                            logits = lm.output.logits.float()
+                            at = logits[:, :P]
+                            logprob = (at.log_softmax(-1).gather(-1, target[..., None])[..., 0] * mask).sum(-1)
+                            correct = ((at.argmax(-1) == target) | ~mask).all(-1).float()
+                            got = [logprob, correct]
+                            if ld is not None:
+                                t_ld, f_ld = ld.target.repeat(c, 1), ld.foil.repeat(c, 1)
+                                at = logits[:, P:]
+                                got.append((at.gather(-1, t_ld[..., None]) - at.gather(-1, f_ld[..., None]))[:, 0, 0])
+                            out.append(torch.stack(got).view(len(got), c, n))
+            return session, locals().get("out")
+
+        label = f"masked head sets {first}–{first + len(part) - 1}"
+        values += [_values(v) for v in requests.run(label, submit)]
+        if advance is not None:
+            advance(len(chunks))
+    got = np.concatenate(values, 1)  # (2 or 3, S, n)
+    return got[0], got[1].astype(bool), (got[2] if ld is not None else None)

@@ -23,6 +23,7 @@ import torch
 from .. import cache
 from ..engine import hooks, nnsight_engine
 from ..engine.forward import z_of
+from ..engine.ndif import Requests
 from ..engine.nnsight_engine import ENGINES
 from ..engine.progress import bar as progress_bar
 from ..engine.replay import Replay, rows_supported
@@ -43,7 +44,6 @@ class Ablation(Scorer):
     summary = "exact: each head's z replaced, the metric drop measured (one re-run per head)"
     order = 20
     variants = ABLATION_VARIANTS
-    resumable = True
 
     def cost(self, size, n_layers, n_heads, options):
         return sweep_cost(size, n_layers, n_heads * n_layers)
@@ -52,16 +52,41 @@ class Ablation(Scorer):
 
     def run(self, model, jobs, options, batch_size, progress):
         if getattr(model, "engine", "bridge") != "bridge":
-            L, H = model.cfg.n_layers, model.cfg.n_heads
-            out = []
-            for job in jobs:
-                bar = progress_bar(L * H, f"{job.task.name} · exact ({model.engine})", progress)
-                try:
-                    out.append(TaskResult(*nnsight_engine.ablation(model, job.enc, job.ablation, bar)))
-                finally:
-                    bar.close()
-            return out
+            return [traced_ablation(model, job, progress) for job in jobs]
         return [ablate(model, job.enc, job.ablation, batch_size, progress, job.partial) for job in jobs]
+
+
+def traced_ablation(model, job, progress: bool, heads=None) -> TaskResult:
+    """Exact ablation of one job on the nnsight engine (``nnsight_engine.ablation``), every finished request
+    saved to ``job.partial`` with the ids of NDIF jobs not yet fetched, and resumed from it. ``heads``: an (L, H)
+    bool mask of the heads to ablate (default all); the others stay NaN."""
+    L, H, n = model.cfg.n_layers, model.cfg.n_heads, job.enc.n
+    per_ex = np.full((n, L, H), np.nan, dtype=np.float32)
+    clean = np.full(n, np.nan, dtype=np.float32)
+    done = np.zeros((L, H), dtype=bool)
+    heads = np.ones((L, H), dtype=bool) if heads is None else np.asarray(heads, dtype=bool)
+    saved = cache.load_partial(job.partial, per_ex.shape, heads, per_head=True) if job.partial else None
+    if saved is not None:
+        per_ex, clean, done = saved
+
+    def keep(jobs: dict) -> None:
+        if job.partial is not None:
+            cache.save_partial(job.partial, per_ex, clean, done, heads, jobs=jobs)
+
+    bar = progress_bar(int(heads.sum()), f"{job.task.name} · exact ({model.engine})", progress)
+    bar.update(int((done & heads).sum()))
+    requests = Requests(model, cache.partial_jobs(job.partial), keep, bar)
+    try:
+        swept_requests = nnsight_engine.ablation(model, job.enc, job.ablation, requests, bar, done=done, chosen=heads)
+        for swept, drops, metric in swept_requests:
+            for j, (layer, head) in enumerate(swept):
+                per_ex[:, layer, head] = drops[:, j]
+                done[layer, head] = True
+            clean[:] = metric
+            requests.save()
+    finally:
+        bar.close()
+    return TaskResult(per_ex, clean)
 
 
 def sweep_cost(size: TaskSize, n_layers: int, n_ablated: float) -> float:

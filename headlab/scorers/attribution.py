@@ -33,8 +33,10 @@ import numbers
 import numpy as np
 import torch
 
+from .. import cache
 from ..engine import budget, nnsight_engine, packing
 from ..engine.forward import at_positions, device_of, final_resid, frozen, interpolate_z, keep_z, z_of
+from ..engine.ndif import Requests
 from ..engine.nnsight_engine import ENGINES
 from ..engine.packing import Pack, Run, Trie
 from ..engine.progress import bar as progress_bar
@@ -63,7 +65,7 @@ class Attribution(Scorer):
     }
     options = {"steps": 1, "path": "activations"}
     pools = True
-    engines = ENGINES  # plain attribution (steps=1) on nnsight and NDIF
+    engines = ENGINES  # nnsight and NDIF: path="activations" only
 
     def check(self, options):
         out = check_steps(self.name, options, self.options)
@@ -78,12 +80,12 @@ class Attribution(Scorer):
 
     def run(self, model, jobs, options, batch_size, progress):
         if getattr(model, "engine", "bridge") != "bridge":
-            if options != self.options:
+            if options["path"] == "layers":
                 raise ValueError(
-                    f"the {model.engine} engine runs plain attribution (steps=1); integrated gradients "
-                    f"({options}) run on engine='bridge'"
+                    f"attribution option path='layers' runs on engine='bridge' only, and this model is on the "
+                    f"{model.engine} engine: use path='activations' (the default) here"
                 )
-            return [TaskResult(*nnsight_engine.attribution(model, job.enc, job.ablation)) for job in jobs]
+            return (TaskResult(pe[0], clean) for pe, clean in traced_attribution(model, jobs, [options["steps"]]))
         pairs = [(job.enc, job.ablation) for job in jobs]
         steps = options["steps"]
         if options["path"] == "activations":
@@ -93,6 +95,20 @@ class Attribution(Scorer):
             inner = layer_points(model, enc, ablation, steps, batch_size, progress)
             out.append(TaskResult((per_example + inner) / steps, clean))
         return out
+
+
+def traced_attribution(model, jobs, screens: list[int]):
+    """Attribution on the nnsight engine along ``screens``' paths (their ``steps``): one request per task
+    (``nnsight_engine.attribution``), each task's (per screen (S, n, L, H), clean (n,)) handed over as it arrives;
+    an NDIF job's id stays in ``job.partial`` until its task is cached."""
+    for job in jobs:
+
+        def keep(jobs: dict, path=job.partial) -> None:
+            if path is not None:
+                cache.save_partial(path, jobs=jobs)
+
+        requests = Requests(model, cache.partial_jobs(job.partial), keep, forget=False)
+        yield nnsight_engine.attribution(model, job.enc, job.ablation, requests, screens)
 
 
 PATHS = ("activations", "layers")  # every layer's z moved at once (one pass per point), or one layer at a time

@@ -28,8 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..engine import hooks
+from ..engine import hooks, nnsight_engine
 from ..engine.forward import final_resid
+from ..engine.ndif import Requests
+from ..engine.nnsight_engine import ENGINES
 from ..engine.progress import bar as progress_bar
 from ..engine.progress import each
 from ..metrics import answer_ids, max_positions, prompt_ids
@@ -65,7 +67,8 @@ def head_activations(
     batch_size: int | None = None,
     progress: bool = True,
 ) -> HeadActivations:
-    """Pooled ``hook_z`` of every head on every item (prompt + at most ``max_answer_tokens`` answer tokens)."""
+    """Pooled ``hook_z`` of every head on every item (prompt + at most ``max_answer_tokens`` answer tokens). On the
+    nnsight engine each batch is one request that pools where the model runs (``nnsight_engine.pooled_z``)."""
     if pool not in POOLS:
         raise ValueError(f"unknown pool {pool!r}: choose from {POOLS}")
     tok = model.tokenizer
@@ -89,7 +92,7 @@ def head_activations(
             f"tokens) but the model takes at most {n_ctx} positions (cfg.n_ctx); {len(too_long)} item(s) are too "
             "long: shorten or drop them"
         )
-    L = len(model.blocks)
+    requests = Requests(model) if getattr(model, "engine", "bridge") != "bridge" else None
     order = np.argsort([len(r) for r in rows], kind="stable")  # similar lengths share a batch: less padding
     per_batch = batch_size or max(1, 8192 // max(len(r) for r in rows))
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -106,22 +109,32 @@ def head_activations(
                 weight[j, lo:hi] = 1.0 / (hi - lo)
             else:
                 weight[j, lo if pool == "first" else hi - 1] = 1.0
-        pooled = [None] * L
-
-        def keep(layer):
-            def hook(z, hook):
-                pooled[layer] = torch.einsum("bt,bthd->bhd", weight.to(z.device), z.float()).cpu()
-                return z
-
-            return hook
-
-        with torch.no_grad():
-            final_resid(model, tokens, [(hooks.z(l), keep(l)) for l in range(L)])
-        block = torch.stack(pooled, 1)  # (b, L, H, d_head)
+        if requests is not None:
+            block = torch.as_tensor(nnsight_engine.pooled_z(model, tokens, weight, requests, f"head activations {s}"))
+        else:
+            block = pooled_z(model, tokens, weight)
         if x is None:
             x = torch.zeros((len(rows), *block.shape[1:]))
         x[torch.as_tensor(idx)] = block
     return HeadActivations(x, torch.tensor(ys), [t.name for t in tasks], torch.tensor(items))
+
+
+def pooled_z(model, tokens: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Every head's ``hook_z`` pooled over each row's positions by ``weight`` (b, T) in a no-grad bridge run of
+    right-padded ``tokens`` (b, T) → (b, L, H, d_head) float32 (``nnsight_engine.pooled_z`` on the nnsight engine)."""
+    L = model.cfg.n_layers
+    pooled = [None] * L
+
+    def keep(layer):
+        def hook(z, hook):
+            pooled[layer] = torch.einsum("bt,bthd->bhd", weight.to(z.device), z.float()).cpu()
+            return z
+
+        return hook
+
+    with torch.no_grad():
+        final_resid(model, tokens, [(hooks.z(l), keep(l)) for l in range(L)])
+    return torch.stack(pooled, 1)
 
 
 def stratified_folds(y: torch.Tensor, folds: int, seed: int) -> np.ndarray:
@@ -294,6 +307,7 @@ class Probe(Scorer):
     options = DEFAULTS
     uses_ablation = uses_metric = False  # classifies tasks from activations: no ablation, no metric
     joint = True  # the tasks are the classes: each result depends on all of them
+    engines = ENGINES
 
     def check(self, options):
         return check_options(**options)
@@ -309,7 +323,7 @@ class Probe(Scorer):
         batches of 32). Per-step overhead dominates these small tensors, which a pass-timed rate does not see
         (measured: docs/measured.md, the cost model)."""
         opts = check_options(**options)
-        L, H, d = len(model.blocks), int(model.cfg.n_heads), int(model.cfg.d_head)
+        L, H, d = int(model.cfg.n_layers), int(model.cfg.n_heads), int(model.cfg.d_head)
         n_train, C = max(2, n_items - n_items // opts["folds"]), max(2, n_classes)
         if opts["probe"] == "logistic":
             x = torch.randn(n_train, L, H, d)

@@ -14,7 +14,8 @@ candidates for real — this is that, in one call, per task:
    strong head whose sign attribution got wrong is still verified); the union over the screens. Or, with
    ``candidates=K``, exactly K heads: the top K by |score|, a head ranked by its best rank in any screen.
 3. **Verify**: exact ablation (``ablation.ablate`` on those heads only, the same batches as a full sweep; the
-   candidates of several layers share one joined pass) re-scores them; the map holds their exact values,
+   candidates of several layers share one joined pass; on the nnsight engine ``ablation.traced_ablation`` of
+   those heads, after a screen of one request per task) re-scores them; the map holds their exact values,
    ``HeadScores.verified`` marks them, and every other head keeps its estimate.
 4. **Disagreements**: each verified head whose sign flipped or whose rank moved by more than
    ``RANK_MOVE`` between the screen and the verified map, in ``params["disagreements"]`` and
@@ -30,8 +31,9 @@ import numbers
 
 import numpy as np
 
-from .ablation import ablate, sweep_cost
-from .attribution import MAX_STEPS, attribute_screens, check_steps, path_cost, path_points
+from ..engine.nnsight_engine import ENGINES
+from .ablation import ablate, sweep_cost, traced_ablation
+from .attribution import MAX_STEPS, attribute_screens, check_steps, path_cost, path_points, traced_attribution
 from .base import ABLATION_VARIANTS, Scorer, TaskResult, register
 
 Z95 = 1.96  # half-width of the screen's 95% interval, in standard errors
@@ -49,7 +51,7 @@ class Verified(Scorer):
     variants = ABLATION_VARIANTS
     options = {"k": 20, "candidates": None, "steps": [1, 2]}
     pools = True
-    resumable = True  # each task is cached when verified; its exact re-runs resume from ``Job.partial``
+    engines = ENGINES
 
     def check(self, options):
         steps = options.get("steps", self.options["steps"])
@@ -85,18 +87,26 @@ class Verified(Scorer):
         return screens + sweep_cost(size, n_layers, min(verified, n_layers * n_heads))
 
     def run(self, model, jobs, options, batch_size, progress):
-        """Screens every task in one pooled run, then verifies and yields the tasks one by one."""
-        check_counts(options, len(model.blocks), model.cfg.n_heads)
-        encoded = [(job.enc, job.ablation) for job in jobs]
-        screens = attribute_screens(model, encoded, batch_size, progress, screens_of(options))
-        for j, job in enumerate(jobs):
-            screen = screens[0][j][0]
-            per_screen = [s[j][0] for s in screens]
+        """Screens every task (in one pooled run on the bridge; one request per task on the nnsight engine), then
+        verifies and yields the tasks one by one."""
+        check_counts(options, model.cfg.n_layers, model.cfg.n_heads)
+        traced = getattr(model, "engine", "bridge") != "bridge"
+        if traced:
+            screened = (list(per_screen) for per_screen, _ in traced_attribution(model, jobs, screens_of(options)))
+        else:
+            encoded = [(job.enc, job.ablation) for job in jobs]
+            pooled = attribute_screens(model, encoded, batch_size, progress, screens_of(options))
+            screened = ([s[j][0] for s in pooled] for j in range(len(jobs)))
+        for job, per_screen in zip(jobs, screened):
+            screen = per_screen[0]
             if options["candidates"]:
                 chosen = top_by_size(per_screen, options["candidates"])
             else:
                 chosen = np.logical_or.reduce([candidates(pe, options["k"]) for pe in per_screen])
-            exact = ablate(model, job.enc, job.ablation, batch_size, progress, job.partial, heads=chosen)
+            if traced:
+                exact = traced_ablation(model, job, progress, heads=chosen)
+            else:
+                exact = ablate(model, job.enc, job.ablation, batch_size, progress, job.partial, heads=chosen)
             per_example = np.where(chosen[None], exact.per_example, screen)
             found = disagreements(screen.mean(0), per_example.mean(0), chosen)
             params = {"disagreements": {job.task.name: found}, "n_verified": {job.task.name: int(chosen.sum())}}

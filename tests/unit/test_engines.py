@@ -65,15 +65,69 @@ def test_a_bridge_cannot_change_engine(bridged):
         load_model(bridged, engine="nnsight")
 
 
-@pytest.mark.parametrize("method", ["verified", "probe", "gating"])
-def test_methods_the_engine_does_not_run_are_refused_by_name(traced, toy_task, method):
-    with pytest.raises(ValueError, match=rf"method '{method}' does not run on the nnsight engine: use one of "):
-        score(traced, toy_task, method=method, cache=False, progress=False)
+def test_gating_is_refused_in_one_line_naming_the_engine(traced, toy_task):
+    with pytest.raises(ValueError, match=r"method 'gating' does not run on the nnsight engine: use one of \[") as info:
+        score(traced, toy_task, method="gating", cache=False, progress=False)
+    assert "\n" not in str(info.value) and "'verified'" in str(info.value) and "'probe'" in str(info.value)
 
 
-def test_integrated_gradients_stay_on_the_bridge(traced, toy_task):
-    with pytest.raises(ValueError, match=r"the nnsight engine runs plain attribution \(steps=1\)"):
-        score(traced, toy_task, method="attribution", steps=2, cache=False, progress=False)
+def test_the_layer_path_stays_on_the_bridge(traced, toy_task):
+    with pytest.raises(
+        ValueError, match="path='layers' runs on engine='bridge' only, and this model is on the nnsight"
+    ):
+        score(traced, toy_task, method="attribution", steps=2, path="layers", cache=False, progress=False)
+
+
+def pair(toy_task):
+    """Two tasks of the toy items (probing needs classes; the second's prompts start otherwise)."""
+    from headlab.tasks import Task
+
+    records = [
+        {
+            "prompt": "So " + it.prompt,
+            "answer": it.answer,
+            "counterfactual": "So " + it.counterfactual,
+            "counterfactual_answer": it.counterfactual_answer,
+        }
+        for it in toy_task.items
+    ]
+    return [toy_task, Task.from_records("Toy2", records)]
+
+
+@pytest.mark.parametrize(
+    "method, kwargs",
+    [
+        ("attribution", {"ablation": "resample", "steps": 3}),
+        ("attribution", {"ablation": "zero", "steps": 2}),
+        ("attribution", {"ablation": "mean", "steps": 4}),
+        ("verified", {"ablation": "resample", "k": 3}),
+        ("verified", {"ablation": "mean", "candidates": 4, "steps": 3}),
+        ("probe", {"probe": "logistic", "folds": 2}),
+        ("probe", {"probe": "mlp", "folds": 2, "epochs": 2, "pool": "last"}),
+    ],
+    ids=["IG-resample", "IG-zero", "IG-mean", "verified", "verified-candidates", "probe-logistic", "probe-mlp"],
+)
+def test_every_scorer_equals_the_bridge_on_a_tiny_model(traced, bridged, toy_task, method, kwargs):
+    tasks = pair(toy_task)
+    got = score(traced, tasks, method=method, cache=False, progress=False, **kwargs)
+    want = score(bridged, tasks, method=method, cache=False, progress=False, **kwargs)
+    assert float(np.abs(got.per_example - want.per_example).max()) <= 1e-6
+    np.testing.assert_allclose(got.baseline, want.baseline, atol=1e-6)
+    if method == "verified":
+        assert got.verified.tolist() == want.verified.tolist() and got.params == want.params
+
+
+def test_integrated_gradients_cut_into_traces_equal_one_trace(traced, toy_task, monkeypatch):
+    """Points that do not fit one trace (``ROWS_PER_TRACE``) run in several, their sums kept across them; mean
+    ablation then adds the clean rows its source is the mean of."""
+    from headlab.engine import nnsight_engine
+
+    kwargs = dict(method="attribution", steps=3, cache=False, progress=False)
+    whole = {a: score(traced, toy_task, ablation=a, **kwargs) for a in ("mean", "resample")}
+    monkeypatch.setattr(nnsight_engine, "ROWS_PER_TRACE", 2 * len(toy_task))  # one point per trace
+    for ablation, want in whole.items():
+        got = score(traced, toy_task, ablation=ablation, **kwargs)
+        np.testing.assert_allclose(got.per_example, want.per_example, atol=1e-7)
 
 
 def test_each_engine_has_its_own_key_and_identity(traced, bridged, toy_task, tmp_path):
@@ -92,11 +146,40 @@ def test_each_engine_has_its_own_key_and_identity(traced, bridged, toy_task, tmp
 
 
 def test_analyses_that_need_the_bridge_say_so(traced, toy_task):
+    from headlab.analysis.interventions import head_means, mask_heads, steer
+    from headlab.analysis.validation import faithfulness
+
     s = score(traced, toy_task, method="attribution", cache=False, progress=False)
-    with pytest.raises(
-        ValueError, match=r"validate\(\) runs on engine='bridge' only, and this model is on the nnsight"
-    ):
-        validate(traced, s, [toy_task], ks=(1,), progress=False)
+    tail = "runs on engine='bridge' only, and this model is on the nnsight engine"
+    with pytest.raises(ValueError, match=rf"validate\(mode='mean'\) \(its means come from head_means\(\)\) {tail}"):
+        validate(traced, s, [toy_task], k=1, mode="mean", progress=False)
+    with pytest.raises(ValueError, match=rf"faithfulness\(mode='mean'\) .* {tail}"):
+        faithfulness(traced, s, [toy_task], ks=(1,), mode="mean", progress=False)
+    with pytest.raises(ValueError, match=rf"head_means\(\) {tail}"):
+        head_means(traced, [toy_task], progress=False)
+    for context in (mask_heads(traced, [(0, 0)]), steer(traced, {(0, 0): np.zeros(traced.cfg.d_head)}, 1.0)):
+        with pytest.raises(ValueError, match=tail):
+            context.__enter__()
+
+
+def test_validate_and_faithfulness_equal_the_bridge(traced, bridged, toy_task):
+    from headlab.analysis.validation import faithfulness
+
+    tasks = pair(toy_task)
+    maps = [score(m, tasks, method="attribution", cache=False, progress=False) for m in (traced, bridged)]
+    for mode in ("zero", "scale"):
+        got, want = (
+            validate(m, s, tasks, k=2, mode=mode, cross_task=True, progress=False)
+            for m, s in zip((traced, bridged), maps)
+        )
+        np.testing.assert_allclose(got.table.to_numpy(float), want.table.to_numpy(float), atol=1e-6, rtol=1e-4)  # ratio
+        np.testing.assert_allclose(got.cross.to_numpy(), want.cross.to_numpy(), atol=1e-6)
+    got, want = (
+        faithfulness(m, {"a": s}, tasks, ks=(1, 3), cache=False, progress=False)
+        for m, s in zip((traced, bridged), maps)
+    )
+    for field in ("clean", "clean_accuracy", "metric", "accuracy", "random_metric", "random_accuracy"):
+        np.testing.assert_allclose(getattr(got, field), getattr(want, field), atol=1e-6, err_msg=field)
 
 
 def test_a_map_names_its_engine_in_its_card_and_file(traced, toy_task, tmp_path):
@@ -131,5 +214,5 @@ def test_the_cli_takes_the_engine(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     assert cli.main(["score", "--engine", "ndif", "--out", str(tmp_path / "other"), "--quiet"]) == 2
     assert "headlab: engine='ndif' needs an NDIF API key" in capsys.readouterr().err
-    assert cli.main(["score", "--engine", "nnsight", "--method", "probe", "--out", str(tmp_path / "o3")]) == 2
-    assert "headlab: method 'probe' does not run on the nnsight engine" in capsys.readouterr().err
+    assert cli.main(["score", "--engine", "nnsight", "--method", "gating", "--out", str(tmp_path / "o3")]) == 2
+    assert "headlab: method 'gating' does not run on the nnsight engine" in capsys.readouterr().err
