@@ -62,8 +62,9 @@ def state(
 ) -> dict:
     """The traits of a ``HeadGrid`` showing ``panels`` on ``scale`` (``label``: the colour bar's title in words,
     ``unit``: of displayed values, ``raw_unit``: of the raw score on hover, ``meaning``: the legend's first line,
-    what the colours mean; ``pair``: panels go two by two, compared maps side by side; ``marks``: CI dots and
-    verified squares on the "selected" heads only, where a selection is active, or on "all")."""
+    what the colours mean; ``pair``: panels go two by two, compared maps side by side; ``marks``: CI dots,
+    verified squares and ▲▼ on the "selected" heads only, where a selection is active (a greyed head shows no
+    colour to be beyond the scale), or on "all")."""
     colors, cells, ranks, flags, specs = [], [], [], [], []
     for p in panels:
         L, H = p.shown.shape
@@ -76,8 +77,8 @@ def state(
         for name, mask in (
             ("selected", p.selected),
             ("significant", None if p.significant is None else p.significant & only),
-            ("above", out > 0),
-            ("below", out < 0),
+            ("above", (out > 0) & only),
+            ("below", (out < 0) & only),
             ("verified", None if p.verified is None else p.verified & only),
             ("missing", np.isnan(p.shown)),
         ):

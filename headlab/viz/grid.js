@@ -4,7 +4,8 @@
 //
 // State (traits): spec (JSON: panels, columns, scale, legend, hint), colors (RGBA uint8 per cell),
 // cells (float32 raw, shown per cell), ranks (int32 per cell), flags (uint8 per cell, FLAG bits), status.
-// Each draw stamps el.dataset.draws (a count) and el.dataset.drawnAt (performance.now()).
+// Each draw stamps el.dataset.draws (a count), el.dataset.drawnAt (performance.now()) and el.dataset.drawMs
+// (how long the drawing itself took).
 //
 // Cells are one small image per panel (an RGBA pixel a head) scaled up without smoothing: a redraw costs
 // the same at 80 × 64 as at 30 × 9. Marks are drawn inside their cell, and only where a cell is at least
@@ -15,6 +16,7 @@ const FONT = "12px sans-serif";
 const TICK_FONT = "11px sans-serif";
 const MIN_W = 320;
 const MIN_CELL = 6; // px: fewer columns until a head's cell is at least this wide
+const MIN_ROW = 5.5; // px: a layer's row at least this tall
 const MARK_MIN = 5; // px: smaller cells carry no mark
 const LEGEND_LINE = 18;
 
@@ -51,8 +53,8 @@ function layout(spec, width) {
   while (cols > 1 && (panelW(cols) < 150 || panelW(cols) / maxH < MIN_CELL)) cols -= spec.pair && cols > 2 ? 2 : 1;
   cols = Math.max(cols, 1);
   const pw = Math.floor(panelW(cols));
-  // tall models get taller panels: about MIN_CELL px a layer, within what the width suggests
-  const ph = Math.max(120, Math.min(Math.max(340, Math.min(5 * maxL, 560)), Math.round(pw * Math.min(1.1, Math.max(0.6, maxL / 30)))));
+  // as tall as the width suggests, within 120–340 px, and never under MIN_ROW px a layer (tall models scroll)
+  const ph = Math.round(Math.max(120, MIN_ROW * maxL, Math.min(340, pw * Math.min(1.1, Math.max(0.6, maxL / 30)))));
   const rows = Math.ceil(n / cols);
   const boxes = panels.map((p, i) => ({
     x: left + (i % cols) * (pw + gap),
@@ -134,6 +136,7 @@ function offsets(spec) {
 }
 
 export function draw(state, el) {
+  const t0 = performance.now();
   const spec = state.spec;
   const root = el.querySelector(".hl-root");
   const canvas = root.querySelector("canvas");
@@ -279,6 +282,7 @@ export function draw(state, el) {
   el.dataset.panels = spec.panels.map((p) => p.title).join(" | ");
   el.dataset.draws = String(Number(el.dataset.draws || 0) + 1);
   el.dataset.drawnAt = String(performance.now());
+  el.dataset.drawMs = String(performance.now() - t0);
 }
 
 export function hit(state, x, y) {

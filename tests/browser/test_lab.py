@@ -2,12 +2,20 @@
 
 1. ``01_quickstart.ipynb`` runs in full; its explorer draws, answers hover and shows a clicked head.
 2. An explorer notebook on the embedded model, at 1400×1000 and at 1000×800: every control is driven and its
-   result asserted — colour scale sign and range, the grey legend, chips all/none, threshold with its unit,
-   top-k / elbow by s and |s|, CI dots, compare side by side and as a difference, the prompt picker,
-   readouts cleared after a switch, a long job asked first and cancelled, redraw ≤ 150 ms in the browser
-   (median of 10, ``performance.now()`` from the action to the drawn canvas), legibility (the canvas as wide
-   as the output, nothing clipped).
-3. A page from ``save_html`` opens offline (every network request refused) with hover working.
+   result asserted — colour scale sign, plain-word title and default 99th-percentile clip, the legend line in
+   words, chips all/none, threshold with its range and unit, top-k / elbow by s and |s|, CI dots, compare with
+   a map not computed yet (map A stays in the menu and on the grid, B arrives beside it) side by side and as a
+   difference, the prompt picker, readouts cleared after a switch, redraw ≤ 150 ms median in the browser
+   (``performance.now()`` from the action to the drawn canvas), legibility (the canvas as wide as the output,
+   nothing clipped). Then a compare with a long job: asked first, run, cancelled within a second, and the state
+   is the one from before (no compare, map A alone); and a faithfulness curve asked first (the notebook's last
+   cell lowers ``jobs.ASK_ABOVE_S`` to 1 s, so that a curve of the embedded model asks), its live counter of
+   masked passes, cancelled.
+3. Synthetic maps of the seed figures' shapes (32 × 32, 48 × 32, 28 × 24) and of 80 × 64 at both sizes: canvas
+   within its output, cells ≥ 5 px, hover on the right head in the corners and middle of the first and last
+   panels, the redraw time per shape printed (p90 from the pick to the drawn canvas, and of the drawing alone,
+   which must stay ≤ 50 ms at 32 × 32).
+4. A page from ``save_html`` opens offline (every network request refused) with hover working.
 
 Screenshots and measured latencies go to artifacts/browser/. Every process started here is stopped (kernel
 sessions deleted, server terminated by PID).
@@ -56,6 +64,7 @@ def lab(tmp_path_factory):
     work = tmp_path_factory.mktemp("lab")
     shutil.copy(ROOT / "notebooks" / "01_quickstart.ipynb", work / "01_quickstart.ipynb")
     (work / "explorer_check.ipynb").write_text(json.dumps(EXPLORER_NOTEBOOK))
+    (work / "shapes.ipynb").write_text(json.dumps(notebook(SHAPE_CELLS)))
     settings = work / "settings"  # isolated user settings: render every cell, no news pop-up
     for plugin, values in {
         "notebook-extension/tracker": {"windowingMode": "none"},
@@ -167,16 +176,39 @@ EXPLORER_CELLS = [
     'scores = headlab.score(model, tasks, method="attribution", progress=False)\n'
     'zero = headlab.score(model, tasks, method="attribution", ablation="zero", progress=False)',
     'ex = widgets.explorer(models={"smollm2": model}, tasks=tasks, scores=scores)\nex',
+    "from headlab.viz.explorer import jobs\n\njobs.ASK_ABOVE_S = 1.0  # every job over a second asks: the test sees it",
 ]
-EXPLORER_NOTEBOOK = {
-    "cells": [
-        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": src}
-        for src in EXPLORER_CELLS
-    ],
-    "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}},
-    "nbformat": 4,
-    "nbformat_minor": 5,
-}
+
+
+def notebook(cells):
+    return {
+        "cells": [
+            {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": src}
+            for src in cells
+        ],
+        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+EXPLORER_NOTEBOOK = notebook(EXPLORER_CELLS)
+# The seed figures' shapes (Llama-3.1-8B, Yi-1.5-9B, Llama-3.2-3B) and NDIF's Llama-3.1-70B, as synthetic maps:
+# heavy-tailed signed scores over 6 items, top 10 selected, CI dots on.
+SHAPES = ((32, 32), (48, 32), (28, 24), (80, 64))
+SHAPE_CELLS = [
+    "import numpy as np\nfrom headlab import widgets\nfrom headlab.models import ModelInfo\n"
+    "from headlab.results import HeadScores\nfrom headlab.tasks import TASK_NAMES\n\n\n"
+    "def show(L, H, seed=0):\n"
+    "    items = np.random.default_rng(seed).standard_t(2, (8, 6, L, H)) * 0.1\n"
+    "    info = ModelInfo(f'synthetic-{L}x{H}', L, H, H, 64, 64 * H, 1000)\n"
+    "    params = {'ablation': 'resample', 'metric': 'logit_diff'}\n"
+    "    scores = HeadScores(items.mean(1), list(TASK_NAMES), info, 'attribution', params, [6] * 8, [1.0] * 8, items)\n"
+    "    ex = widgets.explorer(models={f'synthetic {L}x{H}': lambda: None}, scores=scores)\n"
+    "    ex.state.select, ex.state.ci = 'top_k', True\n"
+    "    return ex",
+    *[f"show({L}, {H})" for L, H in SHAPES],
+]
 BROWSER_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -384,13 +416,15 @@ def _walk_controls(page, tag, threshold):
     )
     assert len(_data(page, "panels").split(" | ")) == 8
     # a chip: one task off, the status counts what is shown
-    before = _draws(page)
+    _button(page, "Inference").click()  # (a draw may come from a resize: wait for what the click draws)
+    page.wait_for_function(
+        "() => !document.querySelector('.hl-root').parentElement.dataset.panels.includes('Inference')"
+    )
+    page.get_by_text("7 of 8 tasks shown").first.wait_for(timeout=10_000)
     _button(page, "Inference").click()
-    _wait_redraw(page, before)
-    assert "Inference" not in _data(page, "panels") and page.get_by_text("7 of 8 tasks shown").first.is_visible()
-    before = _draws(page)
-    _button(page, "Inference").click()
-    _wait_redraw(page, before)
+    page.wait_for_function(
+        "() => document.querySelector('.hl-root').parentElement.dataset.panels.includes('Inference')"
+    )
 
     # top-k by s: greyed heads, a legend that says so; by |s| says so too
     for name in ("by s (signed)", "top-k"):
@@ -430,13 +464,15 @@ def _walk_controls(page, tag, threshold):
     assert re.fullmatch(rf"\d+ with \|s\| ≥ {re.escape(threshold)}", _label(page, 1)), _label(page, 1)
     page.screenshot(path=str(ARTIFACTS / f"explorer_{tag}_threshold.png"), full_page=False)
 
-    # scale clipped at a percentile: the end ticks say "+", the legend names the marks
-    before = _draws(page)
-    _select(page, "Scale", "clip at 99th pct")
-    _wait_redraw(page, before)
-    assert "▲▼ beyond the colour scale" in _data(page, "legend")
+    # the scale: clipped at the 99th percentile by default (▲▼ named in the legend), or the full range
+    assert _selected(page, "Scale") == "clip at 99th pct" and "▲▼ beyond the colour scale" in _data(page, "legend")
+    clipped = json.loads(_data(page, "scale"))["hi"]
     before = _draws(page)
     _select(page, "Scale", "full range")
+    _wait_redraw(page, before)
+    assert "▲▼" not in _data(page, "legend") and json.loads(_data(page, "scale"))["hi"] > clipped
+    before = _draws(page)
+    _select(page, "Scale", "clip at 99th pct")
     _wait_redraw(page, before)
 
     # CI dots with their legend (the bootstrap runs once per map: wait for it)
@@ -461,7 +497,10 @@ def _walk_controls(page, tag, threshold):
         "() => (document.querySelector('.hl-root').parentElement.dataset.panels || '').includes(' · B')",
         timeout=180_000,
     )
-    assert len(_data(page, "panels").split(" | ")) == 16
+    panels = _data(page, "panels").split(" | ")
+    assert len(panels) == 16 and all(f" · B: {other}" in p for p in panels[1::2])
+    assert all(f" · A: {current}" in p for p in panels[::2]) and _selected(page, "Method") == current  # A stays
+    assert _selected(page, "Compare with") == f"method: {other}"
     page.screenshot(path=str(ARTIFACTS / f"explorer_{tag}_compare.png"), full_page=False)
     before = _draws(page)
     _button(page, "difference A − B").click()
@@ -516,21 +555,23 @@ def test_every_explorer_control_at_two_sizes(lab):
             # signed by default: a diverging scale symmetric about 0
             scale = json.loads(_data(page, "scale"))
             assert scale["lo"] < 0 < scale["hi"] and scale["lo"] == pytest.approx(-scale["hi"])
-            assert scale["label"] == "signed share s/Σ|s|" and scale["cmap"] == "RdBu_r"
+            assert scale["label"] == "share of the task's total effect" and scale["cmap"] == "RdBu_r"
+            assert _data(page, "legend").startswith("red: ablating the head lowers the task's metric (the head helps)")
             for size, threshold in (((1400, 1000), "0.02"), ((1000, 800), "0.03")):
-                _check_size(page, size, latencies)
                 try:
+                    _check_size(page, size, latencies)
                     _walk_controls(page, f"{size[0]}x{size[1]}", threshold)
                 except Exception:
                     page.screenshot(path=str(ARTIFACTS / f"failure_{size[0]}x{size[1]}.png"), full_page=True)
                     raise
             (ARTIFACTS / "latency.json").write_text(json.dumps(latencies, indent=1))
 
-            # a long job asks first; Run, then Cancel stops it within a second
-            shown = _selected(page, "Method")
-            _select(page, "Method", "ablation · resample")
+            # compare with a long job: asked first, Run, then Cancel stops it within a second and the state is the
+            # one from before (no compare, map A alone, nothing said about B)
+            shown, drawn = _selected(page, "Method"), _data(page, "panels")
+            _select(page, "Compare with", "method: ablation · resample")
             page.get_by_text(re.compile(r"about .* here \(\d of 8 tasks to compute")).wait_for(timeout=120_000)
-            assert _selected(page, "Method") == shown  # the menu names what is on screen meanwhile
+            assert _selected(page, "Method") == shown and _selected(page, "Compare with") == "— none —"
             page.screenshot(path=str(ARTIFACTS / "explorer_ask.png"), full_page=False)
             _button(page, "Run it").click()
             page.get_by_text(re.compile(r"task 1 of 8 · ")).wait_for(timeout=120_000)
@@ -553,7 +594,27 @@ def test_every_explorer_control_at_two_sizes(lab):
             page.wait_for_function(
                 "() => !document.querySelector('.widget-dropdown select').disabled", timeout=10_000
             )  # the menus are back
-            assert _selected(page, "Method") == shown
+            assert _selected(page, "Method") == shown and _selected(page, "Compare with") == "— none —"
+            assert _data(page, "panels") == drawn and not page.get_by_text(re.compile(r"\| B: ")).count()
+            page.screenshot(path=str(ARTIFACTS / "explorer_cancelled.png"), full_page=False)
+
+            # the faithfulness curve as a job: its question (the notebook's last cell asks of every job over 1 s),
+            # then a live counter of its masked passes; Cancel
+            if "mod-active" not in (_button(page, "top-k").get_attribute("class") or ""):
+                before = _draws(page)
+                _button(page, "top-k").click()
+                _wait_redraw(page, before)
+            _button(page, "faithfulness curve").click()
+            page.get_by_text(re.compile(r"faithfulness curve of \w[\w ]*: about .* here \(\d+ masked runs")).wait_for(
+                timeout=120_000
+            )
+            page.screenshot(path=str(ARTIFACTS / "explorer_curve_ask.png"), full_page=False)
+            _button(page, "Run it").click()
+            page.get_by_text(re.compile(r"faithfulness · \w[\w ]* · [1-9]\d*/\d+")).wait_for(timeout=240_000)
+            page.screenshot(path=str(ARTIFACTS / "explorer_curve_job.png"), full_page=False)
+            _button(page, "Cancel").click()
+            page.get_by_text("cancelled faithfulness curve of").wait_for(timeout=10_000)
+            assert "mod-active" not in (_button(page, "faithfulness curve").get_attribute("class") or "")
             page.screenshot(path=str(ARTIFACTS / "explorer_cancelled.png"), full_page=False)
             _no_errors(page)
         finally:
@@ -596,5 +657,126 @@ def test_saved_page_opens_offline_with_hover(tmp_path):
             assert found and float(found.group(1).replace("−", "-")) == pytest.approx(values[1, 10, 2], rel=2e-3), text
             page.screenshot(path=str(ARTIFACTS / "saved_page.png"), full_page=True)
             assert asked == [] and errors == []
+        finally:
+            browser.close()
+
+
+# JS: pick ``value`` in explorer ``i``'s dropdown ``label``; resolve with [ms from the pick to its canvas's next
+# draw, ms the drawing itself took]
+TIMED_IN = """async ([i, label, value]) => {
+  const root = document.querySelectorAll('.hl-root')[i], el = root.parentElement;
+  const out = root.closest('.jp-OutputArea-output');
+  const box = [...out.querySelectorAll('.widget-dropdown')].find(d => d.querySelector('label')?.textContent === label);
+  const select = box.querySelector('select');
+  const option = [...select.options].find(o => o.textContent.replace(/\\u00a0/g, ' ').trim() === value);
+  const before = Number(el.dataset.draws || 0);
+  const t0 = performance.now();
+  select.value = option.value;
+  select.dispatchEvent(new Event('change', { bubbles: true }));
+  while (Number(el.dataset.draws || 0) <= before) await new Promise(r => setTimeout(r, 1));
+  return [Number(el.dataset.drawnAt) - t0, Number(el.dataset.drawMs)];
+}"""
+
+
+def _p90(values):
+    return float(np.percentile(values, 90))
+
+
+def _geometry(page, i):
+    """Explorer ``i``'s canvas, output and layout: widths, per-panel boxes, the colour bar."""
+    return page.evaluate(
+        """i => { const r = document.querySelectorAll('.hl-root')[i], c = r.querySelector('canvas');
+          const s = r.parentElement.headlabState, out = r.closest('.jp-OutputArea-output');
+          return {root: r.clientWidth, css: c.getBoundingClientRect().width, px: c.width, dpr: devicePixelRatio,
+                  out: out.clientWidth, scroll: out.scrollWidth, boxes: s.layout.boxes, cbar: s.layout.cbar,
+                  panels: s.spec.panels.map(p => ({L: p.L, H: p.H})), height: s.layout.height}; }""",
+        i,
+    )
+
+
+# JS: scroll the notebook until head (layer, head) of panel ``panel`` of explorer ``i`` is mid-window; its
+# client coordinates
+CELL_IN_VIEW = """([i, panel, layer, head]) => {
+  const r = document.querySelectorAll('.hl-root')[i], c = r.querySelector('canvas');
+  const s = r.parentElement.headlabState, b = s.layout.boxes[panel], p = s.spec.panels[panel];
+  const at = () => { const k = c.getBoundingClientRect();
+    return [k.left + b.x + (head + 0.5) * b.w / p.H, k.top + b.y + (layer + 0.5) * b.h / p.L]; };
+  let el = r;
+  while (el && !(el.scrollHeight > el.clientHeight + 4 && /auto|scroll/.test(getComputedStyle(el).overflowY)))
+    el = el.parentElement;
+  (el || document.scrollingElement).scrollTop += at()[1] - innerHeight / 2;
+  return at();
+}"""
+
+
+def _hover(page, i, panel, layer, head):
+    """Move the mouse over one head of explorer ``i`` and return its readout."""
+    page.evaluate(CELL_IN_VIEW, [i, panel, layer, head])
+    page.wait_for_timeout(100)
+    x, y = page.evaluate(CELL_IN_VIEW, [i, panel, layer, head])
+    page.mouse.move(x, y)
+    return page.locator(".hl-readout").nth(i).inner_text()
+
+
+def test_synthetic_shapes_at_two_sizes(lab):
+    """The seed shapes and 80 × 64 at 1400×1000 and 1000×800: the canvas as wide as its output, nothing past it,
+    cells at least 5 px (marks drawn inside them), hover on the right head in the first and last panel's
+    corners and middle, and the redraw time per shape (p90 ≤ 50 ms drawing at 32 × 32)."""
+    from playwright.sync_api import sync_playwright
+
+    base, token = lab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    timings = {}
+    with sync_playwright() as pw:
+        browser, page = _open(pw, base, token, "shapes.ipynb", (1400, 1000))
+        try:
+            _wait_until_all_cells_ran(page, timeout_s=float(os.environ.get("HEADLAB_BROWSER_TIMEOUT", 540)))
+            page.wait_for_function(
+                "n => [...document.querySelectorAll('.hl-root')].filter(r => Number(r.parentElement.dataset.draws) > 0)"
+                ".length === n",
+                arg=len(SHAPES),
+                timeout=60_000,
+            )
+            _no_errors(page)
+            for w, h in ((1400, 1000), (1000, 800)):
+                page.set_viewport_size({"width": w, "height": h})
+                page.wait_for_timeout(800)
+                for i, (L, H) in enumerate(SHAPES):
+                    g = _geometry(page, i)
+                    assert abs(g["css"] - g["root"]) <= 1 and g["css"] <= g["out"], g
+                    assert g["scroll"] <= g["out"] + 1 and g["px"] == round(g["css"] * g["dpr"]), g
+                    right = max(b["x"] + b["w"] for b in g["boxes"])
+                    assert right < g["cbar"]["x"] and g["cbar"]["x"] + g["cbar"]["w"] + 70 <= g["css"], g
+                    cell = min(min(b["w"] / p["H"], b["h"] / p["L"]) for b, p in zip(g["boxes"], g["panels"]))
+                    assert cell >= 5, f"{L}×{H} at {w}×{h}: cells of {cell:.1f} px"
+                    last = len(g["boxes"]) - 1
+                    for panel in (0, last):
+                        for layer, head in ((0, 0), (L - 1, H - 1), (L // 2, H // 3)):
+                            text = _hover(page, i, panel, layer, head)
+                            assert text.startswith(f"L{layer}.H{head} · "), (L, H, w, h, panel, text)
+                    assert " logit diff (shown " in text  # units on hover
+                    page.evaluate("i => document.querySelectorAll('.hl-root')[i].scrollIntoView({block: 'start'})", i)
+                    page.wait_for_timeout(150)
+                    page.screenshot(path=str(ARTIFACTS / f"shape_{L}x{H}_{w}x{h}.png"))
+                    runs = [
+                        page.evaluate(TIMED_IN, [i, "Colour", ("z-score", "signed share s/Σ|s|")[k % 2]])
+                        for k in range(12)
+                    ][2:]  # the first two warm the path
+                    total, drawing = [r[0] for r in runs], [r[1] for r in runs]
+                    timings[f"{L}x{H} at {w}x{h}"] = {
+                        "action_to_drawn_ms": total,
+                        "drawing_ms": drawing,
+                        "p90_action_to_drawn_ms": _p90(total),
+                        "p90_drawing_ms": _p90(drawing),
+                    }
+                    print(
+                        f"redraw {L}×{H} at {w}×{h}: p90 {_p90(total):.1f} ms from the pick to the drawn canvas, "
+                        f"p90 {_p90(drawing):.1f} ms drawing"
+                    )
+            (ARTIFACTS / "shapes_latency.json").write_text(json.dumps(timings, indent=1))
+            for w, h in ((1400, 1000), (1000, 800)):
+                p90 = timings[f"32x32 at {w}x{h}"]["p90_drawing_ms"]
+                assert p90 <= 50, f"32×32 at {w}×{h}: drawing p90 {p90:.1f} ms > 50 ms"
+            _no_errors(page)
         finally:
             browser.close()

@@ -89,6 +89,7 @@ class Controls:
     def __init__(self, state: ViewState, task_names, on_pick):
         wide = {"description_width": "initial"}
         small = lambda w: W.Layout(width=w)  # noqa: E731
+        fixed = lambda: W.Layout(width="auto", flex="0 0 auto")  # a job's buttons never shrink  # noqa: E731
         self.state, self.on_pick, self._showing = state, on_pick, False
         self.widgets = c = {
             "model": W.Dropdown(description="Model", style=wide),
@@ -119,9 +120,9 @@ class Controls:
             "head": W.IntText(value=0, description="Head", layout=small("120px"), style=wide),
             "item": W.Dropdown(options=[("0", 0)], description="Prompt", style=wide, layout=small("340px")),
             "show": W.Button(description="Show head", icon="search", layout=small("auto")),
-            "cancel": W.Button(description="Cancel", icon="stop", button_style="warning", layout=small("auto")),
-            "run": W.Button(description="Run it", button_style="primary", layout=small("auto")),
-            "keep": W.Button(description="Not now", layout=small("auto")),
+            "cancel": W.Button(description="Cancel", icon="stop", button_style="warning", layout=fixed()),
+            "run": W.Button(description="Run it", button_style="primary", layout=fixed()),
+            "keep": W.Button(description="Not now", layout=fixed()),
         }
         for name, trait in (
             ("compare_mode", "mode"),
@@ -144,15 +145,19 @@ class Controls:
         state.observe(self._show_threshold, names="threshold")
         state.observe(self.show_state, names=["select", "compare", "curve"])
         state.observe(self._show_job, names="job")
-        self.status, self.message = W.HTML(line("")), W.HTML(line(""))
+        # one line each, as wide as the output whatever they say (the text is cut with "…", whole on hover)
+        self.status = W.HTML(line(""), layout=W.Layout(overflow="hidden"))
+        self.message = W.HTML(line(""), layout=W.Layout(overflow="hidden"))
         state.observe(lambda ch: setattr(self.message, "value", line(ch["new"], ch["new"].startswith("⚠"))), "message")
         self.question, self.counter = W.HTML(), W.Label("")
         self.bar = W.FloatProgress(value=0, min=0, max=1, layout=small("220px"))
-        self.ask_box = W.HBox([self.question, c["run"], c["keep"]], layout=W.Layout(display="none"))
-        self.job_box = W.HBox([self.bar, self.counter, c["cancel"]], layout=W.Layout(display="none"))
+        wrap = lambda: W.Layout(display="none", flex_flow="row wrap", align_items="center")  # noqa: E731
+        self.ask_box = W.HBox([self.question, c["run"], c["keep"]], layout=wrap())
+        self.job_box = W.HBox([self.bar, self.counter, c["cancel"]], layout=wrap())
         self._links = []
         self._threshold_box = W.HBox(
-            [W.Label("Threshold"), c["threshold"], c["range"], c["threshold_value"], c["unit"]]
+            [W.Label("Threshold"), c["threshold"], c["range"], c["threshold_value"], c["unit"]],
+            layout=W.Layout(flex_flow="row wrap"),
         )
         self._k_box = W.HBox([c["k"], c["curve"]])
         self.show_state()
@@ -251,7 +256,7 @@ class Controls:
     def _question_html(self, question: str) -> str:
         job = self.state.job
         what = html.escape(job.what) if job is not None else ""
-        return f"⏱ <b>{what}</b>: {html.escape(question)}" if question else ""
+        return f"<b>{what}</b>: {html.escape(question)}" if question else ""
 
     def _asking(self, change=None) -> None:
         job = self.state.job

@@ -116,12 +116,12 @@ def render(state: ViewState, store: dict, significant, version: int) -> Drawn:
         version=version,
         marks=state.marks,
     )
-    status = status_line(state, a, b, sel, scale, grid["spec"]["scale"]["label"])
+    status = status_line(state, a, b, sel, scale)
     return Drawn(grid, sources, status, threshold_range(a, state))
 
 
-def status_line(state: ViewState, a, b, sel: display.Selection, scale: display.Scale, colour: str) -> str:
-    """One line: the maps shown, tasks, shape, what the colour measures (``colour``), scale and selection."""
+def status_line(state: ViewState, a, b, sel: display.Selection, scale: display.Scale) -> str:
+    """One line: the maps shown, tasks, shape, scale and selection (the colour bar says what colours measure)."""
     L, H = a.shape[1:]
     if b is not None:
         how = "A − B" if state.mode == "difference" else "side by side"
@@ -135,8 +135,7 @@ def status_line(state: ViewState, a, b, sel: display.Selection, scale: display.S
         maps,
         f"{len(state.tasks)} of {len(a.tasks)} tasks shown",
         f"{L} layers × {H} heads",
-        f"colour: {colour}",
-        f"scale clipped at the {state.clip:g}th percentile" if scale.clipped else "full scale",
-        f"selection: {rule}",
+        f"clipped at the {state.clip:g}th percentile" if scale.clipped else "full scale",
+        rule,
     ]
     return " · ".join(parts)
