@@ -327,8 +327,9 @@ def test_details_value_rank_pattern_and_item(tasks, tiny_model, calls):
     assert base64.b64decode(image["data"]["image/png"], validate=True).startswith(b"\x89PNG")
     second = ex.details("Beta", 1, 2, item=1)
     assert "".join(second.tokens[1:]) == PROMPTS["Beta"][1] and "prompt 1" in second.summary()
-    # a click on the canvas: the form follows the clicked head, the details come, the busy line is replaced
+    # a click on the canvas: the form follows the clicked head, the details come (a job), the busy line is replaced
     ex.grid._on_msg(ex.grid, {"event": "click", "panel": 0, "layer": 1, "head": 3}, [])
+    ex.wait(30)
     c = ex.controls
     assert (c["detail_task"].value, c["layer"].value, c["head"].value) == ("Alpha", 1, 3)
     assert "L1.H3 in Alpha" in ex.details_out.outputs[0]["data"]["text/plain"]
@@ -530,8 +531,11 @@ def test_verified_heads_are_marked_and_the_rest_read_as_estimates(tasks, calls):
     keep = selected(ex)
     verified = (grid_arrays(ex)[4] & canvas.FLAG["verified"]) > 0
     assert (verified == (mask & keep)).all() and (mask & ~keep).any()  # one verified head is not selected
+    clip = canvas.FLAG["above"] | canvas.FLAG["below"]
+    assert not (grid_arrays(ex)[4][~keep] & clip).any()  # ▲▼ neither: a greyed head shows no colour
     ex.controls["marks"].value = "all"
     assert ex.state.marks == "all" and (((grid_arrays(ex)[4] & canvas.FLAG["verified"]) > 0) == mask).all()
+    assert (grid_arrays(ex)[4][~keep] & clip).any()
 
 
 def test_scores_show_under_the_entry_that_computed_them(tasks, calls):
@@ -627,10 +631,16 @@ def test_a_click_on_a_slow_model_asks_before_head_details(tasks, tiny_model, cal
     ex, _ = make(tasks, scores=fake_scores(), models={"tiny": tiny_model})
     monkeypatch.setattr(jobs, "details_seconds", lambda bridge, task: 120.0)
     ex.grid._on_msg(ex.grid, {"event": "click", "panel": 1, "layer": 1, "head": 2}, [])
-    assert ex.details_out.outputs == () and ex.grid.status == "head details take about 2 min here: press Show head"
+    ex.wait(30)
+    assert (
+        ex.details_out.outputs == () and ex.state.job.question == "about 2 min here (one pass of one prompt). Run it?"
+    )
+    assert ex.state.job.what == "head details of L1.H2 · Beta" and ex.ui.ask_box.layout.display == "flex"
     assert (ex.controls["detail_task"].value, ex.controls["layer"].value, ex.controls["head"].value) == ("Beta", 1, 2)
-    ex.controls["show"].click()
-    assert "L1.H2 in Beta" in ex.details_out.outputs[0]["data"]["text/plain"]
+    ex.controls["run"].click()
+    ex.wait(30)
+    assert "L1.H2 in Beta" in ex.details_out.outputs[0]["data"]["text/plain"] and ex.state.job is None
+    assert ex.state.details == ("tiny", "attribution · resample", "Beta", 1, 2, 0)
 
 
 def test_the_state_drives_every_control(tasks, calls):

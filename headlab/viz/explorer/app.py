@@ -221,7 +221,7 @@ class Explorer:
                     self.cancel()
                 elif name == "show":
                     c = self.controls
-                    self.details(c["detail_task"].value, c["layer"].value, c["head"].value, c["item"].value)
+                    self._request_details(c["detail_task"].value, c["layer"].value, c["head"].value, c["item"].value)
             except Exception as err:  # a callback must never raise into the frontend
                 self.state.message = f"⚠ {words(err)}"
             finally:
@@ -317,6 +317,8 @@ class Explorer:
             elif job.kind == "curve":
                 self.curves[job.target] = result
                 self._show_curve(job.target)
+            else:
+                self._show_details(job.target, result)
 
     def _failed(self, job: Job, err: Exception) -> None:
         with self._lock:
@@ -550,8 +552,7 @@ class Explorer:
         self.controls["item"].value = options[0][1]
 
     def _on_grid_click(self, panel: int, layer: int, head: int) -> None:
-        """A click on the canvas: the form follows the clicked head, then its details are shown (asked first
-        when the model is slow enough for one pass to take long)."""
+        """A click on the canvas: the form follows the clicked head, then its details come as a job."""
         with self._lock:
             if not 0 <= panel < len(self._sources):
                 return
@@ -560,19 +561,21 @@ class Explorer:
             c["detail_task"].value, c["layer"].value, c["head"].value = task, layer, head
             try:
                 self.state.message = ""
-                self._busy_check("asking for head details")
-                seconds = jobs.details_seconds(self.model(source[0]), self.task_objects()[task])
-                if seconds > jobs.ASK_ABOVE_S:
-                    self.grid.status = f"head details take about {jobs.duration(seconds)} here: press Show head"
-                    return
-                self.details(task, layer, head, c["item"].value, source=source)
+                self._request_details(task, layer, head, c["item"].value, source)
             except Exception as err:
                 self.state.message = f"⚠ {words(err)}"
                 self.grid.status = ""
 
-    def details(self, task: str, layer: int, head: int, item: int = 0, source=None) -> HeadDetails:
-        """Score, rank and attention pattern (on the task's ``item``-th prompt) of head (layer, head) of map A
-        (``source``: another (model, method) on screen); also shown below the grid."""
+    def _request_details(self, task, layer, head, item, source=None) -> None:
+        """Head details as a job (one pass of one prompt: asked about first only where that is slow)."""
+        key = self._head_key(task, layer, head, item, source)
+        self._busy_check("asking for head details")
+        what = f"head details of L{layer}.H{head} · {task}"
+        self._begin(Job(what, "details", "", key, self._details_estimate, self._details_work))
+
+    def _head_key(self, task, layer, head, item, source) -> tuple:
+        """(model, method, task, layer, head, item) of a head of a map on screen, refused in one line if there
+        is no such head."""
         source = source or self.shown
         scores = self.store.get(source) if source else None
         if scores is None:
@@ -585,21 +588,51 @@ class Explorer:
                 raise ValueError(f"{name} must be an int, got {value!r}")
         if not (0 <= layer < L and 0 <= head < H):
             raise ValueError(f"no head L{layer}.H{head}: layers are 0–{L - 1}, heads 0–{H - 1}")
-        self._busy_check("asking for head details")
-        bridge, the_task = self.model(source[0]), self.task_objects()[task]
+        return (*source, task, layer, head, item)
+
+    def _details_estimate(self, job: Job) -> tuple[float, str]:
+        model, _, task, *_ = job.target
+        with jobs.watch(job, at=(0, 1, "loading the model")):
+            bridge = self.model(model)
+        return jobs.details_seconds(bridge, self.task_objects()[task]), "one pass of one prompt"
+
+    def _details_work(self, job: Job) -> HeadDetails:
+        model, method, task, layer, head, item = job.target
+        bridge = self.model(model)
+        with jobs.watch(job, bridge, at=(0, 1, f"L{layer}.H{head} · {task}")):
+            return self._compute_details(job.target, bridge)
+
+    def _compute_details(self, key, bridge) -> HeadDetails:
+        model, method, task, layer, head, item = key
+        the_task = self.task_objects()[task]
         prompt_of(bridge, the_task, item)
-        self.grid.status = f"⏳ loading head details of L{layer}.H{head} · {task} …"
-        name = source_name(source)
-        info = head_details(bridge, scores, the_task, layer, head, item, self.state.normalize, name)
+        scores, name = self.store[(model, method)], source_name((model, method))
+        return head_details(bridge, scores, the_task, layer, head, item, self.state.normalize, name)
+
+    def _show_details(self, key, info: HeadDetails) -> None:
+        """Head details below the grid, the form naming the head (a map no longer on screen: dropped)."""
+        model, method, task, layer, head, item = key
+        if (model, method) not in (self.state.a, self.state.compare):
+            return
         # Written to the Output's state, not captured with `with out:` — a call from a cell then adds nothing to
         # that cell's own outputs (what nbval compares).
         self.details_out.outputs = (shown_text(info.summary(), f"<p>{info.summary()}</p>"), shown_figure(info.figure))
-        self.grid.status = f"details: L{layer}.H{head} · {task} · {name}"
-        self.state.details = (*source, task, layer, head, item)
+        self.grid.status = f"details: L{layer}.H{head} · {task} · {info.source}"
+        self.state.details = key
         c = self.controls
         if c["detail_task"].value != task:
             c["detail_task"].value = task
         c["layer"].value, c["head"].value, c["item"].value = layer, head, item
+
+    def details(self, task: str, layer: int, head: int, item: int = 0, source=None) -> HeadDetails:
+        """Score, rank and attention pattern (on the task's ``item``-th prompt) of head (layer, head) of map A
+        (``source``: another (model, method) on screen), computed now in this thread; also shown below the grid.
+        A click or *Show head* asks for the same as a job."""
+        key = self._head_key(task, layer, head, item, source)
+        self._busy_check("asking for head details")
+        self.grid.status = f"⏳ loading head details of L{layer}.H{head} · {task} …"
+        info = self._compute_details(key, self.model(key[0]))
+        self._show_details(key, info)
         return info
 
     # --- sharing ---------------------------------------------------------------------------------

@@ -48,9 +48,9 @@ class Job(traitlets.HasTraits):
 
     def __init__(self, what: str, kind: str, role: str, target, estimate, work):
         super().__init__(what=what)
-        self.kind = kind  # "score" (a map) or "curve"
+        self.kind = kind  # "score" (a map), "curve" or "details" (a head's pattern)
         self.role = role  # "A" or "B" for a map: where it goes once stored
-        self.target = target  # what it computes: (model, method), or a curve's (model, method, task, by)
+        self.target = target  # (model, method); a curve's (model, method, task, by); a head's (…, layer, head, item)
         self.estimate = estimate  # estimate(job) → (seconds, what in words): loads the model, measures its rate
         self.work = work  # work(job) → the result, reporting progress into the job
         self.confirmed = False  # Run it was pressed (or nothing needed asking)
