@@ -100,7 +100,7 @@ def pair(toy_task):
         ("attribution", {"ablation": "resample", "steps": 3}),
         ("attribution", {"ablation": "zero", "steps": 2}),
         ("attribution", {"ablation": "mean", "steps": 4}),
-        ("verified", {"ablation": "resample", "k": 3}),
+        ("verified", {"ablation": "resample", "candidates": 3}),  # two screens, the first's estimates kept
         ("verified", {"ablation": "mean", "candidates": 4, "steps": 3}),
         ("probe", {"probe": "logistic", "folds": 2}),
         ("probe", {"probe": "mlp", "folds": 2, "epochs": 2, "pool": "last"}),
@@ -115,6 +115,21 @@ def test_every_scorer_equals_the_bridge_on_a_tiny_model(traced, bridged, toy_tas
     np.testing.assert_allclose(got.baseline, want.baseline, atol=1e-6)
     if method == "verified":
         assert got.verified.tolist() == want.verified.tolist() and got.params == want.params
+
+
+def test_verified_ablates_only_its_candidates(traced, toy_task, monkeypatch):
+    from headlab.engine import nnsight_engine
+
+    swept, run = [], nnsight_engine.ablation
+
+    def counted(*args, **kwargs):
+        for heads, drops, clean in run(*args, **kwargs):
+            swept.extend(heads)
+            yield heads, drops, clean
+
+    monkeypatch.setattr(nnsight_engine, "ablation", counted)
+    got = score(traced, toy_task, method="verified", candidates=3, cache=False, progress=False)
+    assert sorted(swept) == sorted(zip(*np.nonzero(got.verified[0]))) and len(swept) == 3
 
 
 def test_integrated_gradients_cut_into_traces_equal_one_trace(traced, toy_task, monkeypatch):
