@@ -23,6 +23,7 @@ from .results import HeadScores, check_model
 from .tasks import Task
 
 RTOL, ATOL = 1e-3, 1e-3  # a learner's number is right within these of the recomputed one
+MARGIN = 2.0  # Exercise 1's confident preference: a logit difference above 2, the right answer ≥ e² ≈ 7× as likely
 
 
 class NotYet(AssertionError):
@@ -49,13 +50,14 @@ def attention(model, prompt: str, layer: int, head: int) -> tuple[np.ndarray, li
     return box["pattern"], model.tokenizer.convert_ids_to_tokens(ids)
 
 
-def check_behaviour(mean_logit_diff, share_preferring, model, task: Task) -> None:
-    """Exercise 1: the task's mean logit difference, and the share of items (0–1) whose logit difference > 0."""
+def check_behaviour(mean_logit_diff, share_confident, model, task: Task, margin: float = MARGIN) -> None:
+    """Exercise 1: the task's mean logit difference, and the share of items (0–1) whose logit difference is above
+    ``margin`` (the model prefers the right answer confidently: at least e^margin times as likely)."""
     _check_task(task)
     value = _number(mean_logit_diff, "Exercise 1, mean_logit_diff", per_item=len(task))
-    _number(share_preferring, "Exercise 1, share_preferring", per_item=len(task))
+    _number(share_confident, "Exercise 1, share_confident", per_item=len(task))
     ld = _logit_diff(model, task)
-    mean, share = ld.mean().item(), (ld > 0).float().mean().item()
+    mean, share = ld.mean().item(), (ld > margin).float().mean().item()
     if not _close(value, mean):
         if _close(value, ld.sum().item()):
             hint = "that is the sum over the items: take the mean (.mean())"
@@ -70,19 +72,27 @@ def check_behaviour(mean_logit_diff, share_preferring, model, task: Task) -> Non
                 f"{value:.3f} is not the mean logit difference of {task.name}: evaluate(model, task).logit_diff.mean()"
             )
         raise NotYet(f"Exercise 1, mean_logit_diff: {hint}")
-    value = _number(share_preferring, "Exercise 1, share_preferring", per_item=len(ld))
+    value = _number(share_confident, "Exercise 1, share_confident", per_item=len(ld))
     if not _close(value, share):
-        n_right = int((ld > 0).sum())
+        n_right, above_zero = int((ld > margin).sum()), (ld > 0).float().mean().item()
         if _close(value, n_right) and n_right != share:
             hint = f"{value:g} is a count: divide by the number of items ({len(ld)}) for a share from 0 to 1"
         elif _close(value, 100 * share) and share:
             hint = f"{value:g} is a percentage: give a share from 0 to 1"
+        elif _close(value, above_zero):
+            hint = f"that is every item with logit_diff > 0: count only the confident ones, logit_diff > {margin:g}"
         elif _close(value, 1 - share):
-            hint = "that is the share that prefers the counterfactual answer: count logit_diff > 0"
+            hint = f"that is the share at or below {margin:g}: count logit_diff > {margin:g}"
         else:
-            hint = f"{value:g} is not the share of items with logit_diff > 0: (clean.logit_diff > 0).float().mean()"
-        raise NotYet(f"Exercise 1, share_preferring: {hint}")
-    print(f"✓ Exercise 1: mean logit difference {mean:.2f}, {share:.0%} of {len(ld)} items prefer the right answer")
+            hint = (
+                f"{value:g} is not the share of items with logit_diff > {margin:g}: "
+                f"(clean.logit_diff > {margin:g}).float().mean()"
+            )
+        raise NotYet(f"Exercise 1, share_confident: {hint}")
+    print(
+        f"✓ Exercise 1: mean logit difference {mean:.2f}; {share:.0%} of {len(ld)} items prefer the right answer by "
+        f"more than {margin:g} logits ({int((ld > 0).sum())} prefer it at all)"
+    )
 
 
 def check_top_head(top_head, scores: HeadScores, task) -> None:

@@ -28,6 +28,13 @@ def clean(tiny_model, toy_task):
     return evaluate(tiny_model, toy_task).logit_diff
 
 
+@pytest.fixture(scope="module")
+def margin(clean):
+    """A margin between the tiny model's logit differences (its second largest), so that every share hint is
+    reachable: one item above it, more above 0."""
+    return float(clean.sort().values[-2])
+
+
 def crafted(scores, values):
     """``scores`` with its one map replaced by ``values`` (L, H)."""
     return dataclasses.replace(scores, values=np.asarray(values, dtype=float)[None])
@@ -40,15 +47,26 @@ def test_a_wrong_answer_reads_as_one_line_in_jupyter():
     assert err._render_traceback_() == [f"\x1b[31m✗ {hint}\x1b[0m"]
 
 
-def test_behaviour_right_answer_prints_a_tick(tiny_model, toy_task, clean, capsys):
-    assert 0 < (clean > 0).float().mean() < 1 and clean.mean() != clean.abs().mean()  # every hint is reachable
-    workshop.check_behaviour(clean.mean(), (clean > 0).float().mean().item(), tiny_model, toy_task)
-    share = (clean > 0).float().mean().item()
-    mean = clean.mean().item()
-    assert (
-        capsys.readouterr().out
-        == f"✓ Exercise 1: mean logit difference {mean:.2f}, {share:.0%} of 6 items prefer the right answer\n"
+def test_behaviour_right_answer_prints_a_tick(tiny_model, toy_task, clean, margin, capsys):
+    share = (clean > margin).float().mean().item()
+    assert 0 < share < (clean > 0).float().mean() < 1 and clean.mean() != clean.abs().mean()  # every hint reachable
+    workshop.check_behaviour(clean.mean(), share, tiny_model, toy_task, margin=margin)
+    mean, right = clean.mean().item(), int((clean > 0).sum())
+    assert capsys.readouterr().out == (
+        f"✓ Exercise 1: mean logit difference {mean:.2f}; {share:.0%} of 6 items prefer the right answer by more than "
+        f"{margin:g} logits ({right} prefer it at all)\n"
     )
+
+
+def test_behaviour_share_is_not_trivial_on_the_workshop_task():
+    """On the notebook's task every item prefers the right answer, so a share of logit_diff > 0 would be 1.0 for
+    any answer that counts positives (>= 0 too): the exercise asks for the confident ones, above MARGIN."""
+    assert workshop.MARGIN == 2.0
+    path = NOTEBOOKS / "03_workshop_solutions.ipynb"
+    outputs = ["".join(o.get("text", "")) for c in json.loads(path.read_text())["cells"] for o in c.get("outputs", [])]
+    tick = next(t for t in outputs if t.startswith("✓ Exercise 1"))
+    share = int(tick.split("; ")[1].split("%")[0])
+    assert 0 < share < 100, tick
 
 
 @pytest.mark.parametrize(
@@ -73,16 +91,18 @@ def test_behaviour_mean_hints(tiny_model, toy_task, clean, answer, hint):
 @pytest.mark.parametrize(
     "answer, hint",
     [
-        (lambda ld: ..., "share_preferring: replace the ... with your answer"),
-        (lambda ld: int((ld > 0).sum()), "is a count: divide by the number of items (6)"),
-        (lambda ld: 100 * (ld > 0).float().mean().item(), "is a percentage: give a share from 0 to 1"),
-        (lambda ld: (ld <= 0).float().mean().item(), "the share that prefers the counterfactual answer"),
-        (lambda ld: 0.01, "0.01 is not the share of items with logit_diff > 0"),
+        (lambda ld, m: ..., "share_confident: replace the ... with your answer"),
+        (lambda ld, m: int((ld > m).sum()), "is a count: divide by the number of items (6)"),
+        (lambda ld, m: 100 * (ld > m).float().mean().item(), "is a percentage: give a share from 0 to 1"),
+        (lambda ld, m: (ld > 0).float().mean().item(), "that is every item with logit_diff > 0: count only the"),
+        (lambda ld, m: (ld >= 0).float().mean().item(), "that is every item with logit_diff > 0: count only the"),
+        (lambda ld, m: (ld <= m).float().mean().item(), "that is the share at or below"),
+        (lambda ld, m: 0.01, "0.01 is not the share of items with logit_diff > "),
     ],
 )
-def test_behaviour_share_hints(tiny_model, toy_task, clean, answer, hint):
-    with pytest.raises(NotYet, match=r"^Exercise 1, share_preferring: ") as err:
-        workshop.check_behaviour(clean.mean(), answer(clean), tiny_model, toy_task)
+def test_behaviour_share_hints(tiny_model, toy_task, clean, margin, answer, hint):
+    with pytest.raises(NotYet, match=r"^Exercise 1, share_confident: ") as err:
+        workshop.check_behaviour(clean.mean(), answer(clean, margin), tiny_model, toy_task, margin=margin)
     assert hint in str(err.value)
 
 
@@ -196,11 +216,11 @@ def test_checks_recompute_from_the_model(toy_task):
     """A right answer stops being right when the model changes: nothing is stored or hard-coded."""
     model = headlab.models.tiny(n_layers=2, n_heads=4, d_model=64, seed=1)
     ld = evaluate(model, toy_task).logit_diff
-    workshop.check_behaviour(ld.mean(), (ld > 0).float().mean(), model, toy_task)
+    workshop.check_behaviour(ld.mean(), (ld > workshop.MARGIN).float().mean(), model, toy_task)
     with torch.no_grad():
         model.blocks[1].attn.o.weight.mul_(3.0)  # a weight edit the fingerprint sees
     with pytest.raises(NotYet, match="mean_logit_diff"):
-        workshop.check_behaviour(ld.mean(), (ld > 0).float().mean(), model, toy_task)
+        workshop.check_behaviour(ld.mean(), (ld > workshop.MARGIN).float().mean(), model, toy_task)
 
 
 def test_attention_is_the_heads_pattern(tiny_model, toy_task):
@@ -246,7 +266,8 @@ def cells(name):
 
 
 def test_blank_and_solutions_notebooks_stay_in_step():
-    """Cell for cell the same, but for the answer cells (blanks with `...` vs code without) and the title."""
+    """Cell for cell the same, but for the answer cells (blanks with `...` vs code without), the title and the
+    closing discussion (questions in the blanks, so that no text under an exercise gives its answer away)."""
     blank, solved = cells("03_workshop.ipynb"), cells("03_workshop_solutions.ipynb")
     assert len(blank) == len(solved)
     answers = 0
@@ -255,6 +276,11 @@ def test_blank_and_solutions_notebooks_stay_in_step():
         if "answer" in b["metadata"].get("tags", []):
             answers += 1
             assert "..." in "".join(b["source"]) and "..." not in "".join(s["source"]), "".join(b["source"])
+        elif "discussion" in b["metadata"].get("tags", []):
+            assert "".join(b["source"]).startswith("## What you found") and "".join(s["source"]).startswith(
+                "## What you found"
+            )
+            assert '" keys"' not in "".join(b["source"]) and '" keys"' in "".join(s["source"])
         else:
             assert b["source"] == s["source"]
     assert answers == 5
