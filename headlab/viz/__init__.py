@@ -1,1 +1,2 @@
-"""Pictures of head maps: static figures (``plot``) and the notebook explorer (``widgets``)."""
+"""Pictures of head maps: static figures (``plot``, ``curves``), what a map shows (``display``), the grid drawn in
+the browser (``canvas``) and the notebook explorer (``explorer``, imported as ``headlab.widgets``)."""
