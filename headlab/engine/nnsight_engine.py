@@ -283,7 +283,8 @@ def attribution(model: NnsightModel, enc, ablation: str, requests, screens=(1,))
                             source = x[c * n :].detach()
                         elif ablation == "mean":
                             clean = x[clean_row * n : (clean_row + 1) * n].detach()
-                            source = ((clean * reach).sum(0) / reach.sum(0).clamp(min=1))[None].to(x.dtype)
+                            on = reach.to(x.device)
+                            source = ((clean * on).sum(0) / on.sum(0).clamp(min=1))[None].to(x.dtype)
                         else:
                             source = torch.zeros_like(x[:n])
                         copies = [x[j * n : (j + 1) * n] for j in range(c)]
@@ -294,20 +295,21 @@ def attribution(model: NnsightModel, enc, ablation: str, requests, screens=(1,))
                         live.append(x[: c * n].detach())
                         sources.append(source)
                     h = unembed.input
-                    unembed.input = h[rows, read_pos.repeat(c, 1)]  # logits only where read, source rows not
+                    unembed.input = h[rows.to(h.device), read_pos.repeat(c, 1).to(h.device)]  # source rows unread
                     logits = lm.output.logits.float()
-                    tgt, fl = target.repeat(c, 1), foil.repeat(c, 1)
+                    at = logits.device  # (the constants of the request travel on the CPU)
+                    tgt, fl = target.repeat(c, 1).to(at), foil.repeat(c, 1).to(at)
                     if logit_diff:
                         metric = (logits.gather(-1, tgt[..., None]) - logits.gather(-1, fl[..., None]))[:, 0, 0]
                     else:
                         lp = logits.log_softmax(-1).gather(-1, tgt[..., None])[..., 0]
-                        metric = (lp * read_mask.repeat(c, 1)).sum(-1)
+                        metric = (lp * read_mask.repeat(c, 1).to(at)).sum(-1)
                     grads = torch.autograd.grad(metric.sum(), moved)
                     per_layer = []
                     for zl, gl, sl in zip(live, grads, sources):
                         delta = gl[: c * n].float().view(c, n, T, H * d) * (zl.view(c, n, T, H * d) - sl).float()
-                        per_layer.append(delta.view(c, n, T, H, d).sum((2, 4)))  # (c, n, H)
-                    sums = torch.einsum("sc,cnlh->snlh", on_path[:, chunk], torch.stack(per_layer, 2))
+                        per_layer.append(delta.view(c, n, T, H, d).sum((2, 4)).to(at))  # (c, n, H)
+                    sums = torch.einsum("sc,cnlh->snlh", on_path[:, chunk].to(at), torch.stack(per_layer, 2))
                     if k == 0:
                         out.append(sums)
                     else:
@@ -414,8 +416,11 @@ def pooled_z(model: NnsightModel, tokens: torch.Tensor, weight: torch.Tensor, re
         with requests.session() as session:
             with lm.trace({"input_ids": tokens, "attention_mask": torch.ones_like(tokens)}) as tracer:
                 with torch.no_grad():
-                    pooled = [torch.einsum("bt,bthd->bhd", weight, p.input.view(b, T, H, d).float()) for p in projs]
-                    out = nnsight.save(torch.stack(pooled, 1))
+                    pooled = []
+                    for proj in projs:
+                        x = proj.input
+                        pooled.append(torch.einsum("bt,bthd->bhd", weight.to(x.device), x.view(b, T, H, d).float()))
+                    out = nnsight.save(torch.stack([p.to(pooled[0].device) for p in pooled], 1))
                     tracer.stop()  # nothing after the last layer's heads is needed
         return session, locals().get("out")
 
@@ -458,17 +463,19 @@ def masked(model: NnsightModel, lp, ld, masks: torch.Tensor, requests, advance=N
                         with torch.no_grad():
                             for layer in layers:
                                 x = projs[layer].input.view(c, n, T, H, d)
-                                where = chunk[:, layer][:, None, None, :, None]  # (c, 1, 1, H, 1)
+                                where = chunk[:, layer][:, None, None, :, None].to(x.device)  # (c, 1, 1, H, 1)
                                 projs[layer].input = x.masked_fill(where, 0.0).view(c * n, T, H * d)
                             h = unembed.input
-                            unembed.input = h[rows, read_pos.repeat(c, 1)]  # logits only where read
+                            unembed.input = h[rows.to(h.device), read_pos.repeat(c, 1).to(h.device)]  # only where read
                             logits = lm.output.logits.float()
+                            dev = logits.device  # (the constants of the request travel on the CPU)
+                            tgt, on = target.to(dev), mask.to(dev)
                             at = logits[:, :P]
-                            logprob = (at.log_softmax(-1).gather(-1, target[..., None])[..., 0] * mask).sum(-1)
-                            correct = ((at.argmax(-1) == target) | ~mask).all(-1).float()
+                            logprob = (at.log_softmax(-1).gather(-1, tgt[..., None])[..., 0] * on).sum(-1)
+                            correct = ((at.argmax(-1) == tgt) | ~on).all(-1).float()
                             got = [logprob, correct]
                             if ld is not None:
-                                t_ld, f_ld = ld.target.repeat(c, 1), ld.foil.repeat(c, 1)
+                                t_ld, f_ld = ld.target.repeat(c, 1).to(dev), ld.foil.repeat(c, 1).to(dev)
                                 at = logits[:, P:]
                                 got.append((at.gather(-1, t_ld[..., None]) - at.gather(-1, f_ld[..., None]))[:, 0, 0])
                             out.append(torch.stack(got).view(len(got), c, n))
