@@ -132,6 +132,35 @@ def test_verified_ablates_only_its_candidates(traced, toy_task, monkeypatch):
     assert sorted(swept) == sorted(zip(*np.nonzero(got.verified[0]))) and len(swept) == 3
 
 
+def test_verified_resumes_its_exact_requests(traced, toy_task, monkeypatch, tmp_path):
+    """An interrupted verified task keeps its finished exact requests in the partial file; the same call runs only
+    the others, and its map equals an uninterrupted one."""
+    from headlab.engine import nnsight_engine
+
+    kwargs = dict(method="verified", candidates=4, progress=False)
+    want = score(traced, toy_task, cache=False, **kwargs)
+    monkeypatch.setattr(nnsight_engine, "ROWS_PER_TRACE", 3 * len(toy_task))  # a copy per trace: 4 requests
+    monkeypatch.setattr(nnsight_engine, "TRACES_PER_REQUEST", 1)
+    swept, run = [], nnsight_engine.ablation
+
+    def interrupted(*args, **kwargs):
+        for heads, drops, clean in run(*args, **kwargs):
+            swept.extend(heads)
+            yield heads, drops, clean
+            if len(swept) == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(nnsight_engine, "ablation", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        score(traced, toy_task, cache=tmp_path, **kwargs)
+    assert len(list(tmp_path.glob("*.partial.npz"))) == 1
+    got = score(traced, toy_task, cache=tmp_path, **kwargs)
+    assert len(swept) == 4 and len(set(swept)) == 4  # the 2 kept were not run again
+    np.testing.assert_array_equal(got.verified, want.verified)
+    np.testing.assert_allclose(got.per_example, want.per_example, atol=1e-6)
+    assert not list(tmp_path.glob("*.partial.npz"))
+
+
 def test_integrated_gradients_cut_into_traces_equal_one_trace(traced, toy_task, monkeypatch):
     """Points that do not fit one trace (``ROWS_PER_TRACE``) run in several, their sums kept across them; mean
     ablation then adds the clean rows its source is the mean of."""
