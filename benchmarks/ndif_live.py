@@ -4,6 +4,8 @@ weights). It is never part of ``make test``, and it has not run yet (docs/ndif.m
 
 1. Attribution (resample) over the eight built-in tasks: one request per task.
 2. Exact ablation (resample) of one layer's 32 heads on Math Calculation.
+3. Resume: attribution of one task is submitted and the wait stopped at the job's first state (as Ctrl-C or the
+   explorer's Cancel would); the same call again fetches that job (0 new submissions) and gives the same map.
 
 Prints, per part, the wall time, the requests sent and the request and result bytes.
 
@@ -14,7 +16,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
+
+import numpy as np
 
 
 def main() -> None:
@@ -31,6 +36,8 @@ def main() -> None:
 
     from headlab import load_model, score
     from headlab.engine import nnsight_engine
+    from headlab.engine.ndif import Requests
+    from headlab.engine.progress import Cancelled, watching
     from headlab.metrics import encode
     from headlab.tasks import builtin
 
@@ -53,11 +60,29 @@ def main() -> None:
     task = builtin(["Math Calculation"])["Math Calculation"].subset(args.items)
     enc = encode(task, model.tokenizer)
     start = time.perf_counter()
-    per_example, _ = nnsight_engine.ablation(
-        model, enc.subset(enc.cf_ok.nonzero().flatten()), "resample", layers=[args.layer]
+    swept = nnsight_engine.ablation(
+        model, enc.subset(enc.cf_ok.nonzero().flatten()), "resample", Requests(model), layers=[args.layer]
     )
+    drops = np.concatenate([d for _, d, _ in swept], axis=1)
     print(f"exact ablation of layer {args.layer}: {time.perf_counter() - start:.1f} s, {len(calls)} requests")
-    print("per head:", per_example.mean(0)[args.layer].round(3).tolist())
+    print("per head:", drops.mean(0).round(3).tolist())
+
+    calls.clear()
+    with tempfile.TemporaryDirectory() as folder:
+
+        def stop(desc, done, total):
+            if "NDIF job" in desc:
+                raise Cancelled("stopped")
+
+        try:
+            with watching(stop):
+                score(model, [task], cache=folder, progress=False)
+        except Cancelled:
+            pass
+        submitted = len(calls)
+        again = score(model, [task], cache=folder, progress=False)
+        same = np.allclose(again.values, maps.select(tasks=[task.name]).values, atol=1e-3)
+        print(f"resume: {submitted} submitted, then {len(calls) - submitted} on the second call; same map: {same}")
 
 
 if __name__ == "__main__":
