@@ -56,16 +56,24 @@ def check_draws(name: str, draws) -> int:
     return int(draws)
 
 
-def _behaviour(model, task: Task, heads=(), mode: str = "zero", means=None) -> tuple[float, float]:
-    """(mean metric, greedy accuracy) with ``heads`` masked as ``mask_heads`` masks them (none: the clean run): the
-    metric is the logit difference when the task has counterfactuals, else the answer log-prob."""
+def _behaviours(model, task: Task, sets: list, mode: str, means, advance=None) -> list[tuple[float, float]]:
+    """(mean metric, greedy accuracy) with each head set of ``sets`` masked as ``mask_heads`` masks it (an empty
+    set: the clean run): the metric is the logit difference when the task has counterfactuals, else the answer
+    log-prob. ``advance(k)`` after k sets. On the nnsight engine all sets run in one call (``_masked_behaviour``)."""
     if _traced(model):
-        metric, accuracy = _masked_behaviour(model, task, [heads], mode, means)
-        return float(metric[0]), float(accuracy[0])
-    with mask_heads(model, heads, mode, means=means):
-        ev = evaluate(model, task)
-    metric = ev.logit_diff if ev.logit_diff is not None else ev.logprob
-    return float(metric.mean()), float(ev.correct.float().mean())
+        metric, accuracy = _masked_behaviour(model, task, sets, mode, means)
+        if advance is not None:
+            advance(len(sets))
+        return list(zip(metric.tolist(), accuracy.tolist()))
+    out = []
+    for heads in sets:
+        with mask_heads(model, heads, mode, means=means):
+            ev = evaluate(model, task)
+        metric = ev.logit_diff if ev.logit_diff is not None else ev.logprob
+        out.append((float(metric.mean()), float(ev.correct.float().mean())))
+        if advance is not None:
+            advance(1)
+    return out
 
 
 def layer_matched_random(top: list[tuple[int, int]], n_layers: int, n_heads: int, rng) -> list[tuple[int, int]]:
@@ -216,19 +224,12 @@ def validate(
     rng = np.random.default_rng(seed)
     bar = progress_bar(len(task_list) * (2 + n_random), "validate", progress)  # per task: clean, top-k, random
     try:
-        clean = {}
-        for t in task_list:
-            clean[t.name] = _behaviour(model, t)
-            bar.update(1)
-        rows, rands = [], {}
+        clean, rows, rands = {}, [], {}
         for task in task_list:
-            top_masked = _behaviour(model, task, heads[task.name], mode, means)
-            bar.update(1)
-            rand = []
-            for _ in range(n_random):
-                rand.append(_behaviour(model, task, layer_matched_random(heads[task.name], L, H, rng), mode, means))
-                bar.update(1)
-            rands[task.name] = (top_masked, np.array(rand))
+            top = heads[task.name]
+            sets = [[], top] + [layer_matched_random(top, L, H, rng) for _ in range(n_random)]
+            got = _behaviours(model, task, sets, mode, means, bar.update)
+            clean[task.name], rands[task.name] = got[0], (got[1], np.array(got[2:]))
     finally:
         bar.close()
     for task in task_list:
@@ -256,9 +257,10 @@ def validate(
     if cross_task:
         names = [t.name for t in task_list]
         cross = pd.DataFrame(0.0, index=pd.Index(names, name="masked"), columns=pd.Index(names, name="measured"))
-        for a in each(task_list, "cross-task", progress):
-            for b in task_list:
-                cross.loc[a.name, b.name] = clean[b.name][0] - _behaviour(model, b, heads[a.name], mode, means)[0]
+        for b in each(task_list, "cross-task", progress):
+            got = _behaviours(model, b, [heads[a.name] for a in task_list], mode, means)
+            for a, (metric, _) in zip(task_list, got):
+                cross.loc[a.name, b.name] = clean[b.name][0] - metric
     return Validation(pd.DataFrame(rows).set_index("task"), cross, heads)
 
 
@@ -461,7 +463,7 @@ def _sets_per_pass(model, task: Task) -> int:
 
 
 def _masked_behaviour(model, task: Task, sets: list, mode: str, means, advance=None) -> tuple[np.ndarray, np.ndarray]:
-    """(mean metric, greedy accuracy) per head set (len(sets),), as ``_behaviour`` under ``mask_heads``: the
+    """(mean metric, greedy accuracy) per head set (len(sets),), as ``_behaviours``: the
     sets run as stacked copies of the task's items, as many per pass as the token budget holds (``advance()``
     after each pass). On the nnsight engine (zero ablation): ``nnsight_engine.masked``, the same copies in traces."""
     if _traced(model):
