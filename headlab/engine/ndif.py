@@ -137,7 +137,6 @@ def explain(err: BaseException, model) -> str:
     """What went wrong with a request, and what to do, from the exception nnsight's client raised (``RemoteError``
     and the ``httpx`` or Hugging Face Hub error under it)."""
     import httpx
-
     from nnsight.intervention.backends.remote import RemoteError
 
     cause = err.__cause__ if isinstance(err, RemoteError) and err.__cause__ is not None else err
