@@ -59,6 +59,7 @@ OUT_PROJ = {
 }
 FETCH_CONFIG = "once, online: huggingface-cli download ID config.json tokenizer.json tokenizer_config.json"
 ROWS_PER_TRACE = 256  # rows of one exact-ablation trace at most (a layer's copies are cut into chunks of heads)
+POINTS_PER_TRACE = 1  # integrated-gradient points per trace: a backward holds every layer's activations (70B!)
 TRACES_PER_REQUEST = 16  # exact-ablation traces per request: on NDIF, a job of ≈ 4k rows
 
 
@@ -244,10 +245,10 @@ def attribution(model: NnsightModel, enc, ablation: str, requests, screens=(1,))
     A screen ``m`` is the path from the ablated run to the clean one at α_k = k/m (k = 1 … m; m = 1: plain
     attribution): at each point every layer's z is z̃ = z_source + α (z − z_source), z being what that run
     computes there, and its score is (1/m) Σ_k Σ_pos,d (z − z_source) · ∂metric/∂z̃ at the point's run. Each
-    distinct point of the screens is one copy of the items; a trace holds as many copies as ``ROWS_PER_TRACE``
-    rows allow. The source (resample: the counterfactual run's z; mean: the clean run's, averaged over the items
-    at each position) comes from one gradient-free trace first, kept where the model runs for the request's other
-    traces (in the same batch as the copies, its rows would cost a backward pass too: 18% of the time, measured).
+    distinct point of the screens is one copy of the items, ``POINTS_PER_TRACE`` copies per trace. The source
+    (resample: the counterfactual run's z; mean: the clean run's, averaged over the items at each position) comes
+    from one gradient-free trace first, kept where the model runs for the request's other traces (in the same
+    batch as the copies, its rows would cost a backward pass too: 18% of the time, measured).
     The screens' sums are kept where the model runs, across the traces.
     ``requests``: ``ndif.Requests`` of the task map."""
     import nnsight
@@ -258,7 +259,7 @@ def attribution(model: NnsightModel, enc, ablation: str, requests, screens=(1,))
     screens = [int(m) for m in screens]
     points = sorted({k / m for m in screens for k in range(1, m + 1)})  # k / m is correctly rounded: shared points
     on_path = torch.tensor([[float(a in {k / m for k in range(1, m + 1)}) for a in points] for m in screens])
-    per_trace = max(1, ROWS_PER_TRACE // n)
+    per_trace = POINTS_PER_TRACE
     chunks = [list(range(s, min(s + per_trace, len(points)))) for s in range(0, len(points), per_trace)]
     reach = (torch.arange(T)[None, :] < enc.lengths[:, None]).float()[..., None]  # (n, T, 1): a row's positions
     read_pos, target, foil, read_mask = enc.read_pos, enc.target, enc.foil, enc.read_mask.float()
@@ -377,9 +378,8 @@ def ablation(model: NnsightModel, enc, ablation: str, requests, progress=None, l
                                 if resample:
                                     source = x[-n:]
                                 elif ablation == "mean":
-                                    source = ((x[:n] * reach).sum(0) / reach.sum(0).clamp(min=1))[None].expand(
-                                        n, -1, -1
-                                    )
+                                    on = reach.to(x.device)  # (the constants of the request travel on the CPU)
+                                    source = ((x[:n] * on).sum(0) / on.sum(0).clamp(min=1))[None].expand(n, -1, -1)
                                 else:
                                     source = torch.zeros_like(x[:n])
                                 new = x.clone()
@@ -389,12 +389,17 @@ def ablation(model: NnsightModel, enc, ablation: str, requests, progress=None, l
                                         new[(1 + j) * n : (2 + j) * n, :, cut] = source[..., cut]
                                 projs[layer].input = new
                             h_in = unembed.input
-                            unembed.input = h_in[rows, read_pos]  # resample's counterfactual rows are not read
+                            at = h_in.device
+                            unembed.input = h_in[rows.to(at), read_pos.to(at)]  # resample's cf rows are not read
                             logits = lm.output.logits.float()
+                            at = logits.device
+                            tgt, fl = target.to(at), foil.to(at)
                             if logit_diff:
-                                m = (logits.gather(-1, target[..., None]) - logits.gather(-1, foil[..., None]))[:, 0, 0]
+                                m = (logits.gather(-1, tgt[..., None]) - logits.gather(-1, fl[..., None]))[:, 0, 0]
                             else:
-                                m = (logits.log_softmax(-1).gather(-1, target[..., None])[..., 0] * read_mask).sum(-1)
+                                m = (logits.log_softmax(-1).gather(-1, tgt[..., None])[..., 0] * read_mask.to(at)).sum(
+                                    -1
+                                )
                             out.append(m.view(1 + c, n))
             return session, locals().get("out")
 

@@ -162,16 +162,16 @@ def test_verified_resumes_its_exact_requests(traced, toy_task, monkeypatch, tmp_
 
 
 def test_integrated_gradients_cut_into_traces_equal_one_trace(traced, toy_task, monkeypatch):
-    """Points that do not fit one trace (``ROWS_PER_TRACE``) run in several, their sums kept across them; mean
-    ablation then adds the clean rows its source is the mean of."""
+    """Points in one trace each (``POINTS_PER_TRACE`` = 1: a backward holds as much as plain attribution's) equal
+    all points in one trace: their sums are kept across traces, and the source run is shared by them."""
     from headlab.engine import nnsight_engine
 
     kwargs = dict(method="attribution", steps=3, cache=False, progress=False)
-    whole = {a: score(traced, toy_task, ablation=a, **kwargs) for a in ("mean", "resample")}
-    monkeypatch.setattr(nnsight_engine, "ROWS_PER_TRACE", 2 * len(toy_task))  # one point per trace
-    for ablation, want in whole.items():
+    split = {a: score(traced, toy_task, ablation=a, **kwargs) for a in ("mean", "resample")}
+    monkeypatch.setattr(nnsight_engine, "POINTS_PER_TRACE", 3)  # every point in one trace
+    for ablation, want in split.items():
         got = score(traced, toy_task, ablation=ablation, **kwargs)
-        np.testing.assert_allclose(got.per_example, want.per_example, atol=1e-7)
+        np.testing.assert_allclose(got.per_example, want.per_example, atol=1e-6)
 
 
 def test_each_engine_has_its_own_key_and_identity(traced, bridged, toy_task, tmp_path):
