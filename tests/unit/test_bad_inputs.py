@@ -104,7 +104,7 @@ class WidgetError(Exception):
 
 def shown_error(ex) -> None:
     """Raise the explorer's error line, if it shows one."""
-    text = html.unescape(re.sub(r"<[^>]+>", "", ex.error.value)).removeprefix("⚠ ").strip()
+    text = html.unescape(re.sub(r"<[^>]+>", "", ex.state.message)).removeprefix("⚠ ").strip()
     if text:
         raise WidgetError(text)
 
@@ -1473,7 +1473,7 @@ safe(
     "explorer",
     "one method label",
     lambda c: explorer(c, c.toy_scores, methods="attribution · resample"),
-    lambda ex, c: list(ex.controls["method"].options) == ["attribution · resample"] and ex.error.value == "",
+    lambda ex, c: list(ex.controls["method"].options) == ["attribution · resample"] and ex.state.message == "",
 )
 bad("explorer", "scores a str", lambda c: explorer(c, "scores.npz"), TypeError, "scores= takes HeadScores, not str")
 bad(
@@ -1529,7 +1529,7 @@ bad(
     "user task named like a built-in: no built-in recompute",
     recompute_user_task,
     WidgetError,
-    "TaskError: these scores do not record being computed on the built-in items",
+    "these scores do not record being computed on the built-in items",
 )
 bad(
     "explorer",
@@ -1599,7 +1599,7 @@ bad(
     "no task selected",
     no_task_selected,
     WidgetError,
-    "ValueError: no task selected: tick at least one task",
+    "no task selected: tick at least one task",
 )
 
 
@@ -1618,7 +1618,7 @@ safe(
     "explorer",
     "NaN scores: slider and grid still work",
     nan_explorer,
-    lambda ex, c: ex.error.value == "" and np.isfinite(ex.controls["threshold"].max),
+    lambda ex, c: ex.state.message == "" and np.isfinite(ex.controls["threshold"].max),
 )
 
 # --- command line ---------------------------------------------------------------------------------------------

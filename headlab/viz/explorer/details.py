@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ...engine import hooks
+from ...engine.nnsight_engine import require_bridge
 from ...metrics import max_positions, prompt_ids
 from .. import plot
 
@@ -60,9 +61,11 @@ def prompt_of(bridge, task, item: int) -> list[int]:
 
 def head_details(bridge, scores, task, layer: int, head: int, item: int, normalize: str, source: str) -> HeadDetails:
     """The details of head (layer, head) of ``scores`` for ``task`` (a Task), its pattern on prompt ``item``
-    (one forward pass of that prompt)."""
+    (one forward pass of that prompt; the bridge's attention pattern: a model of the nnsight or NDIF engine is
+    refused in one line)."""
     import torch
 
+    require_bridge(bridge, "the explorer's head details (the attention pattern)")
     ids = prompt_of(bridge, task, item)
     with torch.no_grad():
         _, cache = bridge.run_with_cache(
