@@ -13,8 +13,9 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from ..engine import hooks
+from ..engine import hooks, nnsight_engine
 from ..engine.forward import final_resid
+from ..engine.ndif import Requests
 from ..engine.nnsight_engine import require_bridge
 from ..engine.progress import each
 from ..metrics import prompt_ids
@@ -177,8 +178,8 @@ def steer(model, directions: dict, alpha: float):
 @torch.no_grad()
 def head_means(model, tasks, batch_size: int = 32, progress: bool = True) -> np.ndarray:
     """(L, H, d_head): every head's ``hook_z`` averaged over all prompt positions of the tasks' items (a progress
-    step per batch of ``batch_size`` prompts)."""
-    require_bridge(model, "head_means()")
+    step per batch of ``batch_size`` prompts). On the nnsight engine each batch is one request whose trace pools
+    the heads where the model runs (``nnsight_engine.pooled_z``)."""
     from ..metrics import max_positions
     from ..tasks import as_task_list
 
@@ -194,7 +195,8 @@ def head_means(model, tasks, batch_size: int = 32, progress: bool = True) -> np.
                 f"task {task!r}: item {i}'s prompt is {len(r)} tokens but the model takes at most {n_ctx} "
                 "positions (cfg.n_ctx): shorten or drop it"
             )
-    L = len(model.blocks)
+    traced = getattr(model, "engine", "bridge") != "bridge"
+    L = model.cfg.n_layers
     total, count = None, 0
     pad = model.tokenizer.pad_token_id or 0
     for s in each(range(0, len(rows), batch_size), "head means", progress):
@@ -202,6 +204,11 @@ def head_means(model, tasks, batch_size: int = 32, progress: bool = True) -> np.
         T = max(map(len, chunk))
         tokens = torch.tensor([r + [pad] * (T - len(r)) for r in chunk])
         real = (torch.arange(T)[None] < torch.tensor([len(r) for r in chunk])[:, None]).float()
+        if traced:
+            pooled = nnsight_engine.pooled_z(model, tokens, real, Requests(model), f"head means of rows {s}–")
+            total = (0 if total is None else total) + torch.as_tensor(pooled).sum(0)
+            count += int(real.sum())
+            continue
         sums = [None] * L
 
         def keep(layer):

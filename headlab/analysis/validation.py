@@ -12,8 +12,8 @@ copy c of the batch masks set c), and each task's curves are kept in memory, so 
 explorer's top-k control) costs nothing.
 
 On the nnsight engine the same sets run as nnsight traces (``nnsight_engine.masked``: copies of the task's items,
-each with its set zero-ablated, only per-item numbers brought back); mode="mean" needs ``head_means``, which runs
-on the bridge only, and is refused there in one line.
+each with its set ablated, only per-item numbers brought back); mode="mean" takes its means from ``head_means``,
+whose traces pool the heads where the model runs.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from ..cache import Memo, ids_fingerprint
 from ..engine import budget, nnsight_engine
 from ..engine.forward import check_logits
 from ..engine.ndif import Requests
-from ..engine.nnsight_engine import require_bridge
 from ..engine.progress import bar as progress_bar
 from ..engine.progress import each
 from ..metrics import check_length, encode, evaluate
@@ -199,8 +198,6 @@ def validate(
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if not isinstance(mode, str) or mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}: choose from {MODES}")
-    if mode == "mean":
-        require_bridge(model, "validate(mode='mean') (its means come from head_means())")
     if not isinstance(cross_task, bool):
         raise ValueError(f"cross_task must be True or False, got {cross_task!r}")
     task_list = as_task_list(tasks)
@@ -377,8 +374,6 @@ def faithfulness(
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if mode not in ("zero", "mean"):
         raise ValueError(f"faithfulness mode must be 'zero' or 'mean', got {mode!r}")
-    if mode == "mean":
-        require_bridge(model, "faithfulness(mode='mean') (its means come from head_means())")
     info = describe(model)
     L, H = info.n_layers, info.n_heads
     for label, s in maps.items():
@@ -467,7 +462,7 @@ def _masked_behaviour(model, task: Task, sets: list, mode: str, means, advance=N
     sets run as stacked copies of the task's items, as many per pass as the token budget holds (``advance()``
     after each pass). On the nnsight engine (zero ablation): ``nnsight_engine.masked``, the same copies in traces."""
     if _traced(model):
-        return _traced_behaviour(model, task, sets, advance)
+        return _traced_behaviour(model, task, sets, means if mode == "mean" else None, advance)
     check_logits(model)  # proves the readout once, outside the stacked hooks
     n = len(task)
     per_pass = _sets_per_pass(model, task)
@@ -488,9 +483,9 @@ def _traced(model) -> bool:
     return getattr(model, "engine", "bridge") != "bridge"
 
 
-def _traced_behaviour(model, task: Task, sets: list, advance=None) -> tuple[np.ndarray, np.ndarray]:
-    """``_masked_behaviour`` on the nnsight engine: each head set zero-ablated in its copy of the task's items
-    (``nnsight_engine.masked``, one request per ``TRACES_PER_REQUEST`` traces)."""
+def _traced_behaviour(model, task: Task, sets: list, means, advance=None) -> tuple[np.ndarray, np.ndarray]:
+    """``_masked_behaviour`` on the nnsight engine: each head set ablated (zero, or ``means`` (L, H, d_head)) in
+    its copy of the task's items (``nnsight_engine.masked``, one request per ``TRACES_PER_REQUEST`` traces)."""
     import torch
 
     L, H = model.cfg.n_layers, model.cfg.n_heads
@@ -501,6 +496,7 @@ def _traced_behaviour(model, task: Task, sets: list, advance=None) -> tuple[np.n
     for c, heads in enumerate(sets):
         for layer, head in check_heads(heads, L, H):
             masks[c, layer, head] = True
-    logprob, correct, logit_diff = nnsight_engine.masked(model, lp, ld, masks, Requests(model), advance)
+    means = None if means is None else torch.as_tensor(means, dtype=torch.float32)
+    logprob, correct, logit_diff = nnsight_engine.masked(model, lp, ld, masks, Requests(model), advance, means)
     metric = logit_diff if logit_diff is not None else logprob
     return metric.astype(np.float64).mean(1), correct.astype(np.float64).mean(1)

@@ -437,10 +437,11 @@ def pooled_z(model: NnsightModel, tokens: torch.Tensor, weight: torch.Tensor, re
     return _values(requests.run(label, submit))
 
 
-def masked(model: NnsightModel, lp, ld, masks: torch.Tensor, requests, advance=None):
-    """The behaviour of the items with head sets zero-ablated. ``lp``: the task encoded for logprob (every answer
+def masked(model: NnsightModel, lp, ld, masks: torch.Tensor, requests, advance=None, means=None):
+    """The behaviour of the items with head sets ablated. ``lp``: the task encoded for logprob (every answer
     token read); ``ld``: for logit_diff (None without counterfactuals), read in the same runs; ``masks`` (S, L, H)
-    bool: copy s of the items runs with heads masks[s] having z set to 0, as many copies per trace as
+    bool: copy s of the items runs with heads masks[s] having z set to 0 (or, with ``means`` (L, H, d_head), to
+    the head's mean at every position: ``mask_heads``' mode="mean"), as many copies per trace as
     ``ROWS_PER_TRACE`` holds, ``TRACES_PER_REQUEST`` traces per request → per copy and item (S, n): the answer's
     log-prob, greedy
     correctness (every answer token the argmax), and the logit difference (None without ``ld``). ``advance(k)``:
@@ -474,7 +475,11 @@ def masked(model: NnsightModel, lp, ld, masks: torch.Tensor, requests, advance=N
                             for layer in layers:
                                 x = projs[layer].input.view(c, n, T, H, d)
                                 where = chunk[:, layer][:, None, None, :, None].to(x.device)  # (c, 1, 1, H, 1)
-                                projs[layer].input = x.masked_fill(where, 0.0).view(c * n, T, H * d)
+                                if means is None:
+                                    new = x.masked_fill(where, 0.0)
+                                else:
+                                    new = torch.where(where, means[layer].to(x.device, x.dtype), x)
+                                projs[layer].input = new.view(c * n, T, H * d)
                             h = unembed.input
                             unembed.input = h[rows.to(h.device), read_pos.repeat(c, 1).to(h.device)]  # only where read
                             logits = lm.output.logits.float()

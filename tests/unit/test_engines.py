@@ -190,17 +190,9 @@ def test_each_engine_has_its_own_key_and_identity(traced, bridged, toy_task, tmp
 
 
 def test_analyses_that_need_the_bridge_say_so(traced, toy_task):
-    from headlab.analysis.interventions import head_means, mask_heads, steer
-    from headlab.analysis.validation import faithfulness
+    from headlab.analysis.interventions import mask_heads, steer
 
-    s = score(traced, toy_task, method="attribution", cache=False, progress=False)
     tail = "runs on engine='bridge' only, and this model is on the nnsight engine"
-    with pytest.raises(ValueError, match=rf"validate\(mode='mean'\) \(its means come from head_means\(\)\) {tail}"):
-        validate(traced, s, [toy_task], k=1, mode="mean", progress=False)
-    with pytest.raises(ValueError, match=rf"faithfulness\(mode='mean'\) .* {tail}"):
-        faithfulness(traced, s, [toy_task], ks=(1,), mode="mean", progress=False)
-    with pytest.raises(ValueError, match=rf"head_means\(\) {tail}"):
-        head_means(traced, [toy_task], progress=False)
     for context in (mask_heads(traced, [(0, 0)]), steer(traced, {(0, 0): np.zeros(traced.cfg.d_head)}, 1.0)):
         with pytest.raises(ValueError, match=tail):
             context.__enter__()
@@ -211,19 +203,30 @@ def test_validate_and_faithfulness_equal_the_bridge(traced, bridged, toy_task):
 
     tasks = pair(toy_task)
     maps = [score(m, tasks, method="attribution", cache=False, progress=False) for m in (traced, bridged)]
-    for mode in ("zero", "scale"):
+    for mode in ("zero", "mean", "scale"):
         got, want = (
             validate(m, s, tasks, k=2, mode=mode, cross_task=True, progress=False)
             for m, s in zip((traced, bridged), maps)
         )
         np.testing.assert_allclose(got.table.to_numpy(float), want.table.to_numpy(float), atol=1e-6, rtol=1e-4)  # ratio
         np.testing.assert_allclose(got.cross.to_numpy(), want.cross.to_numpy(), atol=1e-6)
-    got, want = (
-        faithfulness(m, {"a": s}, tasks, ks=(1, 3), cache=False, progress=False)
-        for m, s in zip((traced, bridged), maps)
-    )
-    for field in ("clean", "clean_accuracy", "metric", "accuracy", "random_metric", "random_accuracy"):
-        np.testing.assert_allclose(getattr(got, field), getattr(want, field), atol=1e-6, err_msg=field)
+    for mode in ("zero", "mean"):
+        got, want = (
+            faithfulness(m, {"a": s}, tasks, ks=(1, 3), mode=mode, cache=False, progress=False)
+            for m, s in zip((traced, bridged), maps)
+        )
+        for field in ("clean", "clean_accuracy", "metric", "accuracy", "random_metric", "random_accuracy"):
+            np.testing.assert_allclose(getattr(got, field), getattr(want, field), atol=1e-6, err_msg=f"{mode} {field}")
+
+
+def test_head_means_equal_the_bridge(traced, bridged, toy_task):
+    """The means mode="mean" ablates with, pooled in traces (two batches: their sums kept across requests)."""
+    from headlab.analysis.interventions import head_means
+
+    got, want = (head_means(m, pair(toy_task), batch_size=3, progress=False) for m in (traced, bridged))
+    assert got.shape == want.shape == (traced.cfg.n_layers, traced.cfg.n_heads, traced.cfg.d_head)
+    assert float(np.abs(want).max()) > 1e-2  # not a vacuous zero
+    np.testing.assert_allclose(got, want, atol=1e-6)
 
 
 def test_a_map_names_its_engine_in_its_card_and_file(traced, toy_task, tmp_path):
