@@ -263,3 +263,18 @@ def test_the_cli_takes_the_engine(tmp_path, monkeypatch, capsys):
     assert "headlab: engine='ndif' needs an NDIF API key" in capsys.readouterr().err
     assert cli.main(["score", "--engine", "nnsight", "--method", "gating", "--out", str(tmp_path / "o3")]) == 2
     assert "headlab: method 'gating' does not run on the nnsight engine" in capsys.readouterr().err
+
+
+def test_head_details_on_the_engine_are_the_maps_without_a_pattern(traced, toy_task):
+    """The explorer's head details of a model of the nnsight engine: the score and rank of its map, and a line in
+    place of the attention pattern (its sdpa kernel gives none); nothing is run."""
+    from headlab.viz.explorer import explorer
+    from headlab.viz.explorer.details import NO_PATTERN
+
+    s = score(traced, toy_task, method="attribution", cache=False, progress=False)
+    ex = explorer({"tiny": traced}, tasks=[toy_task], scores=s)
+    layer, head = np.unravel_index(int(np.argmax(s.values[0])), s.values[0].shape)
+    info = ex.details(toy_task.name, int(layer), int(head))
+    assert info.value == pytest.approx(float(s.values[0, layer, head])) and info.rank == 1
+    assert info.pattern is None and info.figure is None and info.summary().endswith(NO_PATTERN)
+    assert len(ex.details_out.outputs) == 1 and NO_PATTERN in ex.details_out.outputs[0]["data"]["text/plain"]

@@ -616,7 +616,8 @@ class Explorer:
             return
         # Written to the Output's state, not captured with `with out:` — a call from a cell then adds nothing to
         # that cell's own outputs (what nbval compares).
-        self.details_out.outputs = (shown_text(info.summary(), f"<p>{info.summary()}</p>"), shown_figure(info.figure))
+        shown = (shown_text(info.summary(), f"<p>{info.summary()}</p>"),)
+        self.details_out.outputs = shown + ((shown_figure(info.figure),) if info.figure is not None else ())
         self.grid.status = f"details: L{layer}.H{head} · {task} · {info.source}"
         self.state.details = key
         c = self.controls

@@ -12,7 +12,6 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ...engine import hooks
-from ...engine.nnsight_engine import require_bridge
 from ...metrics import max_positions, prompt_ids
 from .. import plot
 
@@ -20,7 +19,8 @@ from .. import plot
 @dataclass
 class HeadDetails:
     """One head of one task: its raw score and displayed value, rank (1 = best of n_heads), and its
-    attention pattern (n_tokens × n_tokens, query × key) on one of the task's prompts."""
+    attention pattern (n_tokens × n_tokens, query × key) on one of the task's prompts (None, with no figure, on
+    a model of the nnsight or NDIF engine: its attention kernel gives no pattern)."""
 
     task: str
     layer: int
@@ -30,8 +30,8 @@ class HeadDetails:
     rank: int
     n_heads: int
     tokens: list[str]
-    pattern: np.ndarray
-    figure: Figure
+    pattern: np.ndarray | None
+    figure: Figure | None
     source: str = ""
     item: int = 0
 
@@ -42,7 +42,12 @@ class HeadDetails:
             said = "no score (NaN: missing in this map), not ranked"
         else:
             said = f"score {self.value:.4g} (shown {self.shown:.4g}), rank {self.rank} of {self.n_heads} by s"
+        if self.pattern is None:
+            return f"L{self.layer}.H{self.head} in {self.task}{source}: {said} · {NO_PATTERN}"
         return f"L{self.layer}.H{self.head} in {self.task}{source}: {said} · pattern of prompt {self.item}"
+
+
+NO_PATTERN = "no attention pattern: the nnsight and NDIF engines run an attention kernel that gives none"
 
 
 def prompt_of(bridge, task, item: int) -> list[int]:
@@ -61,21 +66,22 @@ def prompt_of(bridge, task, item: int) -> list[int]:
 
 def head_details(bridge, scores, task, layer: int, head: int, item: int, normalize: str, source: str) -> HeadDetails:
     """The details of head (layer, head) of ``scores`` for ``task`` (a Task), its pattern on prompt ``item``
-    (one forward pass of that prompt; the bridge's attention pattern: a model of the nnsight or NDIF engine is
-    refused in one line)."""
+    (one forward pass of that prompt, on the bridge; a model of the nnsight or NDIF engine runs no pass: its
+    details are the map's, without a pattern)."""
     import torch
 
-    require_bridge(bridge, "the explorer's head details (the attention pattern)")
     ids = prompt_of(bridge, task, item)
-    with torch.no_grad():
-        _, cache = bridge.run_with_cache(
-            torch.tensor([ids], device=next(bridge.parameters()).device), names_filter=hooks.pattern(layer)
-        )
-    pattern = cache[hooks.pattern(layer)][0, head].float().cpu().numpy()
+    pattern = fig = None
     tokens = [bridge.tokenizer.decode([i]) for i in ids]
+    if getattr(bridge, "engine", "bridge") == "bridge":
+        with torch.no_grad():
+            _, cache = bridge.run_with_cache(
+                torch.tensor([ids], device=next(bridge.parameters()).device), names_filter=hooks.pattern(layer)
+            )
+        pattern = cache[hooks.pattern(layer)][0, head].float().cpu().numpy()
+        fig = plot.attention_pattern(pattern, tokens, title=f"L{layer}.H{head} · {task.name} · prompt {item}")
     t = scores.tasks.index(task.name)
     L, H = scores.shape[1:]
-    fig = plot.attention_pattern(pattern, tokens, title=f"L{layer}.H{head} · {task.name} · prompt {item}")
     return HeadDetails(
         task.name,
         layer,
