@@ -103,6 +103,10 @@ class Requests:
                 time.sleep(POLL_SECONDS)
         except BaseException as err:
             if isinstance(err, Exception) and client_error(err):
+                if job_failed(err):  # fetching it again would fail again: the next call submits it anew
+                    self.jobs.pop(label, None)
+                    self.save()
+                    raise RequestError(self.failure(err, label, backend.job_id, dropped=True)) from err
                 raise RequestError(self.failure(err, label, backend.job_id)) from err
             # Ctrl-C, the explorer's Cancel: the job is left to finish there
             warnings.warn(
@@ -116,11 +120,14 @@ class Requests:
         if self.keep is not None:
             self.keep(dict(self.jobs))
 
-    def failure(self, err: BaseException, label: str, job_id: str | None) -> str:
+    def failure(self, err: BaseException, label: str, job_id: str | None, dropped: bool = False) -> str:
         """One line for a failed request: what happened, what to do, and what was kept."""
-        kept = (
-            f"job {job_id} is kept: the same call fetches it" if job_id else "nothing was sent; finished work is kept"
-        )
+        if dropped:
+            kept = f"job {job_id} failed there and is dropped: the same call submits it again; finished work is kept"
+        elif job_id:
+            kept = f"job {job_id} is kept: the same call fetches it"
+        else:
+            kept = "nothing was sent; finished work is kept"
         return f"{label}: {explain(err, self.model)}; {kept}"
 
 
@@ -131,6 +138,14 @@ def client_error(err: BaseException) -> bool:
     from nnsight.intervention.backends.remote import RemoteError
 
     return isinstance(err, (RemoteError, httpx.HTTPError, ConnectionError)) or _hub_error(err)
+
+
+def job_failed(err: BaseException) -> bool:
+    """Whether ``err`` is a job's own failure on NDIF (its ERROR status: nnsight raises ``RemoteError`` with the
+    server's description), not a failure to reach it (a ``RemoteError`` raised from an ``httpx`` error, or one)."""
+    from nnsight.intervention.backends.remote import RemoteError
+
+    return isinstance(err, RemoteError) and err.__cause__ is None
 
 
 def explain(err: BaseException, model) -> str:

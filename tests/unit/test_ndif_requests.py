@@ -209,3 +209,25 @@ def test_an_interrupted_exact_sweep_resumes_request_by_request(tmp_path, monkeyp
     assert not partial.exists()
     np.testing.assert_allclose(resumed.per_example, whole.per_example, atol=1e-5)
     assert json.dumps(resumed.params["per_task"]) == json.dumps(whole.params["per_task"])
+
+
+def test_a_job_that_failed_there_is_told_from_one_not_reached(remote):
+    """nnsight's client raises a job's ERROR status as a plain RemoteError (``RemoteBackend.note``): that job is
+    dropped (fetching it again would fail again); a request that never reached NDIF keeps its job."""
+    import httpx
+    from nnsight.intervention.backends.remote import RemoteBackend
+    from nnsight.schema.response import ResponseModel, Status
+
+    backend = RemoteBackend("key", blocking=False, job_id="job-9")
+    with pytest.raises(RemoteError) as failed:
+        backend.note(ResponseModel(id="job-9", status=Status.ERROR, description="Job exceeded the time limit"))
+    assert ndif.job_failed(failed.value)
+    assert not ndif.job_failed(client_error(503, "Queue full"))
+    with pytest.raises(httpx.ConnectError) as unreached:
+        backend.poll()  # the real GET, to a closed port
+    assert ndif.client_error(unreached.value) and not ndif.job_failed(unreached.value)
+    line = ndif.Requests(remote).failure(failed.value, "attribution", "job-9", dropped=True)
+    assert line == (
+        "attribution: the job ran past NDIF's time limit (Job exceeded the time limit): score fewer items per task, "
+        "then call again; job job-9 failed there and is dropped: the same call submits it again; finished work is kept"
+    )
