@@ -496,7 +496,7 @@ def test_the_explorer_shows_a_hand_built_map(method, params, label):
     s = hand(np.random.default_rng(1).normal(size=(2, L, H)), method=method, params=params)
     ex = widgets.explorer(models={"hand": lambda: "bridge"}, scores=s)
     assert ex.controls["method"].value == label and ex.scores is s
-    assert [p["title"] for p in ex.grid.spec["panels"]] == ["A", "B"] and ex.error.value == ""
+    assert [p["title"] for p in ex.grid.spec["panels"]] == ["A", "B"] and ex.state.message == ""
 
 
 @pytest.mark.parametrize(
@@ -584,7 +584,7 @@ def _explorer_of(values, select, k=8):
     ex.controls["k"].value = k
     ex.controls["select"].value = select
     flags = np.frombuffer(ex.grid.flags, np.uint8).reshape(-1, L, H)
-    return ex.grid.spec["panels"][0]["label"], int((flags[0] & 1).sum()), ex.error.value
+    return ex.grid.spec["panels"][0]["label"], int((flags[0] & 1).sum()), ex.state.message
 
 
 @pytest.mark.parametrize(

@@ -293,9 +293,9 @@ def test_faithfulness_equals_masking_each_set(tiny_model, toy_task, mode):
     for m, s in enumerate((exact, attr)):
         for j, k in enumerate((1, 3)):
             with mask_heads(tiny_model, select_heads(s, toy_task.name, "top_k", k=k, by="value"), mode, means=means):
-                metric, acc = validation._behaviour(tiny_model, toy_task)
+                ((metric, acc),) = validation._behaviours(tiny_model, toy_task, [[]], "zero", None)
             assert f.metric[m, 0, j] == pytest.approx(metric, abs=1e-5) and f.accuracy[m, 0, j] == acc
-    assert f.clean[0] == pytest.approx(validation._behaviour(tiny_model, toy_task)[0], abs=1e-5)
+    assert f.clean[0] == pytest.approx(validation._behaviours(tiny_model, toy_task, [[]], "zero", None)[0][0], abs=1e-5)
     assert np.ptp(f.random_metric[0, 1]) > 0  # the draws differ
 
 

@@ -37,6 +37,7 @@ MODULE_LEVEL = {
     "headlab.engine.progress._local": "the watching thread's progress callback: no result",
     "headlab.scoring._RATES": "timings for estimates, per dtype and device (test_timings_follow_the_dtype)",
     "headlab.scorers.probe._STEP_TIMES": "timings for estimates, per probe and shape: no map",
+    "headlab.viz.display.named_cmap": "matplotlib's colour maps by name, read only: no result",
 }
 ON_MODELS = {
     "_headlab_weights": "the weights' hash, kept until a tensor's version, storage, dtype or device changes",

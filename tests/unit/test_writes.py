@@ -49,7 +49,7 @@ def writers(tiny_model, toy_task, scores):
     """Each writer as (suffix, write(path, overwrite=...) → path written)."""
     fig = plot.heatmap_grid(scores)
     ex = widgets.explorer(models={"tiny": tiny_model}, tasks=[toy_task], scores=scores)
-    assert ex.error.value == ""
+    assert ex.state.message == ""
     return {
         "HeadScores.save": (".npz", lambda path, **kw: scores.save(path, **kw)),
         "plot.save": (".png", lambda path, **kw: plot.save(fig, path, **kw)),
