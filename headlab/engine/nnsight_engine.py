@@ -234,6 +234,15 @@ def _envoys(model: NnsightModel):
     return projs, _module(lm, names[hf.get_output_embeddings()]), _module(lm, names[hf.get_input_embeddings()])
 
 
+def _requests_of(items, per_trace: int):
+    """``items`` cut into requests of ``TRACES_PER_REQUEST`` traces of ``per_trace`` items each, the same way on
+    every call: per request (its first item's index, its items, its items per trace)."""
+    per_request = per_trace * TRACES_PER_REQUEST
+    for first in range(0, len(items), per_request):
+        part = items[first : first + per_request]
+        yield first, part, [part[s : s + per_trace] for s in range(0, len(part), per_trace)]
+
+
 def _values(saved) -> np.ndarray:
     return torch.as_tensor(saved).detach().float().cpu().numpy()
 
@@ -350,16 +359,13 @@ def ablation(model: NnsightModel, enc, ablation: str, requests, progress=None, l
         (l, h) for l in (range(L) if layers is None else layers) for h in range(H) if chosen is None or chosen[l, h]
     ]
     per_trace = max(1, ROWS_PER_TRACE // n - 2)
-    per_request = per_trace * TRACES_PER_REQUEST
     reach = (torch.arange(T)[None, :] < enc.lengths[:, None]).float()[..., None]
     logit_diff = enc.metric == "logit_diff"
     resample = ablation == "resample"
     lm = model.lm  # the trace's code names only envoys, tensors and numbers: that is what a request carries
-    for first in range(0, len(pairs), per_request):
-        heads = pairs[first : first + per_request]
+    for _, heads, chunks in _requests_of(pairs, per_trace):
         if done is not None and all(done[layer, h] for layer, h in heads):
             continue
-        chunks = [heads[s : s + per_trace] for s in range(0, len(heads), per_trace)]
 
         def submit(chunks=chunks):
             with requests.session() as session:
@@ -454,12 +460,9 @@ def masked(model: NnsightModel, lp, ld, masks: torch.Tensor, requests, advance=N
     read_pos = lp.read_pos if ld is None else torch.cat([lp.read_pos, ld.read_pos], 1)
     P = lp.read_pos.shape[1]
     per_trace = max(1, ROWS_PER_TRACE // n)
-    per_request = per_trace * TRACES_PER_REQUEST
     lm = model.lm  # the trace's code names only envoys, tensors and numbers: that is what a request carries
     values = []
-    for first in range(0, len(masks), per_request):
-        part = masks[first : first + per_request]
-        chunks = [part[s : s + per_trace] for s in range(0, len(part), per_trace)]
+    for first, part, chunks in _requests_of(masks, per_trace):
 
         def submit(chunks=chunks):
             with requests.session() as session:
