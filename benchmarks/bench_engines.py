@@ -8,66 +8,67 @@
    (``RequestModel.serialize``, zstd-compressed as ``CONFIG.API.COMPRESS``) and the result's bytes (the saved
    values, ``torch.save`` then zstd; goal ≤ 100 kB per task).
 
-    python benchmarks/bench_engines.py [--items 8] [--exact-items 4] [--repeats 3]
+    python benchmarks/bench_engines.py [--items 8] [--exact-items 4] [--repeats 3] [--no-results]
+
+Writes benchmarks/results/bench_engines.json (docs/performance.md).
 """
 
 from __future__ import annotations
 
-import argparse
 import io
-import os
-import statistics
-import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from common import Results, builtin_tasks, offline, parser, timed_median
+
+offline()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def timed(fn, repeats: int):
-    fn()  # warm-up: proofs, first touch of memory
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return out, statistics.median(times)
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__, repeats=3)
     ap.add_argument("--items", type=int, default=8, help="items per task for attribution")
     ap.add_argument("--exact-items", type=int, default=4, help="items of the exact-ablation task")
-    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    results = Results(
+        "bench_engines",
+        "The nnsight engine against the bridge",
+        "Local time of the same score() call on the bridge and on the nnsight engine (embedded model, median of "
+        "the repeats after a warm-up), and under nnsight's simulation of NDIF the requests and bytes per task map.",
+    )
 
     import zstandard
     from nnsight.intervention.backends.local import LocalSimulationBackend
     from nnsight.schema.request import RequestModel
 
     from headlab import load_model, score
-    from headlab.tasks import builtin
 
     bridge, traced = load_model(), load_model(engine="nnsight")
-    tasks = [t.subset(args.items) for t in builtin().values()]
-    exact_task = [builtin(["Math Calculation"])["Math Calculation"].subset(args.exact_items)]
+    tasks = list(builtin_tasks(args.items).values())
+    exact_task = list(builtin_tasks(args.exact_items, ["Math Calculation"]).values())
     kw = dict(cache=False, progress=False, ablation="resample")
 
-    print(f"# 1. local time, median of {args.repeats} (torch threads {torch.get_num_threads()})")
-    print(f"{'method':<34} {'bridge s':>9} {'nnsight s':>10} {'ratio':>6} {'max |Δ|':>9}  goal")
+    rows = []
     for label, run_tasks, method, goal in (
-        (f"attribution, 8 tasks × {args.items}", tasks, "attribution", 1.2),
-        (f"exact ablation, 1 task × {args.exact_items}", exact_task, "ablation", 2.0),
+        (f"attribution, 8 tasks × {args.items} items, resample", tasks, "attribution", 1.2),
+        (f"exact ablation, 1 task × {args.exact_items} items, resample", exact_task, "ablation", 2.0),
     ):
-        a, t_bridge = timed(
+        a, t_bridge = timed_median(
             lambda run_tasks=run_tasks, m=method: score(bridge, run_tasks, method=m, **kw), args.repeats
         )
-        b, t_nn = timed(lambda run_tasks=run_tasks, m=method: score(traced, run_tasks, method=m, **kw), args.repeats)
+        b, t_nn = timed_median(
+            lambda run_tasks=run_tasks, m=method: score(traced, run_tasks, method=m, **kw), args.repeats
+        )
         delta = float(np.abs(a.per_example - b.per_example).max())
-        print(f"{label:<34} {t_bridge:>9.2f} {t_nn:>10.2f} {t_nn / t_bridge:>6.2f} {delta:>9.1e}  ≤ {goal}")
+        rows.append(
+            [label, f"{t_bridge:.1f} s", f"{t_nn:.1f} s", f"{t_nn / t_bridge:.1f}", f"≤ {goal:g}", f"{delta:.1e}"]
+        )
+    results.table(
+        f"local time, median of {args.repeats} (torch threads {torch.get_num_threads()})",
+        ["", "bridge", "nnsight", "ratio", "goal", "max \\|Δ\\|"],
+        rows,
+    )
 
-    print("\n# 2. under nnsight's simulation of NDIF, per task map")
     sent = []
     plain_call = LocalSimulationBackend.__call__
 
@@ -77,18 +78,24 @@ def main() -> None:
 
     LocalSimulationBackend.__call__ = measured
     remote = load_model(engine="ndif", simulate=True)
-    print(f"{'method':<34} {'requests':>8} {'request kB':>10} {'result kB':>9}  goal")
+    rows = []
     for label, task, method in (
-        (f"attribution, {tasks[0].name} × {args.items}", tasks[0], "attribution"),
-        (f"exact ablation, {exact_task[0].name} × {args.exact_items}", exact_task[0], "ablation"),
+        (f"attribution, {tasks[0].name} × {args.items} items", tasks[0], "attribution"),
+        (f"exact ablation, {exact_task[0].name} × {args.exact_items} items", exact_task[0], "ablation"),
     ):
         sent.clear()
         out = score(remote, [task], method=method, **kw)
         buf = io.BytesIO()
         torch.save({"scores": torch.tensor(out.per_example[0]), "metric": torch.tensor(np.asarray(out.baseline))}, buf)
         result = len(zstandard.ZstdCompressor(level=6).compress(buf.getvalue()))
-        print(f"{label:<34} {len(sent):>8} {sum(sent) / 1e3:>10.1f} {result / 1e3:>9.1f}  1 request, ≤ 100 kB")
+        rows.append([label, len(sent), f"{sum(sent) / 1e3:.1f} kB", f"{result / 1e3:.1f} kB", "1 request, ≤ 100 kB"])
     LocalSimulationBackend.__call__ = plain_call
+    results.table(
+        "under nnsight's simulation of NDIF, per task map",
+        ["", "requests", "request (zstd)", "result", "goal"],
+        rows,
+    )
+    results.save(args)
 
 
 if __name__ == "__main__":

@@ -8,24 +8,23 @@ and ρ of the first n items' pooled map (n = 1, 2, 4, …: how pooling averages 
 ``--rounded``, one more model per dtype runs float32 arithmetic on weights rounded to that dtype: it separates
 the rounding of the weights from that of the activations.
 
-    python benchmarks/bench_precision.py [--items 8] [--exact-items 4] [--device auto] [--rounded]
+    python benchmarks/bench_precision.py [--items 8] [--exact-items 3] [--device auto] [--rounded] [--no-results]
+
+Writes benchmarks/results/bench_precision.json (docs/performance.md).
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import time
+from common import Results, builtin_tasks, offline, parser, timed
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TQDM_DISABLE", "1")
+offline()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--items", type=int, default=8, help="items per task (attribution, probe)")
     ap.add_argument(
         "--exact-items", type=int, default=3, help="items per task for exact ablation (2 tasks), gating (1)"
@@ -35,13 +34,19 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", default=None, help="scorer labels to run (default: all)")
     ap.add_argument("--rounded", action="store_true", help="also float32 arithmetic on weights rounded to each dtype")
     args = ap.parse_args()
+    results = Results(
+        "bench_precision",
+        "Half precision against float32",
+        "The same items scored with the embedded model in float32, bfloat16 and float16: per task the Spearman ρ "
+        "of the half-precision map against float32 over all heads, and the largest |difference| relative to the "
+        "float32 map's largest |value|. Goal: ρ ≥ 0.99 for every scorer.",
+    )
 
     from scipy.stats import spearmanr
 
     import headlab
-    from headlab.tasks import builtin
 
-    tasks = {n: t.subset(args.items) for n, t in builtin().items()}
+    tasks = builtin_tasks(args.items)
     exact_tasks = {n: tasks[n].subset(args.exact_items) for n in ("Knowledge Recall", "Math Calculation")}
     runs = [
         ("attribution · resample", dict(method="attribution", ablation="resample"), tasks),
@@ -50,15 +55,18 @@ def main() -> None:
         ("probe · logistic", dict(method="probe", probe="logistic"), tasks),
         ("gating", dict(method="gating", seeds=[0], steps=10), {"Math Calculation": exact_tasks["Math Calculation"]}),
     ]
-    print(
-        f"## half precision vs float32, embedded model ({args.items} items per task; exact and gating: "
-        f"{args.exact_items} items; device {args.device})\n"
+    title = (
+        f"half precision vs float32, embedded model ({args.items} items per task; exact and gating: "
+        f"{args.exact_items} items; device {args.device})"
     )
-    print(
-        "| scorer | dtype | min ρ over tasks | median ρ | ρ, heads ≥ 5% of max (min) | ρ, float32 top-20 (min) | "
-        "max abs diff / max abs float32 | ρ by items pooled (min over tasks) | time (s) | float32 (s) |"
-    )
+    print(f"## {title}\n")
+    headers = [
+        "scorer", "dtype", "min ρ over tasks", "median ρ", "ρ, heads ≥ 5% of max (min)", "ρ, float32 top-20 (min)",
+        "max abs diff / max abs float32", "ρ by items pooled (min over tasks)", "time (s)", "float32 (s)",
+    ]  # fmt: skip
+    print("| " + " | ".join(headers) + " |")
     print("|---|---|---:|---:|---:|---:|---:|---|---:|---:|", flush=True)
+    rows = []
     models = {dtype: headlab.load_model(device=args.device, dtype=dtype) for dtype in ["float32", *args.dtypes]}
     if args.rounded:
         for dtype in args.dtypes:
@@ -72,9 +80,9 @@ def main() -> None:
             continue
         maps, seconds = {}, {}
         for dtype, model in models.items():
-            t = time.perf_counter()
-            maps[dtype] = headlab.score(model, chosen, cache=False, progress=False, **kwargs)
-            seconds[dtype] = time.perf_counter() - t
+            maps[dtype], seconds[dtype] = timed(
+                lambda model=model: headlab.score(model, chosen, cache=False, progress=False, **kwargs)
+            )
         ref = maps["float32"]
         for dtype in [d for d in models if d != "float32"]:
             other = maps[dtype]
@@ -93,11 +101,14 @@ def main() -> None:
                     pooled.setdefault(m, []).append(spearmanr(x, y).statistic)
             err = max(np.abs(ref[t] - other[t]).max() / max(np.abs(ref[t]).max(), 1e-12) for t in ref.tasks)
             by_items = ", ".join(f"{m}: {min(r):.2f}" for m, r in pooled.items())
-            print(
-                f"| {label} | {dtype} | {min(rhos):.3f} | {np.median(rhos):.3f} | {np.nanmin(strong):.3f} | "
-                f"{min(top):.3f} | {err:.2e} | {by_items} | {seconds[dtype]:.1f} | {seconds['float32']:.1f} |",
-                flush=True,
-            )
+            row = [
+                label, dtype, f"{min(rhos):.3f}", f"{np.median(rhos):.3f}", f"{np.nanmin(strong):.3f}",
+                f"{min(top):.3f}", f"{err:.1e}", by_items, f"{seconds[dtype]:.1f}", f"{seconds['float32']:.1f}",
+            ]  # fmt: skip
+            print("| " + " | ".join(row) + " |", flush=True)
+            rows.append(row)
+    results.table(title, headers, rows, echo=False)
+    results.save(args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Kernel-side cost of an explorer redraw: what the grid sends now (numbers for the browser's canvas) against
 what it sent before (a PNG drawn by matplotlib), side by side in one run.
 
-Run: ``MPLBACKEND=Agg python benchmarks/bench_redraw.py``. For two 8-task HeadScores (30 × 9, the embedded
+Run: ``MPLBACKEND=Agg python benchmarks/bench_redraw.py [--no-results]`` (writes
+benchmarks/results/bench_redraw.json). For two 8-task HeadScores (30 × 9, the embedded
 SmolLM2, and 32 × 32), with thresholds cycling through quantiles, times per redraw (median of ``RUNS``):
 
 - **numbers**: ``display.task_panels`` + ``scale_of`` + ``canvas.state`` — the explorer's whole kernel-side
@@ -15,9 +16,9 @@ median of 10; ``artifacts/browser/latency.json``).
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
+from common import Results, parser, timed
 
 from headlab.models import ModelInfo
 from headlab.results import HeadScores
@@ -43,9 +44,8 @@ def fake_scores(n_layers: int, n_heads: int, seed: int = 0) -> HeadScores:
 def median_ms(fn, runs: int = RUNS) -> tuple[float, int]:
     times, size = [], 0
     for i in range(runs):
-        start = time.perf_counter()
-        size = fn(i)
-        times.append(time.perf_counter() - start)
+        size, seconds = timed(lambda i=i: fn(i))
+        times.append(seconds)
     return 1000 * float(np.median(times)), size
 
 
@@ -71,11 +71,26 @@ def bench(scores: HeadScores) -> tuple[tuple[float, int], tuple[float, int]]:
 
 
 def main() -> None:
-    print(f"{'scores':<10} {'numbers (ms, kB)':>18} {'PNG (ms, kB)':>16} {'ratio':>6}")
+    args = parser(__doc__).parse_args()
+    results = Results(
+        "bench_redraw",
+        "Explorer redraw in the kernel",
+        "The explorer's kernel-side redraw (numbers for the browser's canvas) against the PNG matplotlib drew "
+        "before, per redraw (median of 20, thresholds cycling), with the bytes each sends.",
+    )
+    rows = []
     for shape in ((30, 9), (32, 32)):
         (n_ms, n_b), (p_ms, p_b) = bench(fake_scores(*shape))
-        label = f"8×{shape[0]}×{shape[1]}"
-        print(f"{label:<10} {n_ms:>9.1f} {n_b / 1024:>7.0f} {p_ms:>9.1f} {p_b / 1024:>6.0f} {p_ms / n_ms:>5.1f}×")
+        rows.append(
+            [
+                f"8 × {shape[0]} × {shape[1]}",
+                f"{n_ms:.0f} ms, {n_b / 1024:.0f} kB",
+                f"{p_ms:.0f} ms, {p_b / 1024:.0f} kB",
+                f"{p_ms / n_ms:.0f}×",
+            ]
+        )
+    results.table(f"median of {RUNS} redraws", ["scores", "numbers for the canvas", "PNG (the old way)", "ratio"], rows)
+    results.save(args)
 
 
 if __name__ == "__main__":

@@ -21,36 +21,29 @@
 
     python benchmarks/bench_scorers.py [--items 8] [--tl-items 8] [--tl-task "Knowledge Recall"]
                                        [--repeats 3] [--ablations resample zero] [--steps 1 2 4 8 16]
-                                       [--layer-steps 2 4] [--path-steps 4] [--tl-only]
+                                       [--layer-steps 2 4] [--path-steps 4] [--tl-only] [--no-results]
+
+Writes benchmarks/results/bench_scorers.json (docs/performance.md).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import os
 import resource
-import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TQDM_DISABLE", "1")  # TransformerLens' patching loop draws its own bar
+from common import Results, builtin_tasks, embedded_model, offline, parser, reference, timed
+
+offline()  # TransformerLens' patching loop draws its own bar
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def timed(fn):
-    t = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__, repeats=3)
     ap.add_argument("--items", type=int, default=8, help="items per task for exact vs attribution")
     ap.add_argument("--tl-items", type=int, default=8, help="items for the TransformerLens comparison")
     ap.add_argument("--tl-task", default="Knowledge Recall")
-    ap.add_argument("--repeats", type=int, default=3, help="timed attribution calls after the first")
     ap.add_argument(
         "--ablations",
         nargs="+",
@@ -65,77 +58,88 @@ def main() -> None:
     ap.add_argument("--path-steps", type=int, default=4, help="points for the three paths of section 5 (0: skip)")
     ap.add_argument("--tl-only", action="store_true", help="only section 1, exact ablation vs TransformerLens")
     args = ap.parse_args()
+    results = Results(
+        "bench_scorers",
+        "Scorers on the embedded model",
+        "Exact ablation against TransformerLens' patching loop; attribution patching, integrated gradients and "
+        "screen-then-verify against exact ablation (time, ratio, agreement), side by side in one process.",
+    )
 
     import headlab
     from headlab.analysis.compare import agreement, disagreements
-    from headlab.scorers.reference import transformerlens_patching
-    from headlab.tasks import builtin
 
-    model, t_load = timed(headlab.load_model)
+    model, t_load = embedded_model()
     print(f"embedded model loaded in {t_load:.1f} s; torch threads: {torch.get_num_threads()}")
 
-    task = builtin([args.tl_task])[args.tl_task].subset(args.tl_items)
+    task = builtin_tasks(args.tl_items, [args.tl_task])[args.tl_task]
     exact = lambda: headlab.score(model, task, method="ablation", ablation="resample", cache=False, progress=False)  # noqa: E731
     exact()  # warm-up: the fast paths' proofs, first touch of the activation memory
     ours, t_ours = timed(exact)
     with bridge_blocks():
         bridged, t_bridged = timed(exact)
-    ref, t_tl = timed(lambda: transformerlens_patching(model, task))
+    ref, t_tl = timed(lambda: reference().transformerlens_patching(model, task))
     ours_again, t_again = timed(exact)
     t_ours = (t_ours + t_again) / 2
     diff = np.abs(ours.values[0] - ref).max()
-    print(
-        f"\n## exact resample ablation vs TransformerLens patching ({args.tl_task}, {args.tl_items} items, "
-        f"{ours.model.n_layers * ours.model.n_heads} heads)"
-    )
-    print("| scorer | time (s) |\n|---|---:|")
-    print(f"| TransformerLens get_act_patch_attn_head_out_all_pos | {t_tl:.1f} |")
-    print(f"| headlab exact ablation, every re-run block through the bridge | {t_bridged:.1f} |")
-    print(f"| headlab exact ablation (unhooked blocks plain; mean of the runs before and after TL) | {t_ours:.1f} |")
-    print(
-        f"speed-up: {t_tl / t_ours:.2f}x (bridge blocks only: {t_tl / t_bridged:.2f}x)   max |difference|: {diff:.2e}"
-        f" (plain vs bridge blocks: {np.abs(ours.values - bridged.values).max():.1e})"
+    results.table(
+        f"exact resample ablation vs TransformerLens patching ({args.tl_task}, {args.tl_items} items, "
+        f"{ours.model.n_layers * ours.model.n_heads} heads)",
+        ["scorer", "time"],
+        [
+            ["TransformerLens get_act_patch_attn_head_out_all_pos", f"{t_tl:.1f} s"],
+            ["headlab exact ablation, every re-run block through the bridge", f"{t_bridged:.1f} s"],
+            ["headlab exact ablation, unhooked blocks plain (mean of the runs before and after TL)", f"{t_ours:.1f} s"],
+            ["**speed-up**", f"**{t_tl / t_ours:.2f}×** (bridge blocks only {t_tl / t_bridged:.2f}×)"],
+        ],
+        note=f"max |difference| to TransformerLens {diff:.2e}; plain vs bridge blocks "
+        f"{np.abs(ours.values - bridged.values).max():.1e}",
     )
 
     if args.tl_only:
+        results.save(args)
         return
-    tasks = {name: t.subset(args.items) for name, t in builtin().items()}
+    tasks = builtin_tasks(args.items)
     exacts = {}
     for ablation in args.ablations:
         exact, t_exact = timed(
             lambda: headlab.score(model, tasks, method="ablation", ablation=ablation, cache=False, progress=False)
         )
-        attribution = lambda: headlab.score(
-            model,
-            tasks,
-            method="attribution",
-            ablation=ablation,  # noqa: E731
-            cache=False,
-            progress=False,
+        attribution = lambda: headlab.score(  # noqa: E731
+            model, tasks, method="attribution", ablation=ablation, cache=False, progress=False
         )
         attr, t_first = timed(attribution)
         t_warm = float(np.median([timed(attribution)[1] for _ in range(args.repeats)]))
-        print(f"\n## exact ablation vs attribution patching (8 tasks × {args.items} items, {ablation})")
-        print("| scorer | time (s) |\n|---|---:|")
-        print(f"| exact ablation | {t_exact:.1f} |\n| attribution patching, first call | {t_first:.1f} |")
-        print(f"| attribution patching, median of the next {args.repeats} | {t_warm:.1f} |")
-        print(f"speed-up: {t_exact / t_warm:.1f}x (first call: {t_exact / t_first:.1f}x)")
+        results.table(
+            f"exact ablation vs attribution patching (8 tasks × {args.items} items, {ablation})",
+            ["scorer", "time"],
+            [
+                ["exact ablation", f"{t_exact:.1f} s"],
+                ["attribution patching, first call", f"{t_first:.1f} s"],
+                [f"attribution patching, median of the next {args.repeats}", f"{t_warm:.1f} s"],
+                ["**speed-up (median)**", f"**{t_exact / t_warm:.1f}×** (first call: {t_exact / t_first:.1f}×)"],
+            ],
+        )
         table = agreement(exact, attr, k=20)
-        print("\n| task | Spearman ρ (all 270 heads) | ρ over exact top-20 | top-20 overlap (Jaccard) |")
-        print("|---|---:|---:|---:|")
-        for name, row in table.iterrows():
-            print(f"| {name} | {row['rho']:.2f} | {row['rho_top20']:.2f} | {row['jaccard_top20']:.2f} |")
+        results.table(
+            f"agreement of attribution with exact ablation ({ablation})",
+            ["task", "Spearman ρ (all heads)", "ρ over exact top-20", "top-20 overlap (Jaccard)"],
+            [
+                [name, f"{row['rho']:.2f}", f"{row['rho_top20']:.2f}", f"{row['jaccard_top20']:.2f}"]
+                for name, row in table.iterrows()
+            ],
+        )
         worst = table["rho"].idxmin()
         print(f"\nheads that disagree most in {worst} (rank by exact vs by attribution):")
         print(disagreements(exact, attr, worst, n=5).round(4).to_string(index=False))
-        integrated_gradients(model, tasks, ablation, exact, t_exact, args.steps)
+        integrated_gradients(results, model, tasks, ablation, exact, t_exact, args.steps)
         if args.layer_steps:
-            integrated_gradients(model, tasks, ablation, exact, t_exact, args.layer_steps, path="layers")
-        screen_then_verify(model, tasks, ablation, exact, t_exact)
+            integrated_gradients(results, model, tasks, ablation, exact, t_exact, args.layer_steps, path="layers")
+        screen_then_verify(results, model, tasks, ablation, exact, t_exact)
         exacts[ablation] = exact
     if args.path_steps and "resample" in exacts:
-        paths(model, tasks, args.path_steps, exacts["resample"])
-    print(f"\npeak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB")
+        paths(results, model, tasks, args.path_steps, exacts["resample"])
+    results.note(f"peak RSS of the process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB")
+    results.save(args)
 
 
 @contextlib.contextmanager
@@ -151,7 +155,7 @@ def bridge_blocks():
         replay.plain_supported = proven
 
 
-def integrated_gradients(model, tasks, ablation, exact, t_exact, steps, path: str = "activations") -> None:
+def integrated_gradients(results, model, tasks, ablation, exact, t_exact, steps, path: str = "activations") -> None:
     """ρ and time against m along ``path``: one call per m, on the same tasks as ``exact``."""
     import headlab
     from headlab.analysis.compare import agreement
@@ -164,18 +168,23 @@ def integrated_gradients(model, tasks, ablation, exact, t_exact, steps, path: st
             )
         )
         rows[m] = (t, agreement(exact, ig, k=20))
-    print(f"\n## integrated gradients, path={path}, vs exact ablation ({ablation}): Spearman ρ whole / exact top-20")
-    print("| task | " + " | ".join(f"m = {m}" for m in steps) + " |\n|---|" + "---:|" * len(steps))
-    for name in exact.tasks:
-        cells = [f"{rows[m][1].loc[name, 'rho']:.2f} / {rows[m][1].loc[name, 'rho_top20']:.2f}" for m in steps]
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    mins = [f"{rows[m][1]['rho'].min():.2f} / {rows[m][1]['rho_top20'].min():.2f}" for m in steps]
-    print("| **min over tasks** | " + " | ".join(mins) + " |")
-    print("| time (s) | " + " | ".join(f"{rows[m][0]:.1f}" for m in steps) + " |")
-    print("| exact / IG time | " + " | ".join(f"{t_exact / rows[m][0]:.1f}×" for m in steps) + " |")
+    body = [
+        [name, *(f"{rows[m][1].loc[name, 'rho']:.2f} / {rows[m][1].loc[name, 'rho_top20']:.2f}" for m in steps)]
+        for name in exact.tasks
+    ]
+    body.append(
+        ["**min over tasks**", *(f"{rows[m][1]['rho'].min():.2f} / {rows[m][1]['rho_top20'].min():.2f}" for m in steps)]
+    )
+    body.append(["time", *(f"{rows[m][0]:.1f} s" for m in steps)])
+    body.append([f"exact ({t_exact:.1f} s) / IG time", *(f"{t_exact / rows[m][0]:.1f}×" for m in steps)])
+    results.table(
+        f"integrated gradients, path={path}, vs exact ablation ({ablation}): Spearman ρ whole / exact top-20",
+        ["task", *(f"m = {m}" for m in steps)],
+        body,
+    )
 
 
-def screen_then_verify(model, tasks, ablation, exact, t_exact, k: int = 20) -> None:
+def screen_then_verify(results, model, tasks, ablation, exact, t_exact, k: int = 20) -> None:
     """``method="verified"`` against the full exact sweep, with one screen (``steps=1``) and two (the default,
     ``steps=[1, 2]``): cost, heads verified, top-k overlap."""
     import headlab
@@ -190,47 +199,56 @@ def screen_then_verify(model, tasks, ablation, exact, t_exact, k: int = 20) -> N
         table = agreement(exact, v, k=k)
         mask = v.verified
         off = max(np.abs(v.values[i][mask[i]] - exact.values[i][mask[i]]).max() for i in range(len(v.tasks)))
-        print(f"\n## screen, then verify ({ablation}, k = {k}, steps={steps}) vs the full exact sweep")
-        print(f"| task | heads verified (of {v.values[0].size}) | top-{k} Jaccard | ρ whole map | disagreements |")
-        print("|---|---:|---:|---:|---:|")
-        for i, name in enumerate(v.tasks):
-            found = len(v.params["disagreements"].get(name, []))
-            print(
-                f"| {name} | {int(mask[i].sum())} | {table.loc[name, f'jaccard_top{k}']:.2f} | "
-                f"{table.loc[name, 'rho']:.2f} | {found} |"
-            )
-        print(
-            f"verified: {t:.1f} s, exact: {t_exact:.1f} s — cost {t / t_exact:.2f} of exact "
-            f"({t_exact / t:.1f}× cheaper); "
-            f"mean Jaccard {table[f'jaccard_top{k}'].mean():.3f}, min {table[f'jaccard_top{k}'].min():.2f}; "
-            f"max |verified − exact| on the verified heads: {off:.1e}"
+        rows = [
+            [
+                name,
+                int(mask[i].sum()),
+                f"{table.loc[name, f'jaccard_top{k}']:.2f}",
+                f"{table.loc[name, 'rho']:.2f}",
+                len(v.params["disagreements"].get(name, [])),
+            ]
+            for i, name in enumerate(v.tasks)
+        ]
+        results.table(
+            f"screen, then verify ({ablation}, k = {k}, steps={steps}) vs the full exact sweep",
+            ["task", f"heads verified (of {v.values[0].size})", f"top-{k} Jaccard", "ρ whole map", "disagreements"],
+            rows,
+            note=f"verified: {t:.1f} s, exact: {t_exact:.1f} s — cost {t / t_exact:.2f} of exact "
+            f"({t_exact / t:.1f}× cheaper); mean Jaccard {table[f'jaccard_top{k}'].mean():.3f}, "
+            f"min {table[f'jaccard_top{k}'].min():.2f}; max |verified − exact| on the verified heads: {off:.1e}",
         )
 
 
-def paths(model, tasks, steps: int, exact) -> None:
+def paths(results, model, tasks, steps: int, exact) -> None:
     """Integrated gradients along the three paths, plain references, resample: ρ and time against the plain
     reference of exact ablation."""
     from scipy.stats import spearmanr
 
-    from headlab.scorers.reference import PATHS, per_head_ablation
-    from headlab.scorers.reference import integrated_gradients as reference_ig
-
-    print(f"\n## path of integrated gradients (resample, m = {steps}, plain reference): ρ vs exact, whole / top-20")
-    print("| task | " + " | ".join(PATHS) + " |\n|---|" + "---:|" * len(PATHS))
-    times = dict.fromkeys(("exact", *PATHS), 0.0)
+    ref = reference()
+    rows = []
+    times = dict.fromkeys(("exact", *ref.PATHS), 0.0)
     for name, task in tasks.items():
         x = exact[name].ravel()
         top = np.argsort(-x, kind="stable")[:20]
-        times["exact"] += timed(lambda: per_head_ablation(model, task, "resample"))[1]
+        times["exact"] += timed(lambda: ref.per_head_ablation(model, task, "resample"))[1]
         cells = []
-        for path in PATHS:
-            y, t = timed(lambda: reference_ig(model, task, "resample", steps=steps, path=path).ravel())
+        for path in ref.PATHS:
+            y, t = timed(lambda: ref.integrated_gradients(model, task, "resample", steps=steps, path=path).ravel())
             times[path] += t
             cells.append(f"{spearmanr(x, y).statistic:.2f} / {spearmanr(x[top], y[top]).statistic:.2f}")
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    print("| time (s), plain reference | " + " | ".join(f"{times[p]:.1f}" for p in PATHS) + " |")
-    ratios = " | ".join(f"{times['exact'] / times[p]:.1f}x" for p in PATHS)
-    print(f"| exact's plain reference ({times['exact']:.1f} s) / time | {ratios} |")
+        rows.append([name, *cells])
+    rows.append(["time, plain reference", *(f"{times[p]:.1f} s" for p in ref.PATHS)])
+    rows.append(
+        [
+            f"exact's plain reference ({times['exact']:.1f} s) / time",
+            *(f"{times['exact'] / times[p]:.1f}×" for p in ref.PATHS),
+        ]
+    )
+    results.table(
+        f"path of integrated gradients (resample, m = {steps}, plain reference): ρ vs exact, whole / top-20",
+        ["task", *ref.PATHS],
+        rows,
+    )
 
 
 if __name__ == "__main__":

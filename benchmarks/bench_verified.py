@@ -19,22 +19,22 @@ eight tasks): more items narrow the screen's intervals, so fewer heads are candi
 each batch's clean and counterfactual runs is spread over more items.
 
     python benchmarks/bench_verified.py [--shapes 6x8 12x8 24x16] [--spread 1.0] [--d-model 256]
-                                        [--tasks 4] [--items 8] [--embedded-items 8 24]
+                                        [--tasks 4] [--items 8] [--embedded-items 8 24] [--no-results]
+
+Writes benchmarks/results/bench_verified.json (docs/performance.md).
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import time
+from common import Results, builtin_tasks, embedded_model, offline, parser, test_models, timed
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+offline()
 
 import numpy as np  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--shapes", nargs="+", default=["6x8", "12x8", "24x16"], help="layers x heads")
     ap.add_argument("--spread", type=float, default=1.0, help="σ of the heads' log output scale (0: plain random)")
     ap.add_argument("--d-model", type=int, default=256)
@@ -43,24 +43,34 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--embedded-items", type=int, nargs="*", default=[], help="items per task on the embedded model")
     args = ap.parse_args()
+    results = Results(
+        "bench_verified",
+        "How screen-then-verify's saving grows",
+        "method='verified' (k = 20) against the full exact sweep, side by side: on random-weight Llamas of growing "
+        "shape whose heads' output scales are spread as a trained map's (zero ablation), and on the embedded model "
+        "with more items per task (resample); also integrated gradients one layer at a time (m = 2).",
+    )
     if args.embedded_items:
-        by_items(args.embedded_items, args.k)
+        by_items(results, args.embedded_items, args.k)
         if args.shapes == ap.get_default("shapes"):
+            results.save(args)
             return
 
     import headlab
     from headlab.analysis.compare import agreement
-    from headlab.models import byte_tokenizer, tiny_hf
-    from headlab.tasks import builtin
 
-    tasks = {name: t.subset(args.items) for name, t in list(builtin().items())[: args.tasks]}
-    print(f"## verified (k = {args.k}) vs full exact zero ablation, random-weight Llamas, d_model {args.d_model}")
-    print(f"{len(tasks)} tasks × {args.items} items, heads' output scales exp({args.spread} · N(0, 1))\n")
-    print(
-        "| layers × heads | heads | map spread (sd log \\|score\\|) | exact (s) | verified (s) | cost of exact "
-        "| verified per task | top-20 Jaccard | one layer at a time, m = 2 (s) | its cost of exact |"
+    tiny_hf, byte_tokenizer = test_models()
+    tasks = dict(list(builtin_tasks(args.items).items())[: args.tasks])
+    title = (
+        f"verified (k = {args.k}) vs full exact zero ablation, random-weight Llamas, d_model {args.d_model}, "
+        f"{len(tasks)} tasks × {args.items} items, heads' output scales exp({args.spread} · N(0, 1))"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    headers = [
+        "layers × heads", "heads", "map spread (sd log \\|score\\|)", "exact", "verified", "cost of exact",
+        "verified per task (median; range)", "top-20 Jaccard (min)", "one layer at a time, m = 2", "its cost of exact",
+    ]  # fmt: skip
+    print(f"## {title}\n\n| " + " | ".join(headers) + " |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rows = []
     for shape in args.shapes:
         L, H = (int(x) for x in shape.split("x"))
         hf = spread_heads(tiny_hf(L, H, args.d_model, n_kv_heads=max(1, H // 4)), args.spread)
@@ -69,24 +79,21 @@ def main() -> None:
             model, tasks, method=method, ablation="zero", cache=False, progress=False, **kw
         )
         run("attribution")  # the first touch of the process's activation memory is paid by neither
-        t = time.perf_counter()
-        exact = run("ablation")
-        t_exact = time.perf_counter() - t
-        t = time.perf_counter()
-        verified = run("verified", k=min(args.k, L * H))
-        t_verified = time.perf_counter() - t
-        t = time.perf_counter()
-        run("attribution", steps=2, path="layers")  # integrated gradients, one layer at a time
-        t_layers = time.perf_counter() - t
+        exact, t_exact = timed(lambda: run("ablation"))
+        verified, t_verified = timed(lambda: run("verified", k=min(args.k, L * H)))
+        _, t_layers = timed(lambda: run("attribution", steps=2, path="layers"))  # integrated gradients per layer
         jaccard = agreement(exact, verified, k=min(args.k, L * H))[f"jaccard_top{min(args.k, L * H)}"]
         counts = verified.verified.sum((1, 2))
-        print(
-            f"| {L} × {H} | {L * H} | {map_spread(exact.values)} | {t_exact:.1f} | {t_verified:.1f} "
-            f"| {t_verified / t_exact:.2f} ({t_exact / t_verified:.1f}× cheaper) "
-            f"| {int(np.median(counts))} (median; {counts.min()}–{counts.max()}) "
-            f"| {jaccard.mean():.2f} (min {jaccard.min():.2f}) | {t_layers:.1f} | {t_layers / t_exact:.2f} |",
-            flush=True,
-        )
+        row = [
+            f"{L} × {H}", f"{L * H:,}", map_spread(exact.values), f"{t_exact:.1f} s", f"{t_verified:.1f} s",
+            f"{t_verified / t_exact:.2f} ({t_exact / t_verified:.1f}× cheaper)",
+            f"{int(np.median(counts))} ({counts.min()}–{counts.max()})", f"{jaccard.mean():.2f} ({jaccard.min():.2f})",
+            f"{t_layers:.1f} s", f"{t_layers / t_exact:.2f}",
+        ]  # fmt: skip
+        print("| " + " | ".join(row) + " |", flush=True)
+        rows.append(row)
+    results.table(title, headers, rows, echo=False)
+    results.save(args)
 
 
 def spread_heads(hf_model, sigma: float, seed: int = 1):
@@ -109,35 +116,42 @@ def map_spread(values: np.ndarray) -> str:
     return f"{min(sds):.2f}–{max(sds):.2f}"
 
 
-def by_items(item_counts: list[int], k: int) -> None:
+def by_items(results, item_counts: list[int], k: int) -> None:
     """Verified vs the full exact resample sweep on the embedded model, per number of items per task."""
     import headlab
     from headlab.analysis.compare import agreement
-    from headlab.tasks import builtin
 
-    model = headlab.load_model()
-    print(f"## verified (k = {k}) vs full exact resample ablation, the embedded model, 8 tasks\n")
-    print("| items per task | exact (s) | verified (s) | cost of exact | verified per task (of 270) | top-20 Jaccard |")
-    print("|---:|---:|---:|---:|---|---:|")
+    model, _ = embedded_model()
     run = lambda tasks, method, **kw: headlab.score(  # noqa: E731
         model, tasks, method=method, ablation="resample", cache=False, progress=False, **kw
     )
-    run({n: t.subset(2) for n, t in builtin().items()}, "verified", k=k)  # the fast paths' proofs, first touch
+    run(builtin_tasks(2), "verified", k=k)  # the fast paths' proofs, first touch
+    rows = []
     for n in item_counts:
-        tasks = {name: t.subset(n) for name, t in builtin().items()}
-        t = time.perf_counter()
-        exact = run(tasks, "ablation")
-        t_exact = time.perf_counter() - t
-        t = time.perf_counter()
-        verified = run(tasks, "verified", k=k)
-        t_verified = time.perf_counter() - t
+        tasks = builtin_tasks(n)
+        exact, t_exact = timed(lambda tasks=tasks: run(tasks, "ablation"))
+        verified, t_verified = timed(lambda tasks=tasks: run(tasks, "verified", k=k))
         jaccard = agreement(exact, verified, k=k)[f"jaccard_top{k}"]
         counts = verified.verified.sum((1, 2)).tolist()
-        print(
-            f"| {n} | {t_exact:.1f} | {t_verified:.1f} | {t_verified / t_exact:.2f} ({t_exact / t_verified:.1f}× "
-            f"cheaper) | {', '.join(map(str, counts))} | {jaccard.mean():.3f} (min {jaccard.min():.2f}) |",
-            flush=True,
-        )
+        rows.append(
+            [
+                n, f"{t_exact:.1f} s", f"{t_verified:.1f} s",
+                f"{t_verified / t_exact:.2f} ({t_exact / t_verified:.1f}× cheaper)",
+                ", ".join(map(str, counts)), f"{jaccard.mean():.3f} ({jaccard.min():.2f})",
+            ]
+        )  # fmt: skip
+    results.table(
+        f"verified (k = {k}) vs full exact resample ablation, the embedded model, 8 tasks",
+        [
+            "items per task",
+            "exact",
+            "verified",
+            "cost of exact",
+            "verified per task (of 270)",
+            "top-20 Jaccard: mean (min)",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

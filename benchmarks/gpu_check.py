@@ -37,9 +37,10 @@ folder (``pip install --no-index --no-deps --target``), put first on ``sys.path`
 stay as they are; headlab is imported from this working tree (the repo root first on ``sys.path``: nothing to
 build). Should the carried datasets not import against the image's pyarrow or pandas, stand-in modules take
 its place (transformer_lens only loads data sets with it, which headlab never asks for), and the header says
-so. Tables are printed, and written with a JSON of every figure (and each error's traceback) to
-``$OUT/gpu_check.md`` and ``$OUT/gpu_check.json`` (``out/`` without ``$OUT``) after every part, so a run cut
-short keeps what it measured. ``--parts a`` / ``bc`` runs some parts, ``--exact-task`` picks part (b)'s task.
+so. That set-up is ``benchmarks/gpu/setup.py``; the model shapes are ``benchmarks/gpu/shapes.py``. Tables are
+printed, and written with a JSON of every figure (and each error's traceback) to ``$OUT/gpu_check.md`` and
+``$OUT/gpu_check.json`` (``out/`` without ``$OUT``) after every part, so a run cut short keeps what it measured.
+``--parts a`` / ``bc`` runs some parts, ``--exact-task`` picks part (b)'s task.
 
 Dry run on a CPU, the same code path with tiny shapes (under a minute; ``tests/integration/test_gpu_check.py``)::
 
@@ -52,21 +53,18 @@ import argparse
 import functools
 import gc
 import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
-import re
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
 
+from gpu.setup import CARRY, ROOT, first_line, setup
+from gpu.shapes import SHAPES, TINY_SHAPES
+
 T0 = time.perf_counter()
-ROOT = Path(__file__).resolve().parents[1]
-CARRY = ROOT / "carry"
 FLOP_LIMIT = 790e12  # bf16 dense matrix products on the H200, measured (about 990e12 by the datasheet)
 GOAL_ATTRIBUTION_S = 60.0
 GOAL_EXACT_SHARE = 0.30
@@ -74,79 +72,6 @@ GOAL_EXACT_SHARE = 0.30
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
-
-# The real shapes, as in each checkpoint's config.json (the weights are random).
-LLAMA_3_1_8B = {
-    "vocab_size": 128256,
-    "hidden_size": 4096,
-    "intermediate_size": 14336,
-    "num_hidden_layers": 32,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "head_dim": 128,
-    "max_position_embeddings": 131072,
-    "rope_theta": 500000.0,
-    "rope_scaling": {
-        "rope_type": "llama3",
-        "factor": 8.0,
-        "low_freq_factor": 1.0,
-        "high_freq_factor": 4.0,
-        "original_max_position_embeddings": 8192,
-    },
-    "rms_norm_eps": 1e-5,
-    "tie_word_embeddings": False,
-    "bos_token_id": 128000,
-    "eos_token_id": 128001,
-}
-YI_1_5_9B = {
-    "vocab_size": 64000,
-    "hidden_size": 4096,
-    "intermediate_size": 11008,
-    "num_hidden_layers": 48,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 4,
-    "max_position_embeddings": 4096,
-    "rope_theta": 5000000.0,
-    "rms_norm_eps": 1e-6,
-    "tie_word_embeddings": False,
-    "bos_token_id": 1,
-    "eos_token_id": 2,
-}
-LLAMA_3_2_3B = {
-    "vocab_size": 128256,
-    "hidden_size": 3072,
-    "intermediate_size": 8192,
-    "num_hidden_layers": 28,
-    "num_attention_heads": 24,
-    "num_key_value_heads": 8,
-    "head_dim": 128,
-    "max_position_embeddings": 131072,
-    "rope_theta": 500000.0,
-    "rope_scaling": {
-        "rope_type": "llama3",
-        "factor": 32.0,
-        "low_freq_factor": 1.0,
-        "high_freq_factor": 4.0,
-        "original_max_position_embeddings": 8192,
-    },
-    "rms_norm_eps": 1e-5,
-    "tie_word_embeddings": True,
-    "bos_token_id": 128000,
-    "eos_token_id": 128001,
-}
-# --tiny: the same code path on a CPU, byte vocabulary (259 tokens).
-TINY_SHAPES = {
-    "Llama-3.1-8B": {"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "hidden_size": 64},
-    "Yi-1.5-9B": {"num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 1, "hidden_size": 64},
-    "Llama-3.2-3B": {
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "hidden_size": 48,
-        "tie_word_embeddings": True,
-    },
-}
-SHAPES = {"Llama-3.1-8B": LLAMA_3_1_8B, "Yi-1.5-9B": YI_1_5_9B, "Llama-3.2-3B": LLAMA_3_2_3B}
 
 # Part (a): two tasks whose counterfactuals keep their prompt's byte length (resample needs that).
 TOY = {
@@ -169,73 +94,6 @@ TOY = {
         for a, b in [(1, 2), (3, 4), (2, 5), (4, 1), (6, 2)]
     ],
 }
-
-
-# --- set-up -------------------------------------------------------------------------------------------------
-
-
-def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def setup() -> dict:
-    """Make transformer_lens importable from ``carry/wheels`` where it is missing, and headlab from this tree."""
-    done = {"installed": [], "seconds": 0.0}
-    t = time.perf_counter()
-    if importlib.util.find_spec("transformer_lens") is None:
-        wheels = sorted((CARRY / "wheels").glob("*.whl"))
-        if not wheels:
-            raise RuntimeError(
-                f"transformer_lens is not installed and {CARRY / 'wheels'} holds no wheels: run `make gpu-carry` "
-                'here and carry ["carry"]'
-            )
-        have = {canonical(d.metadata["Name"] or "") for d in importlib.metadata.distributions()}
-        todo = [w for w in wheels if canonical(w.name.split("-")[0]) not in have]
-        site = tempfile.mkdtemp(prefix="headlab-site-")
-        if todo:
-            subprocess.run(
-                [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-index"]
-                + ["--no-deps", "--no-compile", "--target", site, *map(str, todo)],
-                check=True,
-            )
-        sys.path.insert(0, site)
-        importlib.invalidate_caches()
-        done["installed"] = [w.name for w in todo]
-        try:
-            import datasets  # noqa: F401  (transformer_lens imports it at import time)
-        except Exception as err:
-            done["datasets_stand_in"] = first_line(err)
-            stand_in_datasets()
-    sys.path.insert(0, str(ROOT))  # headlab from this working tree
-    done["seconds"] = time.perf_counter() - t
-    return done
-
-
-def stand_in_datasets() -> None:
-    """transformer_lens imports ``datasets`` when it is imported, but uses it only to load data sets, which
-    headlab never does. Where the carried wheel does not import against the image's pyarrow or pandas, stand-in
-    modules with the three names it imports keep transformer_lens importable."""
-    import types
-
-    for name in [m for m in sys.modules if m == "datasets" or m.startswith("datasets.")]:
-        del sys.modules[name]
-
-    def load_dataset(*args, **kwargs):
-        raise RuntimeError("datasets is a stand-in in this run (see benchmarks/gpu_check.py)")
-
-    names = {
-        "datasets": {"load_dataset": load_dataset},
-        "datasets.arrow_dataset": {"Dataset": type("Dataset", (), {})},
-        "datasets.iterable_dataset": {"IterableDataset": type("IterableDataset", (), {})},
-        "datasets.load": {"load_dataset": load_dataset},
-    }
-    for name, attrs in names.items():
-        module = types.ModuleType(name)
-        module.__dict__.update(attrs)
-        sys.modules[name] = module
-    for name in names:
-        if "." in name:
-            setattr(sys.modules["datasets"], name.split(".")[1], sys.modules[name])
 
 
 # --- measuring ----------------------------------------------------------------------------------------------
@@ -296,11 +154,6 @@ def table(headers, rows) -> str:
     ]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
 def attempt(errors: dict, label: str, fn):
@@ -392,11 +245,12 @@ def spearman(x, y) -> float:
 def part_a(device, report):
     import numpy as np
     import torch
+    from common import test_models
 
     import headlab
-    from headlab.models import byte_tokenizer, tiny_hf
     from headlab.tasks import Task
 
+    tiny_hf, byte_tokenizer = test_models()
     shape = {"n_layers": 3, "n_heads": 4, "d_model": 32}
     tasks = [Task.from_records(name, records) for name, records in TOY.items()]
     cpu = headlab.load_model(tiny_hf(**shape), tokenizer=byte_tokenizer(), device="cpu")
@@ -739,10 +593,11 @@ def main() -> int:
     @functools.cache
     def workload():
         """The tokenizer, the 8 tasks for attribution and the task for exact ablation (parts b and c)."""
-        from headlab.models import byte_tokenizer
+        from common import test_models
+
         from headlab.tasks import builtin
 
-        tokenizer = byte_tokenizer() if args.tiny else smollm2_tokenizer()
+        tokenizer = test_models()[1]() if args.tiny else smollm2_tokenizer()
         everything = builtin()
         tasks = [pick(t, n_items, tokenizer) for t in everything.values()]
         return tokenizer, tasks, pick(everything[args.exact_task], n_exact, tokenizer)

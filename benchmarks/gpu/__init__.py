@@ -1,0 +1,1 @@
+"""The pieces of ``benchmarks/gpu_check.py``: the device machine's set-up and the model shapes."""
