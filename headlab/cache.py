@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from .engine.hooks import hooks_active
+from .errors import InputError, InputTypeError
 from .files import atomic_write_bytes
 
 VERSION = 6  # 6: the key holds the whole config and the token ids (5: candidates=K verifies exactly K heads)
@@ -65,12 +66,14 @@ def folder(cache) -> Path | None:
 
         return cache_dir() / "scores"
     if not isinstance(cache, (str, os.PathLike)):
-        raise TypeError(f"cache must be True, False, None or a folder path, got {cache!r} ({type(cache).__name__})")
+        raise InputTypeError(
+            f"cache must be True, False, None or a folder path, got {cache!r} ({type(cache).__name__})"
+        )
     if str(cache).strip() == "":
-        raise ValueError("cache='' is an empty path: pass cache=False to turn the cache off, or name a folder")
+        raise InputError("cache='' is an empty path: pass cache=False to turn the cache off, or name a folder")
     path = Path(cache).expanduser()
     if path.exists() and not path.is_dir():
-        raise ValueError(f"cache={str(cache)!r} is a file, not a folder: name a folder (or cache=False)")
+        raise InputError(f"cache={str(cache)!r} is a file, not a folder: name a folder (or cache=False)")
     return path
 
 
@@ -213,11 +216,11 @@ def load_result(path: Path, shape: tuple[int, int] | None = None):
             per_example, baseline = f["per_example"], f["clean"]
             verified = f["verified"].astype(bool) if "verified" in f.files else None
         if verified is not None and verified.shape != per_example.shape[1:]:
-            raise ValueError(f"verified has shape {verified.shape}, not {per_example.shape[1:]}")
+            raise InputError(f"verified has shape {verified.shape}, not {per_example.shape[1:]}")
         if per_example.ndim != 3 or (shape is not None and per_example.shape[1:] != tuple(shape)):
-            raise ValueError(f"per_example has shape {per_example.shape}, not (items, {shape[0]}, {shape[1]})")
+            raise InputError(f"per_example has shape {per_example.shape}, not (items, {shape[0]}, {shape[1]})")
         if baseline.ndim != 1 or not len(baseline):
-            raise ValueError(f"baseline has shape {baseline.shape}, not (n,)")
+            raise InputError(f"baseline has shape {baseline.shape}, not (n,)")
     except READ_ERRORS as err:
         move_aside(path, err)
         return None
@@ -247,9 +250,9 @@ def load_partial(path: Path, shape: tuple[int, int, int], heads, per_head: bool 
             per_example, clean, done = f["per_example"], f["clean"], f["done"]
             swept = f["heads"] if "heads" in f.files else np.ones(shape[1:], dtype=bool)  # older: every head
         if per_example.shape != tuple(shape) or clean.shape != shape[:1]:
-            raise ValueError(f"a partial sweep of shape {per_example.shape}, not {tuple(shape)}")
+            raise InputError(f"a partial sweep of shape {per_example.shape}, not {tuple(shape)}")
         if done.shape != (shape[1:] if per_head else shape[1:2]):
-            raise ValueError(f"a partial sweep with done of shape {done.shape}")
+            raise InputError(f"a partial sweep with done of shape {done.shape}")
     except READ_ERRORS as err:
         move_aside(path, err)
         return None

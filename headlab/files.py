@@ -36,6 +36,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from .errors import InputError, InputTypeError, IsAFolderError, NotAFolderError, OverwriteError
+
 NAME_MAX = 255  # bytes in a file name on Linux, macOS and Windows filesystems
 LONG_NAME = 200  # a longer name gets a hashed temporary name, which would otherwise pass NAME_MAX
 
@@ -43,7 +45,7 @@ LONG_NAME = 200  # a longer name gets a hashed temporary name, which would other
 def check_overwrite(overwrite, what: str) -> bool:
     """``overwrite`` as a bool; anything else (``"no"``, 0 or 1, None) is one TypeError naming ``what``."""
     if not isinstance(overwrite, bool):
-        raise TypeError(
+        raise InputTypeError(
             f"{what}: overwrite must be True or False, got {overwrite!r} ({type(overwrite).__name__}): "
             "pass overwrite=True to replace an existing file"
         )
@@ -66,14 +68,14 @@ def output_path(
     if isinstance(path, os.PathLike):
         path = os.fspath(path)
     if not isinstance(path, str):
-        raise ValueError(
+        raise InputError(
             f"{what} needs a file path, got {path!r} ({type(path).__name__}): pass a str or Path ending in "
             f"{' / '.join(suffixes)}"
         )
     if not path.strip():
-        raise ValueError(f"{what} got the empty path {path!r}: name a file ending in {' / '.join(suffixes)}")
+        raise InputError(f"{what} got the empty path {path!r}: name a file ending in {' / '.join(suffixes)}")
     if "\0" in path:
-        raise ValueError(f"{what} got a path with a NUL character, {path!r}: no file can have that name")
+        raise InputError(f"{what} got a path with a NUL character, {path!r}: no file can have that name")
     target = Path(path).expanduser()
     example = append_suffix or suffixes[0]
     check_names(target, what)
@@ -81,14 +83,14 @@ def output_path(
     if append_suffix is not None and target.suffix.lower() != append_suffix:
         target = target.with_name(target.name + append_suffix)
     elif target.suffix.lower() not in suffixes:
-        raise ValueError(
+        raise InputError(
             f"{what} cannot save as {target.suffix or 'a file without suffix'!r}: give a path ending in "
             f"{' / '.join(suffixes)}, got {path!r}"
         )
     check_names(target, what)
     check_place(target, what, example)
     if not overwrite and os.path.lexists(target):
-        raise FileExistsError(exists_message(target, what))
+        raise OverwriteError(exists_message(target, what))
     return target
 
 
@@ -96,7 +98,7 @@ def check_names(target: Path, what: str) -> None:
     """One line where a name in ``target`` is longer than a filesystem allows (``NAME_MAX`` bytes)."""
     for part in target.parts:
         if len(part.encode()) > NAME_MAX:
-            raise ValueError(
+            raise InputError(
                 f"{what}: the name {part[:24]!r}… in the path is {len(part.encode())} bytes long, more than a "
                 f"filesystem allows ({NAME_MAX}): choose a shorter name"
             )
@@ -106,13 +108,13 @@ def check_place(target: Path, what: str, example: str = "") -> None:
     """One line where ``target`` cannot be a file: a folder or something other than a file is there, or a file
     stands where one of its parent folders belongs (``example``: the suffix of the file name suggested)."""
     if target.is_dir():
-        raise IsADirectoryError(f"{what}: {target} is a folder: name a file in it, e.g. {target / ('name' + example)}")
+        raise IsAFolderError(f"{what}: {target} is a folder: name a file in it, e.g. {target / ('name' + example)}")
     if target.exists() and not target.is_file():
-        raise FileExistsError(f"{what}: {target} is not a regular file (a device, pipe or socket): name a file")
+        raise OverwriteError(f"{what}: {target} is not a regular file (a device, pipe or socket): name a file")
     for parent in target.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise NotADirectoryError(
+                raise NotAFolderError(
                     f"{what}: {parent} is a file, so {target} cannot be written under it: choose another folder"
                 )
             return
@@ -131,7 +133,7 @@ def write_file(path: Path, data: bytes, *, overwrite: bool, what: str) -> Path:
     try:
         atomic_write_bytes(path, data, replace=overwrite)
     except FileExistsError:
-        raise FileExistsError(exists_message(path, what)) from None
+        raise OverwriteError(exists_message(path, what)) from None
     except OSError as err:
         reason = err.strerror or str(err)
         if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -178,7 +180,7 @@ def publish_new(tmp: str, path: Path) -> None:
         raise
     except OSError:
         if os.path.lexists(path):
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST)) from None
+            raise OverwriteError(errno.EEXIST, os.strerror(errno.EEXIST)) from None
         os.replace(tmp, path)
 
 

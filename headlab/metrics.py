@@ -29,6 +29,7 @@ from .engine.forward import (
     unembed_at,
 )
 from .engine.nnsight_engine import require_bridge
+from .errors import InputError, InputTypeError
 from .tasks import Task, TaskError
 
 METRICS = ("logit_diff", "logprob")
@@ -61,7 +62,7 @@ class Encoded:
         without counterfactuals contributes its clean rows as ``cf_tokens``."""
         metrics = {p.metric for p in parts}
         if len(metrics) != 1:
-            raise ValueError(f"cannot stack encodings of different metrics {sorted(metrics)}")
+            raise InputError(f"cannot stack encodings of different metrics {sorted(metrics)}")
         T = max(p.tokens.shape[1] for p in parts)
         P = max(p.read_pos.shape[1] for p in parts)
 
@@ -161,11 +162,13 @@ def encode(task: Task, tokenizer, metric: str = "logit_diff", warn: bool = True)
     Warns (``warn``) when counterfactual prompts differ in token length from their prompt, or are identical
     to it (resampling them changes nothing: every head would score 0); resampling skips both (``cf_ok``)."""
     if not isinstance(task, Task):
-        raise TypeError(f"encode() takes one Task, not {type(task).__name__}")
+        raise InputTypeError(f"encode() takes one Task, not {type(task).__name__}")
     if not callable(tokenizer) or not hasattr(tokenizer, "pad_token_id"):
-        raise TypeError(f"tokenizer must be a Hugging Face tokenizer (model.tokenizer), not {type(tokenizer).__name__}")
+        raise InputTypeError(
+            f"tokenizer must be a Hugging Face tokenizer (model.tokenizer), not {type(tokenizer).__name__}"
+        )
     if not isinstance(metric, str) or metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}: choose from {METRICS}")
+        raise InputError(f"unknown metric {metric!r}: choose from {METRICS}")
     if metric == "logit_diff" and not task.has_counterfactuals:
         have = sum(item.has_counterfactual for item in task.items)
         raise TaskError(
@@ -299,7 +302,7 @@ def greedy_correct(logits: torch.Tensor, enc: Encoded) -> torch.Tensor:
     """(k·n,) bool: every teacher-forced argmax equals its answer token (needs a ``logprob`` encoding);
     logits (k·n, P, V), rows tiling ``enc``."""
     if enc.metric != "logprob":
-        raise ValueError("greedy accuracy needs a metric='logprob' encoding (all answer tokens)")
+        raise InputError("greedy accuracy needs a metric='logprob' encoding (all answer tokens)")
     reps = logits.shape[0] // enc.n
     hit = (logits.argmax(-1).to(enc.target.device) == enc.target.repeat(reps, 1)) | ~enc.read_mask.repeat(reps, 1)
     return hit.all(-1)
@@ -349,11 +352,11 @@ def evaluate(model, task: Task, batch_size: int = 64, copies: int = 1) -> TaskEv
     require_bridge(model, "evaluate()")
     if not isinstance(task, Task):
         hint = ": loop over builtin().values()" if hasattr(task, "values") or isinstance(task, list) else ""
-        raise TypeError(f"evaluate() takes one Task, not {type(task).__name__}{hint}")
+        raise InputTypeError(f"evaluate() takes one Task, not {type(task).__name__}{hint}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
     if isinstance(copies, bool) or not isinstance(copies, numbers.Integral) or copies < 1:
-        raise ValueError(f"copies must be a positive int, got {copies!r}")
+        raise InputError(f"copies must be a positive int, got {copies!r}")
     check_logits(model)
     tok = model.tokenizer
     enc_lp = encode(task, tok, "logprob", warn=False)

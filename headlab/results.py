@@ -17,6 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import (
+    InputError,
+    InputTypeError,
+    MissingDependencyError,
+    MissingFileError,
+    NotFoundError,
+    OutOfRangeError,
+    OverwriteError,
+)
 from .files import check_overwrite, output_path, write_file
 from .models import ModelInfo
 from .tasks import Task
@@ -28,10 +37,10 @@ SCHEMA = 3  # of saved HeadScores files (1: before the schema field; 2: before `
 def check_k(name: str, k, n: int | None = None) -> int:
     """``k`` as an int ≥ 1 (and ≤ ``n`` when given): a count of heads. One-line ValueError naming ``name``."""
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise ValueError(f"{name} must be a whole number, got {k!r}")
+        raise InputError(f"{name} must be a whole number, got {k!r}")
     if k < 1 or (n is not None and k > n):
         upto = f" from 1 to {n} (heads per task)" if n is not None else " ≥ 1"
-        raise ValueError(f"{name} must be{upto}, got {k}")
+        raise InputError(f"{name} must be{upto}, got {k}")
     return int(k)
 
 
@@ -40,7 +49,7 @@ def refuse_tasks_as_scores(fn: str, scores) -> None:
     them third, and the swap is easy to make."""
     values = scores.values() if isinstance(scores, dict) else scores if isinstance(scores, (list, tuple)) else [scores]
     if any(isinstance(v, Task) for v in values):
-        raise TypeError(
+        raise InputTypeError(
             f"{fn}() got tasks as scores=: the order is {fn}(model, scores, tasks), the scores from "
             "headlab.score(model, tasks)"
         )
@@ -55,10 +64,10 @@ def check_model(fn: str, scores: HeadScores, model, cross_model: bool = False, l
     from .models import describe
 
     if not isinstance(cross_model, bool):
-        raise ValueError(f"cross_model must be True or False, got {cross_model!r}")
+        raise InputError(f"cross_model must be True or False, got {cross_model!r}")
     info, of = describe(model), scores.model
     if (info.n_layers, info.n_heads) != (of.n_layers, of.n_heads):
-        raise ValueError(
+        raise InputError(
             f"{fn}: {label} are of a {of.n_layers} × {of.n_heads} model ({of.name}) but the model is "
             f"{info.n_layers} × {info.n_heads} ({info.name}): use the map computed on this model"
         )
@@ -74,7 +83,7 @@ def check_model(fn: str, scores: HeadScores, model, cross_model: bool = False, l
     else:
         return
     if not cross_model:
-        raise ValueError(
+        raise InputError(
             f"{fn}: {label} are {why}: score this model (headlab.score), or pass cross_model=True to use another "
             "model's map on purpose"
         )
@@ -84,9 +93,9 @@ def check_model(fn: str, scores: HeadScores, model, cross_model: bool = False, l
 def check_threshold(name: str, value) -> float:
     """``value`` as a finite float (not a string, a bool, NaN or ±inf); one-line ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+        raise InputError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise InputError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
 
@@ -106,18 +115,18 @@ def json_params(params: dict, where: str = "params") -> dict:
         if isinstance(value, dict):
             bad = [k for k in value if not isinstance(k, str)]
             if bad:
-                raise TypeError(
+                raise InputTypeError(
                     f"{at} has the key {bad[0]!r} ({type(bad[0]).__name__}): a saved file keeps string keys only, "
                     "convert it with str()"
                 )
             return {k: plain(v, f"{at}[{k!r}]") for k, v in value.items()}
-        raise TypeError(
+        raise InputTypeError(
             f"{at} is {type(value).__name__} {value!r}, which a saved file cannot hold: use numbers, strings, "
             "lists or dicts"
         )
 
     if not isinstance(params, dict):
-        raise TypeError(f"{where} must be a dict, got {type(params).__name__}")
+        raise InputTypeError(f"{where} must be a dict, got {type(params).__name__}")
     return plain(params, where)
 
 
@@ -128,16 +137,16 @@ def check_meta(path: Path, meta) -> dict:
     """The metadata of a saved scores file, checked field by field: one ValueError naming the file and the field
     where one is missing or of the wrong kind (the file is damaged, or was not written by headlab)."""
 
-    def bad(field_: str, why: str) -> ValueError:
-        return ValueError(f"{path}: metadata field {field_!r} {why}: the file is damaged or not headlab's")
+    def bad(field_: str, why: str) -> InputError:
+        return InputError(f"{path}: metadata field {field_!r} {why}: the file is damaged or not headlab's")
 
     if not isinstance(meta, dict):
-        raise ValueError(f"{path}: its metadata is a {type(meta).__name__}, not a dict: the file is not headlab's")
+        raise InputError(f"{path}: its metadata is a {type(meta).__name__}, not a dict: the file is not headlab's")
     schema = meta.get("schema", 1)
     if isinstance(schema, bool) or not isinstance(schema, int):
         raise bad("schema", f"is {schema!r} ({type(schema).__name__}), not a whole number")
     if schema > SCHEMA:
-        raise ValueError(
+        raise InputError(
             f"{path} was saved with scores schema {schema}, newer than this headlab's {SCHEMA}: upgrade headlab to "
             "read it"
         )
@@ -189,49 +198,51 @@ class HeadScores:
 
     def __post_init__(self):
         if not isinstance(self.model, ModelInfo):
-            raise TypeError(f"model must be a ModelInfo (headlab.describe(model)), not {type(self.model).__name__}")
+            raise InputTypeError(
+                f"model must be a ModelInfo (headlab.describe(model)), not {type(self.model).__name__}"
+            )
         if isinstance(self.tasks, str):
-            raise TypeError(f"tasks must be a list of task names, not the string {self.tasks!r}")
+            raise InputTypeError(f"tasks must be a list of task names, not the string {self.tasks!r}")
         self.tasks = list(self.tasks)
         bad = [t for t in self.tasks if not isinstance(t, str) or not t]
         if bad:
-            raise TypeError(f"task names must be non-empty strings, got {bad!r}")
+            raise InputTypeError(f"task names must be non-empty strings, got {bad!r}")
         if len(set(self.tasks)) != len(self.tasks):
-            raise ValueError(f"task names must be unique, got {self.tasks}")
+            raise InputError(f"task names must be unique, got {self.tasks}")
         if not isinstance(self.method, str) or not self.method:
-            raise TypeError(f"method must be the method's name, a non-empty string, not {self.method!r}")
+            raise InputTypeError(f"method must be the method's name, a non-empty string, not {self.method!r}")
         if not isinstance(self.params, dict):
             kind = type(self.params).__name__
-            raise TypeError(f"params must be a dict of how the map was computed ({{}} when unknown), not {kind}")
+            raise InputTypeError(f"params must be a dict of how the map was computed ({{}} when unknown), not {kind}")
         arrays = {}
         for name, dtype in (("values", np.float64), ("n_examples", np.int64), ("baseline", np.float64)):
             try:
                 arrays[name] = np.asarray(getattr(self, name), dtype=dtype)
             except (TypeError, ValueError) as err:
-                raise ValueError(f"{name} must be numeric: {str(err).splitlines()[0]}") from None
+                raise InputError(f"{name} must be numeric: {str(err).splitlines()[0]}") from None
         self.values, self.n_examples, self.baseline = arrays["values"], arrays["n_examples"], arrays["baseline"]
         self.per_example = np.asarray(self.per_example, dtype=np.float32)
         T, L, H = expected = (len(self.tasks), self.model.n_layers, self.model.n_heads)
         if self.values.shape != expected:
-            raise ValueError(f"values has shape {self.values.shape}, expected {expected} (tasks, layers, heads)")
+            raise InputError(f"values has shape {self.values.shape}, expected {expected} (tasks, layers, heads)")
         if np.isinf(self.values).any():
             t, l, h = np.argwhere(np.isinf(self.values))[0]
-            raise ValueError(
+            raise InputError(
                 f"values hold ±inf (first: task {self.tasks[t]!r} L{l}.H{h}): a head score must be finite "
                 "(NaN marks a missing one)"
             )
         for name in ("n_examples", "baseline"):
             if getattr(self, name).shape != (T,):
-                raise ValueError(f"{name} has shape {getattr(self, name).shape}, expected ({T},): one per task")
+                raise InputError(f"{name} has shape {getattr(self, name).shape}, expected ({T},): one per task")
         if self.per_example.ndim != 4 or self.per_example.shape[0] != T or self.per_example.shape[2:] != (L, H):
-            raise ValueError(
+            raise InputError(
                 f"per_example has shape {self.per_example.shape}, expected ({T}, items, {L}, {H}) "
                 "(tasks, items, layers, heads)"
             )
         if self.verified is not None:
             self.verified = np.asarray(self.verified)
             if self.verified.dtype != bool or self.verified.shape != expected:
-                raise ValueError(
+                raise InputError(
                     f"verified must be a bool mask of shape {expected} (tasks, layers, heads) or None, got "
                     f"{self.verified.dtype} {self.verified.shape}"
                 )
@@ -242,18 +253,18 @@ class HeadScores:
 
     def _index(self, task) -> int:
         if isinstance(task, bool):
-            raise TypeError(f"a task is its name or its index, not {task!r}")
+            raise InputTypeError(f"a task is its name or its index, not {task!r}")
         if isinstance(task, numbers.Integral):
             if not -len(self.tasks) <= task < len(self.tasks):
-                raise IndexError(
+                raise OutOfRangeError(
                     f"task index {task} is out of range: these scores hold {len(self.tasks)} task(s), "
                     f"0–{len(self.tasks) - 1} ({self.tasks})"
                 )
             return int(task) % len(self.tasks)
         if not isinstance(task, str):
-            raise TypeError(f"a task is its name or its index, not {type(task).__name__} {task!r}")
+            raise InputTypeError(f"a task is its name or its index, not {type(task).__name__} {task!r}")
         if task not in self.tasks:
-            raise KeyError(f"no task {task!r} in these scores; tasks: {self.tasks}")
+            raise NotFoundError(f"no task {task!r} in these scores; tasks: {self.tasks}")
         return self.tasks.index(task)
 
     def __getitem__(self, task) -> np.ndarray:
@@ -264,10 +275,10 @@ class HeadScores:
         """The scores of a subset of tasks (names or indices; one name alone too), in the order given."""
         tasks = [tasks] if isinstance(tasks, (str, numbers.Integral)) else list(tasks)
         if not tasks:
-            raise ValueError(f"select() needs at least one task; these scores have {self.tasks}")
+            raise InputError(f"select() needs at least one task; these scores have {self.tasks}")
         idx = [self._index(t) for t in tasks]
         if len(set(idx)) != len(idx):
-            raise ValueError(f"select() got a task twice: {tasks}")
+            raise InputError(f"select() got a task twice: {tasks}")
         return HeadScores(
             self.values[idx],
             [self.tasks[i] for i in idx],
@@ -285,7 +296,7 @@ class HeadScores:
         """One HeadScores per row of ``per_example`` (for gating: one per seed) — e.g. the runs for
         ``stats.always_any``. Needs the same number of rows in every task."""
         if len(set(self.n_examples.tolist())) != 1:
-            raise ValueError(f"tasks have different numbers of rows {self.n_examples.tolist()}: select one task first")
+            raise InputError(f"tasks have different numbers of rows {self.n_examples.tolist()}: select one task first")
         rows = self.per_example[:, : int(self.n_examples[0])].astype(np.float64)
         return [
             HeadScores(
@@ -310,7 +321,7 @@ class HeadScores:
         v = self.values
         axes = (1, 2)
         if not isinstance(kind, str) or kind not in NORMALIZATIONS:
-            raise ValueError(f"unknown normalization {kind!r}: choose from {NORMALIZATIONS}")
+            raise InputError(f"unknown normalization {kind!r}: choose from {NORMALIZATIONS}")
         if kind == "none":
             return v.copy()
         a, missing = np.abs(v), np.isnan(v)
@@ -355,7 +366,7 @@ class HeadScores:
         heads are never listed: a task with fewer than k scored heads says how many it has."""
         check_k("k", k)
         if isinstance(decimals, bool) or not isinstance(decimals, numbers.Integral) or not 0 <= decimals <= 16:
-            raise ValueError(f"decimals must be an int from 0 to 16, got {decimals!r}")
+            raise InputError(f"decimals must be an int from 0 to 16, got {decimals!r}")
         marked = self.verified is not None
         lines = [f"{'task':<24} {'rank':>4} {'layer':>5} {'head':>4} {'score':>10}" + ("  value" if marked else "")]
         for t, task in enumerate(self.tasks):
@@ -408,7 +419,7 @@ class HeadScores:
         try:
             import xarray as xr
         except ImportError:
-            raise ImportError("to_xarray() needs xarray: pip install xarray") from None
+            raise MissingDependencyError("to_xarray() needs xarray: pip install xarray") from None
         dims = ("task", "layer", "head")
         coords = {"task": self.tasks, "layer": np.arange(self.model.n_layers), "head": np.arange(self.model.n_heads)}
         if self.verified is not None:
@@ -453,7 +464,7 @@ class HeadScores:
         if not overwrite and os.path.lexists(path):
             if path.is_file() and path.read_bytes() == data:
                 return path  # the same scores again: nothing to lose, nothing written
-            raise FileExistsError(f"{path} exists and holds other scores: pass overwrite=True, or another name")
+            raise OverwriteError(f"{path} exists and holds other scores: pass overwrite=True, or another name")
         return write_file(path, data, overwrite=overwrite, what=what)
 
     @classmethod
@@ -462,22 +473,22 @@ class HeadScores:
         truncated, foreign, holds pickled objects, was written by a newer schema, or its metadata is malformed."""
         path = Path(path).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"no saved scores at {path}")
+            raise MissingFileError(f"no saved scores at {path}")
         try:
             with np.load(path, allow_pickle=False) as f:
                 if "meta" not in f.files:
-                    raise ValueError(f"{path} is an .npz file but not saved HeadScores (no 'meta' entry)")
+                    raise InputError(f"{path} is an .npz file but not saved HeadScores (no 'meta' entry)")
                 meta = check_meta(path, json.loads(str(f["meta"])))
                 arrays = [f[k] for k in ("values", "n_examples", "baseline", "per_example")]
                 verified = f["verified"] if "verified" in f.files else None  # schema ≤ 2: none
         except (zipfile.BadZipFile, EOFError, OSError, KeyError, json.JSONDecodeError) as err:
-            raise ValueError(
+            raise InputError(
                 f"{path} is not a readable headlab scores file (truncated or another format: "
                 f"{str(err).splitlines()[0] if str(err) else type(err).__name__})"
             ) from None
         except ValueError as err:
             if "pickle" in str(err) or "Object arrays" in str(err):
-                raise ValueError(
+                raise InputError(
                     f"{path} holds pickled objects: headlab never writes them and will not load "
                     "them (they can run code)"
                 ) from None
@@ -497,7 +508,7 @@ class HeadScores:
                 verified,
             )
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{path} holds inconsistent scores: {str(err).splitlines()[0]}") from None
+            raise InputError(f"{path} holds inconsistent scores: {str(err).splitlines()[0]}") from None
 
     def __repr__(self) -> str:
         detail = {

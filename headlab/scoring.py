@@ -21,6 +21,7 @@ from . import scorers
 from .engine.forward import final_resid
 from .engine.hooks import hooks_active
 from .engine.nnsight_engine import require_bridge
+from .errors import InputError
 from .metrics import METRICS, check_length, encode, prompt_ids
 from .models import describe, load_model
 from .results import HeadScores
@@ -200,13 +201,13 @@ def _plan(model, tasks, method, ablation, metric, batch_size, cache, progress, o
     """Validate the arguments, load the model, make the jobs and read the cache."""
     scorer = scorers.get(method)
     if not isinstance(ablation, str) or ablation not in ABLATIONS:
-        raise ValueError(f"unknown ablation {ablation!r}: choose from {ABLATIONS}")
+        raise InputError(f"unknown ablation {ablation!r}: choose from {ABLATIONS}")
     if not isinstance(metric, str) or metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}: choose from {METRICS}")
+        raise InputError(f"unknown metric {metric!r}: choose from {METRICS}")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        raise InputError(f"batch_size must be a positive int or None, got {batch_size!r}")
     if not isinstance(progress, (bool, int)):
-        raise ValueError(f"progress must be True or False, got {progress!r}")
+        raise InputError(f"progress must be True or False, got {progress!r}")
     from transformer_lens.model_bridge import TransformerBridge
 
     options = scorer.check(options)
@@ -214,7 +215,7 @@ def _plan(model, tasks, method, ablation, metric, batch_size, cache, progress, o
     engine = getattr(model, "engine", "bridge")
     if engine not in scorer.engines:
         able = [name for name in scorers.names() if engine in scorers.get(name).engines]
-        raise ValueError(
+        raise InputError(
             f"method {scorer.name!r} does not run on the {engine} engine: use one of {able}, or load the model with "
             "engine='bridge'"
         )
@@ -224,7 +225,7 @@ def _plan(model, tasks, method, ablation, metric, batch_size, cache, progress, o
         tasks = builtin()
     task_list = as_task_list(tasks)
     if any(m.training for m in model.modules()):
-        raise ValueError(
+        raise InputError(
             "the model is in training mode (dropout on: every run would give another map): call model.eval() first"
         )
     info = replace(describe(model), fingerprint=disk.model_fingerprint(model))
@@ -273,7 +274,7 @@ def _encoded(model, job):
         if len(keep) == 0:
             tok = model.tokenizer
             same = sum(prompt_ids(tok, it.counterfactual) == prompt_ids(tok, it.prompt) for it in job.task.items)
-            raise ValueError(
+            raise InputError(
                 f"task {job.task.name!r}: no usable counterfactual ({same} of {enc.n} identical to their prompt, "
                 f"{enc.n - same} of another token length); use ablation='mean' or fix the counterfactuals"
             )

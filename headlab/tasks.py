@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
+from .errors import InputError
+
 TASK_NAMES = (
     "Knowledge Recall",
     "Retrieval",
@@ -37,7 +39,7 @@ _FILES = {name: name.lower().replace("-", "_").replace(" ", "_") + ".jsonl" for 
 FIELDS = ("prompt", "answer", "counterfactual", "counterfactual_answer")
 
 
-class TaskError(ValueError):
+class TaskError(InputError):
     """A task or item is malformed; the message names the item and the fix."""
 
 

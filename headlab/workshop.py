@@ -18,6 +18,7 @@ from .cache import Memo, ids_fingerprint
 from .engine import hooks
 from .engine.forward import device_of, final_resid
 from .engine.hooks import hooks_active
+from .errors import HeadlabError, InputError, InputTypeError
 from .metrics import evaluate, prompt_ids
 from .results import HeadScores, check_model
 from .tasks import Task
@@ -26,7 +27,7 @@ RTOL, ATOL = 1e-3, 1e-3  # a learner's number is right within these of the recom
 MARGIN = 2.0  # Exercise 1's confident preference: a logit difference above 2, the right answer ≥ e² ≈ 7× as likely
 
 
-class NotYet(AssertionError):
+class NotYet(HeadlabError, AssertionError):
     """A wrong workshop answer: the message is the hint. In Jupyter it shows as one line (no traceback)."""
 
     def _render_traceback_(self) -> list[str]:
@@ -37,7 +38,7 @@ def attention(model, prompt: str, layer: int, head: int) -> tuple[np.ndarray, li
     """One head's attention pattern on ``prompt``: (n, n) query × key probabilities and the n tokens (the
     start token first), for ``plot.attention_pattern``."""
     if not isinstance(prompt, str) or not prompt:
-        raise ValueError(f"prompt must be a non-empty str, got {prompt!r}")
+        raise InputError(f"prompt must be a non-empty str, got {prompt!r}")
     layer, head = _ints((layer, head), len(model.blocks), model.cfg.n_heads)
     ids = prompt_ids(model.tokenizer, prompt)
     box = {}
@@ -231,7 +232,7 @@ def _logit_diff(model, task: Task, head: tuple[int, int] | None = None) -> torch
             with mask_heads(model, [head]):
                 ld = evaluate(model, task).logit_diff
         if ld is None:
-            raise ValueError(f"task {task.name!r} has no counterfactuals: the workshop needs a logit difference")
+            raise InputError(f"task {task.name!r} has no counterfactuals: the workshop needs a logit difference")
         return ld
 
     settings = {
@@ -244,12 +245,12 @@ def _logit_diff(model, task: Task, head: tuple[int, int] | None = None) -> torch
 
 def _check_task(task) -> None:
     if not isinstance(task, Task):
-        raise TypeError(f"task must be a Task (e.g. builtin([name])[name]), not {type(task).__name__}")
+        raise InputTypeError(f"task must be a Task (e.g. builtin([name])[name]), not {type(task).__name__}")
 
 
 def _map(scores, task) -> np.ndarray:
     if not isinstance(scores, HeadScores):
-        raise TypeError(f"scores must be the HeadScores from headlab.score(...), not {type(scores).__name__}")
+        raise InputTypeError(f"scores must be the HeadScores from headlab.score(...), not {type(scores).__name__}")
     return scores[_name(task)]
 
 
@@ -292,10 +293,10 @@ def _number(answer, where: str, per_item: int) -> float:
 def _ints(pair, n_layers: int, n_heads: int) -> tuple[int, int]:
     for v in pair:
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral, np.integer)):
-            raise ValueError(f"layer and head must be ints, got {pair!r}")
+            raise InputError(f"layer and head must be ints, got {pair!r}")
     layer, head = int(pair[0]), int(pair[1])
     if not (0 <= layer < n_layers and 0 <= head < n_heads):
-        raise ValueError(f"head ({layer}, {head}) is outside this {n_layers} × {n_heads} model")
+        raise InputError(f"head ({layer}, {head}) is outside this {n_layers} × {n_heads} model")
     return layer, head
 
 

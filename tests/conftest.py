@@ -25,7 +25,7 @@ RECORDS = [
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    from headlab.models import tiny
+    from headlab.testing import tiny
 
     return tiny(n_layers=3, n_heads=4, d_model=64, n_kv_heads=2)
 
@@ -54,6 +54,7 @@ def cogqa_path():
 @pytest.fixture(scope="session")
 def tiny_llama():
     """A random Hugging Face Llama (2 layers, 4 query heads over 2 KV heads) behind the bridge: packable."""
-    from headlab.models import byte_tokenizer, load_model, tiny_hf
+    from headlab.models import load_model
+    from headlab.testing import byte_tokenizer, tiny_hf
 
     return load_model(tiny_hf(), tokenizer=byte_tokenizer())

@@ -15,6 +15,7 @@ import numbers
 
 import numpy as np
 
+from ..errors import InputError, InputTypeError
 from ..results import HeadScores, check_k, check_threshold
 from .stats import selected
 
@@ -23,7 +24,7 @@ def check_scores(*pairs) -> None:
     """(name, value) pairs: each must be HeadScores (one-line TypeError naming the argument)."""
     for name, value in pairs:
         if not isinstance(value, HeadScores):
-            raise TypeError(
+            raise InputTypeError(
                 f"{name} must be HeadScores (from headlab.score or HeadScores.load), not {type(value).__name__}"
             )
 
@@ -37,7 +38,7 @@ def common_tasks(a: HeadScores, b: HeadScores) -> list[str]:
     check_scores(("a", a), ("b", b))
     common = [t for t in a.tasks if t in b.tasks]
     if not common:
-        raise ValueError(f"no task in common: a has {a.tasks}, b has {b.tasks}")
+        raise InputError(f"no task in common: a has {a.tasks}, b has {b.tasks}")
     return common
 
 
@@ -51,12 +52,12 @@ def agreement(a: HeadScores, b: HeadScores, k: int = 20):
 
     check_scores(("a", a), ("b", b))
     if a.values.shape[1:] != b.values.shape[1:]:
-        raise ValueError(f"maps differ in shape {a.values.shape[1:]} vs {b.values.shape[1:]}: compare one model")
+        raise InputError(f"maps differ in shape {a.values.shape[1:]} vs {b.values.shape[1:]}: compare one model")
     size = a.values.shape[1] * a.values.shape[2]
     check_k("k", k, size)
     missing = [t for t in a.tasks if t not in b.tasks]
     if missing:
-        raise ValueError(f"b does not score task(s) {missing}: use compare(a, b) for the tasks both score")
+        raise InputError(f"b does not score task(s) {missing}: use compare(a, b) for the tasks both score")
     rows = []
     for task in a.tasks:
         x, y = a[task].ravel(), b[task].ravel()
@@ -85,7 +86,7 @@ def disagreements(a: HeadScores, b: HeadScores, task: str, n: int = 5):
 
     check_scores(("a", a), ("b", b))
     if a.values.shape[1:] != b.values.shape[1:]:
-        raise ValueError(f"maps differ in shape {a.values.shape[1:]} vs {b.values.shape[1:]}: compare one model")
+        raise InputError(f"maps differ in shape {a.values.shape[1:]} vs {b.values.shape[1:]}: compare one model")
     check_k("n", n)
     ra, rb = a.rank(task), b.rank(task)
     gap = np.abs(ra - rb)
@@ -126,26 +127,26 @@ def patch_path(
     n_layers, n_heads = len(model.blocks), model.cfg.n_heads
     for name, value in (("layer", layer), ("head", head)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise ValueError(f"{name} must be an int, got {value!r}")
+            raise InputError(f"{name} must be an int, got {value!r}")
     if not (0 <= layer < n_layers and 0 <= head < n_heads):
-        raise ValueError(f"head L{layer}.H{head} is outside this {n_layers} × {n_heads} model")
+        raise InputError(f"head L{layer}.H{head} is outside this {n_layers} × {n_heads} model")
     if not isinstance(task, Task):
-        raise TypeError(f"patch_path() takes one Task, not {type(task).__name__}")
+        raise InputTypeError(f"patch_path() takes one Task, not {type(task).__name__}")
     try:
         alphas = [check_threshold("alphas", float(a) if isinstance(a, np.floating) else a) for a in alphas]
     except TypeError:
-        raise ValueError(f"alphas must be a list of numbers, got {alphas!r}") from None
+        raise InputError(f"alphas must be a list of numbers, got {alphas!r}") from None
     if not alphas:
-        raise ValueError("alphas is empty: give the points of the path, e.g. (0, 0.5, 1)")
+        raise InputError("alphas is empty: give the points of the path, e.g. (0, 0.5, 1)")
     if not task.has_counterfactuals:
-        raise ValueError(
+        raise InputError(
             f"task {task.name!r} has no counterfactuals (or only some items have one): patch_path needs them"
         )
     enc = encode(task, model.tokenizer, metric)
     check_length(model, enc)
     enc = enc.subset(torch.nonzero(enc.cf_ok).flatten())
     if enc.n == 0 or enc.cf_tokens is None:
-        raise ValueError(f"task {task.name!r} has no usable counterfactuals: patch_path needs them")
+        raise InputError(f"task {task.name!r} has no usable counterfactuals: patch_path needs them")
     cf = z_of(model, enc.cf_tokens)[layer][:, :, head]
     replay = Replay(model, enc.tokens, enc.read_pos, keep_z=False)  # re-runs only blocks ≥ layer
     with torch.no_grad():
@@ -187,7 +188,7 @@ def relative_depth(scores: HeadScores, bins: int = 10):
 
     check_scores(("scores", scores))
     if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 1:
-        raise ValueError(f"bins must be an int ≥ 1, got {bins!r}")
+        raise InputError(f"bins must be an int ≥ 1, got {bins!r}")
     T, L, H = scores.shape
     # overlap of layer l and bin b in units of 1/(bins·L): exact integers, so shared edges give 0
     b, l = np.arange(bins)[:, None], np.arange(L)[None, :]

@@ -18,6 +18,7 @@ from ..engine.forward import final_resid
 from ..engine.ndif import Requests
 from ..engine.nnsight_engine import require_bridge
 from ..engine.progress import each
+from ..errors import InputError
 from ..metrics import prompt_ids
 
 MODES = ("zero", "mean", "scale")
@@ -27,24 +28,24 @@ def check_heads(heads, n_layers: int, n_heads: int) -> list[tuple[int, int]]:
     """``heads`` as a list of distinct (layer, head) int pairs inside an n_layers × n_heads model; one-line
     ValueError (naming the bad entry) for anything else: a lone pair, a float, a triple, a head out of range."""
     if isinstance(heads, (str, bytes)) or heads is None:
-        raise ValueError(f"heads must be a list of (layer, head) pairs, got {heads!r}")
+        raise InputError(f"heads must be a list of (layer, head) pairs, got {heads!r}")
     if isinstance(heads, tuple) and len(heads) == 2 and all(isinstance(x, numbers.Integral) for x in heads):
-        raise ValueError(f"heads={heads!r} is one pair: pass a list of pairs, [{heads!r}]")
+        raise InputError(f"heads={heads!r} is one pair: pass a list of pairs, [{heads!r}]")
     try:
         heads = list(heads)
     except TypeError:
-        raise ValueError(f"heads must be a list of (layer, head) pairs, not {type(heads).__name__}") from None
+        raise InputError(f"heads must be a list of (layer, head) pairs, not {type(heads).__name__}") from None
     out = []
     for i, pair in enumerate(heads):
         try:
             layer, head = pair
         except (TypeError, ValueError):
-            raise ValueError(f"heads[{i}] = {pair!r} is not a (layer, head) pair") from None
+            raise InputError(f"heads[{i}] = {pair!r} is not a (layer, head) pair") from None
         for v in (layer, head):
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-                raise ValueError(f"heads[{i}] = {pair!r}: layer and head must be ints, got {v!r}")
+                raise InputError(f"heads[{i}] = {pair!r}: layer and head must be ints, got {v!r}")
         if not (0 <= layer < n_layers and 0 <= head < n_heads):
-            raise ValueError(f"head ({layer}, {head}) is outside this {n_layers} × {n_heads} model")
+            raise InputError(f"head ({layer}, {head}) is outside this {n_layers} × {n_heads} model")
         if (int(layer), int(head)) not in out:
             out.append((int(layer), int(head)))
     return out
@@ -59,7 +60,7 @@ def _by_layer(model, heads) -> dict[int, list[int]]:
 
 def _check_number(name: str, value) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise InputError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
 
@@ -74,9 +75,9 @@ def mask_heads(model, heads, mode: str = "zero", eps: float = 0.0, means=None):
     """
     require_bridge(model, "mask_heads()")
     if not isinstance(mode, str) or mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}: choose from {MODES}")
+        raise InputError(f"unknown mode {mode!r}: choose from {MODES}")
     if mode == "mean" and means is None:
-        raise ValueError("mode='mean' needs means=head_means(model, tasks)")
+        raise InputError("mode='mean' needs means=head_means(model, tasks)")
     eps = _check_number("eps", eps)
     by_layer = _by_layer(model, heads)
     if means is not None:
@@ -84,11 +85,11 @@ def mask_heads(model, heads, mode: str = "zero", eps: float = 0.0, means=None):
         try:
             means = np.asarray(means, dtype=np.float32)
         except (TypeError, ValueError):
-            raise ValueError("means must be a numeric (layers, heads, d_head) array from head_means") from None
+            raise InputError("means must be a numeric (layers, heads, d_head) array from head_means") from None
         if means.shape != shape:
-            raise ValueError(f"means has shape {means.shape}, expected {shape} (layers, heads, d_head): use head_means")
+            raise InputError(f"means has shape {means.shape}, expected {shape} (layers, heads, d_head): use head_means")
         if not np.isfinite(means).all():
-            raise ValueError("means holds NaN or inf: recompute it with head_means(model, tasks)")
+            raise InputError("means holds NaN or inf: recompute it with head_means(model, tasks)")
         means = torch.as_tensor(means)
 
     def hook_for(layer, hs):
@@ -112,9 +113,9 @@ def mask_head_sets(model, sets: list, mode: str = "zero", means=None):
     ("zero" or "mean", as ``mask_heads``; ``means`` from ``head_means``)."""
     require_bridge(model, "mask_head_sets()")
     if not isinstance(mode, str) or mode not in ("zero", "mean"):
-        raise ValueError(f"mask_head_sets mode must be 'zero' or 'mean', got {mode!r}")
+        raise InputError(f"mask_head_sets mode must be 'zero' or 'mean', got {mode!r}")
     if mode == "mean" and means is None:
-        raise ValueError("mode='mean' needs means=head_means(model, tasks)")
+        raise InputError("mode='mean' needs means=head_means(model, tasks)")
     L, H = len(model.blocks), model.cfg.n_heads
     masked = torch.zeros((L, len(sets), H), dtype=torch.bool)
     for c, heads in enumerate(sets):
@@ -125,7 +126,7 @@ def mask_head_sets(model, sets: list, mode: str = "zero", means=None):
     def hook_for(layer):
         def hook(z, hook):
             if z.shape[0] % len(sets):
-                raise ValueError(f"a pass of {z.shape[0]} rows is not {len(sets)} stacked copies of a batch")
+                raise InputError(f"a pass of {z.shape[0]} rows is not {len(sets)} stacked copies of a batch")
             where = masked[layer].to(z.device)[:, None, None, :, None]  # (C, 1, 1, H, 1)
             view = z.view(len(sets), z.shape[0] // len(sets), *z.shape[1:])
             fill = 0.0 if mode == "zero" else means[layer].to(z.device, z.dtype)[None, None, None]
@@ -144,7 +145,7 @@ def steer(model, directions: dict, alpha: float):
     v (d_head,) (e.g. σ-scaled unit directions from ``headlab.steering.directions``)."""
     require_bridge(model, "steer()")
     if not isinstance(directions, dict):
-        raise ValueError(f"directions must be a dict (layer, head) → vector, not {type(directions).__name__}")
+        raise InputError(f"directions must be a dict (layer, head) → vector, not {type(directions).__name__}")
     alpha = _check_number("alpha", alpha)
     d_head = model.cfg.d_head
     by_layer = defaultdict(dict)
@@ -153,9 +154,9 @@ def steer(model, directions: dict, alpha: float):
         try:
             v = torch.as_tensor(np.asarray(v, dtype=np.float32))
         except (TypeError, ValueError):
-            raise ValueError(f"direction of head ({layer}, {head}) is not numeric: {v!r:.60}") from None
+            raise InputError(f"direction of head ({layer}, {head}) is not numeric: {v!r:.60}") from None
         if v.shape != (d_head,) or not torch.isfinite(v).all():
-            raise ValueError(
+            raise InputError(
                 f"direction of head ({layer}, {head}) must be {d_head} finite numbers (d_head), "
                 f"got shape {tuple(v.shape)}"
             )
@@ -184,14 +185,14 @@ def head_means(model, tasks, batch_size: int = 32, progress: bool = True) -> np.
     from ..tasks import as_task_list
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
     task_list = as_task_list(tasks)
     rows = [prompt_ids(model.tokenizer, it.prompt) for t in task_list for it in t.items]
     n_ctx = max_positions(model)
     names = [(t.name, i) for t in task_list for i in range(len(t))]
     for (task, i), r in zip(names, rows):
         if n_ctx is not None and len(r) > n_ctx:
-            raise ValueError(
+            raise InputError(
                 f"task {task!r}: item {i}'s prompt is {len(r)} tokens but the model takes at most {n_ctx} "
                 "positions (cfg.n_ctx): shorten or drop it"
             )

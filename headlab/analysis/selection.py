@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError, InputTypeError
 from ..results import HeadScores, check_k, check_threshold
 
 RULES = ("elbow", "top_k", "threshold")
@@ -16,9 +17,9 @@ def elbow_count(sorted_desc: np.ndarray) -> int:
     too): no head does anything there, so none is selected (0)."""
     y = np.asarray(sorted_desc, dtype=np.float64)
     if y.ndim != 1 or not np.isfinite(y).all():
-        raise ValueError(f"elbow_count() takes a 1-d curve of finite values, got shape {y.shape}")
+        raise InputError(f"elbow_count() takes a 1-d curve of finite values, got shape {y.shape}")
     if (np.diff(y) > 0).any():
-        raise ValueError("elbow_count() takes a descending curve: sort it first (np.sort(values)[::-1])")
+        raise InputError("elbow_count() takes a descending curve: sort it first (np.sort(values)[::-1])")
     n = len(y)
     if n == 0 or y[0] == y[-1] == 0:
         return 0
@@ -41,15 +42,15 @@ def select_heads(
     positive score) selects none.
     """
     if not isinstance(scores, HeadScores):
-        raise TypeError(f"select_heads() takes HeadScores, not {type(scores).__name__}")
+        raise InputTypeError(f"select_heads() takes HeadScores, not {type(scores).__name__}")
     if not isinstance(rule, str) or rule not in RULES:
-        raise ValueError(f"unknown rule {rule!r}: choose from {RULES}")
+        raise InputError(f"unknown rule {rule!r}: choose from {RULES}")
     if not isinstance(by, str) or by not in ("abs", "value"):
-        raise ValueError(f"by must be 'abs' or 'value', got {by!r}")
+        raise InputError(f"by must be 'abs' or 'value', got {by!r}")
     if rule != "top_k" and k is not None:
-        raise ValueError(f"k={k!r} is given but rule={rule!r} ignores it: pass rule='top_k' (or drop k)")
+        raise InputError(f"k={k!r} is given but rule={rule!r} ignores it: pass rule='top_k' (or drop k)")
     if rule != "threshold" and threshold is not None:
-        raise ValueError(
+        raise InputError(
             f"threshold={threshold!r} is given but rule={rule!r} ignores it: pass rule='threshold' (or drop it)"
         )
     return select_from(scores[task], rule, k, threshold, by)
@@ -64,11 +65,11 @@ def select_from(values: np.ndarray, rule: str = "elbow", k=None, threshold=None,
     ranked = key.flat[order]
     if rule == "top_k":
         if k is None:
-            raise ValueError(f"rule='top_k' needs k between 1 and {m.size}, got None")
+            raise InputError(f"rule='top_k' needs k between 1 and {m.size}, got None")
         n = check_k("k", k, m.size)
     elif rule == "threshold":
         if threshold is None:
-            raise ValueError("rule='threshold' needs threshold=<score>")
+            raise InputError("rule='threshold' needs threshold=<score>")
         n = int((ranked >= check_threshold("threshold", threshold)).sum())
     else:
         n = elbow_count(np.clip(ranked, 0, None) if by == "value" else ranked)

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..errors import InputError, InputTypeError
 from ..results import NORMALIZATIONS, HeadScores, check_k, check_threshold
 
 CI = (2.5, 97.5)  # percentiles of the resampled means: a 95% interval
@@ -33,13 +34,13 @@ def _normalized(maps: np.ndarray, kind: str) -> np.ndarray:
 
 def _check_rule(threshold, top_k, normalize, n_heads: int) -> None:
     if (threshold is None) == (top_k is None):
-        raise ValueError("give threshold or top_k (one of them) to select heads")
+        raise InputError("give threshold or top_k (one of them) to select heads")
     if threshold is not None:
         check_threshold("threshold", threshold)
     if top_k is not None:
         check_k("top_k", top_k, n_heads)
     if not isinstance(normalize, str) or normalize not in NORMALIZATIONS:
-        raise ValueError(f"unknown normalize {normalize!r}: choose from {NORMALIZATIONS}")
+        raise InputError(f"unknown normalize {normalize!r}: choose from {NORMALIZATIONS}")
 
 
 def selected(maps, threshold=None, top_k=None, normalize="fraction") -> np.ndarray:
@@ -47,7 +48,7 @@ def selected(maps, threshold=None, top_k=None, normalize="fraction") -> np.ndarr
     threshold``, or the ``top_k`` highest signed values (ties broken by position, as ``HeadScores.top``)."""
     maps = np.asarray(maps, dtype=np.float64)
     if maps.ndim < 2:
-        raise ValueError(f"maps must be (..., layer, head) arrays, got shape {maps.shape}")
+        raise InputError(f"maps must be (..., layer, head) arrays, got shape {maps.shape}")
     L, H = maps.shape[-2:]
     _check_rule(threshold, top_k, normalize, L * H)
     if threshold is not None:
@@ -62,19 +63,19 @@ def selected(maps, threshold=None, top_k=None, normalize="fraction") -> np.ndarr
 def check_items(scores: HeadScores) -> None:
     """Raise a one-line ValueError unless every task has ≥ 2 per-example scores to resample."""
     if not isinstance(scores, HeadScores):
-        raise TypeError(f"expected HeadScores, not {type(scores).__name__}")
+        raise InputTypeError(f"expected HeadScores, not {type(scores).__name__}")
     pe, n_items = scores.per_example, scores.n_examples
     T, L, H = scores.shape
     if pe.ndim != 4 or pe.shape[0] != T or pe.shape[2:] != (L, H):
-        raise ValueError(f"per_example has shape {pe.shape}, expected ({T}, items, {L}, {H}): no per-item scores")
+        raise InputError(f"per_example has shape {pe.shape}, expected ({T}, items, {L}, {H}): no per-item scores")
     for task, n in zip(scores.tasks, n_items):
         if n < 2:
-            raise ValueError(f"task {task!r} has {n} item(s): resampling needs at least 2 per task")
+            raise InputError(f"task {task!r} has {n} item(s): resampling needs at least 2 per task")
         if n > pe.shape[1]:
-            raise ValueError(f"task {task!r} has n_examples {n} but per_example holds {pe.shape[1]} items")
+            raise InputError(f"task {task!r} has n_examples {n} but per_example holds {pe.shape[1]} items")
     valid = np.arange(pe.shape[1])[None, :] < n_items[:, None]  # (task, item)
     if np.isnan(pe[valid]).any():
-        raise ValueError("per_example has NaN among a task's first n_examples items: cannot resample")
+        raise InputError("per_example has NaN among a task's first n_examples items: cannot resample")
 
 
 @dataclass
@@ -120,14 +121,14 @@ def bootstrap(
     """
     check_items(scores)
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n (resamples) must be an int ≥ 1, got {n!r}")
+        raise InputError(f"n (resamples) must be an int ≥ 1, got {n!r}")
     if n > MAX_RESAMPLES:
-        raise ValueError(
+        raise InputError(
             f"n={n!r} resamples: at most {MAX_RESAMPLES} (a 95% percentile interval settles by about 2,000, and each "
             f"resample keeps a whole map in memory): use n ≤ {MAX_RESAMPLES}"
         )
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        raise InputError(f"seed must be a non-negative int, got {seed!r}")
     T, L, H = scores.shape
     if threshold is not None or top_k is not None:
         _check_rule(threshold, top_k, normalize, L * H)
@@ -163,7 +164,7 @@ def always_any(runs, threshold=None, top_k=None, normalize: str = "fraction") ->
     if isinstance(runs, Bootstrap):
         tasks, maps = runs.tasks, runs.runs
     elif isinstance(runs, HeadScores):
-        raise TypeError(
+        raise InputTypeError(
             "always_any() takes several runs: a list of HeadScores (e.g. scores.per_run() for gating seeds) or "
             "a Bootstrap, not one HeadScores"
         )
@@ -171,16 +172,18 @@ def always_any(runs, threshold=None, top_k=None, normalize: str = "fraction") ->
         try:
             runs = list(runs)
         except TypeError:
-            raise TypeError(f"runs must be a list of HeadScores or a Bootstrap, not {type(runs).__name__}") from None
+            raise InputTypeError(
+                f"runs must be a list of HeadScores or a Bootstrap, not {type(runs).__name__}"
+            ) from None
         if not runs:
-            raise ValueError("always_any needs at least one run")
+            raise InputError("always_any needs at least one run")
         for i, s in enumerate(runs):
             if not isinstance(s, HeadScores):
-                raise TypeError(f"run {i} is {type(s).__name__}, expected HeadScores or a Bootstrap")
+                raise InputTypeError(f"run {i} is {type(s).__name__}, expected HeadScores or a Bootstrap")
             if s.tasks != runs[0].tasks:
-                raise ValueError(f"run {i} has tasks {s.tasks}, run 0 has {runs[0].tasks}: give the same tasks")
+                raise InputError(f"run {i} has tasks {s.tasks}, run 0 has {runs[0].tasks}: give the same tasks")
             if s.shape != runs[0].shape:
-                raise ValueError(f"run {i} has shape {s.shape}, run 0 has {runs[0].shape} (tasks, layers, heads)")
+                raise InputError(f"run {i} has shape {s.shape}, run 0 has {runs[0].shape} (tasks, layers, heads)")
         tasks, maps = runs[0].tasks, np.stack([s.values for s in runs])
     keep = selected(maps, threshold, top_k, normalize)
     return AlwaysAny(list(tasks), keep.all(0), keep.any(0), keep.mean(0), len(maps))

@@ -20,6 +20,7 @@ from ..engine import hooks
 from ..engine.forward import device_of, gather_positions
 from ..engine.nnsight_engine import require_bridge
 from ..engine.progress import bar as progress_bar
+from ..errors import InputError, InputTypeError
 from ..metrics import check_length, encode, from_logits, greedy_correct
 from ..results import HeadScores, check_model, refuse_tasks_as_scores
 from ..tasks import Task, as_task_list
@@ -60,7 +61,7 @@ def directions(acts: torch.Tensor, correct: torch.Tensor, heads) -> dict:
     """(layer, head) → σ-scaled unit direction from wrong to right items; acts (n, k, d_head)."""
     right, wrong = acts[correct], acts[~correct]
     if len(right) == 0 or len(wrong) == 0:
-        raise ValueError("steering directions need items the model gets right and items it gets wrong")
+        raise InputError("steering directions need items the model gets right and items it gets wrong")
     out = {}
     for j, head in enumerate(heads):
         d = right[:, j].mean(0) - wrong[:, j].mean(0)
@@ -93,28 +94,28 @@ def steering_sweep(
     refuse_tasks_as_scores("steering_sweep", scores)
     require_bridge(model, "steering_sweep()")
     if not isinstance(scores, HeadScores):
-        raise TypeError(f"steering_sweep() takes HeadScores as scores=, not {type(scores).__name__}")
+        raise InputTypeError(f"steering_sweep() takes HeadScores as scores=, not {type(scores).__name__}")
     check_model("steering_sweep()", scores, model, cross_model)
     try:
         alphas = list(alphas)
     except TypeError:
-        raise ValueError(f"alphas must be a list of numbers, got {alphas!r}") from None
+        raise InputError(f"alphas must be a list of numbers, got {alphas!r}") from None
     bad = [a for a in alphas if isinstance(a, bool) or not isinstance(a, numbers.Real) or not math.isfinite(a)]
     if bad or not alphas:
-        raise ValueError(f"alphas must be a non-empty list of finite numbers, got {alphas!r}")
+        raise InputError(f"alphas must be a non-empty list of finite numbers, got {alphas!r}")
     if len(alphas) > MAX_ALPHAS:
-        raise ValueError(
+        raise InputError(
             f"alphas holds {len(alphas)} strengths, at most {MAX_ALPHAS} (each runs every task twice): give fewer, "
             "e.g. alphas=(1, 5, 10)"
         )
     if len(set(alphas)) != len(alphas):
-        raise ValueError(f"alphas={alphas!r} repeats a strength (each runs every task twice): give each α once")
+        raise InputError(f"alphas={alphas!r} repeats a strength (each runs every task twice): give each α once")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        raise InputError(f"seed must be a non-negative int, got {seed!r}")
     task_list = as_task_list(tasks)
     missing = [t.name for t in task_list if t.name not in scores.tasks]
     if missing:
-        raise ValueError(f"tasks {missing} are not in the scores ({scores.tasks}): score them first")
+        raise InputError(f"tasks {missing} are not in the scores ({scores.tasks}): score them first")
     rows = []
     gen = np.random.default_rng(seed)
     bar = progress_bar(len(task_list) * (1 + 2 * len(alphas)), "steering", progress)  # a step per forward pass

@@ -31,6 +31,7 @@ from ..engine.forward import check_logits
 from ..engine.ndif import Requests
 from ..engine.progress import bar as progress_bar
 from ..engine.progress import each
+from ..errors import InputError, InputTypeError
 from ..metrics import check_length, encode, evaluate
 from ..results import HeadScores, check_k, check_model, refuse_tasks_as_scores
 from ..tasks import Task, as_task_list
@@ -46,9 +47,9 @@ MAX_DRAWS = 1000
 def check_draws(name: str, draws) -> int:
     """``draws`` (or ``n_random``) as an int from 10 (a mean ± std) to ``MAX_DRAWS``; one line naming ``name``."""
     if isinstance(draws, bool) or not isinstance(draws, numbers.Integral) or draws < 10:
-        raise ValueError(f"{name}={draws!r}: draw at least 10 random sets per k for a mean ± std")
+        raise InputError(f"{name}={draws!r}: draw at least 10 random sets per k for a mean ± std")
     if draws > MAX_DRAWS:
-        raise ValueError(
+        raise InputError(
             f"{name}={draws!r}: at most {MAX_DRAWS} random sets per k (each is a pass over the task; the band's std "
             f"is within ~2% by {MAX_DRAWS}): use {name} ≤ {MAX_DRAWS}"
         )
@@ -81,7 +82,7 @@ def layer_matched_random(top: list[tuple[int, int]], n_layers: int, n_heads: int
     ``top`` holds (the draw would be smaller than the set it is compared with)."""
     top = check_heads(top, n_layers, n_heads)
     if n_layers * n_heads - len(top) < len(top):
-        raise ValueError(
+        raise InputError(
             f"{len(top)} top heads leave only {n_layers * n_heads - len(top)} other heads in this {n_layers} × "
             f"{n_heads} model: a random set of {len(top)} cannot be drawn; use at most "
             f"{max_random_k(n_layers, n_heads)}"
@@ -175,7 +176,7 @@ def validate(
     if ks is not None:
         if k is not None or cross_task:
             given = "k=" if k is not None else "cross_task=True"
-            raise ValueError(
+            raise InputError(
                 f"validate() got ks= and {given}: ks= draws curves over many k; {given} is for one k's table"
             )
         return faithfulness(
@@ -193,17 +194,17 @@ def validate(
         )
     if not isinstance(scores, HeadScores):
         several = " (several maps: validate(..., ks=...) draws their curves)" if isinstance(scores, dict) else ""
-        raise TypeError(f"validate() takes one HeadScores as scores=, not {type(scores).__name__}{several}")
+        raise InputTypeError(f"validate() takes one HeadScores as scores=, not {type(scores).__name__}{several}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        raise InputError(f"seed must be a non-negative int, got {seed!r}")
     if not isinstance(mode, str) or mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}: choose from {MODES}")
+        raise InputError(f"unknown mode {mode!r}: choose from {MODES}")
     if not isinstance(cross_task, bool):
-        raise ValueError(f"cross_task must be True or False, got {cross_task!r}")
+        raise InputError(f"cross_task must be True or False, got {cross_task!r}")
     task_list = as_task_list(tasks)
     missing = [t.name for t in task_list if t.name not in scores.tasks]
     if missing:
-        raise ValueError(f"tasks {missing} are not in the scores ({scores.tasks}): score them first")
+        raise InputError(f"tasks {missing} are not in the scores ({scores.tasks}): score them first")
     check_model("validate()", scores, model, cross_model)
     _, L, H = scores.shape
     usable = max_random_k(L, H)
@@ -213,7 +214,7 @@ def validate(
     for name, top in heads.items():  # before any compute: every random set must be as large as its top set
         if len(top) > usable:
             how = f"k={k}" if k is not None else f"the elbow picks {len(top)} heads of {name!r}"
-            raise ValueError(
+            raise InputError(
                 f"{how}, but a {L} × {H} model leaves only {L * H - len(top)} other heads for each random set: "
                 f"the largest usable k is {usable}"
             )
@@ -331,13 +332,13 @@ CURVES = Memo("faithfulness curves", size=64)  # one task's curves: faithfulness
 def check_ks(ks, n_layers: int, n_heads: int) -> tuple[int, ...]:
     """``ks`` as increasing distinct head counts, each ≤ half the model's heads (the random sets need room)."""
     if isinstance(ks, (str, bytes)) or not hasattr(ks, "__iter__"):
-        raise ValueError(f"ks must be a list of head counts, e.g. {KS}, got {ks!r}")
+        raise InputError(f"ks must be a list of head counts, e.g. {KS}, got {ks!r}")
     usable = max_random_k(n_layers, n_heads)
     out = sorted({check_k("ks", k, None) for k in ks})
     if not out:
-        raise ValueError(f"ks is empty: give head counts, e.g. {KS}")
+        raise InputError(f"ks is empty: give head counts, e.g. {KS}")
     if out[-1] > usable:
-        raise ValueError(
+        raise InputError(
             f"ks holds {out[-1]}, but a {n_layers} × {n_heads} model leaves room for random sets of at most "
             f"{usable} heads: drop the larger ks"
         )
@@ -368,12 +369,12 @@ def faithfulness(
     refuse_tasks_as_scores("faithfulness", scores)
     maps = {"scores": scores} if isinstance(scores, HeadScores) else scores
     if not isinstance(maps, dict) or not maps or not all(isinstance(v, HeadScores) for v in maps.values()):
-        raise TypeError("faithfulness() takes HeadScores, or a dict label → HeadScores, as scores=")
+        raise InputTypeError("faithfulness() takes HeadScores, or a dict label → HeadScores, as scores=")
     check_draws("draws", draws)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        raise InputError(f"seed must be a non-negative int, got {seed!r}")
     if mode not in ("zero", "mean"):
-        raise ValueError(f"faithfulness mode must be 'zero' or 'mean', got {mode!r}")
+        raise InputError(f"faithfulness mode must be 'zero' or 'mean', got {mode!r}")
     info = describe(model)
     L, H = info.n_layers, info.n_heads
     for label, s in maps.items():
@@ -383,9 +384,9 @@ def faithfulness(
     for label, s in maps.items():
         missing = [t.name for t in task_list if t.name not in s.tasks]
         if missing:
-            raise ValueError(f"map {label!r} does not score tasks {missing}: score them first")
+            raise InputError(f"map {label!r} does not score tasks {missing}: score them first")
     if not isinstance(cache, bool):
-        raise ValueError(f"cache must be True or False, got {cache!r}")
+        raise InputError(f"cache must be True or False, got {cache!r}")
     means = head_means(model, task_list, progress=progress) if mode == "mean" else None
     # the means are of every task given: in mean mode a task's curves depend on the whole set
     of_means = [ids_fingerprint(model.tokenizer, t) for t in task_list] if mode == "mean" else None

@@ -14,6 +14,7 @@ import contextlib
 
 import torch
 
+from ..errors import HeadlabError
 from . import hooks
 
 
@@ -88,7 +89,7 @@ def to_logits(model, x: torch.Tensor) -> torch.Tensor:
     return out if cap is None else cap * torch.tanh(out / cap)
 
 
-class UnsupportedModel(RuntimeError):
+class UnsupportedModel(HeadlabError, RuntimeError):
     """headlab cannot reproduce this model's computation exactly; the message says what differs."""
 
 

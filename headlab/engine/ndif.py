@@ -23,6 +23,8 @@ import time
 import warnings
 from collections.abc import Callable
 
+from ..errors import HeadlabError
+
 POLL_SECONDS = 2.0  # between two polls of a submitted job
 STATES = {  # nnsight's job states (nnsight.schema.response.Status) as progress shows them
     "RECEIVED": "received",
@@ -37,7 +39,7 @@ STATES = {  # nnsight's job states (nnsight.schema.response.Status) as progress 
 }
 
 
-class RequestError(RuntimeError):
+class RequestError(HeadlabError, RuntimeError):
     """A request to NDIF failed; the message says why and what to do, and what was kept."""
 
 

@@ -42,6 +42,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from ..errors import InputError
+
 ENGINES = ("bridge", "nnsight", "ndif")
 # model_type → layer l's attention output projection, whose input holds every head's output (hook_z)
 OUT_PROJ = {
@@ -63,7 +65,7 @@ POINTS_PER_TRACE = 1  # integrated-gradient points per trace: a backward holds e
 TRACES_PER_REQUEST = 16  # exact-ablation traces per request: on NDIF, a job of ≈ 4k rows
 
 
-class EngineError(ValueError):
+class EngineError(InputError):
     """The nnsight engine cannot do what was asked; the message says what to do instead."""
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import InputError
 from .forward import agree, device_of, final_resid, probe_tokens, proven_once
 
 BLOCK_KWARGS = {"attention_mask", "position_embeddings", "position_ids", "past_key_values", "use_cache"}
@@ -48,7 +49,7 @@ class Pack:
         size = (self.stop - self.start).tolist()
         self.width = int(width or max(max(size, default=1), 1))
         if max(size, default=0) > self.width:
-            raise ValueError(f"a piece of {max(size)} tokens does not fit rows of {self.width}")
+            raise InputError(f"a piece of {max(size)} tokens does not fit rows of {self.width}")
         row, offset, self.n_rows = _first_fit(size, self.width)
         self.row, self.offset = torch.tensor(row, dtype=torch.long), torch.tensor(offset, dtype=torch.long)
         self.owner = torch.full((self.n_rows, self.width), -1, dtype=torch.long)
@@ -112,7 +113,7 @@ class Trie:
         children, token, ends = [{}], [0], [[]]  # node 0: the root, above every first token
         for i, seq in enumerate(seqs):
             if len(seq) > self.width:
-                raise ValueError(f"a sequence of {len(seq)} tokens does not fit rows of {self.width}")
+                raise InputError(f"a sequence of {len(seq)} tokens does not fit rows of {self.width}")
             node = 0
             for t in seq.tolist():
                 if t not in children[node]:

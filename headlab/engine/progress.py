@@ -14,10 +14,12 @@ from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
+from ..errors import HeadlabError
+
 _local = threading.local()
 
 
-class Cancelled(Exception):
+class Cancelled(HeadlabError):
     """Raised inside a computation whose watcher stopped it."""
 
 

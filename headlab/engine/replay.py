@@ -40,6 +40,7 @@ import types
 import torch
 from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
 
+from ..errors import InputError
 from . import hooks
 from .forward import agree, at_positions, final_resid, probe_tokens, proven_once
 
@@ -61,7 +62,7 @@ def _tile(name: str, value, n: int, copies: int):
         return value.repeat(copies, *([1] * (value.dim() - 1)))
     if value.shape[0] == 1:
         return value  # broadcast over the batch
-    raise ValueError(f"block argument {name} has batch size {value.shape[0]}, not {n}: cannot tile it")
+    raise InputError(f"block argument {name} has batch size {value.shape[0]}, not {n}: cannot tile it")
 
 
 class Replay:
@@ -137,7 +138,7 @@ class Replay:
         batch would capture (causal attention: positions < width never see the others). Block inputs, block
         arguments, key/value cache and the read-out are sliced; ``rows_supported(model)`` proves it."""
         if self.full or not all(set(kw) <= SUFFIX_KWARGS for kw in self.kwargs):
-            raise ValueError("this run's block arguments cannot be cut to a narrower batch: run the batch itself")
+            raise InputError("this run's block arguments cannot be cut to a narrower batch: run the batch itself")
         idx = torch.as_tensor(idx)
         at = idx.to(self.resid[0].device)
         out = copy.copy(self)
@@ -180,12 +181,12 @@ class Replay:
         per block is most of a small pass's time on a CPU). Rows come out in join order: (Σ copies·n, P, d).
         """
         if prefix and not self.supports_prefix():
-            raise ValueError("this model cannot reuse the clean keys/values here: re-run with prefix=0")
+            raise InputError("this model cannot reuse the clean keys/values here: re-run with prefix=0")
         if self.full:
             if joins and set(joins) - {start}:
-                raise ValueError("a whole-model re-run cannot join copies at later layers: pass joins=None")
+                raise InputError("a whole-model re-run cannot join copies at later layers: pass joins=None")
             if resid is not None:
-                raise ValueError("a whole-model re-run starts from the tokens: pass no resid")
+                raise InputError("a whole-model re-run starts from the tokens: pass no resid")
             x = final_resid(self.model, self.tokens.repeat(copies, 1), fwd_hooks)
             return at_positions(x, self.read_pos)
         if resid is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from ..errors import InputError
 from .base import REGISTRY, Job, Scorer, TaskResult, TaskSize, register
 
 for _module in pkgutil.iter_modules(__path__):
@@ -22,7 +23,7 @@ def names() -> tuple[str, ...]:
 
 def get(name: str) -> Scorer:
     if not isinstance(name, str) or name not in REGISTRY:
-        raise ValueError(f"unknown method {name!r}: choose from {names()}")
+        raise InputError(f"unknown method {name!r}: choose from {names()}")
     return REGISTRY[name]
 
 

@@ -12,7 +12,7 @@ copies of the batch, and the copies for the heads of the next layers join that r
 block). Resampled items whose counterfactuals share their first d tokens re-run only
 positions ≥ d on the clean keys/values, the metric reads only the read positions, and a batch runs only as
 wide as its longest row (``Encoded.trimmed``). Proven equal to
-TransformerLens' own patching (``reference.transformerlens_patching``) in the tests.
+TransformerLens' own patching (``headlab.testing.reference.transformerlens_patching``) in the tests.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from ..engine.ndif import Requests
 from ..engine.nnsight_engine import ENGINES
 from ..engine.packing import Pack, Run, Trie
 from ..engine.progress import bar as progress_bar
+from ..errors import InputError
 from ..metrics import Encoded, metric_at
 from .base import ABLATION_VARIANTS, Scorer, TaskResult, TaskSize, register
 from .batching import item_batches, mean_z
@@ -70,7 +71,7 @@ class Attribution(Scorer):
     def check(self, options):
         out = check_steps(self.name, options, self.options)
         if out["path"] not in PATHS:
-            raise ValueError(f"attribution option path={out['path']!r}: choose from {PATHS}")
+            raise InputError(f"attribution option path={out['path']!r}: choose from {PATHS}")
         return out
 
     def cost(self, size, n_layers, n_heads, options):
@@ -81,7 +82,7 @@ class Attribution(Scorer):
     def run(self, model, jobs, options, batch_size, progress):
         if getattr(model, "engine", "bridge") != "bridge":
             if options["path"] == "layers":
-                raise ValueError(
+                raise InputError(
                     f"attribution option path='layers' runs on engine='bridge' only, and this model is on the "
                     f"{model.engine} engine: use path='activations' (the default) here"
                 )
@@ -126,16 +127,16 @@ def check_steps(method: str, options: dict, defaults: dict) -> dict:
     ValueError)."""
     unknown = sorted(set(options) - set(defaults))
     if unknown:
-        raise ValueError(f"unknown {method} option(s) {unknown}: choose from {sorted(defaults)}")
+        raise InputError(f"unknown {method} option(s) {unknown}: choose from {sorted(defaults)}")
     out = {**defaults, **options}
     steps = out["steps"]
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(
+        raise InputError(
             f"{method} option steps={steps!r}: give the number of integrated-gradient points, a whole number "
             "≥ 1 (1: plain attribution)"
         )
     if steps > MAX_STEPS:
-        raise ValueError(
+        raise InputError(
             f"{method} option steps={steps!r}: at most {MAX_STEPS} integrated-gradient points (each is one more "
             "forward and backward pass; by about 240 the estimate costs what exact ablation costs on the embedded "
             f"model): use steps ≤ {MAX_STEPS}, or method='ablation' for the exact values"

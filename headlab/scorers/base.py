@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..metrics import Encoded
 from ..tasks import Task
 
@@ -90,7 +91,7 @@ class Scorer:
     def check(self, options: dict) -> dict:
         """Validated options with defaults filled in (plain JSON: they enter the cache key and ``params``)."""
         if options:
-            raise ValueError(f"method {self.name!r} takes no options, got {sorted(options)}")
+            raise InputError(f"method {self.name!r} takes no options, got {sorted(options)}")
         return {}
 
     def job(self, task: Task, ablation: str, metric: str) -> tuple[Job, list[str]]:
@@ -132,6 +133,6 @@ REGISTRY: dict[str, Scorer] = {}
 def register(cls: type[Scorer]) -> type[Scorer]:
     """Class decorator: add a scorer to the registry under its ``name``."""
     if not cls.name or cls.name in REGISTRY:
-        raise ValueError(f"scorer name {cls.name!r} is empty or taken")
+        raise InputError(f"scorer name {cls.name!r} is empty or taken")
     REGISTRY[cls.name] = cls()
     return cls

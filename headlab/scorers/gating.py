@@ -38,6 +38,7 @@ from .. import cache as disk
 from ..engine import hooks
 from ..engine.forward import device_of, final_resid, unembed_at
 from ..engine.progress import bar as progress_bar
+from ..errors import InputError, InputTypeError
 from ..metrics import Encoded, check_length, encode
 from ..tasks import Task
 from .base import Scorer, TaskResult, register
@@ -63,13 +64,13 @@ def check_options(**options) -> dict:
     """
     unknown = sorted(set(options) - set(DEFAULTS))
     if unknown:
-        raise ValueError(f"unknown gating option(s) {unknown}: choose from {sorted(DEFAULTS)}")
+        raise InputError(f"unknown gating option(s) {unknown}: choose from {sorted(DEFAULTS)}")
     out = {**DEFAULTS, **options}
     seeds = out["seeds"]
     if isinstance(seeds, Integral) and not isinstance(seeds, bool):
         seeds = [seeds]
     if isinstance(seeds, (list, tuple, range)) and len(seeds) > MAX_SEEDS:
-        raise ValueError(
+        raise InputError(
             f"gating option seeds holds {len(seeds)} seeds, at most {MAX_SEEDS} (each is 3 fits of `steps` passes; "
             f"{MAX_SEEDS} resolve a head's frequency to 1%): give fewer, e.g. seeds=[0, 1, 2]"
         )
@@ -79,13 +80,13 @@ def check_options(**options) -> dict:
         or not all(isinstance(s, Integral) and not isinstance(s, bool) and s >= 0 for s in seeds)
         or len(set(seeds)) != len(seeds)
     ):
-        raise ValueError(f"gating option seeds must be a non-empty list of distinct non-negative ints, got {seeds!r}")
+        raise InputError(f"gating option seeds must be a non-empty list of distinct non-negative ints, got {seeds!r}")
     out["seeds"] = [int(s) for s in seeds]
     steps = out["steps"]
     if not isinstance(steps, Integral) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"gating option steps must be a positive int, got {steps!r}")
+        raise InputError(f"gating option steps must be a positive int, got {steps!r}")
     if steps > MAX_STEPS:
-        raise ValueError(
+        raise InputError(
             f"gating option steps={steps!r}: at most {MAX_STEPS} Adam steps per fit (a gate crosses its whole range "
             f"in ~100 at lr=0.1; each step is a forward and backward pass): use steps ≤ {MAX_STEPS}, or a larger lr"
         )
@@ -95,7 +96,7 @@ def check_options(**options) -> dict:
         ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
         if not ok or (positive and value <= 0) or (name == "noise" and value < 0):
             need = "a positive" if positive else "a non-negative" if name == "noise" else "a finite"
-            raise ValueError(f"gating option {name} must be {need} number, got {value!r}")
+            raise InputError(f"gating option {name} must be {need} number, got {value!r}")
         out[name] = float(value)
     return out
 
@@ -147,7 +148,7 @@ def gate_fits(
     them instead of refitting. Under ``cache=False``, or while hooks are on the model, they are always fitted.
     """
     if not isinstance(task, Task):
-        raise TypeError(f"gate_fits() takes one Task, not {type(task).__name__}")
+        raise InputTypeError(f"gate_fits() takes one Task, not {type(task).__name__}")
     opts = check_options(**options)
     path = _fits_path(model, task, opts, cache)
     if path is not None:
@@ -213,7 +214,7 @@ def _load_fits(path, task: Task, opts: dict, shape: tuple[int, int]) -> GateFits
             arrays = {name: f[name] for name in (*FITS, "nll", "clean")}
         want = (len(opts["seeds"]), *shape)
         if any(arrays[fit].shape != want for fit in FITS) or arrays["nll"].shape != (want[0], len(FITS)):
-            raise ValueError(f"gates of shape {arrays['free'].shape}, not {want}")
+            raise InputError(f"gates of shape {arrays['free'].shape}, not {want}")
     except disk.READ_ERRORS as err:
         disk.move_aside(path, err)
         return None

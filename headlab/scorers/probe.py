@@ -34,6 +34,7 @@ from ..engine.ndif import Requests
 from ..engine.nnsight_engine import ENGINES
 from ..engine.progress import bar as progress_bar
 from ..engine.progress import each
+from ..errors import InputError
 from ..metrics import answer_ids, max_positions, prompt_ids
 from ..tasks import Task
 from .base import Scorer, TaskResult, register
@@ -70,14 +71,14 @@ def head_activations(
     """Pooled ``hook_z`` of every head on every item (prompt + at most ``max_answer_tokens`` answer tokens). On the
     nnsight engine each batch is one request that pools where the model runs (``nnsight_engine.pooled_z``)."""
     if pool not in POOLS:
-        raise ValueError(f"unknown pool {pool!r}: choose from {POOLS}")
+        raise InputError(f"unknown pool {pool!r}: choose from {POOLS}")
     tok = model.tokenizer
     rows, spans, ys, items = [], [], [], []
     for c, task in enumerate(tasks):
         for i, it in enumerate(task.items):
             p, a = prompt_ids(tok, it.prompt), answer_ids(tok, it.answer)[:max_answer_tokens]
             if not a:
-                raise ValueError(f"task {task.name!r}: item {i} answer {it.answer!r} tokenizes to nothing")
+                raise InputError(f"task {task.name!r}: item {i} answer {it.answer!r} tokenizes to nothing")
             rows.append(p + a)
             spans.append((len(p), len(p) + len(a)))
             ys.append(c)
@@ -87,7 +88,7 @@ def head_activations(
     if too_long:
         j = too_long[0]
         task = tasks[ys[j]].name
-        raise ValueError(
+        raise InputError(
             f"task {task!r}: item {items[j]} is {len(rows[j])} tokens (prompt + at most {max_answer_tokens} answer "
             f"tokens) but the model takes at most {n_ctx} positions (cfg.n_ctx); {len(too_long)} item(s) are too "
             "long: shorten or drop them"
@@ -142,7 +143,7 @@ def stratified_folds(y: torch.Tensor, folds: int, seed: int) -> np.ndarray:
     y = np.asarray(y)
     counts = np.bincount(y)
     if folds < 2 or counts[counts > 0].min() < folds:
-        raise ValueError(
+        raise InputError(
             f"folds={folds} needs ≥ 2 folds and ≥ {folds} items in every class "
             f"(smallest class has {counts[counts > 0].min()}): lower folds or add items"
         )
@@ -270,30 +271,30 @@ def check_options(**options) -> dict:
     """Fill the probe's defaults; one-line ValueError for unknown or bad options."""
     unknown = sorted(set(options) - set(DEFAULTS))
     if unknown:
-        raise ValueError(f"unknown probe option(s) {unknown}: choose from {sorted(DEFAULTS)}")
+        raise InputError(f"unknown probe option(s) {unknown}: choose from {sorted(DEFAULTS)}")
     opts = {**DEFAULTS, **options}
     if opts["probe"] not in PROBES:
-        raise ValueError(f"unknown probe {opts['probe']!r}: choose from {PROBES}")
+        raise InputError(f"unknown probe {opts['probe']!r}: choose from {PROBES}")
     if opts["pool"] not in POOLS:
-        raise ValueError(f"unknown pool {opts['pool']!r}: choose from {POOLS}")
+        raise InputError(f"unknown pool {opts['pool']!r}: choose from {POOLS}")
     for name in ("folds", "epochs", "max_answer_tokens"):
         if isinstance(opts[name], bool) or not isinstance(opts[name], Integral) or opts[name] < 1:
-            raise ValueError(f"probe option {name} must be a positive int, got {opts[name]!r}")
+            raise InputError(f"probe option {name} must be a positive int, got {opts[name]!r}")
         opts[name] = int(opts[name])
     if opts["epochs"] > MAX_EPOCHS:
-        raise ValueError(
+        raise InputError(
             f"probe option epochs={opts['epochs']}: at most {MAX_EPOCHS} (about 13 minutes a fold on the embedded "
             f"model; the default is {DEFAULTS['epochs']}): use epochs ≤ {MAX_EPOCHS}"
         )
     if opts["folds"] < 2:
-        raise ValueError(f"probe option folds must be ≥ 2 (cross-fitting needs a held-out fold), got {opts['folds']}")
+        raise InputError(f"probe option folds must be ≥ 2 (cross-fitting needs a held-out fold), got {opts['folds']}")
     seed = opts["seed"]
     if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
-        raise ValueError(f"probe option seed must be a non-negative int, got {seed!r}")
+        raise InputError(f"probe option seed must be a non-negative int, got {seed!r}")
     opts["seed"] = int(seed)
     lr = opts["lr"]
     if isinstance(lr, bool) or not isinstance(lr, Real) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"probe option lr must be a positive number, got {lr!r}")
+        raise InputError(f"probe option lr must be a positive number, got {lr!r}")
     opts["lr"] = float(lr)
     return opts
 
@@ -359,10 +360,10 @@ def probe_scores(
     held-out ``accuracy`` (chance = 1/C; NaN for logistic) and every class's accuracy."""
     opts = check_options(**options)
     if len(tasks) < 2:
-        raise ValueError("probing needs at least two tasks (the classes): pass several tasks, e.g. builtin()")
+        raise InputError("probing needs at least two tasks (the classes): pass several tasks, e.g. builtin()")
     smallest = min(tasks, key=len)
     if len(smallest) < opts["folds"]:
-        raise ValueError(
+        raise InputError(
             f"folds={opts['folds']} needs ≥ {opts['folds']} items in every task, but {smallest.name!r} has "
             f"{len(smallest)}: lower folds or add items"
         )

@@ -32,6 +32,7 @@ import numbers
 import numpy as np
 
 from ..engine.nnsight_engine import ENGINES
+from ..errors import InputError
 from .ablation import ablate, sweep_cost, traced_ablation
 from .attribution import MAX_STEPS, attribute_screens, check_steps, path_cost, path_points, traced_attribution
 from .base import ABLATION_VARIANTS, Scorer, TaskResult, register
@@ -59,10 +60,10 @@ class Verified(Scorer):
         checked = [check_steps(self.name, {**options, "steps": m}, self.options) for m in given]
         screens = [c["steps"] for c in checked]
         if not screens or len(set(screens)) != len(screens):
-            raise ValueError(f"verified option steps={steps!r}: give distinct screens, e.g. [1, 2], or one int")
+            raise InputError(f"verified option steps={steps!r}: give distinct screens, e.g. [1, 2], or one int")
         points = len(path_points(screens))
         if points > MAX_STEPS:
-            raise ValueError(
+            raise InputError(
                 f"verified option steps={steps!r}: these screens run {points} distinct path points, at most "
                 f"{MAX_STEPS} (each is a forward and backward pass): give fewer or smaller screens, e.g. [1, 2]"
             )
@@ -75,7 +76,7 @@ class Verified(Scorer):
                 what = "a whole number ≥ 1" + (
                     ", or None (the screen's intervals choose)" if name == "candidates" else ""
                 )
-                raise ValueError(f"verified option {name}={value!r}: give {what}")
+                raise InputError(f"verified option {name}={value!r}: give {what}")
             out[name] = int(value)
         return out
 
@@ -119,7 +120,7 @@ def check_counts(options: dict, n_layers: int, n_heads: int) -> None:
     count by ``candidates``: its default 20 exceeds a small model's heads.)"""
     heads, fixed = n_layers * n_heads, options["candidates"]
     if fixed is not None and fixed > heads:
-        raise ValueError(
+        raise InputError(
             f"verified option candidates={fixed!r} is more than the {heads} heads of this {n_layers} × {n_heads} "
             f"model: give at most {heads} (every head verified is method='ablation', without the screens)"
         )

@@ -15,6 +15,7 @@ import numbers
 import numpy as np
 
 from ..analysis.validation import Faithfulness
+from ..errors import InputError, InputTypeError, NotFoundError
 from .plot import HeadlabFigure
 
 RANDOM = "0.55"  # colour of the random-k band
@@ -28,7 +29,7 @@ def check_curves(fn: str, curves) -> Faithfulness:
     what = {"HeadScores": "a map (HeadScores)", "Validation": "validate()'s one-k table (Validation)"}.get(kind, kind)
     if isinstance(curves, (list, tuple, dict)):
         what = f"a {kind} of {type(next(iter(curves), None)).__name__}" if len(curves) else f"an empty {kind}"
-    raise TypeError(
+    raise InputTypeError(
         f"{fn}() draws faithfulness curves, not {what}: compute them first with headlab.faithfulness(model, scores, "
         "tasks) (or headlab.validate(model, scores, tasks, ks=...))"
     )
@@ -39,22 +40,22 @@ def check_size(name: str, value) -> tuple[float, float]:
     ok = isinstance(value, (tuple, list)) and len(value) == 2
     ok = ok and all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in value)
     if not ok or min(value) <= 0:
-        raise ValueError(f"{name} must be (width, height) in inches, two positive numbers, got {value!r}")
+        raise InputError(f"{name} must be (width, height) in inches, two positive numbers, got {value!r}")
     return float(value[0]), float(value[1])
 
 
 def _task_index(curves, task) -> int:
     if task is not None and not isinstance(task, str):
-        raise TypeError(f"task= is a task's name, one of {curves.tasks}, not {type(task).__name__} {task!r}")
+        raise InputTypeError(f"task= is a task's name, one of {curves.tasks}, not {type(task).__name__} {task!r}")
     if task is None:
         if len(curves.tasks) != 1:
-            raise ValueError(
+            raise InputError(
                 f"these curves hold {len(curves.tasks)} tasks: name one as task=, one of {curves.tasks}, "
-                "or draw every task with headlab.faithfulness_grid(curves)"
+                "or draw every task with headlab.viz.curves.faithfulness_grid(curves)"
             )
         return 0
     if task not in curves.tasks:
-        raise KeyError(f"no task {task!r} in these curves; tasks: {curves.tasks}")
+        raise NotFoundError(f"no task {task!r} in these curves; tasks: {curves.tasks}")
     return curves.tasks.index(task)
 
 
@@ -96,7 +97,7 @@ def faithfulness_grid(curves, columns: int = 4, panel=(2.6, 2.2)) -> HeadlabFigu
     inches)."""
     curves = check_curves("faithfulness_grid", curves)
     if isinstance(columns, bool) or not isinstance(columns, numbers.Integral) or columns < 1:
-        raise ValueError(f"columns must be a whole number ≥ 1 (panels per row), got {columns!r}")
+        raise InputError(f"columns must be a whole number ≥ 1 (panels per row), got {columns!r}")
     panel = check_size("panel", panel)
     n = len(curves.tasks)
     cols = min(columns, n)

@@ -33,6 +33,7 @@ from matplotlib.colors import Colormap
 from matplotlib.ticker import MaxNLocator
 
 from ..analysis.selection import select_from
+from ..errors import InputError, InputTypeError
 from ..results import HeadScores, check_k, check_threshold
 
 DISPLAYS = {  # normalisation → what the explorer and the colour bar call it
@@ -76,13 +77,13 @@ def colorbar_label(scores: HeadScores, normalize: str) -> str:
 
 def check_normalize(normalize) -> str:
     if not isinstance(normalize, str) or normalize not in DISPLAYS:
-        raise ValueError(f"unknown normalize {normalize!r}: choose from {tuple(DISPLAYS)}")
+        raise InputError(f"unknown normalize {normalize!r}: choose from {tuple(DISPLAYS)}")
     return normalize
 
 
 def check_by(by) -> str:
     if not isinstance(by, str) or by not in BY:
-        raise ValueError(f"by must be 'value' (signed, as top() ranks) or 'abs' (|value|), got {by!r}")
+        raise InputError(f"by must be 'value' (signed, as top() ranks) or 'abs' (|value|), got {by!r}")
     return by
 
 
@@ -99,13 +100,13 @@ class Selection:
     def __post_init__(self):
         given = [self.threshold is not None, self.top_k is not None, bool(self.elbow)]
         if sum(given) > 1:
-            raise ValueError("give one of threshold, top_k or elbow, not several")
+            raise InputError("give one of threshold, top_k or elbow, not several")
         if self.threshold is not None:
             self.threshold = check_threshold("threshold", self.threshold)
         if self.top_k is not None:
             check_k("top_k", self.top_k)
         if not isinstance(self.elbow, (bool, np.bool_)):
-            raise ValueError(f"elbow must be True or False, got {self.elbow!r}")
+            raise InputError(f"elbow must be True or False, got {self.elbow!r}")
         check_by(self.by)
 
     @property
@@ -211,10 +212,10 @@ def check_cmap(cmap) -> Colormap:
     """A colour map name or ``Colormap``; one line for an unknown one."""
     if isinstance(cmap, str):
         if cmap not in colormaps:
-            raise ValueError(f"unknown cmap {cmap!r}: use a matplotlib colour map name such as 'RdBu_r' or 'viridis'")
+            raise InputError(f"unknown cmap {cmap!r}: use a matplotlib colour map name such as 'RdBu_r' or 'viridis'")
         return named_cmap(cmap)
     if not isinstance(cmap, Colormap):
-        raise TypeError(f"cmap must be a colour map name or a matplotlib Colormap, not {type(cmap).__name__}")
+        raise InputTypeError(f"cmap must be a colour map name or a matplotlib Colormap, not {type(cmap).__name__}")
     return cmap
 
 
@@ -246,7 +247,7 @@ def check_vmax(vmax):
     if vmax is None:
         return None
     if check_threshold("vmax", vmax) <= 0:
-        raise ValueError(f"vmax must be a positive number, got {vmax!r}")
+        raise InputError(f"vmax must be a positive number, got {vmax!r}")
     return float(vmax)
 
 
@@ -294,7 +295,7 @@ def difference_panels(a: HeadScores, b: HeadScores, tasks, normalize: str, selec
     """Per task, one panel of a − b in displayed units (same model shape); the selection ranks |a − b|, so the
     largest differences either way are selected."""
     if a.shape[1:] != b.shape[1:]:
-        raise ValueError(
+        raise InputError(
             f"a difference needs maps of one shape, got {a.shape[1]} × {a.shape[2]} and {b.shape[1]} × {b.shape[2]}: "
             "compare side by side (by relative depth) instead"
         )

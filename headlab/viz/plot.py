@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter
 from matplotlib.transforms import ScaledTranslation
 
+from ..errors import InputError, InputTypeError
 from ..files import output_path, write_file
 from ..results import HeadScores, check_k, check_threshold
 from . import display
@@ -80,7 +81,9 @@ def tick_step(n: int) -> int:
 
 def _check_scores(scores) -> HeadScores:
     if not isinstance(scores, HeadScores):
-        raise TypeError(f"expected HeadScores (from headlab.score or HeadScores.load), not {type(scores).__name__}")
+        raise InputTypeError(
+            f"expected HeadScores (from headlab.score or HeadScores.load), not {type(scores).__name__}"
+        )
     return scores
 
 
@@ -90,7 +93,7 @@ def _check_figsize(figsize):
     ok = isinstance(figsize, (tuple, list)) and len(figsize) == 2
     ok = ok and all(not isinstance(v, bool) and isinstance(v, numbers.Real) and 0 < v < 1000 for v in figsize)
     if not ok:
-        raise ValueError(f"figsize must be (width, height) in inches, two positive numbers, got {figsize!r}")
+        raise InputError(f"figsize must be (width, height) in inches, two positive numbers, got {figsize!r}")
     return tuple(float(v) for v in figsize)
 
 
@@ -139,13 +142,13 @@ class GridView:
         if ncols is not None:
             check_k("ncols", ncols)
         if ax is not None and not isinstance(ax, Axes):
-            raise TypeError(f"ax must be a matplotlib Axes, not {type(ax).__name__}")
+            raise InputTypeError(f"ax must be a matplotlib Axes, not {type(ax).__name__}")
         if fig is not None and not isinstance(fig, Figure):
-            raise TypeError(f"fig must be a matplotlib Figure, not {type(fig).__name__}")
+            raise InputTypeError(f"fig must be a matplotlib Figure, not {type(fig).__name__}")
         self.ncols, self.figsize, self._ax = ncols, _check_figsize(figsize), ax
         if ax is not None:
             if len(self.tasks) != 1:
-                raise ValueError(f"a view drawn into one ax shows one task, got {len(self.tasks)}")
+                raise InputError(f"a view drawn into one ax shows one task, got {len(self.tasks)}")
             fig = ax.get_figure(root=True)
         elif fig is None:
             fig = HeadlabFigure()
@@ -161,14 +164,14 @@ class GridView:
         try:
             tasks = [tasks] if isinstance(tasks, str) else list(tasks)
         except TypeError:
-            raise TypeError(f"tasks must be a task name or a list of them, not {type(tasks).__name__}") from None
+            raise InputTypeError(f"tasks must be a task name or a list of them, not {type(tasks).__name__}") from None
         unknown = [t for t in tasks if not isinstance(t, str) or t not in self.scores.tasks]
         if unknown:
-            raise ValueError(f"unknown task(s) {unknown}: these scores have {self.scores.tasks}")
+            raise InputError(f"unknown task(s) {unknown}: these scores have {self.scores.tasks}")
         if not tasks:
-            raise ValueError("no tasks selected: pass at least one task name")
+            raise InputError("no tasks selected: pass at least one task name")
         if len(set(tasks)) != len(tasks):
-            raise ValueError(f"a task is named twice in tasks={tasks}: name each once")
+            raise InputError(f"a task is named twice in tasks={tasks}: name each once")
         return tasks
 
     def _check_mask(self, mask) -> np.ndarray | None:
@@ -176,7 +179,7 @@ class GridView:
             return None
         mask = np.asarray(mask)
         if mask.shape != self.scores.shape or mask.dtype != bool:
-            raise ValueError(
+            raise InputError(
                 f"significant must be a bool array of shape {self.scores.shape} (tasks, layers, heads), "
                 f"got {mask.dtype} {mask.shape}"
             )
@@ -188,7 +191,7 @@ class GridView:
         rules = ("threshold", "top_k", "elbow")
         given = [r for r in rules if r in changes and changes[r] not in (None, False)]
         if len(given) > 1:
-            raise ValueError(f"give one of threshold, top_k or elbow, not {' and '.join(given)}")
+            raise InputError(f"give one of threshold, top_k or elbow, not {' and '.join(given)}")
         for r in rules:  # choosing one selection rule replaces the others
             if given and r != given[0]:
                 new[r] = False if r == "elbow" else None
@@ -253,7 +256,7 @@ class GridView:
             panel_w = (w - m["left"] - m["right"] - (cols - 1) * m["wspace"]) / cols
             panel_h = (h - m["top"] - m["bottom"] - (rows - 1) * m["hspace"]) / rows
             if min(panel_w, panel_h) <= 0.2:
-                raise ValueError(f"figsize {(w, h)} is too small for a {rows} × {cols} grid")
+                raise InputError(f"figsize {(w, h)} is too small for a {rows} × {cols} grid")
             gs = fig.add_gridspec(
                 rows,
                 cols,
@@ -364,7 +367,7 @@ class GridView:
         if tasks is not _KEEP:
             new = self._check_tasks(tasks)
             if self._ax is not None and len(new) != 1:
-                raise ValueError(f"a view drawn into one ax shows one task, got {len(new)}")
+                raise InputError(f"a view drawn into one ax shows one task, got {len(new)}")
             fits = self._ax is not None or self._shape(len(new)) == self._grid
             self.tasks = new
             if not fits:
@@ -451,11 +454,11 @@ def always_any_grid(aa, tasks=None) -> Figure:
     from ..analysis.stats import AlwaysAny
 
     if not isinstance(aa, AlwaysAny):
-        raise TypeError(f"always_any_grid() takes stats.always_any(...), not {type(aa).__name__}")
+        raise InputTypeError(f"always_any_grid() takes stats.always_any(...), not {type(aa).__name__}")
     tasks = list(aa.tasks) if tasks is None else [tasks] if isinstance(tasks, str) else list(tasks)
     unknown = [t for t in tasks if t not in aa.tasks]
     if unknown or not tasks:
-        raise ValueError(f"unknown or no task(s) {unknown}: choose from {aa.tasks}")
+        raise InputError(f"unknown or no task(s) {unknown}: choose from {aa.tasks}")
     L, H = aa.freq.shape[1:]
     fig = HeadlabFigure(figsize=(2 * PANEL_W + 1.4, 0.5 + len(tasks) * PANEL_H), layout="constrained")
     axes = fig.subplots(len(tasks), 2, squeeze=False, sharex=True, sharey=True)
@@ -483,16 +486,18 @@ def plot_matrix(df, title=None, label=None, vmin=None, vmax=None) -> Figure:
     import pandas as pd
 
     if not isinstance(df, pd.DataFrame) or df.empty:
-        raise TypeError(f"plot_matrix() takes a non-empty pandas DataFrame (e.g. compare.task_overlap), not {df!r:.60}")
+        raise InputTypeError(
+            f"plot_matrix() takes a non-empty pandas DataFrame (e.g. compare.task_overlap), not {df!r:.60}"
+        )
     for name, v in (("vmin", vmin), ("vmax", vmax)):
         if v is not None:
             check_threshold(name, v)
     if vmin is not None and vmax is not None and not vmin < vmax:
-        raise ValueError(f"vmin ({vmin}) must be below vmax ({vmax})")
+        raise InputError(f"vmin ({vmin}) must be below vmax ({vmax})")
     try:
         values = df.to_numpy(dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError("plot_matrix() needs a numeric DataFrame: every cell a number") from None
+        raise InputError("plot_matrix() needs a numeric DataFrame: every cell a number") from None
     n_rows, n_cols = values.shape
     fig = HeadlabFigure(figsize=(2.2 + 0.6 * n_cols, 1.6 + 0.45 * n_rows), layout="constrained")
     ax = fig.add_subplot()
@@ -512,7 +517,7 @@ def save(fig, path, overwrite: bool = False) -> Path:
     """Write ``fig`` to ``path`` as PNG (150 dpi), SVG or PDF by suffix, atomically, creating parent folders.
     An existing file is kept unless ``overwrite=True``; the path rules are ``headlab.files``'s."""
     if not isinstance(fig, Figure):
-        raise TypeError(f"save() takes a matplotlib Figure (e.g. heatmap_grid(...)), not {type(fig).__name__}")
+        raise InputTypeError(f"save() takes a matplotlib Figure (e.g. heatmap_grid(...)), not {type(fig).__name__}")
     path = output_path(path, what="plot.save()", suffixes=SAVE_FORMATS, overwrite=overwrite)
     buf = io.BytesIO()
     kind = path.suffix.lower()
@@ -525,7 +530,7 @@ def attention_pattern(pattern, tokens, title=None, ax=None):
     on both axes (spaces shown as "␣", newlines as "\\n"); into ``ax`` or a new figure. Returns the Figure."""
     pattern, tokens = np.asarray(pattern), [str(t).replace(" ", "␣").replace("\n", "\\n") for t in tokens]
     if pattern.shape != (len(tokens), len(tokens)):
-        raise ValueError(f"pattern has shape {pattern.shape}, expected ({len(tokens)}, {len(tokens)}) for the tokens")
+        raise InputError(f"pattern has shape {pattern.shape}, expected ({len(tokens)}, {len(tokens)}) for the tokens")
     if ax is None:
         side = min(7.0, 2.0 + 0.2 * len(tokens))
         ax = HeadlabFigure(figsize=(side + 0.9, side), layout="constrained").add_subplot()
@@ -551,10 +556,10 @@ def compare_scatter(a: HeadScores, b: HeadScores, task=None, labels=None):
     _check_scores(a), _check_scores(b)
     tasks = common_tasks(a, b) if task is None else [task] if isinstance(task, str) else list(task)
     if a.values.shape[1:] != b.values.shape[1:]:
-        raise ValueError(f"maps differ in shape {a.values.shape[1:]} vs {b.values.shape[1:]}: compare one model")
+        raise InputError(f"maps differ in shape {a.values.shape[1:]} vs {b.values.shape[1:]}: compare one model")
     missing = [t for t in tasks if t not in a.tasks or t not in b.tasks]
     if missing or not tasks:
-        raise ValueError(f"task(s) {missing} are not scored by both maps: choose from {common_tasks(a, b)}")
+        raise InputError(f"task(s) {missing} are not scored by both maps: choose from {common_tasks(a, b)}")
     xlabel, ylabel = labels or (f"{a.model.name} · {a.method}", f"{b.model.name} · {b.method}")
     rows, cols = grid_shape(len(tasks))
     fig = HeadlabFigure(figsize=(0.6 + 2.8 * cols, 0.4 + 2.6 * rows), layout="constrained")

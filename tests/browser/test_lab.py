@@ -624,10 +624,10 @@ def test_every_explorer_control_at_two_sizes(lab):
 def test_saved_page_opens_offline_with_hover(tmp_path):
     from playwright.sync_api import sync_playwright
 
-    from headlab import widgets
     from headlab.models import ModelInfo
     from headlab.results import HeadScores
     from headlab.tasks import TASK_NAMES
+    from headlab.viz import explorer as widgets
 
     rng = np.random.default_rng(0)
     values = rng.standard_t(2, (8, 30, 9)) * 0.1

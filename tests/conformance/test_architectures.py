@@ -37,17 +37,18 @@ import torch
 from scipy.stats import spearmanr
 
 import headlab.engine.packing
-from headlab.architectures import ARCHITECTURES, tiny_arch
-from headlab.models import byte_tokenizer, load_model
-from headlab.scorers.reference import (
+from headlab.models import load_model
+from headlab.scoring import score
+from headlab.tasks import Task
+from headlab.testing import byte_tokenizer
+from headlab.testing.architectures import ARCHITECTURES, tiny_arch
+from headlab.testing.reference import (
     ABLATIONS,
     gate_gradient,
     integrated_gradients,
     per_head_ablation,
     transformerlens_patching,
 )
-from headlab.scoring import score
-from headlab.tasks import Task
 
 pytestmark = [pytest.mark.conformance, pytest.mark.filterwarnings("ignore:.*differ in token length")]
 

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from headlab.architectures import ARCHITECTURES, tiny_arch
 from headlab.engine.nnsight_engine import OUT_PROJ
-from headlab.models import byte_tokenizer, load_model
+from headlab.models import load_model
 from headlab.scoring import score
+from headlab.testing import byte_tokenizer
+from headlab.testing.architectures import ARCHITECTURES, tiny_arch
 
 from .test_architectures import ATOL, N_LAYERS, TASK, Case, assert_matches, reference
 

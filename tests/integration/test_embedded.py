@@ -70,7 +70,7 @@ def test_resample_ablation_equals_transformerlens_on_embedded(embedded):
     activation of get_act_patch_attn_head_out_all_pos, restricted to those layers by an index_df."""
     import pandas as pd
 
-    from headlab.scorers.reference import transformerlens_patching
+    from headlab.testing.reference import transformerlens_patching
 
     task = builtin(["Syntactic Understanding"])["Syntactic Understanding"].subset(4)
     ours = score(embedded, task, method="ablation", ablation="resample", cache=False, progress=False)
@@ -85,7 +85,7 @@ def test_resample_ablation_equals_transformerlens_on_embedded(embedded):
 def test_packed_attribution_equals_padded_on_embedded(embedded, ablation, monkeypatch):
     """The embedded model runs attribution packed (rows shared by several items, counterfactual suffixes on
     the clean keys/values); right-padded full runs give the same numbers."""
-    from headlab import packing
+    from headlab.engine import packing
 
     assert packing.supported(embedded)
     tasks = {
@@ -154,7 +154,7 @@ def test_probe_on_cogqa(embedded, cogqa_path):
 def test_integrated_gradients_equal_the_plain_reference_on_embedded(embedded, ablation):
     """steps=3 on the packed fast path (prefix trie, counterfactual suffixes) = one full forward + backward per
     path point."""
-    from headlab.scorers.reference import integrated_gradients
+    from headlab.testing.reference import integrated_gradients
 
     task = builtin(["Math Calculation"])["Math Calculation"].subset(3)
     ours = score(embedded, task, method="attribution", ablation=ablation, steps=3, cache=False, progress=False)

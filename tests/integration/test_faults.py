@@ -18,7 +18,8 @@ import os, sys, time, numpy as np
 os.environ["TQDM_DISABLE"] = "1"
 import torch
 torch.set_num_threads(1)
-from headlab.models import byte_tokenizer, load_model, tiny_hf
+from headlab.testing import byte_tokenizer, tiny_hf
+from headlab.models import load_model
 from headlab.scoring import score
 from headlab.tasks import Task
 import headlab.scorers.ablation as ablation

@@ -24,16 +24,20 @@ import pandas as pd
 import pytest
 import torch
 
-from headlab import cli, compare, plot, stats, widgets
+from headlab import cli
+from headlab.analysis import compare, stats
 from headlab.analysis.interventions import head_means, mask_heads, steer
 from headlab.analysis.selection import elbow_count, select_heads
 from headlab.analysis.steering import steering_sweep
 from headlab.analysis.validation import faithfulness, layer_matched_random, validate
 from headlab.metrics import encode, evaluate
-from headlab.models import ModelInfo, ModelLoadError, byte_tokenizer, describe, load_model, planted, tiny, tiny_hf
+from headlab.models import ModelInfo, ModelLoadError, describe, load_model
 from headlab.results import HeadScores
 from headlab.scoring import score
 from headlab.tasks import Item, Task, TaskError, as_task_list, builtin, load_cogqa
+from headlab.testing import byte_tokenizer, planted, tiny, tiny_hf
+from headlab.viz import explorer as widgets
+from headlab.viz import plot
 from headlab.viz.curves import faithfulness_plot as plot_curves
 
 L, H = 3, 4  # conftest's tiny_model
@@ -191,7 +195,7 @@ def explorer(c, scores=None, tasks=None, models=None, **kw):
 
 bad("api:models", "unknown alias", lambda c: load_model("gpt-17"), ModelLoadError, "unknown model alias 'gpt-17'")
 bad("api:models", "int model", lambda c: load_model(42), ModelLoadError, "not int")
-bad("api:models", "tiny by name", lambda c: load_model("tiny"), ModelLoadError, r"headlab\.models\.tiny\(\)")
+bad("api:models", "tiny by name", lambda c: load_model("tiny"), ModelLoadError, r"headlab\.testing\.tiny\(\)")
 bad("api:models", "missing folder", lambda c: load_model("./no/such/folder"), ModelLoadError, "no model folder at")
 bad("api:models", "hf without tokenizer", lambda c: load_model(tiny_hf()), ModelLoadError, "needs its tokenizer")
 bad(
@@ -1123,7 +1127,7 @@ bad(
     lambda c: plot_curves(two_task_curves()),
     ValueError,
     r"these curves hold 2 tasks: name one as task=, one of \['A', 'B'\], or draw every task with "
-    r"headlab.faithfulness_grid\(curves\)",
+    r"headlab.viz.curves.faithfulness_grid\(curves\)",
 )
 bad(
     "api:curves", "unknown task", lambda c: plot_curves(two_task_curves(), "C"), KeyError, "no task 'C' in these curves"

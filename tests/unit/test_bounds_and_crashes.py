@@ -17,17 +17,20 @@ import pandas as pd
 import pytest
 import torch
 
-from headlab import compare, plot, stats, widgets
+from headlab.analysis import compare, stats
 from headlab.analysis.interventions import head_means
 from headlab.analysis.selection import elbow_count, select_heads
 from headlab.analysis.steering import steering_sweep
 from headlab.analysis.validation import Faithfulness, Validation, check_draws, faithfulness, validate
 from headlab.engine import budget, progress
-from headlab.models import ModelLoadError, byte_tokenizer, describe, load_model, tiny, tiny_hf
+from headlab.models import ModelLoadError, describe, load_model
 from headlab.results import HeadScores
 from headlab.scorers import attribution, gating, probe, verified
 from headlab.scoring import score
 from headlab.tasks import Task
+from headlab.testing import byte_tokenizer, tiny, tiny_hf
+from headlab.viz import explorer as widgets
+from headlab.viz import plot
 from headlab.viz.curves import faithfulness_grid, faithfulness_plot
 
 L, H = 3, 4  # conftest's tiny_model

@@ -9,9 +9,10 @@ import torch
 
 import headlab.cache as cache
 from headlab.analysis.interventions import mask_heads
-from headlab.models import byte_tokenizer, load_model, tiny_hf
+from headlab.models import load_model
 from headlab.results import HeadScores
 from headlab.scoring import score
+from headlab.testing import byte_tokenizer, tiny_hf
 
 KW = dict(method="ablation", ablation="zero", progress=False)
 

@@ -18,10 +18,11 @@ from huggingface_hub.errors import StrictDataclassFieldValidationError
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from headlab import cache
-from headlab.architectures import ARCHITECTURES, tiny_arch
-from headlab.models import PLACEMENT_FIELDS, byte_tokenizer, config_fields, load_model, tiny
+from headlab.models import PLACEMENT_FIELDS, config_fields, load_model
 from headlab.scoring import score
 from headlab.tasks import Task
+from headlab.testing import byte_tokenizer, tiny
+from headlab.testing.architectures import ARCHITECTURES, tiny_arch
 
 # Fields a loaded model's config reports but that no assignment changes: ``to_dict()`` writes the installed
 # transformers version (so an upgrade moves every key) and the config class's ``model_type`` (the class is the

@@ -4,15 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from headlab import hooks
 from headlab.analysis.interventions import head_means, mask_heads, steer
 from headlab.analysis.selection import elbow_count, select_heads
 from headlab.analysis.steering import directions, steering_sweep
 from headlab.analysis.validation import layer_matched_random, validate
+from headlab.engine import hooks
 from headlab.metrics import encode
-from headlab.models import ModelInfo, planted
+from headlab.models import ModelInfo
 from headlab.results import HeadScores
 from headlab.scoring import score
+from headlab.testing import planted
 
 
 def _scores(m):

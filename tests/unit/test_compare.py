@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from headlab import compare, plot
+from headlab.analysis import compare
 from headlab.models import ModelInfo
 from headlab.results import HeadScores
+from headlab.viz import plot
 
 
 def scores(values, tasks=None, name="toy"):

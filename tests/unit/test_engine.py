@@ -7,9 +7,10 @@ import torch
 from headlab.engine import budget, packing, replay
 from headlab.engine.forward import UnsupportedModel, check_logits
 from headlab.metrics import encode
-from headlab.models import byte_tokenizer, load_model, tiny_hf
+from headlab.models import load_model
 from headlab.scoring import score
 from headlab.tasks import Task
+from headlab.testing import byte_tokenizer, tiny_hf
 
 
 @pytest.fixture(scope="module")

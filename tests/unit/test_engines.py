@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from headlab.analysis.validation import validate
-from headlab.models import ModelLoadError, byte_tokenizer, load_model, tiny_hf
+from headlab.models import ModelLoadError, load_model
 from headlab.scoring import score
+from headlab.testing import byte_tokenizer, tiny_hf
 
 nnsight_installed = pytest.importorskip("nnsight")
 

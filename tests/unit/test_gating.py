@@ -7,10 +7,10 @@ import torch
 
 import headlab.scorers.gating as gating
 from headlab.engine.forward import final_resid, unembed_at
-from headlab.models import planted
 from headlab.scorers.gating import DEFAULTS, check_options, gate_fits, taxonomy
 from headlab.scoring import score
 from headlab.tasks import Task
+from headlab.testing import planted
 
 FACILITATING, INTERFERING = (1, 2), (1, 0)
 FIT = {"seeds": (0, 1), "steps": 40, "lr": 0.25, "lam": 0.05}

@@ -11,8 +11,9 @@ from headlab.analysis.selection import select_heads
 from headlab.engine.forward import gather_positions
 from headlab.metrics import encode, from_logits
 from headlab.results import HeadScores
-from headlab.scorers import attribution, reference, verified
+from headlab.scorers import attribution, verified
 from headlab.scoring import score
+from headlab.testing import reference
 
 
 def _close(a, b, rel=1e-5):

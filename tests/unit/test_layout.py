@@ -11,9 +11,9 @@ ROOT = Path(__file__).resolve().parents[2] / "headlab"
 # Lower layers never import higher ones; modules of one layer may import each other (without cycles).
 LAYERS = [
     (
+        "headlab.errors",
         "headlab.models",
         "headlab.tasks",
-        "headlab.architectures",
         "headlab.files",
         "headlab.engine.nnsight_engine",
         "headlab.engine.ndif",
@@ -26,6 +26,7 @@ LAYERS = [
     ("headlab.analysis", "headlab.workshop"),
     ("headlab.viz",),
     ("headlab.cli", "headlab.__main__", "headlab"),
+    ("headlab.testing",),  # helpers for tests and benchmarks: they may use anything, nothing in the product uses them
 ]
 
 
@@ -128,6 +129,19 @@ def test_no_private_name_is_imported_across_modules():
         if n.startswith("_")
     ]
     assert not private, private
+
+
+def test_no_product_module_imports_the_test_helpers():
+    """``headlab.testing`` (tiny models, the architecture zoo, slow references) ships for tests and benchmarks:
+    the product works without it."""
+    into = [
+        f"{m}:{line} imports {t}"
+        for m, edges in GRAPH.items()
+        if not (m == "headlab.testing" or m.startswith("headlab.testing."))
+        for t, _, line in edges
+        if t == "headlab.testing" or t.startswith("headlab.testing.")
+    ]
+    assert not into, into
 
 
 def test_the_checks_see_the_imports_they_guard():

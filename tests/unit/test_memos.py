@@ -22,8 +22,8 @@ import headlab.workshop as workshop
 from headlab import cache, scoring
 from headlab.analysis.interventions import mask_heads
 from headlab.engine import forward
-from headlab.models import tiny
 from headlab.scoring import score
+from headlab.testing import tiny
 
 ROOT = Path(__file__).resolve().parents[2] / "headlab"
 

@@ -13,10 +13,11 @@ import torch
 from headlab import cache
 from headlab.analysis.steering import steering_sweep
 from headlab.analysis.validation import faithfulness, validate
-from headlab.models import describe, tiny
+from headlab.models import describe
 from headlab.results import HeadScores
 from headlab.scoring import score
-from headlab.viz.widgets import explorer
+from headlab.testing import tiny
+from headlab.viz.explorer import explorer
 from headlab.workshop import check_ablation
 
 SHAPE = dict(n_layers=3, n_heads=4, d_model=64, n_kv_heads=2)

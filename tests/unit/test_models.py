@@ -6,7 +6,8 @@ import time
 import pytest
 import torch
 
-from headlab.models import ModelInfo, ModelLoadError, byte_tokenizer, describe, load_model, planted, tiny, tiny_hf
+from headlab.models import ModelInfo, ModelLoadError, describe, load_model
+from headlab.testing import byte_tokenizer, planted, tiny, tiny_hf
 
 
 def test_tiny_describes_itself():
@@ -68,7 +69,7 @@ def test_wraps_a_user_loaded_hf_model():
     [
         ("gpt-17", "unknown model alias 'gpt-17'"),
         (42, "not int"),
-        ("tiny", "headlab.models.tiny"),
+        ("tiny", "headlab.testing.tiny"),
     ],
 )
 def test_bad_model_arguments(arg, match):

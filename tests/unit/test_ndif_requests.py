@@ -18,8 +18,9 @@ from nnsight.intervention.backends.remote import RemoteError  # noqa: E402
 from headlab import cache, load_model, score  # noqa: E402
 from headlab.engine import ndif, nnsight_engine  # noqa: E402
 from headlab.engine.progress import Cancelled, bar, watching  # noqa: E402
-from headlab.models import EMBEDDED_HF_ID, ModelLoadError, byte_tokenizer, embedded_folder, tiny_hf  # noqa: E402
+from headlab.models import EMBEDDED_HF_ID, ModelLoadError, embedded_folder  # noqa: E402
 from headlab.tasks import builtin  # noqa: E402
+from headlab.testing import byte_tokenizer, tiny_hf  # noqa: E402
 
 CLOSED = "http://127.0.0.1:9"  # nothing listens there: the client's calls fail as with the network down
 CONFIG_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")

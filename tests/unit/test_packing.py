@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from headlab import packing
+from headlab.engine import packing
 from headlab.engine.forward import final_resid
 from headlab.engine.packing import Pack, Run, Trie
 

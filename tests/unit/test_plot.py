@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from headlab import plot
 from headlab.models import ModelInfo
 from headlab.results import HeadScores
+from headlab.viz import plot
 
 NAMES = [
     "Knowledge Recall",
@@ -292,7 +292,7 @@ def test_missing_heads_are_dark_and_named():
 
 
 def test_always_any_grid_rows_by_two():
-    from headlab import stats
+    from headlab.analysis import stats
 
     runs = [make_scores(3, 4, 5, seed=i) for i in range(4)]
     aa = stats.always_any(runs, top_k=5)

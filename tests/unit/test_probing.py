@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import headlab.scorers.probe as probe
-from headlab import hooks
+from headlab.engine import hooks
 from headlab.scorers.probe import head_activations, stratified_folds
 from headlab.scoring import score
 from headlab.tasks import Task

@@ -86,10 +86,10 @@ def test_score_has_no_method_specific_branch():
 
 def test_explorer_and_cli_list_the_registry():
     from headlab import cli
-    from headlab.viz import widgets
+    from headlab.viz.explorer.menus import method_choices
 
-    assert widgets.METHODS == scorers.variants()
-    assert list(widgets.METHODS)[0] == "attribution · resample"  # the explorer's default
+    assert method_choices(None) == scorers.variants()
+    assert list(scorers.variants())[0] == "attribution · resample"  # the explorer's default
     with pytest.raises(SystemExit):
         cli.main(["score", "--method", "nonsense"])
 

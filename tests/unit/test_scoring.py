@@ -6,11 +6,11 @@ import headlab.scorers.ablation as ablation_scorer
 import headlab.scorers.attribution as attribution
 from headlab.engine.forward import gather_positions
 from headlab.metrics import encode, from_logits
-from headlab.models import planted
 from headlab.results import HeadScores
-from headlab.scorers.reference import transformerlens_patching
 from headlab.scoring import score
 from headlab.tasks import Task
+from headlab.testing import planted
+from headlab.testing.reference import transformerlens_patching
 
 
 @pytest.mark.parametrize("metric", ["logit_diff", "logprob"])
@@ -106,7 +106,7 @@ def test_packed_attribution_equals_padded(tiny_llama, toy_task, ablation, metric
     keys/values (``headlab.packing``) give the numbers of right-padded full runs: tasks of different lengths,
     counterfactuals differing early, late and never, and (logprob) a task without counterfactuals, mean-ablated,
     in the same rows as resampled ones."""
-    from headlab import packing
+    from headlab.engine import packing
 
     early = Task.from_records(
         "early",

@@ -4,7 +4,7 @@ the always / any heads across runs."""
 import numpy as np
 import pytest
 
-from headlab import stats
+from headlab.analysis import stats
 from headlab.models import ModelInfo
 from headlab.results import HeadScores
 

@@ -11,12 +11,13 @@ import time
 import numpy as np
 import pytest
 
-from headlab import scoring, widgets
+from headlab import scoring
 from headlab.engine import hooks, progress
 from headlab.models import ModelInfo
 from headlab.results import HeadScores
 from headlab.tasks import Task
 from headlab.viz import canvas
+from headlab.viz import explorer as widgets
 
 L, H = 2, 4
 PROMPTS = {"Alpha": ["The cat sat on the", "A dog ran to the"], "Beta": ["One plus one is", "Two plus two is"]}
@@ -38,7 +39,7 @@ def tasks():
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from headlab.models import tiny
+    from headlab.testing import tiny
 
     return tiny(n_layers=L, n_heads=H)
 
@@ -338,7 +339,7 @@ def test_details_value_rank_pattern_and_item(tasks, tiny_model, calls):
 
 
 def test_ci_toggle_marks_bootstrap_significance(tasks, calls, monkeypatch):
-    from headlab import stats
+    from headlab.analysis import stats
 
     made = []
     real = stats.bootstrap

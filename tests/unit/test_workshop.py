@@ -13,6 +13,7 @@ import headlab
 from headlab import workshop
 from headlab.analysis.interventions import mask_heads
 from headlab.metrics import evaluate
+from headlab.testing import tiny
 from headlab.workshop import NotYet
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -214,7 +215,7 @@ def test_checks_refuse_to_run_inside_mask_heads(tiny_model, toy_task, clean):
 
 def test_checks_recompute_from_the_model(toy_task):
     """A right answer stops being right when the model changes: nothing is stored or hard-coded."""
-    model = headlab.models.tiny(n_layers=2, n_heads=4, d_model=64, seed=1)
+    model = tiny(n_layers=2, n_heads=4, d_model=64, seed=1)
     ld = evaluate(model, toy_task).logit_diff
     workshop.check_behaviour(ld.mean(), (ld > workshop.MARGIN).float().mean(), model, toy_task)
     with torch.no_grad():

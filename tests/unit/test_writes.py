@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from headlab import cli, files, models, plot, widgets
+from headlab import cli, files, models
 from headlab.models import ModelInfo, describe
 from headlab.results import HeadScores
 from headlab.scoring import score
 from headlab.tasks import Task
+from headlab.viz import explorer as widgets
+from headlab.viz import plot
 
 OLD = b"earlier contents, never to be lost"
 

@@ -16,6 +16,7 @@ from ... import scorers, scoring
 from ...analysis import stats
 from ...cache import model_fingerprint
 from ...engine import hooks, progress
+from ...errors import InputError, InputTypeError
 from ...files import output_path, write_file
 from ...results import HeadScores
 from ...tasks import TASK_NAMES, TaskError, as_task_list, builtin
@@ -56,22 +57,22 @@ class Explorer:
         from ...models import load_model
 
         if models is not None and not isinstance(models, Mapping):
-            raise ValueError(
+            raise InputError(
                 f"models= takes a dict name → model (a bridge, a name for load_model, or a callable), not "
                 f"{type(models).__name__}"
             )
         self.models = dict(models) if models is not None else {DEFAULT_MODEL: load_model}
         if not self.models:
-            raise ValueError("explorer() needs at least one model")
+            raise InputError("explorer() needs at least one model")
         bad = [k for k in self.models if not isinstance(k, str) or not k]
         if bad:
-            raise ValueError(f"models= keys are the names shown in the menu: non-empty strings, got {bad!r}")
+            raise InputError(f"models= keys are the names shown in the menu: non-empty strings, got {bad!r}")
         self.methods = menus.method_choices(methods)
         if not isinstance(cross_model, bool):
-            raise ValueError(f"cross_model must be True or False, got {cross_model!r}")
+            raise InputError(f"cross_model must be True or False, got {cross_model!r}")
         self._cross_model = cross_model
         if scores is not None and not isinstance(scores, HeadScores):
-            raise TypeError(f"scores= takes HeadScores, not {type(scores).__name__}")
+            raise InputTypeError(f"scores= takes HeadScores, not {type(scores).__name__}")
         self._tasks = (
             None
             if tasks is None and scores is not None
@@ -88,7 +89,7 @@ class Explorer:
         method, first = next(iter(self.methods)), next(iter(self.models))
         if scores is not None:
             if set(scores.tasks) != set(names):
-                raise ValueError(f"scores= has tasks {scores.tasks} but tasks= has {names}: give the same tasks")
+                raise InputError(f"scores= has tasks {scores.tasks} but tasks= has {names}: give the same tasks")
             if self._tasks is not None:
                 menus.check_tasks_match(scores, self._tasks)
             method, computed = menus.entry_of(scores)
@@ -236,10 +237,10 @@ class Explorer:
             s.compare = ()
             return
         if key[1] not in self.methods:
-            raise ValueError(f"unknown method {key[1]!r}: choose from {list(self.methods)}")
+            raise InputError(f"unknown method {key[1]!r}: choose from {list(self.methods)}")
         engine = self.engine(key[0])
         if not menus.runs_on(self.methods[key[1]], engine):
-            raise ValueError(f"{key[1]} does not run on {key[0]}'s engine ({engine}): pick another method")
+            raise InputError(f"{key[1]} does not run on {key[0]}'s engine ({engine}): pick another method")
         if self.stored(key) is not None:
             self._put(role, key)
             return
@@ -265,7 +266,7 @@ class Explorer:
 
     def _busy_check(self, what: str) -> None:
         if self.state.job is not None:
-            raise ValueError(f"a job is running ({self.state.job.what}): wait for it or press Cancel before {what}")
+            raise InputError(f"a job is running ({self.state.job.what}): wait for it or press Cancel before {what}")
 
     def _begin(self, job: Job) -> None:
         """Make ``job`` the running job: estimate it (loading the model first), ask when long, else run it."""
@@ -350,7 +351,7 @@ class Explorer:
         kind, kwargs = self.methods[method]
         bridge = self.model(model)
         if hooks.hooks_active(bridge):
-            raise ValueError(
+            raise InputError(
                 f"hooks are on model {model!r} (mask_heads, steer or your own): the explorer maps the model as its "
                 "weights say, so it computes nothing until they are removed (leave the with-block first)"
             )
@@ -472,9 +473,9 @@ class Explorer:
             self._clear_curve(None)
             return
         if self.scores is None:
-            raise ValueError("no scores yet: pick a model and method that compute")
+            raise InputError("no scores yet: pick a model and method that compute")
         if s.select != "top_k":
-            raise ValueError("the faithfulness curve masks the top k heads: pick Select top-k first")
+            raise InputError("the faithfulness curve masks the top k heads: pick Select top-k first")
         task = self.controls["detail_task"].value
         key = (*s.a, task, s.by)
         if key in self.curves:
@@ -579,15 +580,15 @@ class Explorer:
         source = source or self.shown
         scores = self.store.get(source) if source else None
         if scores is None:
-            raise ValueError("no scores yet: pick a model and method that compute")
+            raise InputError("no scores yet: pick a model and method that compute")
         if not isinstance(task, str) or task not in scores.tasks:
-            raise ValueError(f"unknown task {task!r}: choose from {scores.tasks}")
+            raise InputError(f"unknown task {task!r}: choose from {scores.tasks}")
         _, L, H = scores.shape
         for name, value in (("layer", layer), ("head", head), ("item", item)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise ValueError(f"{name} must be an int, got {value!r}")
+                raise InputError(f"{name} must be an int, got {value!r}")
         if not (0 <= layer < L and 0 <= head < H):
-            raise ValueError(f"no head L{layer}.H{head}: layers are 0–{L - 1}, heads 0–{H - 1}")
+            raise InputError(f"no head L{layer}.H{head}: layers are 0–{L - 1}, heads 0–{H - 1}")
         return (*source, task, layer, head, item)
 
     def _details_estimate(self, job: Job) -> tuple[float, str]:
@@ -643,7 +644,7 @@ class Explorer:
         file is kept unless ``overwrite=True``; the path rules are ``headlab.files``'s, shared by every writer."""
         path = output_path(path, what="save_html()", suffixes=(".html", ".htm"), overwrite=overwrite)
         if self.scores is None or not self.grid.spec.get("panels"):
-            raise ValueError("nothing to save: the grid shows no panel yet")
+            raise InputError("nothing to save: the grid shows no panel yet")
         note = render(self.state, self.store, self.significant, self._version).status
         page = canvas.page(self.grid.state(), title=f"headlab · {source_name(self.shown)}", note=note)
         return write_file(path, page.encode("utf-8"), overwrite=overwrite, what="save_html()")

@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ...engine import hooks
+from ...errors import InputError
 from ...metrics import max_positions, prompt_ids
 from .. import plot
 
@@ -54,11 +55,11 @@ def prompt_of(bridge, task, item: int) -> list[int]:
     """The token ids of ``task``'s ``item``-th prompt, refused in one line where the model cannot take it."""
     items = task.items
     if not 0 <= item < len(items):
-        raise ValueError(f"no item {item} in {task.name!r}: it has items 0–{len(items) - 1}")
+        raise InputError(f"no item {item} in {task.name!r}: it has items 0–{len(items) - 1}")
     ids = prompt_ids(bridge.tokenizer, items[item].prompt)
     n_ctx = max_positions(bridge)
     if n_ctx is not None and len(ids) > n_ctx:
-        raise ValueError(
+        raise InputError(
             f"task {task.name!r}: item {item}'s prompt is {len(ids)} tokens but the model takes at most {n_ctx}"
         )
     return ids

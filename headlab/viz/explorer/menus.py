@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 
 from ... import scorers
+from ...errors import InputError
 from ...results import HeadScores, check_model
 
 METHODS = scorers.variants()
@@ -29,16 +30,16 @@ def method_choices(methods) -> dict[str, tuple[str, dict]]:
     try:
         methods = list(methods)
     except TypeError:
-        raise ValueError(f"methods= takes a list of method labels, not {type(methods).__name__}") from None
+        raise InputError(f"methods= takes a list of method labels, not {type(methods).__name__}") from None
     choices = {}
     for m in methods:
         pair = isinstance(m, (tuple, list)) and len(m) == 2
         label = m if isinstance(m, str) else f"{m[0]} · {m[1]}" if pair else None
         if label not in METHODS:
-            raise ValueError(f"unknown method {m!r}: choose from {list(METHODS)}")
+            raise InputError(f"unknown method {m!r}: choose from {list(METHODS)}")
         choices[label] = METHODS[label]
     if not choices:
-        raise ValueError("explorer() needs at least one method")
+        raise InputError("explorer() needs at least one method")
     return choices
 
 
@@ -114,7 +115,7 @@ def check_tasks_match(scores: HeadScores, tasks: dict) -> None:
         return
     other = [name for name, t in tasks.items() if name in recorded and recorded[name] != t.content_hash()]
     if other:
-        raise ValueError(
+        raise InputError(
             f"scores= were computed on other items than tasks= gives for {other}: pass the Task objects the scores "
             "came from"
         )

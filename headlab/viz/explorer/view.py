@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...errors import InputError
 from .. import canvas, display
 from .state import ViewState
 
@@ -46,7 +47,7 @@ def selection(state: ViewState, n_heads: int) -> display.Selection:
         return display.Selection(threshold=state.threshold, by=by)
     if state.select == "top_k":
         if not 1 <= state.k <= n_heads:
-            raise ValueError(f"k must be between 1 and {n_heads} (heads in the map), got {state.k}")
+            raise InputError(f"k must be between 1 and {n_heads} (heads in the map), got {state.k}")
         return display.Selection(top_k=state.k, by=by)
     if state.select == "elbow":
         return display.Selection(elbow=True, by=by)
@@ -80,7 +81,7 @@ def render(state: ViewState, store: dict, significant, version: int) -> Drawn:
     a = store[state.a]
     tasks = list(state.tasks)
     if not tasks:
-        raise ValueError("no task selected: tick at least one task (or press “all”)")
+        raise InputError("no task selected: tick at least one task (or press “all”)")
     n_heads = a.shape[1] * a.shape[2]
     sel = selection(state, n_heads)
     sig = significant(a) if state.ci else None

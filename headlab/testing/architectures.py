@@ -5,11 +5,12 @@ arguments (GPT-NeoX's ``layer_past``, BLOOM's ``alibi``), other positions (per-l
 partial rotary in StableLM and GPT-J, none in OPT), other masks (sliding windows) and other heads (Gemma 2's
 final-logit softcap, tied embeddings). ``tiny_arch(name)`` builds one of them in miniature from its config
 alone — no hub, no download — so that ``tests/conformance`` can check every scorer against the plain
-references (``scorers.reference``) on each, in milliseconds per forward:
+references (``headlab.testing.reference``) on each, in milliseconds per forward:
 
 ```python
-from headlab.architectures import tiny_arch
-from headlab.models import byte_tokenizer, load_model
+from headlab.testing.architectures import tiny_arch
+from headlab import load_model
+from headlab.testing import byte_tokenizer
 
 model = load_model(tiny_arch("gemma2", sliding_window=4), tokenizer=byte_tokenizer())
 ```
@@ -23,7 +24,7 @@ What makes them realistic despite their size (d_model 32, 2 layers, 4 heads, d_m
 - ``config.architectures`` set to the model class (config-built models leave it None, and the bridge then
   picks no adapter for Gemma 3, OLMo 2 or Falcon).
 
-This module is for tests and benchmarks; it imports nothing from headlab, so any layer may use it.
+This module is for tests and benchmarks; it imports nothing from headlab.
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ from dataclasses import dataclass
 import torch
 import transformers as T
 
+from ..errors import InputError
+
 INIT_STD = 0.2  # std of every weight matrix and embedding
 BIAS_STD = 0.05  # biases and norm weights: N(default, BIAS_STD)
 PROBE_TOKENS = 16  # length of the random byte prompt the logit scale is measured on
-BOS, EOS, PAD = 256, 257, 258  # headlab.models.byte_tokenizer's special tokens
+BOS, EOS, PAD = 256, 257, 258  # headlab.testing.byte_tokenizer's special tokens
 
 
 @dataclass(frozen=True)
@@ -214,11 +217,11 @@ def tiny_arch(
     on a random byte prompt, before any final softcap.
     """
     if name not in ARCHITECTURES:
-        raise ValueError(f"tiny_arch(): unknown architecture {name!r}: choose from {sorted(ARCHITECTURES)}")
+        raise InputError(f"tiny_arch(): unknown architecture {name!r}: choose from {sorted(ARCHITECTURES)}")
     if sliding_window is not None and name not in SLIDING:
-        raise ValueError(f"tiny_arch(): {name!r} has no sliding window; these do: {SLIDING}")
+        raise InputError(f"tiny_arch(): {name!r} has no sliding window; these do: {SLIDING}")
     if d_model % n_heads:
-        raise ValueError(f"tiny_arch(): d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        raise InputError(f"tiny_arch(): d_model ({d_model}) must be divisible by n_heads ({n_heads})")
     config_cls, model_cls, build = ARCHITECTURES[name]
     shape = Shape(n_layers, n_heads, d_model, vocab_size, n_ctx, sliding_window)
     config = config_cls(**build(shape), tie_word_embeddings=tied, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
@@ -278,7 +281,7 @@ def _final_norm(model):
             norm = getattr(owner, attr, None) if owner is not None else None
             if isinstance(norm, torch.nn.Module) and hasattr(norm, "weight"):
                 return norm
-    raise ValueError(
+    raise InputError(
         f"tiny_arch(): {type(model).__name__} has no final norm with a weight ({FINAL_NORMS}) to scale tied "
         "logits by: build it with tied=False"
     )

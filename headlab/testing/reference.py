@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..engine.forward import gather_positions
+from ..errors import InputError
 from ..metrics import Encoded, encode, from_logits
 from ..tasks import Task
 
@@ -130,9 +131,9 @@ def integrated_gradients(
     e_cf + α (e − e_cf), z̃ the run's own z, and z − z_ablated the clean run's minus the counterfactual's.
     Returns (n_layers, n_heads) float64."""
     if path not in PATHS:
-        raise ValueError(f"unknown path {path!r}: choose from {PATHS}")
+        raise InputError(f"unknown path {path!r}: choose from {PATHS}")
     if path == "inputs" and ablation != "resample":
-        raise ValueError(f"path='inputs' needs a counterfactual prompt; ablation={ablation!r} has none")
+        raise InputError(f"path='inputs' needs a counterfactual prompt; ablation={ablation!r} has none")
     enc, tokens = _prepared(model, task, ablation, metric)
     L = len(model.blocks)
     if path == "inputs":
@@ -206,12 +207,12 @@ def _prepared(model, task: Task, ablation: str, metric: str) -> tuple[Encoded, t
     """The task encoded for ``metric`` (resample: only items whose counterfactual has the prompt's token
     length, as ``score()``), and its tokens on the model's device."""
     if ablation not in ABLATIONS:
-        raise ValueError(f"unknown ablation {ablation!r}: choose from {ABLATIONS}")
+        raise InputError(f"unknown ablation {ablation!r}: choose from {ABLATIONS}")
     enc = encode(task, model.tokenizer, metric, warn=ablation == "resample")
     if ablation == "resample":
         enc = enc.subset(torch.nonzero(enc.cf_ok).flatten())
         if enc.n == 0:
-            raise ValueError(f"task {task.name!r}: no counterfactual has its prompt's token length")
+            raise InputError(f"task {task.name!r}: no counterfactual has its prompt's token length")
     return enc, enc.tokens.to(_device(model))
 
 
