@@ -45,7 +45,7 @@ bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(PY) "$$b" || exit 1; done
 
 # The live NDIF check: needs NDIF_API_KEY, the network and Llama-3.1-8B's config and tokenizer in the local
-# Hugging Face cache; never part of `make test` (docs/ndif.md).
+# Hugging Face cache; never part of `make test` (docs/patterns/map-a-model-on-ndif.md).
 test-ndif: $(STAMP)
 	HF_HUB_OFFLINE=0 TRANSFORMERS_OFFLINE=0 $(PY) benchmarks/ndif_live.py
 

@@ -1,6 +1,7 @@
 """The live NDIF check (``make test-ndif``): Llama-3.1-8B mapped on NDIF's GPUs from this machine. Needs
 ``NDIF_API_KEY``, the network, and the model's config and tokenizer in the local Hugging Face cache (no
-weights). It is never part of ``make test``, and it has not run yet (docs/ndif.md says so until it has).
+weights). It is never part of ``make test``, and it has not run yet (docs/concepts/04-models-and-engines.md says
+so until it has).
 
 1. Attribution (resample) over the eight built-in tasks: one request per task.
 2. Exact ablation (resample) of one layer's 32 heads on Math Calculation.

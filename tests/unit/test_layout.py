@@ -1,12 +1,19 @@
 """The package's layout is the pipeline: every import goes down it, none makes a cycle, none reaches for a
-private name of another module. Read from the source (ast), including imports inside functions."""
+private name of another module. Read from the source (ast), including imports inside functions.
+
+``LAYERS`` is also the module map of the docs: ``layout_table()`` renders it (docs/concepts.md, "Layout"), and
+``python tests/unit/test_layout.py --write-docs`` writes it there."""
 
 import ast
+import re
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2] / "headlab"
+DOCS = ROOT.parent / "docs" / "concepts.md"
+START, END = "<!-- layout:start -->", "<!-- layout:end -->"
 
 # Lower layers never import higher ones; modules of one layer may import each other (without cycles).
 LAYERS = [
@@ -150,3 +157,66 @@ def test_the_checks_see_the_imports_they_guard():
     assert any(t == "headlab.metrics" for t, _, _ in GRAPH["headlab.scorers.ablation"])
     assert any(t == "headlab.scoring" for t, _, _ in GRAPH["headlab.viz.explorer.app"])  # three dots up
     assert layer_of("headlab.engine.packing") < layer_of("headlab.scorers.attribution") < layer_of("headlab.viz.plot")
+
+
+# --- the module map of the docs -------------------------------------------------------------------------------
+
+
+def summary(module: str) -> str:
+    """The first paragraph of ``module``'s docstring, on one line, with reST ``code`` as markdown `code`."""
+    doc = ast.get_docstring(ast.parse(MODULES[module].read_text())) or ""
+    first = " ".join(doc.strip().split("\n\n")[0].split())
+    return re.sub(r"``([^`]+)``", r"`\1`", first).replace("|", "\\|") or "—"
+
+
+def parts(package: str) -> list[str]:
+    """The direct submodules of ``package`` that LAYERS does not name on their own (a subpackage ends in /)."""
+    named = {m for layer in LAYERS for m in layer}
+    out = []
+    for module, path in MODULES.items():
+        if module.rsplit(".", 1)[0] == package and module != package and module not in named:
+            out.append(module.rsplit(".", 1)[1] + ("/" if path.name == "__init__.py" else ""))
+    return sorted(out)
+
+
+def layout_table() -> str:
+    """LAYERS as a markdown table: one row per module it names, by layer (0 is the bottom), with the first
+    paragraph of the module's docstring and, for a package, its other modules."""
+    rows = ["| layer | module | what it is |", "|---:|---|---|"]
+    for rank, layer in enumerate(LAYERS):
+        for module in layer:
+            if module not in MODULES:
+                continue
+            inside = parts(module) if MODULES[module].name == "__init__.py" and module != "headlab" else []
+            name = f"`{module}`" + (f" ({', '.join(f'`{p}`' for p in inside)})" if inside else "")
+            rows.append(f"| {rank} | {name} | {summary(module)} |")
+    return "\n".join(rows) + "\n"
+
+
+def documented_layout() -> str | None:
+    text = DOCS.read_text() if DOCS.is_file() else ""
+    if START not in text or END not in text:
+        return None
+    return text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+
+
+def test_docs_layout_map_is_generated_from_layers():
+    assert documented_layout() == layout_table(), (
+        "docs/concepts.md's layout map is not LAYERS' (a module, layer or docstring changed): "
+        "run .venv/bin/python tests/unit/test_layout.py --write-docs"
+    )
+
+
+def write_docs() -> None:
+    text = DOCS.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"{DOCS} has no {START} … {END} markers")
+    head, rest = text.split(START, 1)
+    DOCS.write_text(f"{head}{START}\n{layout_table()}{END}{rest.split(END, 1)[1]}")
+    print(f"wrote the layout map into {DOCS}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write-docs"]:
+        raise SystemExit("usage: python tests/unit/test_layout.py --write-docs")
+    write_docs()
