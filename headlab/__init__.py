@@ -1,30 +1,31 @@
 """headlab: map which attention heads of a language model matter for which cognitive task.
 
-The pipeline, one room each::
+What you type in a notebook::
 
-    models      load_model, describe: a TransformerBridge and its ModelInfo
-    tasks       Task, builtin, load_cogqa: prompts, answers, counterfactuals
-    engine/     running the model with heads changed: hooks, forward, replay, packing
-    metrics     encode, metric_at, evaluate
-    scorers/    one file per method behind one interface (ablation, attribution, probe, gating)
-    scoring     score(): tasks → cache → scorer → HeadScores
-    cache       fingerprints, keys, atomic reads and writes, partial sweeps
-    results     HeadScores: the task × layer × head cube
-    analysis/   selection, stats, compare, validation, steering, interventions
-    viz/        plot, widgets, curves
-    workshop    the checks of notebooks/03_workshop (hints for wrong answers)
-    cli         python -m headlab
+    import headlab
 
-The top-level names load lazily, so ``import headlab`` is fast and loads no torch model.
+    model = headlab.load_model()  # the embedded SmolLM2-135M-Instruct, offline
+    tasks = headlab.builtin()  # the eight built-in tasks
+    scores = headlab.score(model, tasks, method="attribution")  # a HeadScores: task × layer × head
+    headlab.heatmap_grid(scores)  # one heatmap per task
+    heads = headlab.select_heads(scores, "Math Calculation")  # its cognitive heads (the elbow rule)
+    headlab.validate(model, scores, tasks)  # mask them against random heads: a Validation
+    headlab.explorer(scores=scores)  # the live explorer in JupyterLab
+
+``load_model(engine="bridge" | "nnsight" | "ndif")`` picks how the model runs: the TransformerLens bridge (the
+default), nnsight locally, or nnsight on NDIF's remote GPUs. Every error headlab raises on purpose is a
+``HeadlabError``.
+
+These are all the top-level names (``__all__``); everything else is reached by its module path
+(``headlab.viz.plot``, ``headlab.analysis.compare``, ``headlab.models.describe``, …) and the test helpers by
+``headlab.testing``. docs/concepts.md maps the modules. The names load lazily: ``import headlab`` is fast and
+loads no torch.
 """
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "load_model": "headlab.models",
-    "describe": "headlab.models",
-    "ModelInfo": "headlab.models",
-    "tiny": "headlab.models",
     "Task": "headlab.tasks",
     "builtin": "headlab.tasks",
     "load_cogqa": "headlab.tasks",
@@ -33,44 +34,21 @@ _LAZY = {
     "select_heads": "headlab.analysis.selection",
     "validate": "headlab.analysis.validation",
     "faithfulness": "headlab.analysis.validation",
-    "faithfulness_plot": "headlab.viz.curves",
-    "faithfulness_grid": "headlab.viz.curves",
+    "heatmap_grid": "headlab.viz.plot",
+    "explorer": "headlab.viz.explorer",
+    "HeadlabError": "headlab.errors",
 }
 
-_SUBMODULES = {
-    "cache": "headlab.cache",
-    "cli": "headlab.cli",
-    "metrics": "headlab.metrics",
-    "models": "headlab.models",
-    "results": "headlab.results",
-    "scorers": "headlab.scorers",
-    "scoring": "headlab.scoring",
-    "tasks": "headlab.tasks",
-    "hooks": "headlab.engine.hooks",
-    "packing": "headlab.engine.packing",
-    "replay": "headlab.engine.replay",
-    "gating": "headlab.scorers.gating",
-    "probing": "headlab.scorers.probe",
-    "compare": "headlab.analysis.compare",
-    "interventions": "headlab.analysis.interventions",
-    "selection": "headlab.analysis.selection",
-    "stats": "headlab.analysis.stats",
-    "steering": "headlab.analysis.steering",
-    "validation": "headlab.analysis.validation",
-    "plot": "headlab.viz.plot",
-    "curves": "headlab.viz.curves",
-    "widgets": "headlab.viz.widgets",
-    "workshop": "headlab.workshop",
-}
-
-__all__ = ["__version__", *_LAZY, *_SUBMODULES]
+__all__ = [*_LAZY, "__version__"]
 
 
 def __getattr__(name):
-    import importlib
-
     if name in _LAZY:
+        import importlib
+
         return getattr(importlib.import_module(_LAZY[name]), name)
-    if name in _SUBMODULES:
-        return importlib.import_module(_SUBMODULES[name])
     raise AttributeError(f"module 'headlab' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

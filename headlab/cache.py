@@ -52,6 +52,27 @@ from .engine.hooks import hooks_active
 from .errors import InputError, InputTypeError
 from .files import atomic_write_bytes
 
+__all__ = [
+    "MEMOS",
+    "Memo",
+    "READ_ERRORS",
+    "folder",
+    "ids_fingerprint",
+    "load_partial",
+    "load_result",
+    "model_fingerprint",
+    "model_key",
+    "move_aside",
+    "npz_bytes",
+    "partial_jobs",
+    "save_partial",
+    "save_result",
+    "task_key",
+    "tokenizer_fingerprint",
+    "weights_fingerprint",
+    "write_or_warn",
+]
+
 VERSION = 6  # 6: the key holds the whole config and the token ids (5: candidates=K verifies exactly K heads)
 READ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError)
 

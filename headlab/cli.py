@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["OUTPUTS", "greedy_answer", "load", "main", "summary"]
+
 
 def _tasks(spec: str, cogqa: str | None):
     from .tasks import builtin, load_cogqa

@@ -38,6 +38,8 @@ from pathlib import Path
 
 from .errors import InputError, InputTypeError, IsAFolderError, NotAFolderError, OverwriteError
 
+__all__ = ["alive", "atomic_write_bytes", "check_overwrite", "output_path", "umask", "write_file"]
+
 NAME_MAX = 255  # bytes in a file name on Linux, macOS and Windows filesystems
 LONG_NAME = 200  # a longer name gets a hashed temporary name, which would otherwise pass NAME_MAX
 

@@ -32,6 +32,22 @@ from .engine.nnsight_engine import require_bridge
 from .errors import InputError, InputTypeError
 from .tasks import Task, TaskError
 
+__all__ = [
+    "Encoded",
+    "METRICS",
+    "answer_ids",
+    "check_length",
+    "encode",
+    "evaluate",
+    "from_logits",
+    "greedy_correct",
+    "logits_at",
+    "max_positions",
+    "metric_at",
+    "prompt_ids",
+    "summary_table",
+]
+
 METRICS = ("logit_diff", "logprob")
 ENCODED_TENSORS = ("tokens", "cf_tokens", "lengths", "cf_ok", "read_pos", "read_mask", "target", "foil")
 

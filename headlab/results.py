@@ -30,6 +30,16 @@ from .files import check_overwrite, output_path, write_file
 from .models import ModelInfo
 from .tasks import Task
 
+__all__ = [
+    "HeadScores",
+    "NORMALIZATIONS",
+    "check_k",
+    "check_meta",
+    "check_model",
+    "check_threshold",
+    "refuse_tasks_as_scores",
+]
+
 NORMALIZATIONS = ("none", "share", "fraction", "zscore", "max")
 SCHEMA = 3  # of saved HeadScores files (1: before the schema field; 2: before ``verified``)
 
@@ -199,7 +209,7 @@ class HeadScores:
     def __post_init__(self):
         if not isinstance(self.model, ModelInfo):
             raise InputTypeError(
-                f"model must be a ModelInfo (headlab.describe(model)), not {type(self.model).__name__}"
+                f"model must be a ModelInfo (headlab.models.describe(model)), not {type(self.model).__name__}"
             )
         if isinstance(self.tasks, str):
             raise InputTypeError(f"tasks must be a list of task names, not the string {self.tasks!r}")

@@ -29,6 +29,8 @@ from .scorers import TaskSize
 from .scorers.ablation import rerun_tokens
 from .tasks import as_task_list
 
+__all__ = ["ABLATIONS", "Estimate", "estimate", "score", "throughput"]
+
 ABLATIONS = ("zero", "mean", "resample")
 
 

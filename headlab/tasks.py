@@ -25,6 +25,8 @@ from pathlib import Path
 
 from .errors import InputError
 
+__all__ = ["Item", "TASK_NAMES", "Task", "TaskError", "as_task_list", "builtin", "load_cogqa", "read_text"]
+
 TASK_NAMES = (
     "Knowledge Recall",
     "Retrieval",

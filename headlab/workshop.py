@@ -23,6 +23,19 @@ from .metrics import evaluate, prompt_ids
 from .results import HeadScores, check_model
 from .tasks import Task
 
+__all__ = [
+    "ATOL",
+    "EVALS",
+    "MARGIN",
+    "NotYet",
+    "attention",
+    "check_ablation",
+    "check_attended",
+    "check_behaviour",
+    "check_bottom_head",
+    "check_top_head",
+]
+
 RTOL, ATOL = 1e-3, 1e-3  # a learner's number is right within these of the recomputed one
 MARGIN = 2.0  # Exercise 1's confident preference: a logit difference above 2, the right answer ≥ e² ≈ 7× as likely
 

@@ -19,6 +19,17 @@ from ..errors import InputError, InputTypeError
 from ..results import HeadScores, check_k, check_threshold
 from .stats import selected
 
+__all__ = [
+    "agreement",
+    "common_tasks",
+    "compare",
+    "cross_model",
+    "disagreements",
+    "patch_path",
+    "relative_depth",
+    "task_overlap",
+]
+
 
 def check_scores(*pairs) -> None:
     """(name, value) pairs: each must be HeadScores (one-line TypeError naming the argument)."""

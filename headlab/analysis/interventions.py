@@ -21,6 +21,8 @@ from ..engine.progress import each
 from ..errors import InputError
 from ..metrics import prompt_ids
 
+__all__ = ["MODES", "check_heads", "head_means", "mask_head_sets", "mask_heads", "steer"]
+
 MODES = ("zero", "mean", "scale")
 
 
@@ -142,7 +144,7 @@ def mask_head_sets(model, sets: list, mode: str = "zero", means=None):
 @contextlib.contextmanager
 def steer(model, directions: dict, alpha: float):
     """Add ``alpha`` · v to ``hook_z`` of each head at every position; ``directions`` maps (layer, head) →
-    v (d_head,) (e.g. σ-scaled unit directions from ``headlab.steering.directions``)."""
+    v (d_head,) (e.g. σ-scaled unit directions from ``headlab.analysis.steering.directions``)."""
     require_bridge(model, "steer()")
     if not isinstance(directions, dict):
         raise InputError(f"directions must be a dict (layer, head) → vector, not {type(directions).__name__}")

@@ -7,6 +7,8 @@ import numpy as np
 from ..errors import InputError, InputTypeError
 from ..results import HeadScores, check_k, check_threshold
 
+__all__ = ["RULES", "elbow_count", "select_from", "select_heads"]
+
 RULES = ("elbow", "top_k", "threshold")
 
 

@@ -19,6 +19,8 @@ import numpy as np
 from ..errors import InputError, InputTypeError
 from ..results import NORMALIZATIONS, HeadScores, check_k, check_threshold
 
+__all__ = ["AlwaysAny", "Bootstrap", "CI", "always_any", "bootstrap", "check_items", "selected"]
+
 CI = (2.5, 97.5)  # percentiles of the resampled means: a 95% interval
 # Resamples at most: percentile intervals settle by about 2,000 (Efron & Tibshirani, An Introduction to the
 # Bootstrap, ch. 13); every resample keeps a whole map (n × tasks × heads float64: 10,000 of 8 tasks × 270 heads

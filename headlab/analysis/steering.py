@@ -27,6 +27,8 @@ from ..tasks import Task, as_task_list
 from .interventions import steer
 from .selection import select_heads
 
+__all__ = ["directions", "steering_sweep"]
+
 MAX_ALPHAS = 64  # strengths per sweep at most: each runs every task twice (once per held-out half)
 
 

@@ -4,7 +4,7 @@ Table 1, done right) and across tasks (Table 2), or along a whole curve of k (th
 Random sets exclude the top heads, match their layer distribution (a layer that runs out of other heads
 borrows from the nearest layers) and are drawn ``n_random`` times; drops are reported as mean ± std.
 
-**Faithfulness curves** (``faithfulness``, or ``validate(..., ks=...)``): per task, the metric and greedy
+**Faithfulness curves** (``faithfulness``): per task, the metric and greedy
 accuracy with the top k heads of each map masked, for every k of ``ks``, against ``draws`` layer-matched random
 sets of k (matched to the first map's top k, never one of its heads). A faithful map's curve falls well below
 the random band. Every masked set of a task runs in a few stacked passes (``interventions.mask_head_sets``:
@@ -37,6 +37,17 @@ from ..results import HeadScores, check_k, check_model, refuse_tasks_as_scores
 from ..tasks import Task, as_task_list
 from .interventions import MODES, check_heads, head_means, mask_head_sets, mask_heads
 from .selection import select_heads
+
+__all__ = [
+    "CURVES",
+    "Faithfulness",
+    "KS",
+    "Validation",
+    "check_draws",
+    "faithfulness",
+    "layer_matched_random",
+    "validate",
+]
 
 KS = (1, 2, 4, 8, 16, 32, 64)  # the default curve: Cognitive Mirrors' 16 / 32 / 64 and the small k below
 # Random sets per k at most: each is a pass over the task. The band is mean ± std, and a std from n draws has a
@@ -156,17 +167,16 @@ def validate(
     cross_task: bool = False,
     progress: bool = True,
     ks=None,
-    cache: bool = True,
     cross_model: bool = False,
-) -> Validation | Faithfulness:
+) -> Validation:
     """Mask each task's top-k heads of ``scores`` (k = the elbow count when None) vs ``n_random`` (≥ 10)
     layer-matched random sets; ``mode`` as in ``mask_heads`` ("mean" uses the tasks' mean activations).
 
     ``by``: rank heads by signed score ("value": heads that help, the default) or |score| ("abs").
     ratio = drop(top-k) / mean drop(random-k): how many times more the top heads matter.
 
-    ``ks`` (e.g. ``KS``) instead of one k: the faithfulness curves along it, ``faithfulness(model, scores, tasks,
-    ks, draws=n_random, ...)`` (``scores`` may then be a dict label → HeadScores); ``cache`` as there.
+    Always a ``Validation`` (one k's table); the curves along many k are ``faithfulness(model, maps, tasks,
+    ks=...)``, and ``ks=`` here is refused in one line that says so.
     ``cross_model``: a map of another model (``results.check_model``) is refused unless True.
     """
     import pandas as pd
@@ -174,26 +184,16 @@ def validate(
     refuse_tasks_as_scores("validate", scores)
     check_draws("n_random", n_random)
     if ks is not None:
-        if k is not None or cross_task:
-            given = "k=" if k is not None else "cross_task=True"
-            raise InputError(
-                f"validate() got ks= and {given}: ks= draws curves over many k; {given} is for one k's table"
-            )
-        return faithfulness(
-            model,
-            scores,
-            tasks,
-            ks,
-            draws=n_random,
-            seed=seed,
-            mode=mode,
-            by=by,
-            progress=progress,
-            cache=cache,
-            cross_model=cross_model,
+        raise InputError(
+            "validate() masks one k and returns a Validation: for the curves along many k call "
+            "headlab.faithfulness(model, maps, tasks, ks=...)"
         )
     if not isinstance(scores, HeadScores):
-        several = " (several maps: validate(..., ks=...) draws their curves)" if isinstance(scores, dict) else ""
+        several = (
+            " (several maps: headlab.faithfulness(model, maps, tasks, ks=...) draws their curves)"
+            if isinstance(scores, dict)
+            else ""
+        )
         raise InputTypeError(f"validate() takes one HeadScores as scores=, not {type(scores).__name__}{several}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise InputError(f"seed must be a non-negative int, got {seed!r}")

@@ -5,3 +5,5 @@ bridge up to its final norm (``forward``), re-runs only the blocks at and above 
 (``replay``), and packs many sequences into shared rows (``packing``). It knows nothing of tasks, metrics
 or scorers: it takes token tensors and returns residual streams.
 """
+
+__all__: list[str] = []

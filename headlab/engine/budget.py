@@ -13,6 +13,8 @@ import os
 
 import torch
 
+__all__ = ["CAPS", "SHARE", "free_bytes", "token_bytes", "tokens"]
+
 SHARE = 0.5  # of the free memory one pass may use
 CAPS = {"exact": 16384, "packed": 2048, "padded": 512}  # tokens per pass on a CPU (measured: docs/measured.md)
 GPU_CAP = 1 << 20

@@ -17,6 +17,27 @@ import torch
 from ..errors import HeadlabError
 from . import hooks
 
+__all__ = [
+    "UnsupportedModel",
+    "agree",
+    "at_positions",
+    "check_logits",
+    "device_of",
+    "final_resid",
+    "frozen",
+    "gather_positions",
+    "interpolate_z",
+    "keep_z",
+    "logit_factor",
+    "probe_tokens",
+    "proven_once",
+    "softcap",
+    "to_logits",
+    "tolerance",
+    "unembed_at",
+    "z_of",
+]
+
 
 class _Stop(Exception):
     pass

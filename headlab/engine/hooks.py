@@ -5,6 +5,8 @@
 ``PATTERN`` — ``blocks.{layer}.attn.hook_pattern``: attention probabilities, (batch, head, query, key).
 """
 
+__all__ = ["Z", "hooks_active", "pattern", "z"]
+
 Z = "blocks.{layer}.attn.hook_z"
 PATTERN = "blocks.{layer}.attn.hook_pattern"
 

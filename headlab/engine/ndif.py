@@ -25,6 +25,8 @@ from collections.abc import Callable
 
 from ..errors import HeadlabError
 
+__all__ = ["RequestError", "Requests", "client_error", "explain", "job_failed"]
+
 POLL_SECONDS = 2.0  # between two polls of a submitted job
 STATES = {  # nnsight's job states (nnsight.schema.response.Status) as progress shows them
     "RECEIVED": "received",

@@ -44,6 +44,23 @@ import torch
 
 from ..errors import InputError
 
+__all__ = [
+    "ENGINES",
+    "EngineError",
+    "NnsightModel",
+    "OUT_PROJ",
+    "POINTS_PER_TRACE",
+    "ROWS_PER_TRACE",
+    "TRACES_PER_REQUEST",
+    "ablation",
+    "attribution",
+    "check_engine",
+    "load",
+    "masked",
+    "pooled_z",
+    "require_bridge",
+]
+
 ENGINES = ("bridge", "nnsight", "ndif")
 # model_type → layer l's attention output projection, whose input holds every head's output (hook_z)
 OUT_PROJ = {

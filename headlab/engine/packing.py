@@ -21,6 +21,8 @@ import torch
 from ..errors import InputError
 from .forward import agree, device_of, final_resid, probe_tokens, proven_once
 
+__all__ = ["Pack", "Run", "Trie", "supported", "window"]
+
 BLOCK_KWARGS = {"attention_mask", "position_embeddings", "position_ids", "past_key_values", "use_cache"}
 
 

@@ -16,6 +16,8 @@ from tqdm.auto import tqdm
 
 from ..errors import HeadlabError
 
+__all__ = ["Cancelled", "bar", "each", "watching"]
+
 _local = threading.local()
 
 

@@ -44,6 +44,8 @@ from ..errors import InputError
 from . import hooks
 from .forward import agree, at_positions, final_resid, probe_tokens, proven_once
 
+__all__ = ["Replay", "hooked", "plain_blocks", "plain_supported", "rows_supported", "run_plain", "supported"]
+
 CACHE_KWARGS = {"past_key_values", "past_key_value", "layer_past", "use_cache"}
 TILED = {"attention_mask", "position_ids", "position_embeddings", "alibi"}  # batch-first (alibi: batch × heads)
 PASSED = {"cache_position", "output_attentions", "encoder_attention_mask", "encoder_hidden_states", "head_mask"}

@@ -31,6 +31,23 @@ from ..metrics import Encoded, metric_at
 from .base import ABLATION_VARIANTS, Scorer, TaskResult, TaskSize, register
 from .batching import item_batches, mean_z, prefix_batches, seqs_per_pass
 
+__all__ = [
+    "Ablation",
+    "JOIN_TOKENS",
+    "MIN_SUFFIX",
+    "ablate",
+    "ablate_heads_hook",
+    "batch_replays",
+    "batch_rows",
+    "joined_pass",
+    "layer_groups",
+    "rerun_tokens",
+    "shared_run",
+    "sources",
+    "sweep_cost",
+    "traced_ablation",
+]
+
 JOIN_TOKENS = 2048  # tokens a joined pass grows to (measured on the CPU: docs/measured.md)
 # Positions a re-run keeps at least: a batch's runs leave out the padding past its longest row, but a re-run of
 # 1-3 positions (resample's suffix) takes other CPU kernels, whose sums round differently from the clean run's

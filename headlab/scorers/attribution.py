@@ -46,6 +46,24 @@ from .base import ABLATION_VARIANTS, Scorer, TaskResult, TaskSize, register
 from .batching import item_batches, mean_z
 from .layer_path import layer_path_cost, layer_points
 
+__all__ = [
+    "Attribution",
+    "MAX_STEPS",
+    "PACKED_TOKEN_BUDGET",
+    "PADDED_TOKEN_BUDGET",
+    "PATHS",
+    "alphas",
+    "attribute",
+    "attribute_screens",
+    "check_steps",
+    "integrated",
+    "packed_batches",
+    "path_cost",
+    "path_points",
+    "pooled_batches",
+    "traced_attribution",
+]
+
 PACKED_TOKEN_BUDGET = budget.CAPS["packed"]  # per packed forward + backward on a CPU (fewer, fuller: measured)
 PADDED_TOKEN_BUDGET = budget.CAPS["padded"]  # per right-padded one on a CPU: larger were slower (measured)
 # Integrated-gradient points at most: each is one more forward + backward. On the embedded model m = 1 is 13× and

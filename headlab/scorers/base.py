@@ -35,6 +35,8 @@ from ..errors import InputError
 from ..metrics import Encoded
 from ..tasks import Task
 
+__all__ = ["ABLATION_VARIANTS", "Job", "REGISTRY", "Scorer", "TaskResult", "TaskSize", "register"]
+
 FALLBACKS = {"metric": ("logit_diff", "logprob"), "ablation": ("resample", "mean")}
 ABLATION_VARIANTS = {a: {"ablation": a} for a in ("resample", "zero", "mean")}  # explorer entries of ablating methods
 

@@ -12,6 +12,8 @@ from ..engine import budget
 from ..engine.forward import device_of, z_of
 from ..metrics import Encoded
 
+__all__ = ["item_batches", "mean_z", "prefix_batches", "seqs_per_pass"]
+
 
 def seqs_per_pass(model, enc: Encoded, batch_size: int | None) -> int:
     """Sequences per no-grad forward pass: ``batch_size``, or as many rows of ``enc`` as the budget holds."""

@@ -44,6 +44,8 @@ from ..tasks import Task
 from .base import Scorer, TaskResult, register
 from .batching import item_batches
 
+__all__ = ["DEFAULTS", "Gating", "MAX_SEEDS", "MAX_STEPS", "check_options", "gate_fits", "gate_scores", "taxonomy"]
+
 DEFAULTS = {"seeds": [0, 1, 2], "steps": 100, "lr": 0.1, "lam": 0.05, "init": 3.0, "noise": 1.0}
 CLIP = 5.0  # |g| beyond which the regulariser stops pushing (gates 0.0067 / 0.9933)
 FITS = ("free", "keep", "remove")

@@ -41,6 +41,8 @@ from .ablation import batch_replays, sources
 from .base import TaskSize
 from .batching import item_batches, prefix_batches, seqs_per_pass
 
+__all__ = ["layer_pass", "layer_path_cost", "layer_points"]
+
 
 def inner_points(steps: int) -> list[float]:
     """A layer's path points below the clean run: α_k = k / steps, k = 1 … steps − 1."""

@@ -39,6 +39,17 @@ from ..metrics import answer_ids, max_positions, prompt_ids
 from ..tasks import Task
 from .base import Scorer, TaskResult, register
 
+__all__ = [
+    "DEFAULTS",
+    "MAX_EPOCHS",
+    "Probe",
+    "check_options",
+    "head_activations",
+    "pooled_z",
+    "probe_scores",
+    "stratified_folds",
+]
+
 POOLS = ("mean", "first", "last")
 PROBES = ("mlp", "logistic")
 LOGISTIC_STEPS = 300  # Adam steps of each fold's one-vs-rest logistic probes

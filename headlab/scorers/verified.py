@@ -37,6 +37,8 @@ from .ablation import ablate, sweep_cost, traced_ablation
 from .attribution import MAX_STEPS, attribute_screens, check_steps, path_cost, path_points, traced_attribution
 from .base import ABLATION_VARIANTS, Scorer, TaskResult, register
 
+__all__ = ["VERIFIED_PER_K", "Verified", "candidates", "disagreements", "ranks", "top_by_size"]
+
 Z95 = 1.96  # half-width of the screen's 95% interval, in standard errors
 RANK_MOVE = 10  # a verified head whose rank moves by more than this is a disagreement
 # heads verified per unit of k, for the estimate (measured with two screens, k = 20, 8 tasks × 8 items, 2026-12-02:

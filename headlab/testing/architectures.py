@@ -36,6 +36,8 @@ import transformers as T
 
 from ..errors import InputError
 
+__all__ = ["ARCHITECTURES", "BOS", "tiny_arch"]
+
 INIT_STD = 0.2  # std of every weight matrix and embedding
 BIAS_STD = 0.05  # biases and norm weights: N(default, BIAS_STD)
 PROBE_TOKENS = 16  # length of the random byte prompt the logit scale is measured on

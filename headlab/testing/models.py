@@ -109,7 +109,7 @@ def tiny_hf(
 ):
     """A small random Hugging Face ``LlamaForCausalLM`` (byte vocabulary by default): a user's own model in
     miniature. ``load_model(tiny_hf(), tokenizer=byte_tokenizer())`` wraps it; unlike ``tiny``'s native bridge
-    it keeps a key/value cache, so attribution runs it packed (``headlab.packing``)."""
+    it keeps a key/value cache, so attribution runs it packed (``headlab.engine.packing``)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 

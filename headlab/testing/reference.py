@@ -28,6 +28,15 @@ from ..errors import InputError
 from ..metrics import Encoded, encode, from_logits
 from ..tasks import Task
 
+__all__ = [
+    "ABLATIONS",
+    "PATHS",
+    "gate_gradient",
+    "integrated_gradients",
+    "per_head_ablation",
+    "transformerlens_patching",
+]
+
 
 def transformerlens_patching(model, task: Task, metric: str = "logit_diff", index_df=None):
     """TransformerLens' own head patching with the counterfactual's z patched into the clean run, as clean

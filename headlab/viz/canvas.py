@@ -24,6 +24,8 @@ import traitlets
 from . import display
 from .display import LEGEND, Panel, Scale
 
+__all__ = ["BINARY", "FLAG", "HeadGrid", "PAGE", "page", "state", "ticks"]
+
 ESM = Path(__file__).with_name("grid.js")
 FLAG = {"selected": 1, "significant": 2, "above": 4, "below": 8, "verified": 16, "missing": 32}  # as grid.js
 SWATCH = {"grey": "#d0d0d0", "missing": "#545454"}

@@ -18,6 +18,8 @@ from ..analysis.validation import Faithfulness
 from ..errors import InputError, InputTypeError, NotFoundError
 from .plot import HeadlabFigure
 
+__all__ = ["faithfulness_grid", "faithfulness_plot"]
+
 RANDOM = "0.55"  # colour of the random-k band
 
 
@@ -31,7 +33,7 @@ def check_curves(fn: str, curves) -> Faithfulness:
         what = f"a {kind} of {type(next(iter(curves), None)).__name__}" if len(curves) else f"an empty {kind}"
     raise InputTypeError(
         f"{fn}() draws faithfulness curves, not {what}: compute them first with headlab.faithfulness(model, scores, "
-        "tasks) (or headlab.validate(model, scores, tasks, ks=...))"
+        "tasks, ks=...)"
     )
 
 

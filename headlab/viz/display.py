@@ -36,6 +36,31 @@ from ..analysis.selection import select_from
 from ..errors import InputError, InputTypeError
 from ..results import HeadScores, check_k, check_threshold
 
+__all__ = [
+    "BY",
+    "DISPLAYS",
+    "LEGEND",
+    "MAGNITUDE_CMAP",
+    "Panel",
+    "SIGNED_CMAP",
+    "Scale",
+    "Selection",
+    "beyond",
+    "check_by",
+    "check_cmap",
+    "check_normalize",
+    "check_vmax",
+    "difference_panels",
+    "legend_keys",
+    "meaning",
+    "named_cmap",
+    "plain_label",
+    "scale_of",
+    "shade",
+    "task_panels",
+    "unit",
+]
+
 DISPLAYS = {  # normalisation → what the explorer and the colour bar call it
     "share": "signed share s/Σ|s|",
     "fraction": "|s| share",

@@ -40,6 +40,22 @@ from ..results import HeadScores, check_k, check_threshold
 from . import display
 from .display import LEGEND, Selection
 
+__all__ = [
+    "GridView",
+    "HeadlabFigure",
+    "MARGIN",
+    "always_any_grid",
+    "attention_pattern",
+    "compare_scatter",
+    "cross_model_plot",
+    "grid_shape",
+    "heatmap",
+    "heatmap_grid",
+    "plot_matrix",
+    "save",
+    "tick_step",
+]
+
 SEQUENTIAL = display.MAGNITUDE_CMAP
 SIG_MARKER = dict(marker="o", s=18, facecolors="white", edgecolors="black", linewidths=0.8)
 CLIP_MARKER = dict(s=16, facecolors="black", edgecolors="white", linewidths=0.6)  # "^" above, "v" below

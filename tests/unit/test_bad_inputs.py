@@ -1231,7 +1231,8 @@ bad(
     "scores a dict",
     lambda c: validate(c.model, {}, c.task),
     TypeError,
-    r"takes one HeadScores as scores=, not dict \(several maps: validate\(\.\.\., ks=\.\.\.\) draws their curves\)",
+    r"takes one HeadScores as scores=, not dict \(several maps: headlab\.faithfulness\(model, maps, tasks, ks=\.\.\.\) "
+    r"draws their curves\)",
 )
 bad(
     "api:validation",
@@ -1242,17 +1243,11 @@ bad(
 )
 bad(
     "api:validation",
-    "ks with k",
-    lambda c: validate(c.model, c.toy_scores, c.task, k=2, ks=(1, 2), **kwv),
+    "ks= for curves",
+    lambda c: validate(c.model, c.toy_scores, c.task, ks=(1, 2), **kwv),
     ValueError,
-    r"validate\(\) got ks= and k=: ks= draws curves over many k; k= is for one k's table",
-)
-bad(
-    "api:validation",
-    "ks with cross_task",
-    lambda c: validate(c.model, c.toy_scores, c.task, cross_task=True, ks=(1, 2), **kwv),
-    ValueError,
-    "got ks= and cross_task=True",
+    r"validate\(\) masks one k and returns a Validation: for the curves along many k call "
+    r"headlab\.faithfulness\(model, maps, tasks, ks=\.\.\.\)",
 )
 bad(
     "api:validation",

@@ -408,7 +408,7 @@ def _curves(tasks=("A", "B")) -> Faithfulness:
     )
 
 
-HOW = r"compute them first with headlab\.faithfulness\(model, scores, tasks\) \(or headlab\.validate\(.*ks=\.\.\.\)\)"
+HOW = r"compute them first with headlab\.faithfulness\(model, scores, tasks, ks=\.\.\.\)"
 BAD_CURVES = [
     pytest.param(
         lambda c: faithfulness_grid(c.scores),

@@ -1,4 +1,4 @@
-"""headlab.compare: agreement of two maps, task × task overlap, and relative-depth profiles across models."""
+"""headlab.analysis.compare: agreement of two maps, task × task overlap, and relative-depth profiles across models."""
 
 import numpy as np
 import pandas as pd

@@ -185,9 +185,9 @@ def test_each_engine_has_its_own_key_and_identity(traced, bridged, toy_task, tmp
     again = score(traced, toy_task, method="attribution", cache=tmp_path, progress=False)
     np.testing.assert_array_equal(again.values, a.values)  # read back
     with pytest.raises(ValueError, match="other weights, config or tokenizer"):
-        validate(bridged, a, [toy_task], ks=(1,), progress=False)
+        validate(bridged, a, [toy_task], k=1, progress=False)
     with pytest.warns(UserWarning, match="used on purpose"):
-        validate(bridged, a, [toy_task], ks=(1,), progress=False, cross_model=True)
+        validate(bridged, a, [toy_task], k=1, progress=False, cross_model=True)
 
 
 def test_analyses_that_need_the_bridge_say_so(traced, toy_task):

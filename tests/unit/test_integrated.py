@@ -9,6 +9,7 @@ from headlab.analysis import validation
 from headlab.analysis.interventions import head_means, mask_heads
 from headlab.analysis.selection import select_heads
 from headlab.engine.forward import gather_positions
+from headlab.errors import InputError
 from headlab.metrics import encode, from_logits
 from headlab.results import HeadScores
 from headlab.scorers import attribution, verified
@@ -310,17 +311,15 @@ def test_faithfulness_is_kept_for_a_second_call(tiny_model, toy_task, monkeypatc
     assert repr(first) == "Faithfulness(maps=['scores'], tasks=1, ks=[1, 2], draws=10, mode='zero')"
 
 
-def test_validate_with_ks_draws_the_faithfulness_curves(tiny_model, toy_task):
-    """``validate(..., ks=)``, the issue's spelling, is ``faithfulness`` with its draws as ``n_random``."""
+def test_validate_returns_one_type_and_points_ks_to_faithfulness(tiny_model, toy_task):
+    """``validate`` always returns a ``Validation``; ``ks=`` (the curves) is refused in one line naming
+    ``headlab.faithfulness``, which draws them."""
     attr = score(tiny_model, toy_task, method="attribution", cache=False, progress=False)
-    exact = score(tiny_model, toy_task, method="ablation", cache=False, progress=False)
-    maps = {"exact": exact, "attr": attr}
-    via_validate = validation.validate(tiny_model, maps, [toy_task], ks=(1, 3), n_random=12, seed=5, progress=False)
-    direct = validation.faithfulness(tiny_model, maps, [toy_task], ks=(1, 3), draws=12, seed=5, progress=False)
-    assert isinstance(via_validate, validation.Faithfulness) and via_validate.labels == ["exact", "attr"]
-    for name in ("metric", "accuracy", "random_metric", "random_accuracy", "clean", "ks"):
-        np.testing.assert_array_equal(getattr(via_validate, name), getattr(direct, name))
-    assert via_validate.random_metric.shape == (1, 2, 12)
+    assert isinstance(validation.validate(tiny_model, attr, [toy_task], k=1, progress=False), validation.Validation)
+    with pytest.raises(InputError, match=r"call headlab\.faithfulness\(model, maps, tasks, ks=\.\.\.\)$"):
+        validation.validate(tiny_model, {"attr": attr}, [toy_task], ks=(1, 3), progress=False)
+    curves = validation.faithfulness(tiny_model, {"attr": attr}, [toy_task], ks=(1, 3), draws=12, progress=False)
+    assert isinstance(curves, validation.Faithfulness) and curves.random_metric.shape == (1, 2, 12)
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,6 @@ def scores(first, toy_task):
 
 
 CALLS = {
-    "validate(ks=)": lambda m, s, t, **kw: validate(m, s, [t], ks=(1, 2), progress=False, **kw),
     "validate(k=)": lambda m, s, t, **kw: validate(m, s, [t], k=2, progress=False, **kw),
     "faithfulness": lambda m, s, t, **kw: faithfulness(m, {"mine": s}, [t], ks=(1,), progress=False, **kw),
     "steering_sweep": lambda m, s, t, **kw: steering_sweep(m, s, [t], alphas=(1.0,), k=2, **kw),
@@ -56,7 +55,7 @@ def test_a_map_of_another_model_of_the_same_shape_is_refused(call, scores, other
     assert "\n" not in text
 
 
-@pytest.mark.parametrize("call", ["validate(ks=)", "faithfulness", "explorer"])
+@pytest.mark.parametrize("call", ["validate(k=)", "faithfulness", "explorer"])
 def test_cross_model_says_so_in_one_line_and_runs(call, scores, other, toy_task):
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
@@ -70,7 +69,7 @@ def test_a_map_of_the_same_model_is_accepted_and_survives_save_and_load(scores, 
     assert loaded.model.fingerprint == scores.model.fingerprint == cache.model_fingerprint(first)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no cross-model warning
-        validate(first, loaded, [toy_task], ks=(1,), progress=False)
+        validate(first, loaded, [toy_task], k=1, progress=False)
 
 
 def test_a_weight_edit_or_another_dtype_makes_it_another_model(toy_task):
@@ -78,32 +77,32 @@ def test_a_weight_edit_or_another_dtype_makes_it_another_model(toy_task):
     scores = score(model, toy_task, method="attribution", cache=False, progress=False)
     model.to(torch.bfloat16)
     with pytest.raises(ValueError, match=r"of another 'tiny-3x4-d64-s2' \(.*float32 then, bfloat16 now\)"):
-        validate(model, scores, [toy_task], ks=(1,), progress=False)
+        validate(model, scores, [toy_task], k=1, progress=False)
     model = tiny(**SHAPE, seed=2)  # the same bytes again (a round trip through bfloat16 rounds the rotary table)
-    validate(model, scores, [toy_task], ks=(1,), progress=False)
+    validate(model, scores, [toy_task], k=1, progress=False)
     with torch.no_grad():
         model.blocks[2].attn.o.original_component.weight[0, 0] += 0.5
     with pytest.raises(ValueError, match="other weights, config or tokenizer"):
-        validate(model, scores, [toy_task], ks=(1,), progress=False)
+        validate(model, scores, [toy_task], k=1, progress=False)
 
 
 def test_the_same_model_under_another_name_is_the_same_model(scores, toy_task):
     moved = tiny(**SHAPE, seed=0)
     moved.headlab_name = "./elsewhere/the-same-checkpoint"
     assert describe(moved).name != scores.model.name
-    validate(moved, scores, [toy_task], ks=(1,), progress=False)
+    validate(moved, scores, [toy_task], k=1, progress=False)
 
 
 def test_a_hand_built_map_is_checked_by_its_name(first, toy_task, scores):
     info = describe(first)  # no fingerprint: checked by name
     hand = HeadScores(scores.values, scores.tasks, info, "attribution", {}, [6], [0.0], scores.per_example)
-    validate(first, hand, [toy_task], ks=(1,), progress=False)
+    validate(first, hand, [toy_task], k=1, progress=False)
     renamed = HeadScores(
         scores.values, scores.tasks, type(info)(**{**info.to_dict(), "name": "mine"}), "attribution", {}, [6], [0.0],
         scores.per_example,
     )  # fmt: skip
     with pytest.raises(ValueError, match="of 'mine', the model is 'tiny-3x4-d64-s0'"):
-        validate(first, renamed, [toy_task], ks=(1,), progress=False)
+        validate(first, renamed, [toy_task], k=1, progress=False)
 
 
 def test_the_workshop_checks_refuse_a_map_of_another_model(scores, other, toy_task):
@@ -114,4 +113,4 @@ def test_the_workshop_checks_refuse_a_map_of_another_model(scores, other, toy_ta
 @pytest.mark.parametrize("value", ["yes", 1, None])
 def test_cross_model_must_be_a_bool(value, scores, first, toy_task):
     with pytest.raises(ValueError, match=f"cross_model must be True or False, got {value!r}"):
-        validate(first, scores, [toy_task], ks=(1,), progress=False, cross_model=value)
+        validate(first, scores, [toy_task], k=1, progress=False, cross_model=value)

@@ -1,4 +1,4 @@
-"""headlab.probing on a tiny model whose only class signal is planted in one head's activations."""
+"""headlab.scorers.probe on a tiny model whose only class signal is planted in one head's activations."""
 
 import contextlib
 

@@ -103,7 +103,7 @@ def test_pooled_attribution_equals_one_task_at_a_time(tiny_model, toy_task, abla
 @pytest.mark.parametrize("ablation", ["zero", "mean", "resample"])
 def test_packed_attribution_equals_padded(tiny_llama, toy_task, ablation, metric, monkeypatch):
     """Packed rows, resampled items' gradient-free prefixes and counterfactual suffixes on the clean
-    keys/values (``headlab.packing``) give the numbers of right-padded full runs: tasks of different lengths,
+    keys/values (``headlab.engine.packing``) give the numbers of right-padded full runs: tasks of different lengths,
     counterfactuals differing early, late and never, and (logprob) a task without counterfactuals, mean-ablated,
     in the same rows as resampled ones."""
     from headlab.engine import packing

@@ -1,4 +1,4 @@
-"""headlab.stats: item bootstrap (reproducible, CIs, significance, selection frequency, NaN padding) and
+"""headlab.analysis.stats: item bootstrap (reproducible, CIs, significance, selection frequency, NaN padding) and
 the always / any heads across runs."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""headlab.widgets (headlab.viz.explorer): one state model — the controls are views of ``ex.state``, a job writes
+"""headlab.viz.explorer (headlab.explorer()): one state model — the controls are views of ``ex.state``, a job writes
 only its map into the store, compare keeps map A, cancel leaves the state as it was. The explorer sends numbers
 to its canvas and redraws from stored maps, computes a new one in a worker thread (task by task, asked first
 when long, counted, cancellable), keeps every readout tied to the maps on screen, says errors in words,

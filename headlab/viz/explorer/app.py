@@ -27,6 +27,8 @@ from .details import HeadDetails, head_details, prompt_of, shown_figure, shown_t
 from .state import VIEW_TRAITS, Job, ViewState
 from .view import render, source_name, threshold_range
 
+__all__ = ["Explorer", "explorer", "words"]
+
 DEFAULT_MODEL = "smollm2-135m (embedded)"
 ASKED = object()  # what a job's work returns when it stopped to ask first
 

@@ -19,6 +19,8 @@ from .. import display
 from .state import Job, ViewState
 from .view import CLIP_OPTIONS
 
+__all__ = ["CI_TOOLTIP", "Controls", "line"]
+
 NORMALIZE_OPTIONS = tuple((label, key) for key, label in display.DISPLAYS.items())
 SELECT_OPTIONS = (("off", "none"), ("threshold", "threshold"), ("top-k", "top_k"), ("elbow", "elbow"))
 BY_OPTIONS = (("by s (signed)", "value"), ("by |s|", "abs"))

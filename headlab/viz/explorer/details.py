@@ -16,6 +16,8 @@ from ...errors import InputError
 from ...metrics import max_positions, prompt_ids
 from .. import plot
 
+__all__ = ["HeadDetails", "NO_PATTERN", "head_details", "prompt_of", "shown_figure", "shown_text"]
+
 
 @dataclass
 class HeadDetails:

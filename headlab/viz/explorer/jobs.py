@@ -22,6 +22,8 @@ from ...engine import progress
 from ...metrics import prompt_ids
 from .state import Job
 
+__all__ = ["ASK_ABOVE_S", "DRAWS", "curve_seconds", "details_seconds", "duration", "run", "watch"]
+
 ASK_ABOVE_S = 30.0  # a job estimated to take longer asks before it starts
 DRAWS = 10  # random head sets per k of the faithfulness curve
 

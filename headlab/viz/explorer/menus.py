@@ -16,6 +16,19 @@ from ... import scorers
 from ...errors import InputError
 from ...results import HeadScores, check_model
 
+__all__ = [
+    "check_fit",
+    "check_tasks_match",
+    "compare_options",
+    "engine_of",
+    "entry_of",
+    "method_choices",
+    "model_label",
+    "plain",
+    "runs_on",
+    "shape_of",
+]
+
 METHODS = scorers.variants()
 NO_COMPARE = "— none —"
 ENGINE_MARKS = {"bridge": "", "nnsight": " · nnsight", "ndif": " · NDIF (remote)"}

@@ -19,6 +19,8 @@ import traitlets
 
 from ..display import DISPLAYS
 
+__all__ = ["Job", "VIEW_TRAITS", "ViewState"]
+
 VIEW_TRAITS = (
     "model",
     "method",

@@ -16,6 +16,8 @@ from ...errors import InputError
 from .. import canvas, display
 from .state import ViewState
 
+__all__ = ["CLIP_OPTIONS", "render", "selection", "threshold_range"]
+
 CLIP_OPTIONS = (
     ("clip at 99th pct", 99.0),
     ("clip at 99.5th pct", 99.5),
