@@ -170,12 +170,11 @@ def _wait_until_all_cells_ran(page, timeout_s):
 
 
 EXPLORER_CELLS = [
-    "import headlab\nfrom headlab import widgets\nfrom headlab.tasks import builtin\n\nmodel = headlab.load_model()\n"
-    "tasks = builtin()",
+    "import headlab\nfrom headlab.tasks import builtin\n\nmodel = headlab.load_model()\ntasks = builtin()",
     # the second map is computed here, so that the explorer's compare finds it in the disk cache
     'scores = headlab.score(model, tasks, method="attribution", progress=False)\n'
     'zero = headlab.score(model, tasks, method="attribution", ablation="zero", progress=False)',
-    'ex = widgets.explorer(models={"smollm2": model}, tasks=tasks, scores=scores)\nex',
+    'ex = headlab.explorer(models={"smollm2": model}, tasks=tasks, scores=scores)\nex',
     "from headlab.viz.explorer import jobs\n\njobs.ASK_ABOVE_S = 1.0  # every job over a second asks: the test sees it",
 ]
 
@@ -197,14 +196,14 @@ EXPLORER_NOTEBOOK = notebook(EXPLORER_CELLS)
 # heavy-tailed signed scores over 6 items, top 10 selected, CI dots on.
 SHAPES = ((32, 32), (48, 32), (28, 24), (80, 64))
 SHAPE_CELLS = [
-    "import numpy as np\nfrom headlab import widgets\nfrom headlab.models import ModelInfo\n"
+    "import numpy as np\nimport headlab\nfrom headlab.models import ModelInfo\n"
     "from headlab.results import HeadScores\nfrom headlab.tasks import TASK_NAMES\n\n\n"
     "def show(L, H, seed=0):\n"
     "    items = np.random.default_rng(seed).standard_t(2, (8, 6, L, H)) * 0.1\n"
     "    info = ModelInfo(f'synthetic-{L}x{H}', L, H, H, 64, 64 * H, 1000)\n"
     "    params = {'ablation': 'resample', 'metric': 'logit_diff'}\n"
     "    scores = HeadScores(items.mean(1), list(TASK_NAMES), info, 'attribution', params, [6] * 8, [1.0] * 8, items)\n"
-    "    ex = widgets.explorer(models={f'synthetic {L}x{H}': lambda: None}, scores=scores)\n"
+    "    ex = headlab.explorer(models={f'synthetic {L}x{H}': lambda: None}, scores=scores)\n"
     "    ex.state.select, ex.state.ci = 'top_k', True\n"
     "    return ex",
     *[f"show({L}, {H})" for L, H in SHAPES],
@@ -624,10 +623,10 @@ def test_every_explorer_control_at_two_sizes(lab):
 def test_saved_page_opens_offline_with_hover(tmp_path):
     from playwright.sync_api import sync_playwright
 
+    import headlab
     from headlab.models import ModelInfo
     from headlab.results import HeadScores
     from headlab.tasks import TASK_NAMES
-    from headlab.viz import explorer as widgets
 
     rng = np.random.default_rng(0)
     values = rng.standard_t(2, (8, 30, 9)) * 0.1
@@ -635,7 +634,7 @@ def test_saved_page_opens_offline_with_hover(tmp_path):
         values, list(TASK_NAMES), ModelInfo("demo", 30, 9, 9, 16, 64, 259), "attribution",
         {"ablation": "resample", "metric": "logit_diff"}, [8] * 8, [1.0] * 8, values[:, None],
     )  # fmt: skip
-    ex = widgets.explorer(models={"demo": lambda: None}, tasks=None, scores=scores)
+    ex = headlab.explorer(models={"demo": lambda: None}, tasks=None, scores=scores)
     ex.controls["select"].value = "top_k"
     path = ex.save_html(tmp_path / "map.html")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
