@@ -1,11 +1,11 @@
 """Conformance: every scorer equals the plain references on every architecture, in every dtype.
 
-For each tiny random model of ``headlab.architectures`` (plus sliding-window and tied-embedding variants)
+For each tiny random model of ``headlab.testing.architectures`` (plus sliding-window and tied-embedding variants)
 and each dtype, ``score()`` — exact ablation and attribution (packed and forced padded), zero / mean /
 resample, logit_diff and logprob; integrated-gradient attribution (``steps=3``, every layer at once and one layer
-at a time) — is compared with
-``scorers.reference``, which runs only whole forwards of the bridge and reads the model's own full logits (Gemma
-2's softcap included; ``integrated_gradients``: one full forward and backward per path point):
+at a time) — is compared with ``headlab.testing.reference``, which runs only whole forwards of the bridge and
+reads the model's own full logits (Gemma 2's softcap included; ``integrated_gradients``: one full forward and
+backward per path point):
 
 - float32: max |score − reference| ≤ ``ATOL`` · max(1, max |reference|); the resample reference also equals
   TransformerLens' own patching.

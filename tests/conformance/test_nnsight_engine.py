@@ -1,5 +1,5 @@
 """Conformance of the nnsight engine: on every architecture it knows (``nnsight_engine.OUT_PROJ``), in float32 and
-bfloat16, its attribution and exact-ablation maps equal the plain references (``scorers.reference``: whole
+bfloat16, its attribution and exact-ablation maps equal the plain references (``headlab.testing.reference``: whole
 forwards of the bridge, the model's own full logits) by the bounds the bridge engine is held to
 (``test_architectures.assert_matches``), on the same weights and token ids — the prompts of
 ``test_architectures`` (longer than the sliding window; counterfactuals that differ early, late, nowhere, or in

@@ -1,4 +1,4 @@
-"""headlab.plot: grid layout, axes, colour bar, selection, in-place updates, errors, saving."""
+"""headlab.viz.plot: grid layout, axes, colour bar, selection, in-place updates, errors, saving."""
 
 import numpy as np
 import pytest
