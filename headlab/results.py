@@ -323,29 +323,29 @@ class HeadScores:
             for r in range(rows.shape[1])
         ]
 
-    def normalized(self, kind: str = "fraction") -> np.ndarray:
-        """(n_tasks, n_layers, n_heads): "share" s/Σ|s| per task (signed: helpers > 0, harmers < 0),
-        "fraction" |s|/Σ|s| (its magnitude: the papers' 0–0.004 scale), "zscore" (s − mean)/std per task,
-        "max" s / max|s| per task, "none" the raw values. A NaN (a missing head) stays NaN and is left out of
-        its task's sums: the other heads keep their values."""
+    def normalized(self, normalize: str = "share") -> np.ndarray:
+        """(n_tasks, n_layers, n_heads): "share" (the default, as in the plots) s/Σ|s| per task (signed: helpers
+        > 0, harmers < 0), "fraction" |s|/Σ|s| (its magnitude: the papers' 0–0.004 scale), "zscore"
+        (s − mean)/std per task, "max" s / max|s| per task, "none" the raw values. A NaN (a missing head) stays
+        NaN and is left out of its task's sums: the other heads keep their values."""
         v = self.values
         axes = (1, 2)
-        if not isinstance(kind, str) or kind not in NORMALIZATIONS:
-            raise InputError(f"unknown normalization {kind!r}: choose from {NORMALIZATIONS}")
-        if kind == "none":
+        if not isinstance(normalize, str) or normalize not in NORMALIZATIONS:
+            raise InputError(f"unknown normalization {normalize!r}: choose from {NORMALIZATIONS}")
+        if normalize == "none":
             return v.copy()
         a, missing = np.abs(v), np.isnan(v)
         if not missing.any():  # the common case, and the exact arithmetic of before
-            if kind in ("share", "fraction"):
-                return (v if kind == "share" else a) / np.maximum(a.sum(axes, keepdims=True), 1e-30)
-            if kind == "zscore":
+            if normalize in ("share", "fraction"):
+                return (v if normalize == "share" else a) / np.maximum(a.sum(axes, keepdims=True), 1e-30)
+            if normalize == "zscore":
                 return (v - v.mean(axes, keepdims=True)) / np.maximum(v.std(axes, keepdims=True), 1e-30)
             return v / np.maximum(a.max(axes, keepdims=True), 1e-30)
         some = ~missing.all(axes, keepdims=True)  # a task with no finite head stays all NaN, without warnings
         fill = lambda x, value: np.where(missing, value, x)  # noqa: E731
-        if kind in ("share", "fraction"):
-            out = (v if kind == "share" else a) / np.maximum(fill(a, 0.0).sum(axes, keepdims=True), 1e-30)
-        elif kind == "zscore":
+        if normalize in ("share", "fraction"):
+            out = (v if normalize == "share" else a) / np.maximum(fill(a, 0.0).sum(axes, keepdims=True), 1e-30)
+        elif normalize == "zscore":
             n = np.maximum((~missing).sum(axes, keepdims=True), 1)
             mean = fill(v, 0.0).sum(axes, keepdims=True) / n
             std = np.sqrt(fill((v - mean) ** 2, 0.0).sum(axes, keepdims=True) / n)

@@ -45,7 +45,7 @@ def _check_rule(threshold, top_k, normalize, n_heads: int) -> None:
         raise InputError(f"unknown normalize {normalize!r}: choose from {NORMALIZATIONS}")
 
 
-def selected(maps, threshold=None, top_k=None, normalize="fraction") -> np.ndarray:
+def selected(maps, threshold=None, top_k=None, normalize="share") -> np.ndarray:
     """(..., layer, head) bool: the heads each (layer, head) map selects — ``normalized(normalize) ≥
     threshold``, or the ``top_k`` highest signed values (ties broken by position, as ``HeadScores.top``)."""
     maps = np.asarray(maps, dtype=np.float64)
@@ -112,7 +112,7 @@ class Bootstrap:
 
 
 def bootstrap(
-    scores: HeadScores, n: int = 200, seed: int = 0, threshold=None, top_k=None, normalize: str = "fraction"
+    scores: HeadScores, n: int = 200, seed: int = 0, threshold=None, top_k=None, normalize: str = "share"
 ) -> Bootstrap:
     """Resample each task's items with replacement ``n`` times (at most ``MAX_RESAMPLES``;
     ``numpy.random.default_rng(seed)``: the same seed gives the same result) and take each head's mean per
@@ -160,7 +160,7 @@ class AlwaysAny:
     n_runs: int
 
 
-def always_any(runs, threshold=None, top_k=None, normalize: str = "fraction") -> AlwaysAny:
+def always_any(runs, threshold=None, top_k=None, normalize: str = "share") -> AlwaysAny:
     """Which heads survive every run. ``runs``: HeadScores of the same tasks and shape (e.g. seeds), or a
     ``Bootstrap`` (its resamples). Exactly one of ``threshold`` / ``top_k`` (see ``selected``)."""
     if isinstance(runs, Bootstrap):

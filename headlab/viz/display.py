@@ -93,13 +93,6 @@ def unit(scores: HeadScores, normalize: str) -> str:
     return {"logit_diff": "logit diff", "logprob": "log-prob"}.get(metric, f"{scores.method} score")
 
 
-def colorbar_label(scores: HeadScores, normalize: str) -> str:
-    """What the colour bar measures: "signed share s/Σ|s|", "z-score (σ)", "raw score (logit diff)"."""
-    if normalize in ("share", "fraction"):
-        return f"{DISPLAYS[normalize]}" if normalize == "share" else "|s| share |s|/Σ|s|"
-    return f"{DISPLAYS[normalize]} ({unit(scores, normalize)})"
-
-
 def check_normalize(normalize) -> str:
     if not isinstance(normalize, str) or normalize not in DISPLAYS:
         raise InputError(f"unknown normalize {normalize!r}: choose from {tuple(DISPLAYS)}")
@@ -266,6 +259,29 @@ def beyond(shown: np.ndarray, scale: Scale) -> np.ndarray:
     above = v > scale.hi * (1 + 1e-9)
     below = (v < scale.lo * (1 + 1e-9)) if scale.signed else np.zeros(v.shape, dtype=bool)
     return above.astype(np.int8) - below.astype(np.int8)
+
+
+def check_clip(clip):
+    """A percentile in [50, 100] where the colour scale ends, or None / 0 for the full range."""
+    if clip is None or (not isinstance(clip, bool) and isinstance(clip, (int, float)) and clip == 0):
+        return None
+    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 50 <= clip <= 100:
+        raise InputError(
+            f"clip must be a percentile from 50 to 100 (99: the 99th percentile of |values|), or None for the full "
+            f"range; got {clip!r}"
+        )
+    return float(clip)
+
+
+def clip_limit(shown: list[np.ndarray], clip) -> float | None:
+    """The colour scale's end: the ``clip``-th percentile of the finite |values| of every panel (None: the full
+    range, or nothing above 0)."""
+    if not clip:
+        return None
+    values = np.abs(np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in shown]))
+    values = values[np.isfinite(values)]
+    limit = float(np.percentile(values, clip)) if values.size else 0.0
+    return limit if limit > 0 else None
 
 
 def check_vmax(vmax):

@@ -5,8 +5,9 @@
   ``update(threshold=..., top_k=..., elbow=..., by=..., normalize=..., tasks=...)``, which changes them in
   place instead of rebuilding the figure.
 - What a panel shows is ``viz.display``'s, shared with the explorer's canvas and saved pages: by default the
-  signed share s/Σ|s| on a diverging map centred on 0 (red helps, blue hurts), one colour scale per view,
-  unselected heads greyed, a legend naming every mark.
+  signed share s/Σ|s| on a diverging map centred on 0 (red helps, blue hurts), one colour scale per view ending
+  at the 99th percentile of |values| (▲▼ beyond), unselected heads greyed, a legend that says in words what the
+  colours mean and names every mark.
 - ``heatmap(scores, task, ax=None, ...)``: one panel; ``save(fig, path)``: PNG / SVG / PDF by suffix, never over a
   file unless ``overwrite=True``.
 - ``always_any_grid(aa)``: per task, the heads selected in every run and in any run (``stats.always_any``);
@@ -126,9 +127,12 @@ class GridView:
     Selection (``display.Selection``): ``threshold`` (displayed units), ``top_k`` or ``elbow=True``, ranked
     ``by`` "value" (signed, as ``HeadScores.top``) or "abs"; giving one replaces the others. Heads outside
     the selection are greyed, not hidden: the eye finds the selected heads and still sees the rest.
-    ``vmax`` (display units) clips the colour scale: clipped cells get ▲/▼, the end ticks read "0.03+".
+    The colour scale ends at the ``clip``-th percentile of |displayed values| (99 by default, as in the explorer:
+    one or two extreme heads would otherwise leave every other cell white; None: the full range), or at ``vmax``
+    (display units) where given; cells beyond it get ▲/▼ and the end ticks read "0.03+".
     ``significant``: (n_tasks, n_layers, n_heads) bool over ``scores.tasks`` (e.g. ``Bootstrap.significant``),
-    a dot on each such head. Heads that ``scores.verified`` marks (screen-then-verify) get a square.
+    a dot on each such head. Heads that ``scores.verified`` marks (screen-then-verify) get a square. Where a
+    selection is active, marks are drawn on the selected heads only, as in the explorer.
 
     ``fig`` (an empty Figure) or ``ax`` (one panel; a single task) let you draw into your own figure.
     """
@@ -147,13 +151,18 @@ class GridView:
         figsize=None,
         tasks=None,
         fig=None,
+        clip=99.0,
         ax=None,
         significant=None,
     ):
         self.scores = _check_scores(scores)
         self.significant = self._check_mask(significant)
-        self.opts = dict(threshold=None, normalize="share", vmax=None, top_k=None, elbow=False, by="value", cmap=None)
-        self._set_opts(threshold=threshold, normalize=normalize, vmax=vmax, top_k=top_k, elbow=elbow, by=by, cmap=cmap)
+        self.opts = dict(
+            threshold=None, normalize="share", vmax=None, clip=99.0, top_k=None, elbow=False, by="value", cmap=None
+        )
+        self._set_opts(
+            threshold=threshold, normalize=normalize, vmax=vmax, clip=clip, top_k=top_k, elbow=elbow, by=by, cmap=cmap
+        )
         self.tasks = self._check_tasks(tasks)
         if ncols is not None:
             check_k("ncols", ncols)
@@ -217,6 +226,7 @@ class GridView:
         if new["threshold"] is not None:
             check_threshold("threshold", new["threshold"])
         display.check_vmax(new["vmax"])
+        new["clip"] = display.check_clip(new["clip"])
         display.check_by(new["by"])
         if new["cmap"] is not None:
             display.check_cmap(new["cmap"])
@@ -239,7 +249,13 @@ class GridView:
 
     def scale(self) -> display.Scale:
         """The view's one colour scale, from the panels shown."""
-        return display.scale_of(list(self.displayed()), self.opts["normalize"], self.opts["vmax"])
+        return self._scale_of([p.shown for p in self.panels()])
+
+    def _scale_of(self, shown: list[np.ndarray]) -> display.Scale:
+        """The scale over ``shown``: ending at ``vmax`` where given, else at the ``clip``-th percentile."""
+        o = self.opts
+        end = o["vmax"] if o["vmax"] is not None else display.clip_limit(shown, o["clip"])
+        return display.scale_of(shown, o["normalize"], end)
 
     def selection(self) -> np.ndarray | None:
         """(n_panels, n_layers, n_heads) bool: the heads selected (None: no selection)."""
@@ -337,7 +353,7 @@ class GridView:
     def _refresh(self) -> None:
         """Push the current options into the existing artists."""
         panels = self.panels()
-        self._scale = scale = display.scale_of([p.shown for p in panels], self.opts["normalize"], self.opts["vmax"])
+        self._scale = scale = self._scale_of([p.shown for p in panels])
         cmap = self.opts["cmap"]
         for panel, im, title, count, marks in zip(panels, self.images, self.titles, self.counts, self.markers):
             im.set_data(display.shade(panel.shown, scale, panel.selected, cmap))
@@ -346,18 +362,22 @@ class GridView:
             some = f"{missing} NaN" if 0 < missing < panel.shown.size else ""  # all NaN: the label says so
             count.set_text(" · ".join(filter(None, [panel.label, some])))
             out = display.beyond(panel.shown, scale)
-            for name, mask in (("significant", panel.significant), ("above", out > 0), ("below", out < 0)):
-                layer, head = np.nonzero(mask) if mask is not None else (np.empty(0), np.empty(0))
+            only = panel.selected if panel.selected is not None else True  # a greyed head shows no mark
+            for name, mask in (
+                ("significant", panel.significant),
+                ("above", out > 0),
+                ("below", out < 0),
+                ("verified", panel.verified),
+            ):
+                layer, head = np.nonzero(mask & only) if mask is not None else (np.empty(0), np.empty(0))
                 marks[name].set_offsets(np.column_stack([head, layer]))
                 marks[name].set_visible(len(layer) > 0)
-            layer, head = np.nonzero(panel.verified) if panel.verified is not None else (np.empty(0), np.empty(0))
-            marks["verified"].set_offsets(np.column_stack([head, layer]))
-            marks["verified"].set_visible(len(layer) > 0)
         self.mappable.set_cmap(display.check_cmap(cmap) if cmap is not None else colormaps[scale.cmap])
         self.mappable.set_clim(scale.lo, scale.hi)
         self.colorbar.set_ticks(scale.ticks())
-        self.colorbar.set_label(display.colorbar_label(self.scores, self.opts["normalize"]), fontsize=9)
-        self.legend_artist.set_text(legend_text([LEGEND[k] for k in display.legend_keys(panels, scale)]))
+        self.colorbar.set_label(display.plain_label(self.scores, self.opts["normalize"]), fontsize=9)
+        marks = legend_text([LEGEND[k] for k in display.legend_keys(panels, scale)])
+        self.legend_artist.set_text("\n".join(filter(None, [display.meaning(self.scores.method, scale.signed), marks])))
 
     def update(
         self,
@@ -370,6 +390,7 @@ class GridView:
         vmax=_KEEP,
         cmap=_KEEP,
         significant=_KEEP,
+        clip=_KEEP,
     ) -> GridView:
         """Change options in place (omitted ones are kept; a threshold, top_k or elbow replaces the other
         two; ``significant=None`` hides the dots, a mask moves them).
@@ -377,7 +398,9 @@ class GridView:
         The same Figure, axes and image objects are reused; a task selection that needs a different grid
         (e.g. 8 → 3 panels) rebuilds the panels inside the same Figure, one that fits hides the spare.
         """
-        self._set_opts(threshold=threshold, normalize=normalize, top_k=top_k, elbow=elbow, by=by, vmax=vmax, cmap=cmap)
+        self._set_opts(
+            threshold=threshold, normalize=normalize, top_k=top_k, elbow=elbow, by=by, vmax=vmax, cmap=cmap, clip=clip
+        )
         if significant is not _KEEP:
             self.significant = self._check_mask(significant)
         if tasks is not _KEEP:
@@ -407,12 +430,14 @@ def heatmap_grid(
     figsize=None,
     tasks=None,
     significant=None,
+    clip=99.0,
 ) -> Figure:
     """One Layer × Head heatmap per task (8 tasks → 2 × 4) with one shared colour bar and a legend.
 
     ``normalize``: "share" s/Σ|s| (default: signed, diverging about 0), "fraction" |s| share, "zscore",
     "max" or "none" (see ``HeadScores.normalized``). ``threshold`` / ``top_k`` / ``elbow``: grey the heads
-    outside the selection, ranked ``by`` "value" (signed) or "abs" (see ``GridView``); ``vmax`` clips.
+    outside the selection, ranked ``by`` "value" (signed) or "abs" (see ``GridView``). The colour scale ends at
+    the ``clip``-th percentile of |values| (99; None: full range) or at ``vmax``; ▲▼ mark the heads beyond.
     ``significant``: (n_tasks, n_layers, n_heads) bool, a dot on each such head (``Bootstrap.significant``).
     Returns the Figure; ``fig._headlab_view`` is its ``GridView`` for in-place ``update(...)``.
     Given ``stats.always_any(...)`` instead of scores, draws ``always_any_grid`` (rows = tasks, columns =
@@ -435,6 +460,7 @@ def heatmap_grid(
         figsize=figsize,
         tasks=tasks,
         significant=significant,
+        clip=clip,
     ).figure
 
 
@@ -450,13 +476,17 @@ def heatmap(
     by="value",
     cmap=None,
     figsize=None,
+    clip=99.0,
 ):
     """One task's Layer × Head heatmap with its colour bar, into ``ax`` (or a new figure); returns the Axes.
+    ``clip`` / ``vmax``: the colour scale's end, as in ``heatmap_grid``.
 
     The ``GridView`` is ``ax.figure._headlab_view`` (the last one drawn into that figure).
     """
     scores = _check_scores(scores)
-    opts = dict(threshold=threshold, normalize=normalize, vmax=vmax, top_k=top_k, elbow=elbow, by=by, cmap=cmap)
+    opts = dict(
+        threshold=threshold, normalize=normalize, vmax=vmax, clip=clip, top_k=top_k, elbow=elbow, by=by, cmap=cmap
+    )
     if ax is None:
         return GridView(scores, figsize=figsize, tasks=[task], **opts).axes[0]
     GridView(scores, tasks=[task], ax=ax, **opts)

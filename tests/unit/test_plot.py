@@ -78,7 +78,7 @@ def test_panels_axes_and_colorbar(L, H):
     # tick labels on the outer edge only; one shared colour bar named after the display
     assert view.axes[0].yaxis.label.get_visible() and not view.axes[1].yaxis.label.get_visible()
     assert view.axes[4].xaxis.label.get_visible() and not view.axes[0].xaxis.label.get_visible()
-    assert view.colorbar.ax.get_ylabel() == "signed share s/Σ|s|"
+    assert view.colorbar.ax.get_ylabel() == "share of the task's total effect"
     assert len(fig.axes) == 9
     assert [t.get_text() for t in view.titles] == NAMES
 
@@ -94,7 +94,14 @@ def test_signed_share_default_values_and_symmetric_scale():
     share = s.values / np.abs(s.values).sum((1, 2), keepdims=True)
     np.testing.assert_allclose(view.displayed(), share)
     scale = view.scale()
-    assert scale.signed and scale.cmap == "RdBu_r" and scale.lo == -scale.hi == pytest.approx(-np.abs(share).max())
+    # by default the scale ends at the 99th percentile of |share| (as in the explorer), clip=None: the full range
+    end = np.percentile(np.abs(share), 99)
+    assert scale.signed and scale.cmap == "RdBu_r" and scale.lo == -scale.hi == pytest.approx(-end)
+    assert scale.clipped and "▲▼ beyond the colour scale" in view.legend_artist.get_text()
+    assert view.legend_artist.get_text().startswith("red: ablating the head lowers the task's metric (the head helps)")
+    full = view.update(clip=None).scale()
+    assert full.hi == pytest.approx(np.abs(share).max()) and not full.clipped
+    view.update(clip=99)
     # the colours are the diverging map's: the most negative head is the bluest, the largest the reddest
     t, layer, head = np.unravel_index(np.argmin(share), share.shape)
     r, g, b, _ = colours(view, t)[layer, head].astype(int)
@@ -109,17 +116,19 @@ def test_magnitude_share_is_sequential_from_zero():
     view = plot.heatmap_grid(s, normalize="fraction")._headlab_view
     scale = view.scale()
     assert not scale.signed and scale.cmap == "viridis" and scale.lo == 0
-    assert view.colorbar.ax.get_ylabel() == "|s| share |s|/Σ|s|"
+    assert view.colorbar.ax.get_ylabel() == "share of the task's total |effect|"
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7, 8])
 def test_scale_comes_from_the_tasks_shown_for_any_count(n):
     s = make_scores(8, 6, 4, positive=True)
     s.values[7] *= 100  # a task with far larger values: shown or not, it must not set others' scale
-    view = plot.heatmap_grid(s, tasks=NAMES[:n], normalize="none")._headlab_view
+    view = plot.heatmap_grid(s, tasks=NAMES[:n], normalize="none", clip=None)._headlab_view
     shown = s.values[:n]
     assert view.scale().hi == pytest.approx(np.abs(shown).max())
     assert view.scale().lo == pytest.approx(-np.abs(shown).max())  # raw scores are signed by kind
+    view.update(clip=99)  # the default: the 99th percentile of the tasks shown
+    assert view.scale().hi == pytest.approx(np.percentile(np.abs(shown), 99))
 
 
 def test_threshold_greys_the_rest_and_says_how():
@@ -166,7 +175,7 @@ def test_vmax_clip_adds_plus_ticks_and_cell_markers():
     above = sorted((int(y), int(x)) for x, y in view.markers[0]["above"].get_offsets())
     assert above == sorted(map(tuple, np.argwhere(share[0] > 0.004).tolist())) and above
     assert "▲▼ beyond the colour scale" in view.legend_artist.get_text()
-    unclipped = plot.heatmap_grid(s)
+    unclipped = plot.heatmap_grid(s, clip=None)
     unclipped.canvas.draw()
     assert not any(t.get_text().endswith("+") for t in unclipped._headlab_view.colorbar.ax.get_yticklabels())
     assert not unclipped._headlab_view.markers[0]["above"].get_visible()
@@ -185,7 +194,9 @@ def test_in_place_update_keeps_artists():
     assert view.counts[0].get_text() == f"{int((share[0] >= 0.006).sum())} with s ≥ 0.006"
     view.update(normalize="zscore", threshold=None)
     np.testing.assert_allclose(view.displayed()[2], s.normalized("zscore")[2])
-    assert view.images == images and view.counts[2].get_text() == "" and view.legend_artist.get_text() == ""
+    assert view.images == images and view.counts[2].get_text() == ""
+    assert view.legend_artist.get_text().startswith("red: ablating the head")  # no selection: no "greyed" entry
+    assert "greyed" not in view.legend_artist.get_text()
 
 
 def test_task_selection_hides_or_regrids():
@@ -275,6 +286,9 @@ def test_significance_markers_follow_mask_and_toggle_in_place():
     other = ~mask
     view.update(significant=other, top_k=2)
     assert view.markers == markers and [len(ax.get_children()) for ax in view.axes] == n_artists
+    chosen = view.selection()  # with a selection, the dots are on the selected heads only
+    assert dots(view, 1) == sorted(map(tuple, np.argwhere(other[1] & chosen[1]).tolist()))
+    view.update(top_k=None)
     assert dots(view, 1) == sorted(map(tuple, np.argwhere(other[1]).tolist()))
     view.update(tasks=[NAMES[2], NAMES[0]])  # the dots follow the task shown in each panel
     assert dots(view, 0) == sorted(map(tuple, np.argwhere(other[2]).tolist()))
