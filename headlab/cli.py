@@ -2,9 +2,11 @@
 
 demo   the main job on the embedded model: model card, greedy answer, attribution scores of the eight
        tasks, a table of top heads and the heatmap grid (out/heatmaps.png).
-score  ``--model --method --ablation --metric --tasks --items --out`` and the method's own options,
-       ``--steps`` (attribution, verified), ``--path`` (attribution), ``--k`` and ``--candidates`` (verified):
-       writes scores.npz and top_heads.txt (for verified, with the heads where the screen was wrong).
+score  ``--model --method --ablation --metric --tasks --items --out`` and the method's own options: one flag
+       per option of every registered method (``Scorer.options``, help from ``Scorer.option_help``; e.g.
+       ``--steps 4``, ``--steps 1,2``, ``--path layers``, ``--probe logistic``), refused in one line by a method
+       that does not take it. Writes scores.npz and top_heads.txt (for verified, with the heads where the
+       screen was wrong).
        ``--engine nnsight`` (here) or ``ndif`` (NDIF's GPUs: a Hub id, NDIF_API_KEY) for attribution and
        exact ablation (``docs/ndif.md``).
        Outputs go to --out (``~`` is the home folder) through ``headlab.files``: never over an earlier file
@@ -235,6 +237,48 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def option_value(text: str):
+    """A method option's flag text as a value: "none" → None, "true"/"false" → bool, an int, a float, a
+    comma-separated list of those (``1,2`` → [1, 2]), else the text itself; the method's ``check`` validates it."""
+    if "," in text:
+        return [option_value(part.strip()) for part in text.split(",")]
+    lowered = text.strip().lower()
+    if lowered in ("none", "true", "false"):
+        return {"none": None, "true": True, "false": False}[lowered]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def add_method_options(parser) -> dict[str, str]:
+    """One flag per option name of every registered method (``Scorer.options``), its help each method's
+    ``option_help`` line and default; returns option name → the ``args`` attribute holding it (None: not given).
+    A new method's options reach the CLI with no change here."""
+    from . import scorers
+
+    lines: dict[str, list[str]] = {}
+    for name in scorers.names():
+        scorer = scorers.get(name)
+        for option, default in scorer.options.items():
+            what = scorer.option_help.get(option, "")
+            lines.setdefault(option, []).append(f"{name}: {what} (default {default})".replace(":  (", ": ("))
+    dests = {}
+    for option, helps in lines.items():
+        dests[option] = f"option_{option}"
+        parser.add_argument(
+            f"--{option.replace('_', '-')}",
+            dest=dests[option],
+            type=option_value,
+            default=None,
+            metavar="VALUE",
+            help="; ".join(helps).replace("%", "%%"),
+        )
+    return dests
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (``headlab: ...``), like every other error of the CLI."""
 
@@ -306,25 +350,13 @@ def main(argv=None) -> int:
     )
     p.add_argument("--ablation", default="resample", choices=ABLATIONS)
     p.add_argument("--metric", default="logit_diff", choices=METRICS)
-    p.add_argument(
-        "--steps",
-        default=None,
-        help="attribution: integrated-gradient points (1 = plain); verified: its screens, e.g. 1,2",
-    )
-    p.add_argument("--path", default=None, help="attribution: activations (every layer at once) or layers")
-    p.add_argument("--k", type=int, default=None, help="verified: the top k per task it must get right (default 20)")
-    p.add_argument(
-        "--candidates",
-        type=int,
-        default=None,
-        help="verified: re-score the top K by |score| instead of the intervals' pick",
-    )
+    method_options = add_method_options(p)
     p.add_argument(
         "--engine",
         default="bridge",
         choices=ENGINES,
         help="bridge (TransformerLens, every method); nnsight (here) or ndif (NDIF's GPUs, a Hub id and NDIF_API_KEY): "
-        "attribution and exact ablation",
+        + ", ".join(n for n in scorers.names() if "ndif" in scorers.get(n).engines),
     )
     sub.add_parser("eval", parents=[common, tasks], help="clean accuracy / preference table of the tasks").set_defaults(
         engine="bridge"
@@ -335,17 +367,9 @@ def main(argv=None) -> int:
     from .tasks import TaskError
 
     args.options = {}  # the method's own options: only score has them
-    if args.command == "score" and args.steps is not None:
-        try:
-            steps = [int(m) for m in args.steps.split(",")]
-        except ValueError:
-            parser.error(
-                f"--steps takes a number of points or a comma-separated list, e.g. 4 or 1,2; got {args.steps!r}"
-            )
-        args.options["steps"] = steps[0] if len(steps) == 1 else steps
     if args.command == "score":
-        given = {"path": args.path, "k": args.k, "candidates": args.candidates}
-        args.options.update({name: value for name, value in given.items() if value is not None})
+        given = {name: getattr(args, dest) for name, dest in method_options.items()}
+        args.options = {name: value for name, value in given.items() if value is not None}
     try:
         _check_args(args)
         args.task_objects = _tasks(args.tasks, args.cogqa)  # a typo fails here, before the model loads

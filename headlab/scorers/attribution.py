@@ -83,6 +83,10 @@ class Attribution(Scorer):
         "resample · IG m=2 per layer": {"ablation": "resample", "steps": 2, "path": "layers"},
     }
     options = {"steps": 1, "path": "activations"}
+    option_help = {
+        "steps": "integrated-gradient points, 1 = plain attribution",
+        "path": "activations (every layer's z at once) or layers (one layer at a time)",
+    }
     pools = True
     engines = ENGINES  # nnsight and NDIF: path="activations" only
 

@@ -8,7 +8,8 @@ subclass of ``Scorer`` decorated with ``@register``. It declares:
 
 - ``name``, ``summary``, ``order`` (its place in method lists) and ``variants`` (the explorer's entries:
   label → the ``score()`` keywords that pick the variant);
-- ``options``: its own keyword options with their defaults, validated by ``check`` (one-line ValueError);
+- ``options``: its own keyword options with their defaults, validated by ``check`` (one-line ValueError), and
+  ``option_help``: one line per option, which the CLI shows beside the flag it makes of each (``--steps``);
 - ``uses_ablation`` / ``uses_metric``: whether ``score(ablation=, metric=)`` apply. Where they do, a task
   without counterfactuals falls back (``FALLBACKS``: logit_diff → logprob, resample → mean) with a note,
   the scorer gets the task encoded (``Job.enc``, ``metrics.encode``) and resampling keeps only the items
@@ -84,6 +85,7 @@ class Scorer:
     order: int = 100
     variants: dict = {}
     options: dict = {}
+    option_help: dict = {}  # option → what it sets, in a few words (the CLI's --help)
     uses_ablation: bool = True
     uses_metric: bool = True
     pools: bool = False

@@ -230,6 +230,14 @@ class Gating(Scorer):
     order = 40
     variants = {"3 seeds": {}}
     options = DEFAULTS
+    option_help = {
+        "seeds": "the fits' seeds, e.g. 0,1,2",
+        "steps": "optimisation steps per fit",
+        "lr": "Adam's learning rate",
+        "lam": "the regulariser's strength",
+        "init": "the gates' mean starting logit g",
+        "noise": "the std of the starting noise on g",
+    }
     uses_ablation = uses_metric = False  # fitted on the answer's next-token loss
 
     def check(self, options):

@@ -317,6 +317,15 @@ class Probe(Scorer):
     order = 30
     variants = {"mlp": {"probe": "mlp"}, "logistic": {"probe": "logistic"}}
     options = DEFAULTS
+    option_help = {
+        "probe": "mlp (the paper's) or logistic (one regression per head)",
+        "pool": "mean, first or last of a head's activations over the answer's tokens",
+        "folds": "cross-fitting folds",
+        "seed": "the folds' and the fit's seed",
+        "epochs": "MLP training epochs",
+        "lr": "MLP learning rate",
+        "max_answer_tokens": "answer tokens pooled at most",
+    }
     uses_ablation = uses_metric = False  # classifies tasks from activations: no ablation, no metric
     joint = True  # the tasks are the classes: each result depends on all of them
     engines = ENGINES

@@ -53,6 +53,11 @@ class Verified(Scorer):
     order = 25
     variants = ABLATION_VARIANTS
     options = {"k": 20, "candidates": None, "steps": [1, 2]}
+    option_help = {
+        "k": "the top k heads per task it must get right",
+        "candidates": "re-score the top K by |score| instead of the intervals' pick",
+        "steps": "its attribution screens' points, e.g. 1,2",
+    }
     pools = True
     engines = ENGINES
 

@@ -147,6 +147,57 @@ def test_cli_passes_the_method_options_and_the_item_count(tiny_model, tmp_path, 
     assert HeadScores.load(tmp_path / "c" / "scores.npz").verified.sum((1, 2)).tolist() == [3] * 8  # top 3 by |score|
 
 
+def test_a_new_method_is_one_file_and_its_options_reach_the_cli(tiny_model, tmp_path, monkeypatch, capsys):
+    """A toy scorer registered here, with one option of its own: the CLI's help lists ``--width`` with its
+    line and default, ``--width 7`` reaches the scorer (its map is 7 everywhere), and another method refuses the
+    flag in one line — with no change to the CLI or the explorer (its menu lists the toy's variant)."""
+    from headlab import cli, models
+    from headlab.results import HeadScores
+    from headlab.scorers import REGISTRY, Scorer, TaskResult, register
+
+    @register
+    class Toy(Scorer):
+        name = "toy"
+        summary = "every head scores its width"
+        variants = {"plain": {}}
+        options = {"width": 3}
+        option_help = {"width": "the value every head gets"}
+        uses_ablation = uses_metric = False
+
+        def check(self, options):
+            unknown = sorted(set(options) - set(self.options))
+            if unknown:
+                raise ValueError(f"unknown toy option(s) {unknown}")
+            out = {**self.options, **options}
+            if not isinstance(out["width"], int):
+                raise ValueError(f"toy option width must be an int, got {out['width']!r}")
+            return out
+
+        def run(self, model, jobs, options, batch_size, progress):
+            shape = (model.cfg.n_layers, model.cfg.n_heads)
+            return [
+                TaskResult(np.full((len(j.task), *shape), float(options["width"])), np.zeros(len(j.task))) for j in jobs
+            ]
+
+    try:
+        with pytest.raises(SystemExit):
+            cli.main(["score", "-h"])
+        help_text = " ".join(capsys.readouterr().out.split())
+        assert "--width VALUE toy: the value every head gets (default 3)" in help_text
+        from headlab.viz.explorer.menus import method_choices
+
+        assert method_choices(None)["toy · plain"] == ("toy", {})  # the explorer's Method menu lists it
+        monkeypatch.setattr(models, "load_model", lambda *a, **k: tiny_model)
+        argv = ["score", "--method", "toy", "--width", "7", "--items", "2", "--tasks", "Retrieval", "--quiet"]
+        assert cli.main([*argv, "--out", str(tmp_path)]) == 0
+        saved = HeadScores.load(tmp_path / "scores.npz")
+        assert saved.params["width"] == 7 and np.all(saved.values == 7.0)
+        assert cli.main(["score", "--method", "attribution", "--width", "7", "--out", str(tmp_path / "b")]) == 2
+        assert "unknown attribution option(s) ['width']" in capsys.readouterr().err
+    finally:
+        REGISTRY.pop("toy", None)
+
+
 @pytest.mark.filterwarnings("ignore:.*counterfactual prompts differ in token length")
 def test_cli_eval_and_demo_on_the_first_items(tiny_model, tmp_path, monkeypatch, capsys):
     """``eval --items 2`` prints the behaviour table of each task's first 2 items; ``demo`` scores all eight

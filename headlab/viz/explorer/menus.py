@@ -1,6 +1,7 @@
 """What the Model, Method and Compare menus offer, and under which label a map is shown.
 
-- ``METHODS``: every registered variant, "method · variant" → (method, ``score()`` keywords).
+- ``method_choices``: the Method menu, from every registered scorer's ``variants`` ("method · variant" →
+  (method, ``score()`` keywords)), read when an explorer is built: a scorer registered later is in the next one.
 - ``entry_of(scores)``: the entry that computed a map (all options and the metric match), else an entry of its
   own naming what differs — a map is never shown under another computation's label.
 - ``engine_of(entry)`` and ``model_label``: where a model runs ("bridge", "nnsight", "ndif"); a remote (NDIF)
@@ -29,15 +30,16 @@ __all__ = [
     "shape_of",
 ]
 
-METHODS = scorers.variants()
 NO_COMPARE = "— none —"
 ENGINE_MARKS = {"bridge": "", "nnsight": " · nnsight", "ndif": " · NDIF (remote)"}
 
 
 def method_choices(methods) -> dict[str, tuple[str, dict]]:
-    """The Method menu: ``methods`` (labels of ``METHODS`` or (method, variant) pairs; None: every one)."""
+    """The Method menu: ``methods`` (labels of ``scorers.variants()`` or (method, variant) pairs; None: every
+    one)."""
+    every = scorers.variants()
     if methods is None:
-        return dict(METHODS)
+        return every
     if isinstance(methods, str):
         methods = [methods]
     try:
@@ -48,9 +50,9 @@ def method_choices(methods) -> dict[str, tuple[str, dict]]:
     for m in methods:
         pair = isinstance(m, (tuple, list)) and len(m) == 2
         label = m if isinstance(m, str) else f"{m[0]} · {m[1]}" if pair else None
-        if label not in METHODS:
-            raise InputError(f"unknown method {m!r}: choose from {list(METHODS)}")
-        choices[label] = METHODS[label]
+        if label not in every:
+            raise InputError(f"unknown method {m!r}: choose from {list(every)}")
+        choices[label] = every[label]
     if not choices:
         raise InputError("explorer() needs at least one method")
     return choices
@@ -62,10 +64,10 @@ def plain(value):
 
 
 def entry_of(scores: HeadScores) -> tuple[str, tuple[str, dict]]:
-    """The menu entry (label, (method, ``score()`` keywords)) of how ``scores`` were computed: the ``METHODS``
-    entry whose keywords, the method's default options and the default metric all match its ``params``, else an
-    entry of its own labelled by what differs (``attribution · resample · steps=8``; a hand-built map whose params do
-    not say its ablation: ``ablation · ablation ?``)."""
+    """The menu entry (label, (method, ``score()`` keywords)) of how ``scores`` were computed: the
+    ``scorers.variants()`` entry whose keywords, the method's default options and the default metric all match
+    its ``params``, else an entry of its own labelled by what differs (``attribution · resample · steps=8``; a
+    hand-built map whose params do not say its ablation: ``ablation · ablation ?``)."""
     if scores.method not in scorers.names():
         return f"{scores.method} · ?", (scores.method, {})
     scorer = scorers.get(scores.method)
@@ -74,7 +76,7 @@ def entry_of(scores: HeadScores) -> tuple[str, tuple[str, dict]]:
     def given(key):  # a map saved before an option existed was computed with its default
         return plain(scores.params.get(key, defaults.get(key)))
 
-    for label, (method, kwargs) in METHODS.items():
+    for label, (method, kwargs) in scorers.variants().items():
         if method == scores.method and all(given(k) == plain(v) for k, v in {**defaults, **kwargs}.items()):
             return label, (method, kwargs)
     kwargs = {"ablation": scores.params.get("ablation")} if scorer.uses_ablation else {}
