@@ -25,7 +25,7 @@ from .errors import InputError
 from .metrics import METRICS, check_length, encode, prompt_ids
 from .models import describe, load_model
 from .results import HeadScores
-from .scorers import TaskSize
+from .scorers import TaskResult, TaskSize
 from .scorers.ablation import rerun_tokens
 from .tasks import as_task_list
 
@@ -73,19 +73,19 @@ def score(
                 disk.save_result(paths[i], out.per_example, out.baseline, out.params, out.verified)
                 if jobs[i].partial is not None and jobs[i].partial.exists():
                     jobs[i].partial.unlink()
-            results[i] = (out.per_example, out.baseline, out.params, out.verified)
+            results[i] = out
     for note in notes:
         warnings.warn(note, stacklevel=2)
 
-    n_max = max(r[0].shape[0] for r in results)
+    n_max = max(r.per_example.shape[0] for r in results)
     per_example = np.full((len(results), n_max, info.n_layers, info.n_heads), np.nan, dtype=np.float32)
-    for t, (pe, *_) in enumerate(results):
-        per_example[t, : pe.shape[0]] = pe
+    for t, r in enumerate(results):
+        per_example[t, : r.per_example.shape[0]] = r.per_example
     extra = {}
-    for _, _, p, _ in results:  # a dict entry (e.g. keyed by task) merges across tasks; others are shared
-        for k, v in p.items():
+    for r in results:  # a dict entry (e.g. keyed by task) merges across tasks; others are shared
+        for k, v in r.params.items():
             extra[k] = {**extra[k], **v} if isinstance(v, dict) and isinstance(extra.get(k), dict) else v
-    masks = [v for *_, v in results]
+    masks = [r.verified for r in results]
     verified = None
     if any(v is not None for v in masks):
         verified = np.stack([np.zeros(shape, dtype=bool) if v is None else v for v in masks])
@@ -100,13 +100,13 @@ def score(
         **extra,
     }
     return HeadScores(
-        values=np.stack([pe.astype(np.float64).mean(0) for pe, *_ in results]),
+        values=np.stack([r.per_example.astype(np.float64).mean(0) for r in results]),
         tasks=[t.name for t in task_list],
         model=info,
         method=scorer.name,
         params=params,
-        n_examples=[pe.shape[0] for pe, *_ in results],
-        baseline=[b.mean() for _, b, *_ in results],
+        n_examples=[r.per_example.shape[0] for r in results],
+        baseline=[r.baseline.mean() for r in results],
         per_example=per_example,
         notes=notes,
         verified=verified,
@@ -183,7 +183,7 @@ def throughput(model, task) -> float:
 
 @dataclass
 class Plan:
-    """What ``score()`` will do: per task its job, cache path and cached result (None: to compute)."""
+    """What ``score()`` will do: per task its job, cache path and cached ``TaskResult`` (None: to compute)."""
 
     scorer: object
     model: object
@@ -261,6 +261,7 @@ def _plan(model, tasks, method, ablation, metric, batch_size, cache, progress, o
 
     shape = (info.n_layers, info.n_heads)
     cached = [disk.load_result(p, shape) if p is not None else None for p in paths]
+    cached = [TaskResult(*r) if r is not None else None for r in cached]
     if scorer.joint and any(r is None for r in cached):
         cached = [None] * len(jobs)
     return Plan(scorer, model, task_list, options, jobs, notes, paths, cached, info)

@@ -25,7 +25,7 @@ from . import jobs, menus
 from .controls import CI_TOOLTIP, Controls, line
 from .details import HeadDetails, head_details, prompt_of, shown_figure, shown_text
 from .state import VIEW_TRAITS, Job, ViewState
-from .view import render, source_name, threshold_range
+from .view import map_name, render, threshold_range
 
 __all__ = ["Explorer", "explorer", "words"]
 
@@ -49,7 +49,7 @@ class Explorer:
     ``models``: name → a loaded model (a bridge, or one loaded with ``engine="nnsight" | "ndif"``), a name or
     folder for ``load_model``, or a callable returning one (called on first use).
     ``tasks``: Tasks (a mapping like ``builtin()`` or a list; default: the eight built-in tasks).
-    ``methods``: labels of ``menus.METHODS`` or (method, variant) pairs (default: every registered variant); a
+    ``methods``: labels of ``scorers.variants()`` or (method, variant) pairs (default: every registered variant); a
     model's Method menu lists those its engine runs.
     ``scores``: HeadScores of the first model and its method: shown at start, nothing computed; a map of another
     model (name or fingerprint: ``results.check_model``) is refused unless ``cross_model=True``.
@@ -84,7 +84,7 @@ class Explorer:
         self._loaded, self._bootstraps, self.store, self.curves = {}, {}, {}, {}
         self._given = scores  # the map passed as scores=: checked once against its model, never recomputed
         self._lock = threading.RLock()
-        self._batching, self._dirty, self._version, self._sources = False, False, 0, []
+        self._batching, self._dirty, self._version, self._panel_maps = False, False, 0, []
         self._last_job: Job | None = None
         self.curve = None  # the faithfulness figure shown, if any
         self._ci_unavailable: str | None = None  # why map A has no CI (too few items), or None
@@ -247,9 +247,7 @@ class Explorer:
             self._put(role, key)
             return
         self._busy_check("computing another map")
-        self._begin(
-            Job(f"{source_name(key)}, for map {role}", "score", role, key, self._score_estimate, self._score_work)
-        )
+        self._begin(Job(f"{map_name(key)}, for map {role}", "score", role, key, self._score_estimate, self._score_work))
 
     def _put(self, role: str, key: tuple) -> None:
         """Put stored map ``key`` on screen as ``role`` (the one place a map enters the state)."""
@@ -384,7 +382,7 @@ class Explorer:
             s.message = reason
         if key is None:
             return
-        why = f"the scores changed to {source_name(key)}"
+        why = f"the scores changed to {map_name(key)}"
         if s.details:
             self.details_out.outputs = (shown_text(f"(head details cleared: {why})"),)
             s.details = ()
@@ -462,7 +460,7 @@ class Explorer:
                 return
             if self.state.message.startswith("⚠"):
                 self.state.message = ""
-            self._sources = drawn.sources
+            self._panel_maps = drawn.panel_maps
             self.grid.show(drawn.grid)
             self.ui.status.value = line(drawn.status)
             self.ui.show_range(*drawn.range, display.unit(self.scores, self.state.normalize))
@@ -530,7 +528,7 @@ class Explorer:
             for old in [ln for ln in ax.lines if ln.get_gid() == "k"]:
                 old.remove()
             ax.axvline(k, color="0.5", lw=0.8, ls="--", gid="k")
-        caption = f"{key[2]} · {source_name(key[:2])} · dashed line: k = {k}"
+        caption = f"{key[2]} · {map_name(key[:2])} · dashed line: k = {k}"
         self.curve_out.outputs = (shown_text(caption), shown_figure(fig))
         self.curve = fig
         s.curve = key
@@ -557,30 +555,30 @@ class Explorer:
     def _on_grid_click(self, panel: int, layer: int, head: int) -> None:
         """A click on the canvas: the form follows the clicked head, then its details come as a job."""
         with self._lock:
-            if not 0 <= panel < len(self._sources):
+            if not 0 <= panel < len(self._panel_maps):
                 return
-            source, task = self._sources[panel]
+            map_id, task = self._panel_maps[panel]
             c = self.controls
             c["detail_task"].value, c["layer"].value, c["head"].value = task, layer, head
             try:
                 self.state.message = ""
-                self._request_details(task, layer, head, c["item"].value, source)
+                self._request_details(task, layer, head, c["item"].value, map_id)
             except Exception as err:
                 self.state.message = f"⚠ {words(err)}"
                 self.grid.status = ""
 
-    def _request_details(self, task, layer, head, item, source=None) -> None:
+    def _request_details(self, task, layer, head, item, map_id=None) -> None:
         """Head details as a job (one pass of one prompt: asked about first only where that is slow)."""
-        key = self._head_key(task, layer, head, item, source)
+        key = self._head_key(task, layer, head, item, map_id)
         self._busy_check("asking for head details")
         what = f"head details of L{layer}.H{head} · {task}"
         self._begin(Job(what, "details", "", key, self._details_estimate, self._details_work))
 
-    def _head_key(self, task, layer, head, item, source) -> tuple:
+    def _head_key(self, task, layer, head, item, map_id) -> tuple:
         """(model, method, task, layer, head, item) of a head of a map on screen, refused in one line if there
         is no such head."""
-        source = source or self.shown
-        scores = self.store.get(source) if source else None
+        map_id = map_id or self.shown
+        scores = self.store.get(map_id) if map_id else None
         if scores is None:
             raise InputError("no scores yet: pick a model and method that compute")
         if not isinstance(task, str) or task not in scores.tasks:
@@ -591,7 +589,7 @@ class Explorer:
                 raise InputError(f"{name} must be an int, got {value!r}")
         if not (0 <= layer < L and 0 <= head < H):
             raise InputError(f"no head L{layer}.H{head}: layers are 0–{L - 1}, heads 0–{H - 1}")
-        return (*source, task, layer, head, item)
+        return (*map_id, task, layer, head, item)
 
     def _details_estimate(self, job: Job) -> tuple[float, str]:
         model, _, task, *_ = job.target
@@ -609,7 +607,7 @@ class Explorer:
         model, method, task, layer, head, item = key
         the_task = self.task_objects()[task]
         prompt_of(bridge, the_task, item)
-        scores, name = self.store[(model, method)], source_name((model, method))
+        scores, name = self.store[(model, method)], map_name((model, method))
         return head_details(bridge, scores, the_task, layer, head, item, self.state.normalize, name)
 
     def _show_details(self, key, info: HeadDetails) -> None:
@@ -621,18 +619,18 @@ class Explorer:
         # that cell's own outputs (what nbval compares).
         shown = (shown_text(info.summary(), f"<p>{info.summary()}</p>"),)
         self.details_out.outputs = shown + ((shown_figure(info.figure),) if info.figure is not None else ())
-        self.grid.status = f"details: L{layer}.H{head} · {task} · {info.source}"
+        self.grid.status = f"details: L{layer}.H{head} · {task} · {info.map_name}"
         self.state.details = key
         c = self.controls
         if c["detail_task"].value != task:
             c["detail_task"].value = task
         c["layer"].value, c["head"].value, c["item"].value = layer, head, item
 
-    def details(self, task: str, layer: int, head: int, item: int = 0, source=None) -> HeadDetails:
+    def details(self, task: str, layer: int, head: int, item: int = 0, map_id=None) -> HeadDetails:
         """Score, rank and attention pattern (on the task's ``item``-th prompt) of head (layer, head) of map A
-        (``source``: another (model, method) on screen), computed now in this thread; also shown below the grid.
+        (``map_id``: another (model, method) on screen), computed now in this thread; also shown below the grid.
         A click or *Show head* asks for the same as a job."""
-        key = self._head_key(task, layer, head, item, source)
+        key = self._head_key(task, layer, head, item, map_id)
         self._busy_check("asking for head details")
         self.grid.status = f"⏳ loading head details of L{layer}.H{head} · {task} …"
         info = self._compute_details(key, self.model(key[0]))
@@ -648,7 +646,7 @@ class Explorer:
         if self.scores is None or not self.grid.spec.get("panels"):
             raise InputError("nothing to save: the grid shows no panel yet")
         note = render(self.state, self.store, self.significant, self._version).status
-        page = canvas.page(self.grid.state(), title=f"headlab · {source_name(self.shown)}", note=note)
+        page = canvas.page(self.grid.state(), title=f"headlab · {map_name(self.shown)}", note=note)
         return write_file(path, page.encode("utf-8"), overwrite=overwrite, what="save_html()")
 
 

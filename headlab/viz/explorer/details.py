@@ -35,19 +35,19 @@ class HeadDetails:
     tokens: list[str]
     pattern: np.ndarray | None
     figure: Figure | None
-    source: str = ""
+    map_name: str = ""
     item: int = 0
 
     def summary(self) -> str:
         """One line: the head's score, shown value and rank (a missing head: no score, no rank)."""
-        source = f" · {self.source}" if self.source else ""
+        map_name = f" · {self.map_name}" if self.map_name else ""
         if math.isnan(self.value):
             said = "no score (NaN: missing in this map), not ranked"
         else:
             said = f"score {self.value:.4g} (shown {self.shown:.4g}), rank {self.rank} of {self.n_heads} by s"
         if self.pattern is None:
-            return f"L{self.layer}.H{self.head} in {self.task}{source}: {said} · {NO_PATTERN}"
-        return f"L{self.layer}.H{self.head} in {self.task}{source}: {said} · pattern of prompt {self.item}"
+            return f"L{self.layer}.H{self.head} in {self.task}{map_name}: {said} · {NO_PATTERN}"
+        return f"L{self.layer}.H{self.head} in {self.task}{map_name}: {said} · pattern of prompt {self.item}"
 
 
 NO_PATTERN = "no attention pattern: the nnsight and NDIF engines run an attention kernel that gives none"
@@ -67,7 +67,7 @@ def prompt_of(bridge, task, item: int) -> list[int]:
     return ids
 
 
-def head_details(bridge, scores, task, layer: int, head: int, item: int, normalize: str, source: str) -> HeadDetails:
+def head_details(bridge, scores, task, layer: int, head: int, item: int, normalize: str, map_name: str) -> HeadDetails:
     """The details of head (layer, head) of ``scores`` for ``task`` (a Task), its pattern on prompt ``item``
     (one forward pass of that prompt, on the bridge; a model of the nnsight or NDIF engine runs no pass: its
     details are the map's, without a pattern)."""
@@ -96,7 +96,7 @@ def head_details(bridge, scores, task, layer: int, head: int, item: int, normali
         tokens,
         pattern,
         fig,
-        source=source,
+        map_name=map_name,
         item=item,
     )
 

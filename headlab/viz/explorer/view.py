@@ -26,18 +26,19 @@ CLIP_OPTIONS = (
 )
 
 
-def source_name(key) -> str:
-    """ "attribution · resample on smollm2" for the map (model, method)."""
-    return f"{key[1]} on {key[0]}" if key else ""
+def map_name(map_id) -> str:
+    """ "attribution · resample on smollm2" for the map whose id is (model, method label)."""
+    return f"{map_id[1]} on {map_id[0]}" if map_id else ""
 
 
 @dataclass
 class Drawn:
-    """What one redraw sends: ``grid`` (``canvas.state``), ``sources`` (per panel: ((model, method), task)),
-    ``status`` (one line of words) and ``range`` ((lo, hi) of the threshold slider, in displayed units)."""
+    """What one redraw sends: ``grid`` (``canvas.state``), ``panel_maps`` (per panel: (map id, task); a map id
+    is (model, method label)), ``status`` (one line of words) and ``range`` ((lo, hi) of the threshold slider, in
+    displayed units)."""
 
     grid: dict
-    sources: list
+    panel_maps: list
     status: str
     range: tuple[float, float]
 
@@ -67,16 +68,6 @@ def threshold_range(scores, state: ViewState) -> tuple[float, float]:
     return (lo if lo < hi else hi / 10), hi
 
 
-def clip_limit(panels, q: float) -> float | None:
-    """The colour scale's end: the ``q``-th percentile of |displayed values| over the panels (None: full range)."""
-    if not q:
-        return None
-    values = np.abs(np.concatenate([p.shown.ravel() for p in panels]))
-    values = values[np.isfinite(values)]
-    limit = float(np.percentile(values, q)) if values.size else 0.0
-    return limit if limit > 0 else None
-
-
 def render(state: ViewState, store: dict, significant, version: int) -> Drawn:
     """The view of ``state`` over the maps in ``store`` ((model, method) → HeadScores); ``significant(scores)``
     gives the CI mask when the CI dots are on."""
@@ -92,21 +83,23 @@ def render(state: ViewState, store: dict, significant, version: int) -> Drawn:
     tag = lambda key: key[0] if differs == "model" else key[1]  # noqa: E731
     if b is not None and state.mode == "difference":
         panels = display.difference_panels(a, b, tasks, state.normalize, sel)
-        sources = [(state.a, t) for t in tasks]
+        panel_maps = [(state.a, t) for t in tasks]
         pair = False
     elif b is not None:
         mine = display.task_panels(a, tasks, state.normalize, sel, sig, suffix=f" · A: {tag(state.a)}")
         theirs = display.task_panels(b, tasks, state.normalize, sel, None, suffix=f" · B: {tag(state.compare)}")
         panels = [p for two in zip(mine, theirs) for p in two]
-        sources = [s for t in tasks for s in ((state.a, t), (state.compare, t))]
+        panel_maps = [s for t in tasks for s in ((state.a, t), (state.compare, t))]
         pair = True
     else:
         panels = display.task_panels(a, tasks, state.normalize, sel, sig)
-        sources = [(state.a, t) for t in tasks]
+        panel_maps = [(state.a, t) for t in tasks]
         pair = False
     difference = b is not None and state.mode == "difference"
     negative = difference or any(bool((np.nan_to_num(m.values) < 0).any()) for m in (a, b) if m is not None)
-    scale = display.scale_of([p.shown for p in panels], state.normalize, clip_limit(panels, state.clip), negative)
+    scale = display.scale_of(
+        [p.shown for p in panels], state.normalize, display.clip_limit([p.shown for p in panels], state.clip), negative
+    )
     grid = canvas.state(
         panels,
         scale,
@@ -120,7 +113,7 @@ def render(state: ViewState, store: dict, significant, version: int) -> Drawn:
         marks=state.marks,
     )
     status = status_line(state, a, b, sel, scale)
-    return Drawn(grid, sources, status, threshold_range(a, state))
+    return Drawn(grid, panel_maps, status, threshold_range(a, state))
 
 
 def status_line(state: ViewState, a, b, sel: display.Selection, scale: display.Scale) -> str:
@@ -128,9 +121,9 @@ def status_line(state: ViewState, a, b, sel: display.Selection, scale: display.S
     L, H = a.shape[1:]
     if b is not None:
         how = "A − B" if state.mode == "difference" else "side by side"
-        maps = f"A: {source_name(state.a)} | B: {source_name(state.compare)} ({how})"
+        maps = f"A: {map_name(state.a)} | B: {map_name(state.compare)} ({how})"
     else:
-        maps = source_name(state.a)
+        maps = map_name(state.a)
     rule = {"none": "no selection", "threshold": "threshold", "top_k": f"top {state.k}", "elbow": "elbow"}[state.select]
     if state.select != "none":
         rule += " by |A − B|" if b is not None and state.mode == "difference" else f" by {display.BY[sel.by]}"
