@@ -69,7 +69,7 @@ def module_level_memos() -> set[str]:
                 or name == "Memo"
             ):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                found |= {f"{module}.{t.id}" for t in targets if isinstance(t, ast.Name)}
+                found |= {f"{module}.{t.id}" for t in targets if isinstance(t, ast.Name) and t.id != "__all__"}
     return found
 
 
