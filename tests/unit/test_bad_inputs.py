@@ -15,7 +15,7 @@ import json
 import re
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,7 +35,7 @@ from headlab.models import ModelInfo, ModelLoadError, describe, load_model
 from headlab.results import HeadScores
 from headlab.scoring import score
 from headlab.tasks import Item, Task, TaskError, as_task_list, builtin, load_cogqa
-from headlab.testing import byte_tokenizer, planted, tiny, tiny_hf
+from headlab.testing import byte_tokenizer, head_scores, planted, tiny, tiny_hf
 from headlab.viz import explorer as widgets
 from headlab.viz import plot
 from headlab.viz.curves import faithfulness_plot as plot_curves
@@ -120,15 +120,12 @@ def hand_scores(values, tasks=None, n_items=None, params=None, name="tiny-3x4-d6
     per = np.repeat(v[:, None], n, 1).astype(np.float32) if n_items else v[:, None].astype(np.float32)
     if n_items:
         per = per + np.random.default_rng(0).normal(0, 0.01, per.shape).astype(np.float32)
-    return HeadScores(
+    return head_scores(
         v,
-        tasks or [f"T{t}" for t in range(T)],
-        ModelInfo(name, l, h, h, 8, 32, 259),
-        "attribution",
-        {"ablation": "resample", "metric": "logit_diff", **(params or {})},
-        [n] * T,
-        np.zeros(T),
-        per,
+        per_example=per,
+        tasks=tasks,
+        model=ModelInfo(name, l, h, h, 8, 32, 259),
+        params={"ablation": "resample", "metric": "logit_diff", **(params or {})},
     )
 
 
@@ -1608,7 +1605,7 @@ def nan_explorer(c):
     s = c.toy_scores
     return explorer(
         c,
-        HeadScores(values, s.tasks, s.model, s.method, s.params, s.n_examples, s.baseline, s.per_example),
+        replace(s, values=values),
         tasks=[c.task],
     )
 
@@ -1674,7 +1671,7 @@ bad(
     "--steps not a number",
     lambda c: run_cli("score", "--steps", "two"),
     CLIError,
-    r"--steps takes a number of points or a comma-separated list, e.g. 4 or 1,2; got 'two'",
+    r"attribution option steps='two': give the number of integrated-gradient points, a whole number ≥ 1",
 )
 bad(
     "cli",

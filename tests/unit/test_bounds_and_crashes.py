@@ -28,7 +28,7 @@ from headlab.results import HeadScores
 from headlab.scorers import attribution, gating, probe, verified
 from headlab.scoring import score
 from headlab.tasks import Task
-from headlab.testing import byte_tokenizer, tiny, tiny_hf
+from headlab.testing import byte_tokenizer, head_scores, tiny, tiny_hf
 from headlab.viz import explorer as widgets
 from headlab.viz import plot
 from headlab.viz.curves import faithfulness_grid, faithfulness_plot
@@ -62,9 +62,7 @@ def hand(values, tasks=("A", "B"), method="ablation", params=None, info=None, n_
     rng = np.random.default_rng(0)
     per = np.repeat(v[:, None], n_items, 1) + rng.normal(0, 0.01, (len(v), n_items, *v.shape[1:]))
     info = info or describe(tiny(n_layers=v.shape[1], n_heads=v.shape[2], d_model=16 * v.shape[2]))
-    return HeadScores(
-        v, list(tasks), info, method, {} if params is None else params, [n_items] * len(v), [0.0] * len(v), per
-    )
+    return head_scores(v, per_example=per, tasks=tasks, model=info, method=method, params=params or {})
 
 
 def recorded(fn):

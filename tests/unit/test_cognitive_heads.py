@@ -10,16 +10,13 @@ from headlab.analysis.steering import directions, steering_sweep
 from headlab.analysis.validation import layer_matched_random, validate
 from headlab.engine import hooks
 from headlab.metrics import encode
-from headlab.models import ModelInfo
-from headlab.results import HeadScores
 from headlab.scoring import score
-from headlab.testing import planted
+from headlab.testing import head_scores, planted
 
 
 def _scores(m):
     m = np.asarray(m, dtype=float)[None]
-    info = ModelInfo("hand", m.shape[1], m.shape[2], m.shape[2], 8, 32, 100)
-    return HeadScores(m, ["T"], info, "ablation", {}, [1], [0.0], m[:, None].astype(np.float32))
+    return head_scores(m, tasks=["T"], method="ablation", params={})
 
 
 def test_elbow_is_the_point_farthest_from_the_chord():

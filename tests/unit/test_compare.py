@@ -6,8 +6,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from headlab.analysis import compare
-from headlab.models import ModelInfo
-from headlab.results import HeadScores
+from headlab.testing import head_scores
 from headlab.viz import plot
 
 
@@ -15,16 +14,7 @@ def scores(values, tasks=None, name="toy"):
     """HeadScores of a hand-built (task, layer, head) map."""
     v = np.asarray(values, dtype=np.float64)
     T, L, H = v.shape
-    return HeadScores(
-        v,
-        tasks or [f"T{t}" for t in range(T)],
-        ModelInfo(name, L, H, H, 8, 32, 100),
-        "attribution",
-        {"ablation": "resample"},
-        [1] * T,
-        np.zeros(T),
-        v[:, None],
-    )
+    return head_scores(v, tasks=tasks, model=name, params={"ablation": "resample"})
 
 
 def test_compare_identical_maps():

@@ -6,6 +6,7 @@ deliberate use (a fine-tune's map on its base) say so in one line."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from headlab.analysis.validation import faithfulness, validate
 from headlab.models import describe
 from headlab.results import HeadScores
 from headlab.scoring import score
-from headlab.testing import tiny
+from headlab.testing import head_scores, tiny
 from headlab.viz.explorer import explorer
 from headlab.workshop import check_ablation
 
@@ -95,12 +96,9 @@ def test_the_same_model_under_another_name_is_the_same_model(scores, toy_task):
 
 def test_a_hand_built_map_is_checked_by_its_name(first, toy_task, scores):
     info = describe(first)  # no fingerprint: checked by name
-    hand = HeadScores(scores.values, scores.tasks, info, "attribution", {}, [6], [0.0], scores.per_example)
+    hand = head_scores(scores.values, per_example=scores.per_example, tasks=scores.tasks, model=info, params={})
     validate(first, hand, [toy_task], k=1, progress=False)
-    renamed = HeadScores(
-        scores.values, scores.tasks, type(info)(**{**info.to_dict(), "name": "mine"}), "attribution", {}, [6], [0.0],
-        scores.per_example,
-    )  # fmt: skip
+    renamed = replace(hand, model=replace(info, name="mine"))
     with pytest.raises(ValueError, match="of 'mine', the model is 'tiny-3x4-d64-s0'"):
         validate(first, renamed, [toy_task], k=1, progress=False)
 

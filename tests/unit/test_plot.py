@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from headlab.models import ModelInfo
-from headlab.results import HeadScores
+from headlab.testing import head_scores
 from headlab.viz import plot
 
 NAMES = [
@@ -24,16 +23,7 @@ def make_scores(n_tasks=8, L=30, H=9, seed=0, positive=False):
     rng = np.random.default_rng(seed)
     v = rng.standard_normal((n_tasks, L, H))
     v = np.abs(v) if positive else v
-    return HeadScores(
-        values=v,
-        tasks=NAMES[:n_tasks],
-        model=ModelInfo("x", L, H, H, 8, 64, 100),
-        method="attribution",
-        params={"ablation": "resample"},
-        n_examples=[1] * n_tasks,
-        baseline=[0.0] * n_tasks,
-        per_example=np.zeros((n_tasks, 1, L, H)),
-    )
+    return head_scores(v, per_example=np.zeros((n_tasks, 1, L, H)), tasks=NAMES[:n_tasks], model="x")
 
 
 def visible_axes(fig):

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from headlab.analysis import stats
-from headlab.models import ModelInfo
-from headlab.results import HeadScores
+from headlab.testing import head_scores
 
 
 def from_items(items, n_examples=None, values=None, names=None):
@@ -16,16 +15,10 @@ def from_items(items, n_examples=None, values=None, names=None):
     n_examples = [N] * T if n_examples is None else n_examples
     if values is None:
         values = np.stack([items[t, :n].mean(0) for t, n in enumerate(n_examples)])
-    return HeadScores(
-        values,
-        names or [f"T{t}" for t in range(T)],
-        ModelInfo("toy", L, H, H, 8, 32, 100),
-        "ablation",
-        {"ablation": "zero"},
-        n_examples,
-        np.zeros(T),
-        items,
-    )
+    return head_scores(
+        values, per_example=items, tasks=names, model="toy", method="ablation", params={"ablation": "zero"},
+        n_examples=n_examples,
+    )  # fmt: skip
 
 
 def noisy(T=2, N=20, L=3, H=4, seed=0):

@@ -7,6 +7,7 @@ explains its colours and saves a standalone page."""
 import base64
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,8 +15,8 @@ import pytest
 from headlab import scoring
 from headlab.engine import hooks, progress
 from headlab.models import ModelInfo
-from headlab.results import HeadScores
 from headlab.tasks import Task
+from headlab.testing import head_scores
 from headlab.viz import canvas
 from headlab.viz import explorer as widgets
 
@@ -48,15 +49,14 @@ def fake_scores(method="attribution", ablation="resample", seed=0, names=tuple(P
     """Signed heavy-tailed scores for the tasks, ``n_items`` items each."""
     rng = np.random.default_rng(seed)
     items = rng.choice([-1, 1], (len(names), n_items, L, H)) * 10 ** rng.uniform(-4, 0, (len(names), n_items, L, H))
-    return HeadScores(
+    return head_scores(
         items.mean(1),
-        list(names),
-        ModelInfo(f"tiny-{L}x{H}-d64-s0", L, H, H, 16, 64, 259),
-        method,
-        {"ablation": ablation, "metric": "logit_diff"},
-        [max(n_items, 2)] * len(names),
-        [0.0] * len(names),
-        items,
+        per_example=items,
+        tasks=names,
+        model=ModelInfo(f"tiny-{L}x{H}-d64-s0", L, H, H, 16, 64, 259),
+        method=method,
+        params={"ablation": ablation, "metric": "logit_diff"},
+        n_examples=[max(n_items, 2)] * len(names),
     )
 
 
@@ -520,9 +520,7 @@ def test_verified_heads_are_marked_and_the_rest_read_as_estimates(tasks, calls):
     s = fake_scores(method="verified")
     mask = np.zeros(s.shape, dtype=bool)
     mask[0, 1, 2] = mask[1, 0, 0] = True
-    s = HeadScores(
-        s.values, s.tasks, s.model, "verified", s.params, s.n_examples, s.baseline, s.per_example, verified=mask
-    )
+    s = replace(s, verified=mask)
     ex, _ = make(tasks, scores=s)
     flags = grid_arrays(ex)[4]
     assert (((flags & canvas.FLAG["verified"]) > 0) == mask).all()  # no selection: on every head
@@ -547,7 +545,7 @@ def test_scores_show_under_the_entry_that_computed_them(tasks, calls):
     def attribution(**options):
         s = fake_scores()
         params = {**s.params, **options}
-        return HeadScores(s.values, s.tasks, s.model, "attribution", params, s.n_examples, s.baseline, s.per_example)
+        return replace(s, params=params)
 
     ex, _ = make(tasks, scores=attribution(steps=4, path="activations"))
     assert ex.controls["method"].value == "attribution · resample · IG m=4" and not calls

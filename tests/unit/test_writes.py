@@ -23,6 +23,7 @@ from headlab.models import ModelInfo, describe
 from headlab.results import HeadScores
 from headlab.scoring import score
 from headlab.tasks import Task
+from headlab.testing import head_scores
 from headlab.viz import explorer as widgets
 from headlab.viz import plot
 
@@ -34,16 +35,7 @@ def scores(tiny_model):
     info = describe(tiny_model)
     rng = np.random.default_rng(0)
     per_example = rng.normal(size=(1, 3, info.n_layers, info.n_heads)).astype(np.float32)
-    return HeadScores(
-        values=per_example.mean(1).astype(np.float64),
-        tasks=["Toy"],
-        model=info,
-        method="attribution",
-        params={"ablation": "resample", "metric": "logit_diff"},
-        n_examples=[3],
-        baseline=[0.5],
-        per_example=per_example,
-    )
+    return head_scores(per_example=per_example, tasks=["Toy"], model=info, baseline=[0.5])
 
 
 @pytest.fixture(scope="module")
@@ -403,7 +395,7 @@ CLI_REFUSALS = {
     "--top abc": (["score", "--top", "abc"], r"argument --top: invalid int value: 'abc' \(see headlab score -h\)"),
     "--items -1": (["score", "--items", "-1"], r"--items must be a positive number of items per task, got -1"),
     "--steps 0": (["score", "--steps", "0"], r"attribution option steps=0"),
-    "--steps ''": (["score", "--steps", ""], r"--steps takes a number of points .*got ''"),
+    "--steps ''": (["score", "--steps", ""], r"attribution option steps='': give the number of integrated-gradient"),
     "--k 0": (["score", "--method", "verified", "--k", "0"], r"verified option k=0: give a whole number ≥ 1"),
     "--candidates 0": (["score", "--method", "verified", "--candidates", "0"], r"verified option candidates=0"),
     "--cogqa missing": (["eval", "--cogqa", "{tmp}/nope.json"], r"CogQA file not found: .*nope.json"),
