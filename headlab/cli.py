@@ -8,7 +8,7 @@ score  ``--model --method --ablation --metric --tasks --items --out`` and the me
        that does not take it. Writes scores.npz and top_heads.txt (for verified, with the heads where the
        screen was wrong).
        ``--engine nnsight`` (here) or ``ndif`` (NDIF's GPUs: a Hub id, NDIF_API_KEY) for attribution and
-       exact ablation (``docs/ndif.md``).
+       exact ablation (``docs/concepts/04-models-and-engines.md``).
        Outputs go to --out (``~`` is the home folder) through ``headlab.files``: never over an earlier file
        without --overwrite, each written whole or not at all.
 eval   ``--tasks --items``: the clean behaviour table of tasks: n, greedy accuracy, preference rate, log-prob,

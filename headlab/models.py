@@ -283,7 +283,7 @@ def load_model(
     exact ablation) or "ndif" (the same traces run on NDIF's GPUs: a Hugging Face id it serves, and an API key;
     no weights are loaded here). ``simulate=True`` (with "ndif") runs them through nnsight's own simulation of a
     remote run, with the weights here. ``prepend_bos``: the nnsight engine's prompts start with BOS, as the
-    bridge's do (``docs/ndif.md``).
+    bridge's do (``docs/concepts/04-models-and-engines.md``).
     """
     from .engine import nnsight_engine
 

@@ -47,7 +47,7 @@ def score(
 ) -> HeadScores:
     """Score every head for every task. ``tasks``: a Task, a list, or ``builtin()`` (default: all eight).
 
-    ``method``: a registered scorer, ``headlab.scorers.names()`` (``docs/methods.md``).
+    ``method``: a registered scorer, ``headlab.scorers.names()`` (``docs/concepts/02-methods.md``).
     ``ablation``: "zero", "mean" or "resample" (methods that ablate); ``metric``: "logit_diff" or
     "logprob" (methods that read a metric).
     ``batch_size``: sequences per forward pass (default: the scorer's token budget).

@@ -16,7 +16,7 @@ import torch
 __all__ = ["CAPS", "SHARE", "free_bytes", "token_bytes", "tokens"]
 
 SHARE = 0.5  # of the free memory one pass may use
-CAPS = {"exact": 16384, "packed": 2048, "padded": 512}  # tokens per pass on a CPU (measured: docs/measured.md)
+CAPS = {"exact": 16384, "packed": 2048, "padded": 512}  # tokens per pass on a CPU (measured, docs/history)
 GPU_CAP = 1 << 20
 
 

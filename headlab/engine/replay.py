@@ -28,7 +28,7 @@ bridge's per-call work runs — its normalisation layers, for one, compute each 
 hook points. A block whose hook points (or the block itself, past its pre-hooks) hold a hook runs through the
 bridge. The plain copies are proven, once per model and dtype, to give the bridge's numbers bit for bit (so a
 head whose output is zero still scores exactly 0), or not used.
-Measured: ``benchmarks/bench_scorers.py`` (docs/measured.md).
+Measured: ``benchmarks/bench_scorers.py`` (docs/history/measured-2026.md).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ __all__ = [
     "traced_ablation",
 ]
 
-JOIN_TOKENS = 2048  # tokens a joined pass grows to (measured on the CPU: docs/measured.md)
+JOIN_TOKENS = 2048  # tokens a joined pass grows to (measured on the CPU: docs/history/measured-2026.md)
 # Positions a re-run keeps at least: a batch's runs leave out the padding past its longest row, but a re-run of
 # 1-3 positions (resample's suffix) takes other CPU kernels, whose sums round differently from the clean run's
 # (measured on the conformance models: a head with zeroed output weights then scored up to 1.4e-6, not exactly 0).
@@ -207,10 +207,10 @@ def batch_replays(model, enc: Encoded, ablation: str, batches, per_pass: int) ->
 
 def shared_run(model, enc: Encoded, ablation: str, batches, per_pass: int) -> Replay | None:
     """Resample's one clean and one counterfactual run of every item, which its prefix batches share
-    (``Replay.rows``): a batch's own two runs are mostly the fixed cost per block (docs/measured.md). None where
-    each batch runs itself: other ablations (one batch of items), more items than half a pass holds (the shared
-    run and the batches cut from it are kept together while they are cut), or block arguments that
-    ``rows_supported`` could not prove."""
+    (``Replay.rows``): a batch's own two runs are mostly the fixed cost per block (measured:
+    docs/history/measured-2026.md). None where each batch runs itself: other ablations (one batch of items),
+    more items than half a pass holds (the shared run and the batches cut from it are kept together while they
+    are cut), or block arguments that ``rows_supported`` could not prove."""
     if ablation != "resample" or len(batches) < 2 or 2 * enc.n > per_pass or not rows_supported(model):
         return None
     whole = Replay(model, enc.tokens, enc.read_pos, keep_z=False)

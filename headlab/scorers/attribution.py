@@ -12,7 +12,7 @@ layer, in one run, z being what the run computes there; a head's score is
 diagonal of per-head gates g (g = 1 clean, 0 ablated). The last point is the clean run, so m = 1 is the
 first-order estimate itself. The path interpolates *activations* (every layer's z) rather than the input
 embeddings: it is defined for zero and mean ablation too, and it agreed better with exact ablation on the
-embedded model (``docs/measured.md``). Each point costs one more forward + backward; the gradient-free
+embedded model (``docs/history/measured-2026.md``). Each point costs one more forward + backward; the gradient-free
 prefixes and the counterfactual run are shared by all points. Several screens at once (``attribute_screens``,
 screen-then-verify's m = 1 and m = 2) run each distinct point once: m = 2's points are α = ½ and 1.
 ``path="layers"`` moves one layer at a time instead, the others computing from the run (``scorers.layer_path``):
@@ -67,8 +67,8 @@ __all__ = [
 PACKED_TOKEN_BUDGET = budget.CAPS["packed"]  # per packed forward + backward on a CPU (fewer, fuller: measured)
 PADDED_TOKEN_BUDGET = budget.CAPS["padded"]  # per right-padded one on a CPU: larger were slower (measured)
 # Integrated-gradient points at most: each is one more forward + backward. On the embedded model m = 1 is 13× and
-# m = 16 7.4× cheaper than exact ablation (docs/measured.md), so a point adds ≈ 0.4% of exact's time: by m ≈ 240 the
-# estimate costs what exact ablation, the value it estimates, costs. The completeness test runs 64.
+# m = 16 7.4× cheaper than exact ablation (docs/history/measured-2026.md), so a point adds ≈ 0.4% of exact's
+# time: by m ≈ 240 the estimate costs what exact ablation, the value it estimates, costs. The completeness test runs 64.
 MAX_STEPS = 256
 
 

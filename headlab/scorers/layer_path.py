@@ -23,7 +23,7 @@ Resampled items re-run only positions past their shared prefix (z_cf = z there, 
 
 Work: per layer m − 1 re-runs with gradients where exact ablation makes one re-run per head without; measured on
 the embedded model, a re-run with its backward costs 2.3 plain ones (the forward 1.4, keeping what the backward
-needs), so ≈ 2.3 (m − 1) / H of exact's sweep on H heads per layer (docs/measured.md). Proven equal to
+needs), so ≈ 2.3 (m − 1) / H of exact's sweep on H heads per layer (docs/history/measured-2026.md). Proven equal to
 ``headlab.testing.reference.integrated_gradients(path="layers")`` (one full forward and backward per layer and
 point) in the tests and on every conformance architecture.
 """

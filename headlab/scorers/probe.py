@@ -54,8 +54,8 @@ POOLS = ("mean", "first", "last")
 PROBES = ("mlp", "logistic")
 LOGISTIC_STEPS = 300  # Adam steps of each fold's one-vs-rest logistic probes
 _STEP_TIMES = weakref.WeakKeyDictionary()  # model → {(probe, n_train, C, L, H, d): (set-up, step) s}: timings
-# Epochs at most: 16 s a fold at the default 20 on the embedded model's 384 CogQA items (docs/measured.md, held-out
-# accuracy already 99.7%), so 1,000 is about 13 minutes a fold, over an hour for five folds.
+# Epochs at most: 16 s a fold at the default 20 on the embedded model's 384 CogQA items (held-out accuracy already
+# 99.7%; docs/history/measured-2026.md), so 1,000 is about 13 minutes a fold, over an hour for five folds.
 MAX_EPOCHS = 1000
 DEFAULTS = {"probe": "mlp", "pool": "mean", "folds": 5, "seed": 0, "epochs": 20, "lr": 1e-4, "max_answer_tokens": 16}
 
@@ -342,7 +342,7 @@ class Probe(Scorer):
         real shape (…, L, H, d_head) — a 1-step and a 4-step fit, so their difference is 3 steps without the
         fit's set-up — times the steps all folds take (logistic: ``LOGISTIC_STEPS`` per fold; MLP: ``epochs`` ×
         batches of 32). Per-step overhead dominates these small tensors, which a pass-timed rate does not see
-        (measured: docs/measured.md, the cost model)."""
+        (measured: docs/history/measured-2026.md, the cost model)."""
         opts = check_options(**options)
         L, H, d = int(model.cfg.n_layers), int(model.cfg.n_heads), int(model.cfg.d_head)
         n_train, C = max(2, n_items - n_items // opts["folds"]), max(2, n_classes)

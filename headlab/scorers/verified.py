@@ -42,7 +42,7 @@ __all__ = ["VERIFIED_PER_K", "Verified", "candidates", "disagreements", "ranks",
 Z95 = 1.96  # half-width of the screen's 95% interval, in standard errors
 RANK_MOVE = 10  # a verified head whose rank moves by more than this is a disagreement
 # heads verified per unit of k, for the estimate (measured with two screens, k = 20, 8 tasks × 8 items, 2026-12-02:
-# resample 3.2, zero 6.0, mean 5.4; docs/measured.md)
+# resample 3.2, zero 6.0, mean 5.4; docs/history/measured-2026.md)
 VERIFIED_PER_K = {"resample": 3, "zero": 6, "mean": 5}
 
 

@@ -141,7 +141,7 @@ CASES = (
     # mean and resample in float32; in bfloat16 / float16 resample only, the path with the most parts (shared
     # prefixes, the counterfactual suffixes; zero and mean interpolate through the same code). Time: with every
     # IG and verified case in every dtype they added 87 s to the suite's 170 s on this 2-core CPU, too near its
-    # 4 min CI budget; as now, 32–35 % (docs/methods.md).
+    # 4 min CI budget; as now, 32–35 % (docs/concepts/02-methods.md).
     + [
         Case("attribution", a, padded=p, float32_only=a != "resample", steps=IG_STEPS)
         for a in ("zero", "mean", "resample")

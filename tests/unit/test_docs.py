@@ -72,6 +72,34 @@ def test_every_relative_link_resolves(page):
     assert not broken, f"{page.relative_to(REPO)}: links to missing files: {broken}"
 
 
+DOC_PATH = re.compile(r"\bdocs/[\w./-]*\w\.(?:md|png)\b")
+NAMING = [
+    *sorted((REPO / "headlab").rglob("*.py")),
+    *sorted((REPO / "tests").rglob("*.py")),
+    *sorted((REPO / "benchmarks").rglob("*.py")),
+    *sorted((REPO / "notebooks").glob("*.ipynb")),
+    REPO / "Makefile",
+]
+
+
+def test_every_docs_path_named_in_code_and_notebooks_exists():
+    """Docstrings, comments, notebooks and the Makefile name doc pages by path (``docs/concepts/02-methods.md``):
+    each must exist, so that moving a page fails here rather than leave a reader at a dead name."""
+    missing = {}
+    for path in NAMING:
+        for name in DOC_PATH.findall(path.read_text(errors="replace")):
+            if not (REPO / name).exists():
+                missing.setdefault(str(path.relative_to(REPO)), []).append(name)
+    assert not missing, f"doc paths that do not exist: {missing}"
+
+
+def test_the_docs_path_reader_sees_paths():
+    assert DOC_PATH.findall("see docs/concepts/02-methods.md, and (docs/gotchas.md).") == [
+        "docs/concepts/02-methods.md",
+        "docs/gotchas.md",
+    ]
+
+
 # --- the top level ----------------------------------------------------------------------------------------------
 
 
@@ -81,10 +109,6 @@ def top_level_table() -> list[str]:
     return re.findall(r"^\| `([^`]+)` \|", section, flags=re.M)
 
 
-@pytest.mark.skipif(
-    "widgets" in headlab.__all__,
-    reason="the top level is being narrowed (#35); remove this skip once headlab/__init__.py has the new __all__",
-)
 def test_concepts_lists_exactly_the_top_level():
     names = top_level_table()
     assert len(names) == len(set(names)), names
