@@ -194,3 +194,75 @@ def test_no_module_imports_a_private_name_of_another():
             if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] == "headlab"):
                 found += [f"{module}:{node.lineno} {a.name}" for a in node.names if a.name.startswith("_")]
     assert not found, found
+
+
+# --- what the notebooks, the README and the docs call -----------------------------------------------------------
+
+DOTTED = re.compile(r"\bheadlab((?:\.[A-Za-z_]\w*)+)")
+FROM_IMPORT = re.compile(r"^\s*from (headlab(?:\.\w+)*) import \(?([\w ,]+)\)?", re.M)
+
+
+def reader_texts() -> dict[str, str]:
+    """The code a reader copies: notebook code cells, the README and every docs page."""
+    import json
+
+    texts = {}
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        texts[nb.name] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        texts[str(page.relative_to(ROOT))] = page.read_text()
+    return texts
+
+
+def resolves(dotted: str) -> bool:
+    """Whether ``headlab.a.b.c`` is a public top-level name, or a module path (and then a name in it)."""
+    import importlib
+
+    parts = dotted.split(".")[1:]
+    if len(parts) == 1:
+        return parts[0] in headlab.__all__ or importlib.util.find_spec(f"headlab.{parts[0]}") is not None
+    obj, path = headlab, "headlab"
+    for i, part in enumerate(parts):
+        path = f"{path}.{part}"
+        try:
+            spec = importlib.util.find_spec(path)
+        except ModuleNotFoundError:
+            spec = None
+        if spec is not None:
+            obj = importlib.import_module(path)
+        elif i == 0:
+            return part in headlab.__all__  # headlab.score(...).top: attributes past a top-level name are the object's
+        else:
+            return hasattr(obj, part) or isinstance(obj, type)
+    return True
+
+
+def test_notebooks_readme_and_docs_use_only_public_names():
+    """``headlab.x`` is one of the top-level names or a module path (``headlab.viz.plot``); ``from headlab import
+    x`` takes a top-level name or a submodule; ``from headlab.m import x`` takes a name ``m`` exports: no removed
+    alias (``headlab.plot``, ``headlab.widgets``, ``headlab.tiny``) and no private name."""
+    import importlib
+
+    wrong = []
+    for where, text in reader_texts().items():
+        for dotted in {m.group(0) for m in DOTTED.finditer(text)}:
+            if dotted.split(".")[-1] in ("md", "py", "ipynb", "json", "npz"):
+                continue  # a file name such as headlab.md
+            if not resolves(dotted):
+                wrong.append(f"{where}: {dotted}")
+        for module, names in FROM_IMPORT.findall(text):
+            mod = importlib.import_module(module)
+            public = getattr(mod, "__all__", [])
+            for name in (n.strip() for n in names.split(",") if n.strip()):
+                is_module = (
+                    importlib.util.find_spec(f"{module}.{name}") is not None if hasattr(mod, "__path__") else False
+                )
+                if name.startswith("_") or not (name in public or is_module):
+                    wrong.append(f"{where}: from {module} import {name}")
+    assert not wrong, "names a reader cannot use: " + "; ".join(sorted(wrong))
+
+
+def test_the_public_name_check_sees_a_removed_alias():
+    assert resolves("headlab.viz.plot.heatmap_grid") and resolves("headlab.score") and resolves("headlab.testing")
+    assert not resolves("headlab.plot") and not resolves("headlab.widgets.explorer") and not resolves("headlab.tiny")
