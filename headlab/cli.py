@@ -197,7 +197,7 @@ def summary(scores, options: dict) -> str:
     scores, metric logit_diff``; where tasks differ, each choice with its count, e.g. ``resample (5 tasks), mean
     (3 tasks: counterfactuals missing)``. A method without an ablation or a metric names none."""
     recorded = scores.params.get("per_task") or {}
-    per_task = {t: recorded.get(t, scores.params) for t in scores.tasks}  # select() keeps every task's entry
+    per_task = {t: recorded.get(t, scores.params) for t in scores.tasks}
 
     def ran(key: str) -> str | None:
         counts: dict = {}

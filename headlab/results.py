@@ -282,19 +282,23 @@ class HeadScores:
         return self.values[self._index(task)]
 
     def select(self, tasks) -> HeadScores:
-        """The scores of a subset of tasks (names or indices; one name alone too), in the order given."""
+        """The scores of a subset of tasks (names or indices; one name alone too), in the order given. A params entry
+        keyed by task (``per_task``, ``task_hashes``, a probe's ``class_accuracy``) keeps only the tasks kept."""
         tasks = [tasks] if isinstance(tasks, (str, numbers.Integral)) else list(tasks)
         if not tasks:
             raise InputError(f"select() needs at least one task; these scores have {self.tasks}")
         idx = [self._index(t) for t in tasks]
         if len(set(idx)) != len(idx):
             raise InputError(f"select() got a task twice: {tasks}")
+        kept = [self.tasks[i] for i in idx]
+        by_task = lambda v: isinstance(v, dict) and v and set(v) <= set(self.tasks)  # noqa: E731
+        params = {k: {t: v[t] for t in kept if t in v} if by_task(v) else v for k, v in self.params.items()}
         return HeadScores(
             self.values[idx],
-            [self.tasks[i] for i in idx],
+            kept,
             self.model,
             self.method,
-            dict(self.params),
+            params,
             self.n_examples[idx],
             self.baseline[idx],
             self.per_example[idx],
@@ -363,11 +367,13 @@ class HeadScores:
         return [(int(i // m.shape[1]), int(i % m.shape[1]), float(m.flat[i])) for i in order]
 
     def rank(self, task) -> np.ndarray:
-        """(n_layers, n_heads) rank of each head within ``task`` (1 = highest score)."""
+        """(n_layers, n_heads) int rank of each head within ``task`` (1 = highest score) among its scored heads;
+        0 for a missing (NaN) head, which has no rank."""
         m = self[task]
-        order = np.argsort(-m, axis=None, kind="stable")
-        ranks = np.empty(m.size, dtype=np.int64)
-        ranks[order] = np.arange(1, m.size + 1)
+        scored = np.isfinite(m).ravel()
+        order = np.argsort(-m, axis=None, kind="stable")  # NaNs sort last
+        ranks = np.zeros(m.size, dtype=np.int64)
+        ranks[order[: scored.sum()]] = np.arange(1, scored.sum() + 1)
         return ranks.reshape(m.shape)
 
     def top_table(self, k: int = 5, decimals: int = 4) -> str:

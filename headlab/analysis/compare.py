@@ -92,7 +92,8 @@ def compare(a: HeadScores, b: HeadScores, k: int = 20):
 
 
 def disagreements(a: HeadScores, b: HeadScores, task: str, n: int = 5):
-    """The n heads whose ranks differ most between ``a`` and ``b`` in ``task``: layer, head, values, ranks."""
+    """The n heads whose ranks differ most between ``a`` and ``b`` in ``task``: layer, head, values, ranks. A head
+    missing (NaN) in either map has no rank and is never listed."""
     import pandas as pd
 
     check_scores(("a", a), ("b", b))
@@ -100,8 +101,8 @@ def disagreements(a: HeadScores, b: HeadScores, task: str, n: int = 5):
         raise InputError(f"maps differ in shape {a.values.shape[1:]} vs {b.values.shape[1:]}: compare one model")
     check_k("n", n)
     ra, rb = a.rank(task), b.rank(task)
-    gap = np.abs(ra - rb)
-    order = np.argsort(-gap, axis=None, kind="stable")[:n]
+    gap = np.where((ra > 0) & (rb > 0), np.abs(ra - rb), -1)  # a missing head in either map has no rank to compare
+    order = [i for i in np.argsort(-gap, axis=None, kind="stable") if gap.flat[i] >= 0][:n]
     H = a.values.shape[2]
     return pd.DataFrame(
         [

@@ -35,7 +35,7 @@ from ..errors import InputError, InputTypeError
 from ..metrics import check_length, encode, evaluate
 from ..results import HeadScores, check_k, check_model, refuse_tasks_as_scores
 from ..tasks import Task, as_task_list
-from .interventions import MODES, check_heads, head_means, mask_head_sets, mask_heads
+from .interventions import check_heads, head_means, mask_head_sets, mask_heads
 from .selection import select_heads
 
 __all__ = [
@@ -170,7 +170,8 @@ def validate(
     cross_model: bool = False,
 ) -> Validation:
     """Mask each task's top-k heads of ``scores`` (k = the elbow count when None) vs ``n_random`` (≥ 10)
-    layer-matched random sets; ``mode`` as in ``mask_heads`` ("mean" uses the tasks' mean activations).
+    layer-matched random sets; ``mode`` "zero" or "mean" as in ``mask_heads`` ("mean" uses the tasks' mean
+    activations; "scale" is refused: it needs an ``eps``, and without one it is "zero" under another name).
 
     ``by``: rank heads by signed score ("value": heads that help, the default) or |score| ("abs").
     ratio = drop(top-k) / mean drop(random-k): how many times more the top heads matter.
@@ -197,8 +198,13 @@ def validate(
         raise InputTypeError(f"validate() takes one HeadScores as scores=, not {type(scores).__name__}{several}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise InputError(f"seed must be a non-negative int, got {seed!r}")
-    if not isinstance(mode, str) or mode not in MODES:
-        raise InputError(f"unknown mode {mode!r}: choose from {MODES}")
+    if not isinstance(mode, str) or mode not in ("zero", "mean"):
+        why = (
+            ", which needs an eps: use mask_heads(model, heads, mode='scale', eps=...) and evaluate"
+            if mode == "scale"
+            else ""
+        )
+        raise InputError(f"unknown mode {mode!r} for validate{why}: choose 'zero' or 'mean'")
     if not isinstance(cross_task, bool):
         raise InputError(f"cross_task must be True or False, got {cross_task!r}")
     task_list = as_task_list(tasks)
