@@ -3,9 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+from bad_inputs import Catalogue, H, L, hand_scores
 from matplotlib.figure import Figure
 
 from headlab.analysis import compare
+from headlab.scoring import score
 from headlab.testing import head_scores
 from headlab.viz import plot
 
@@ -118,7 +120,6 @@ def test_disagreements_still_rank_gaps():
 
 def test_patch_path_ends_at_exact_resample_ablation(tiny_model, toy_task):
     from headlab.analysis.compare import patch_path
-    from headlab.scoring import score
 
     exact = score(tiny_model, toy_task, method="ablation", ablation="resample", cache=False, progress=False)
     layer, head = np.unravel_index(np.abs(exact.values[0]).argmax(), exact.values[0].shape)
@@ -127,3 +128,100 @@ def test_patch_path_ends_at_exact_resample_ablation(tiny_model, toy_task):
     np.testing.assert_allclose(curve[2], exact.values[0, layer, head], atol=1e-5)
     with pytest.raises(ValueError, match="outside"):
         patch_path(tiny_model, toy_task, 99, 0)
+
+
+# --- bad inputs (the cases' machinery: tests/unit/bad_inputs.py) -----------------------------------------------
+
+CASES = Catalogue("api:compare")
+bad = CASES.bad
+
+for k in (-1, 0, 1.5, 99):
+    bad(f"compare k={k}", lambda c, k=k: compare.compare(c.s, c.other, k=k), ValueError, "k must be")
+bad("compare a str", lambda c: compare.compare(c.s, "b"), TypeError, "b must be HeadScores .* not str")
+bad(
+    "compare no common task",
+    lambda c: compare.compare(c.s, hand_scores(np.zeros((1, L, H)), ["Z"])),
+    ValueError,
+    "no task in common",
+)
+bad("compare shapes", lambda c: compare.compare(c.s, c.wide), ValueError, "differ in shape")
+bad(
+    "agreement missing task",
+    lambda c: compare.agreement(c.s, c.other.select(["A"]), k=3),
+    ValueError,
+    r"b does not score task\(s\) \['B'\]",
+)
+bad(
+    "disagreements n=0",
+    lambda c: compare.disagreements(c.s, c.other, "A", n=0),
+    ValueError,
+    "n must be ≥ 1",
+)
+bad(
+    "disagreements unknown task",
+    lambda c: compare.disagreements(c.s, c.other, "Nope"),
+    KeyError,
+    "no task 'Nope'",
+)
+bad(
+    "disagreements shapes",
+    lambda c: compare.disagreements(c.s, c.wide, "A"),
+    ValueError,
+    "differ in shape",
+)
+for k in (0, -1, 13):
+    bad(f"task_overlap k={k}", lambda c, k=k: compare.task_overlap(c.s, k=k), ValueError, "k must be")
+bad(
+    "relative_depth bins",
+    lambda c: compare.relative_depth(c.s, bins=0),
+    ValueError,
+    "bins must be an int ≥ 1",
+)
+bad(
+    "relative_depth a list",
+    lambda c: compare.relative_depth([1]),
+    TypeError,
+    "scores must be HeadScores",
+)
+bad("cross_model a str", lambda c: compare.cross_model(c.s, "b"), TypeError, "b must be HeadScores")
+for args, error, match in [
+    ((0.5, 1), ValueError, "layer must be an int, got 0.5"),
+    ((0, "1"), ValueError, "head must be an int, got '1'"),
+    ((9, 0), ValueError, "head L9.H0 is outside this 3 × 4 model"),
+]:
+    bad(f"patch_path {args}", lambda c, a=args: compare.patch_path(c.model, c.task, *a), error, match)
+bad(
+    "patch_path builtin()",
+    lambda c: compare.patch_path(c.model, {"Toy": c.task}, 0, 0),
+    TypeError,
+    "takes one Task, not dict",
+)
+bad(
+    "patch_path alphas str",
+    lambda c: compare.patch_path(c.model, c.task, 0, 0, alphas=["a"]),
+    ValueError,
+    "alphas must be a number",
+)
+bad(
+    "patch_path alphas empty",
+    lambda c: compare.patch_path(c.model, c.task, 0, 0, alphas=[]),
+    ValueError,
+    "alphas is empty",
+)
+bad(
+    "patch_path alphas nan",
+    lambda c: compare.patch_path(c.model, c.task, 0, 0, alphas=[np.nan]),
+    ValueError,
+    "alphas must be a finite number",
+)
+bad(
+    "patch_path partial",
+    lambda c: compare.patch_path(c.model, c.partial, 0, 0),
+    ValueError,
+    r"has no counterfactuals \(or only some items",
+)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_bad_input(case, bad_inputs):
+    case.check(bad_inputs)

@@ -1,9 +1,10 @@
 import pytest
 import torch
+from bad_inputs import GOOD, Catalogue
 
 from headlab.engine.forward import at_positions, final_resid
 from headlab.metrics import encode, evaluate, from_logits, logits_at, metric_at
-from headlab.tasks import Task
+from headlab.tasks import Task, TaskError
 
 MIXED = [  # different prompt and answer lengths, to exercise the padding
     {"prompt": "a", "answer": " bcd", "counterfactual": "e", "counterfactual_answer": " bcf"},
@@ -112,3 +113,80 @@ def test_evaluate_reads_both_metrics_from_one_run(tiny_model, toy_task):
         ev.logit_diff, from_logits(logits_at(tiny_model, ld_enc.tokens, ld_enc.read_pos), ld_enc), atol=1e-4, rtol=1e-5
     )
     assert torch.equal(ev.correct, greedy_correct(lp_logits, lp_enc))
+
+
+# --- bad inputs (the cases' machinery: tests/unit/bad_inputs.py) -----------------------------------------------
+
+CASES = Catalogue("api:metrics")
+bad, safe = CASES.bad, CASES.safe
+
+bad(
+    "encode a dict",
+    lambda c: encode({"Toy": c.task}, c.model.tokenizer),
+    TypeError,
+    "takes one Task, not dict",
+)
+bad("encode no tokenizer", lambda c: encode(c.task, None), TypeError, "tokenizer must be a Hugging Face")
+bad(
+    "encode metric",
+    lambda c: encode(c.task, c.model.tokenizer, "accuracy"),
+    ValueError,
+    "unknown metric 'accuracy'",
+)
+bad(
+    "encode partial counterfactuals",
+    lambda c: encode(c.partial, c.model.tokenizer, "logit_diff"),
+    TaskError,
+    r"'Partial': 1 of 2 items have a counterfactual answer",
+)
+bad(
+    "encode no counterfactuals",
+    lambda c: encode(c.plain, c.model.tokenizer, "logit_diff"),
+    TaskError,
+    r"0 of 2 items have a counterfactual answer.*metric='logprob'",
+)
+bad(
+    "encode answer a token prefix",
+    lambda c: encode(
+        Task.from_records("P", [{**GOOD, "answer": " 4", "counterfactual_answer": " 44"}]), c.model.tokenizer
+    ),
+    TaskError,
+    "is a token prefix of the counterfactual",
+)
+safe(
+    "encode identical counterfactual warns and is not resampled",
+    lambda c: encode(c.some_same, c.model.tokenizer),
+    lambda e, c: e.cf_ok.tolist() == [False, False] + [True] * (e.n - 2),
+    warns=r"'SomeSame': 2 of 6 counterfactual prompts are identical to their prompt",
+)
+safe(
+    "encode counterfactual of another length warns",
+    lambda c: encode(
+        Task.from_records("Len", [GOOD, {**GOOD, "prompt": "2 + 2 = ", "answer": " 4x"}]), c.model.tokenizer
+    ),
+    lambda e, c: e.cf_ok.tolist() == [True, False],
+    warns="1 of 2 counterfactual prompts differ in token length",
+)
+bad(
+    "evaluate builtin()",
+    lambda c: evaluate(c.model, {"Toy": c.task}),
+    TypeError,
+    r"takes one Task, not dict: loop over builtin\(\)\.values\(\)",
+)
+bad(
+    "evaluate batch_size 0",
+    lambda c: evaluate(c.model, c.task, batch_size=0),
+    ValueError,
+    "batch_size must be a positive int",
+)
+bad(
+    "evaluate too long",
+    lambda c: evaluate(c.model, c.long),
+    TaskError,
+    r"task 'Long': item 0 is 302 tokens .* at most 256 positions \(cfg\.n_ctx\)",
+)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_bad_input(case, bad_inputs):
+    case.check(bad_inputs)

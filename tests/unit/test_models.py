@@ -5,6 +5,7 @@ import time
 
 import pytest
 import torch
+from bad_inputs import Catalogue
 
 from headlab.models import ModelInfo, ModelLoadError, describe, load_model
 from headlab.testing import byte_tokenizer, planted, tiny, tiny_hf
@@ -211,3 +212,104 @@ def test_a_truncated_cached_embedded_model_is_detected(tmp_path):
     assert not embedded_cache_ok(tmp_path)  # the size agrees, but the tensors are cut
     (tmp_path / BUILD_RECORD).unlink()
     assert not embedded_cache_ok(tmp_path)  # no record: written by an older headlab, rebuilt once
+
+
+# --- bad inputs (the cases' machinery: tests/unit/bad_inputs.py) -----------------------------------------------
+
+CASES = Catalogue("api:models")
+bad, safe = CASES.bad, CASES.safe
+
+bad("unknown alias", lambda c: load_model("gpt-17"), ModelLoadError, "unknown model alias 'gpt-17'")
+bad("int model", lambda c: load_model(42), ModelLoadError, "not int")
+bad("tiny by name", lambda c: load_model("tiny"), ModelLoadError, r"headlab\.testing\.tiny\(\)")
+bad("missing folder", lambda c: load_model("./no/such/folder"), ModelLoadError, "no model folder at")
+bad("hf without tokenizer", lambda c: load_model(tiny_hf()), ModelLoadError, "needs its tokenizer")
+bad(
+    "tokenizer name not local",
+    lambda c: load_model(tiny_hf(), tokenizer="nobody-xyz/no-tokenizer"),
+    ModelLoadError,
+    r"tokenizer='nobody-xyz/no-tokenizer' is not a local tokenizer",
+)
+bad(
+    "tokenizer an int",
+    lambda c: load_model(tiny_hf(), tokenizer=42),
+    ModelLoadError,
+    "tokenizer= takes a Hugging Face tokenizer .* not int",
+)
+bad(
+    "tokenizer larger than vocab",
+    lambda c: load_model(tiny_hf(vocab_size=100), tokenizer=byte_tokenizer()),
+    ModelLoadError,
+    "tokenizer has 259 tokens but the model's vocabulary has 100",
+)
+bad(
+    "tokenizer with a bridge",
+    lambda c: load_model(c.model, tokenizer=byte_tokenizer()),
+    ModelLoadError,
+    "only with a Hugging Face model",
+)
+for kwargs, match in [
+    ({"device": "banana"}, "device='banana' is not a device"),
+    ({"device": "cuda:7"}, "no CUDA device is visible|only"),
+    ({"device": 3.5}, "is not a device"),
+    ({"dtype": "int8"}, "dtype='int8': converting weights to int8 would destroy them"),
+    ({"dtype": torch.int8}, "dtype=torch.int8: converting weights to int8 would destroy them"),
+    ({"device_map": "auto", "device": "cpu"}, "exclude each other"),
+    ({"n_devices": 0}, "n_devices must be a positive int"),
+    ({"n_devices": True}, "n_devices must be a positive int"),
+    ({"device_map": 5}, "device_map must be 'auto' or a dict"),
+    ({"device_map": "auto"}, "apply when loading by name or folder"),
+]:
+    bad(
+        f"placement {kwargs}",
+        lambda c, kw=kwargs: load_model(tiny_hf(), tokenizer=byte_tokenizer(), **kw),
+        ModelLoadError,
+        match,
+    )
+# the embedded model's first load dequantizes for minutes: its placement is refused before anything loads
+bad("embedded bad device", lambda c: load_model(device="banana"), ModelLoadError, "is not a device")
+bad("embedded bad dtype", lambda c: load_model(dtype="int4"), ModelLoadError, "dtype='int4'")
+safe(
+    "small tokenizer on a large vocab warns",
+    lambda c: load_model(tiny_hf(vocab_size=50_000), tokenizer=byte_tokenizer()),
+    lambda m, c: describe(m).d_vocab == 50_000,
+    warns=r"tokenizer has 259 tokens but the model's vocabulary has 50000: it reaches only 0\.5%",
+)
+safe(
+    "matching tokenizer does not warn",
+    lambda c: load_model(tiny_hf(), tokenizer=byte_tokenizer()),
+    lambda m, c: describe(m).d_vocab == 259,
+)
+for kwargs, match in [
+    ({"n_layers": 0}, "n_layers must be a positive int, got 0"),
+    ({"n_layers": True}, "n_layers must be a positive int, got True"),
+    ({"n_heads": 2.0}, "n_heads must be a positive int"),
+    ({"n_heads": 3}, r"d_model \(64\) must be divisible by n_heads \(3\)"),
+    ({"n_kv_heads": 3}, r"n_heads \(4\) must be a multiple of n_kv_heads \(3\)"),
+    ({"n_kv_heads": 0}, "n_kv_heads must be a positive int"),
+    ({"seed": -1}, "seed must be a non-negative int"),
+    ({"seed": "a"}, "seed must be a non-negative int"),
+    ({"n_ctx": 0}, "n_ctx must be a positive int"),
+]:
+    bad(f"tiny {kwargs}", lambda c, kw=kwargs: tiny(**kw), ValueError, match)
+for kwargs, match in [
+    ({"d_model": 30}, r"d_model \(30\) must be divisible by n_heads \(4\)"),
+    ({"n_kv_heads": 3}, "must be a multiple of n_kv_heads"),
+    ({"vocab_size": 0}, "vocab_size must be a positive int"),
+    ({"n_layers": -2}, "n_layers must be a positive int"),
+]:
+    bad(f"tiny_hf {kwargs}", lambda c, kw=kwargs: tiny_hf(**kw), ValueError, match)
+for heads, match in [
+    ([(0.5, 1)], r"heads\[0\] = \(0\.5, 1\): layer and head must be ints"),
+    ([(0,)], r"heads\[0\] = \(0,\) is not a \(layer, head\) pair"),
+    ((0, 1), r"heads=\(0, 1\) is one pair: pass a list of pairs"),
+    ([(5, 0)], "outside a 2 × 4 model"),
+    (5, "heads must be a list of"),
+]:
+    bad(f"planted {heads!r}", lambda c, hs=heads: planted(hs), ValueError, match)
+bad("describe a string", lambda c: describe("gpt2"), TypeError, "describe.. takes a model .* not str")
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_bad_input(case, bad_inputs):
+    case.check(bad_inputs)

@@ -1,9 +1,12 @@
 """headlab.viz.plot: grid layout, axes, colour bar, selection, in-place updates, errors, saving."""
 
 import numpy as np
+import pandas as pd
 import pytest
+from bad_inputs import Catalogue, H, L, hand_scores
 from matplotlib.figure import Figure
 
+from headlab.analysis import stats
 from headlab.testing import head_scores
 from headlab.viz import plot
 
@@ -296,7 +299,6 @@ def test_missing_heads_are_dark_and_named():
 
 
 def test_always_any_grid_rows_by_two():
-    from headlab.analysis import stats
 
     runs = [make_scores(3, 4, 5, seed=i) for i in range(4)]
     aa = stats.always_any(runs, top_k=5)
@@ -317,3 +319,114 @@ def test_always_any_grid_rows_by_two():
     assert [a.get_title() for a in via_grid.axes[:4]] == [a.get_title() for a in panels[:4]]
     with pytest.raises(ValueError, match="unknown"):
         plot.always_any_grid(aa, tasks=["Nope"])
+
+
+# --- bad inputs (the cases' machinery: tests/unit/bad_inputs.py) -----------------------------------------------
+
+CASES = Catalogue("api:plot")
+bad, safe = CASES.bad, CASES.safe
+
+grid = lambda c, **kw: plot.heatmap_grid(c.s, **kw)  # noqa: E731
+for kw_, error, match in [
+    ({"ncols": 0}, ValueError, "ncols must be ≥ 1, got 0"),
+    ({"ncols": 1.5}, ValueError, "ncols must be a whole number"),
+    ({"threshold": float("nan")}, ValueError, "threshold must be a finite number, got nan"),
+    ({"threshold": float("inf")}, ValueError, "threshold must be a finite number, got inf"),
+    ({"threshold": "0.1"}, ValueError, "threshold must be a number, got '0.1'"),
+    ({"top_k": 0}, ValueError, "top_k must be from 1 to 12"),
+    ({"top_k": -1}, ValueError, "top_k must be from 1 to 12"),
+    ({"top_k": 99}, ValueError, "top_k must be from 1 to 12"),
+    ({"top_k": 2, "threshold": 0.1}, ValueError, "give one of threshold, top_k or elbow, not threshold and top_k"),
+    ({"elbow": True, "top_k": 2}, ValueError, "give one of threshold, top_k or elbow"),
+    ({"elbow": "yes"}, ValueError, "elbow must be True or False"),
+    ({"normalize": "softmax"}, ValueError, "unknown normalize 'softmax'"),
+    ({"vmax": 0}, ValueError, "vmax must be a positive number"),
+    ({"vmax": float("nan")}, ValueError, "vmax must be a finite number"),
+    ({"vmax": "a"}, ValueError, "vmax must be a number"),
+    ({"by": "signed"}, ValueError, "by must be 'value' .* or 'abs'"),
+    ({"cmap": "nope"}, ValueError, "unknown cmap 'nope'"),
+    ({"cmap": 5}, TypeError, "cmap must be a colour map name"),
+    ({"figsize": (0, 1)}, ValueError, "figsize must be .* two positive numbers"),
+    ({"figsize": "big"}, ValueError, "figsize must be"),
+    ({"figsize": (0.5, 0.5)}, ValueError, "too small"),
+    ({"tasks": ["Nope"]}, ValueError, r"unknown task\(s\) \['Nope'\]"),
+    ({"tasks": []}, ValueError, "no tasks selected"),
+    ({"tasks": ["A", "A"]}, ValueError, "named twice"),
+    ({"tasks": 5}, TypeError, "tasks must be a task name or a list"),
+    ({"significant": np.ones((2, 2))}, ValueError, r"significant must be a bool array of shape \(2, 3, 4\)"),
+]:
+    bad(f"heatmap_grid {kw_!r:.40}", lambda c, k=kw_: grid(c, **k), error, match)
+bad("heatmap_grid a dict", lambda c: plot.heatmap_grid({}), TypeError, "expected HeadScores")
+bad(
+    "update threshold nan",
+    lambda c: grid(c)._headlab_view.update(threshold=float("nan")),
+    ValueError,
+    "threshold must be a finite number",
+)
+bad("update top_k 0", lambda c: grid(c)._headlab_view.update(top_k=0), ValueError, "top_k must be from 1")
+bad("heatmap unknown task", lambda c: plot.heatmap(c.s, "Nope"), ValueError, "unknown task")
+bad("heatmap ax", lambda c: plot.heatmap(c.s, "A", ax="left"), TypeError, "ax must be a matplotlib Axes")
+bad("always_any_grid str", lambda c: plot.always_any_grid("x"), TypeError, "takes stats.always_any")
+bad("plot_matrix list", lambda c: plot.plot_matrix([[1]]), TypeError, "takes a non-empty pandas DataFrame")
+bad(
+    "plot_matrix vmin>vmax",
+    lambda c: plot.plot_matrix(pd.DataFrame([[1.0]]), vmin=1, vmax=0),
+    ValueError,
+    "vmin .* must be below vmax",
+)
+bad("plot_matrix text", lambda c: plot.plot_matrix(pd.DataFrame([["a"]])), ValueError, "numeric DataFrame")
+bad("save jpg", lambda c: plot.save(grid(c), c.tmp / "x.jpg"), ValueError, "cannot save as '.jpg'")
+bad("save a str", lambda c: plot.save("fig", c.tmp / "x.png"), TypeError, "takes a matplotlib Figure")
+bad("save path None", lambda c: plot.save(grid(c), None), ValueError, "needs a file path")
+bad(
+    "attention_pattern shape",
+    lambda c: plot.attention_pattern(np.zeros((2, 2)), ["a"]),
+    ValueError,
+    r"expected \(1, 1\)",
+)
+bad(
+    "compare_scatter unknown task",
+    lambda c: plot.compare_scatter(c.s, c.other, task="Nope"),
+    ValueError,
+    r"task\(s\) \['Nope'\] are not scored by both",
+)
+bad("compare_scatter a str", lambda c: plot.compare_scatter(c.s, "b"), TypeError, "expected HeadScores")
+bad(
+    "cross_model_plot bins",
+    lambda c: plot.cross_model_plot(c.s, c.other, bins=0),
+    ValueError,
+    "bins must be",
+)
+
+
+def nan_grid(c):
+    values = c.s.values.copy()
+    values[0, 1, 2] = np.nan
+    s = hand_scores(values, ["A", "B"])
+    return s, plot.heatmap_grid(s, top_k=2)
+
+
+def nan_grid_ok(out, c):
+    s, fig = out
+    view = fig._headlab_view
+    shown = view.displayed()[0]
+    expected = s.normalized("share")[0]
+    finite = ~np.isnan(expected)
+    scale = view.scale()
+    return (
+        np.isnan(shown[1, 2])
+        and finite.sum() == L * H - 1
+        and np.allclose(shown[finite], expected[finite])  # the panel is drawn, not blanked
+        and view.counts[0].get_text() == "top 2 by s · 1 NaN"
+        and view.counts[1].get_text() == "top 2 by s"
+        and np.isfinite([scale.lo, scale.hi]).all()
+        and tuple(np.asarray(view.images[0].get_array())[1, 2, :3]) == (84, 84, 84)
+    )
+
+
+safe("a NaN head is dark grey, its panel drawn", nan_grid, nan_grid_ok)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_bad_input(case, bad_inputs):
+    case.check(bad_inputs)

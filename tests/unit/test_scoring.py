@@ -1,14 +1,16 @@
 import numpy as np
 import pytest
 import torch
+from bad_inputs import GOOD, Catalogue
 
 import headlab.scorers.ablation as ablation_scorer
 import headlab.scorers.attribution as attribution
 from headlab.engine.forward import gather_positions
 from headlab.metrics import encode, from_logits
+from headlab.models import ModelLoadError
 from headlab.results import HeadScores
 from headlab.scoring import score
-from headlab.tasks import Task
+from headlab.tasks import Task, TaskError
 from headlab.testing import planted
 from headlab.testing.reference import transformerlens_patching
 
@@ -423,3 +425,173 @@ def test_the_probe_estimate_counts_its_training(tiny_model, toy_task, monkeypatc
     passes = scoring.estimate(tiny_model, tasks, method="probe", cache=False, folds=2).seconds
     monkeypatch.setattr(type(probe), "fit_seconds", lambda self, *a: 1000.0)
     assert scoring.estimate(tiny_model, tasks, method="probe", cache=False, folds=2).seconds > 1000.0 > passes
+
+
+# --- bad inputs (the cases' machinery: tests/unit/bad_inputs.py) -----------------------------------------------
+
+CASES = Catalogue("api:score")
+bad, safe = CASES.bad, CASES.safe
+
+kw = dict(cache=False, progress=False)
+bad("tasks an int", lambda c: score(c.model, 42, **kw), TaskError, "not int")
+bad("tasks a name", lambda c: score(c.model, "Retrieval", **kw), TaskError, r"builtin\('Retrieval'\)")
+bad("tasks a list of dicts", lambda c: score(c.model, [GOOD], **kw), TaskError, "got dict among them")
+bad("model an int", lambda c: score(42, c.task, **kw), ModelLoadError, "not int")
+bad(
+    "unknown method",
+    lambda c: score(c.model, c.task, method="magic", **kw),
+    ValueError,
+    "unknown method 'magic'",
+)
+bad("method None", lambda c: score(c.model, c.task, method=None, **kw), ValueError, "unknown method None")
+bad(
+    "unknown ablation",
+    lambda c: score(c.model, c.task, ablation="random", **kw),
+    ValueError,
+    "unknown ablation 'random'",
+)
+bad(
+    "ablation a list",
+    lambda c: score(c.model, c.task, ablation=["zero"], **kw),
+    ValueError,
+    "unknown ablation",
+)
+bad(
+    "unknown metric",
+    lambda c: score(c.model, c.task, metric="acc", **kw),
+    ValueError,
+    "unknown metric 'acc'",
+)
+for b in (0, -1, 1.5, True, "8"):
+    bad(
+        f"batch_size {b!r}",
+        lambda c, b=b: score(c.model, c.task, batch_size=b, **kw),
+        ValueError,
+        "batch_size must be a positive int or None",
+    )
+bad(
+    "cache an int",
+    lambda c: score(c.model, c.task, cache=5, progress=False),
+    TypeError,
+    "cache must be True, False",
+)
+bad(
+    "progress a string",
+    lambda c: score(c.model, c.task, cache=False, progress="yes"),
+    ValueError,
+    "progress must be True or False",
+)
+bad(
+    "option for a method without options",
+    lambda c: score(c.model, c.task, method="ablation", alpha=1, **kw),
+    ValueError,
+    r"method 'ablation' takes no options, got \['alpha'\]",
+)
+bad(
+    "unknown attribution option",
+    lambda c: score(c.model, c.task, alpha=1, **kw),
+    ValueError,
+    r"unknown attribution option\(s\) \['alpha'\]: choose from \['path', 'steps'\]",
+)
+bad(
+    "unknown integrated-gradient path",
+    lambda c: score(c.model, c.task, steps=2, path="inputs", **kw),
+    ValueError,
+    r"attribution option path='inputs': choose from \('activations', 'layers'\)",
+)
+bad(
+    "every counterfactual identical",
+    lambda c: score(c.model, c.same, **kw),
+    ValueError,
+    r"'Same': no usable counterfactual \(6 of 6 identical to their prompt",
+)
+bad(
+    "prompt longer than the model's positions",
+    lambda c: score(c.hf, c.long_cf, **kw),
+    TaskError,
+    r"'LongCF': item 0 is 302 tokens .* at most 256 positions",
+)
+bad(
+    "exact ablation too long",
+    lambda c: score(c.model, c.long, method="ablation", ablation="zero", **kw),
+    TaskError,
+    "at most 256 positions",
+)
+bad(
+    "gating too long",
+    lambda c: score(c.model, c.long, method="gating", steps=1, seeds=[0], **kw),
+    TaskError,
+    "at most 256 positions",
+)
+bad(
+    "probe too long",
+    lambda c: score(c.model, [c.long, c.plain], method="probe", folds=2, **kw),
+    ValueError,
+    r"task 'Long': item 0 is 303 tokens",
+)
+safe(
+    "some identical counterfactuals are skipped by resample",
+    lambda c: score(c.model, c.some_same, **kw),
+    lambda s, c: s.n_examples.tolist() == [4],
+    warns="2 of 6 counterfactual prompts are identical",
+)
+safe(
+    "partial counterfactuals: the fallback note counts them",
+    lambda c: score(c.model, c.partial, **kw),
+    lambda s, c: s.params["per_task"]["Partial"] == {"ablation": "mean", "metric": "logprob"},
+    warns=r"Partial: only 1 of 2 items have a counterfactual, metric logit_diff → logprob",
+)
+safe(
+    "a generator of tasks",
+    lambda c: score(c.model, (t for t in [c.task]), **kw),
+    lambda s, c: s.tasks == ["Toy"],
+)
+safe(
+    "scores record the tasks' items",
+    lambda c: c.toy_scores,
+    lambda s, c: s.params["task_hashes"] == {"Toy": c.task.content_hash()},
+)
+for opts, match in [
+    ({"folds": 1}, "folds must be ≥ 2"),
+    ({"folds": 100}, r"folds=100 needs ≥ 100 items in every task, but 'A' has 2"),
+    ({"folds": True}, "folds must be a positive int"),
+    ({"lr": 0}, "lr must be a positive number"),
+    ({"lr": float("nan")}, "lr must be a positive number"),
+    ({"seed": -1}, "seed must be a non-negative int"),
+    ({"probe": "svm"}, "unknown probe 'svm'"),
+    ({"pool": "max"}, "unknown pool 'max'"),
+    ({"epochs": 0}, "epochs must be a positive int"),
+    ({"depth": 3}, r"unknown probe option\(s\) \['depth'\]"),
+]:
+    bad(
+        f"probe {opts}",
+        lambda c, o=opts: score(c.model, [c.alpha, c.beta], method="probe", **o, **kw),
+        ValueError,
+        match,
+    )
+bad(
+    "probe one task",
+    lambda c: score(c.model, c.task, method="probe", **kw),
+    ValueError,
+    "at least two tasks",
+)
+for opts, match in [
+    ({"seeds": []}, "seeds must be a non-empty list"),
+    ({"seeds": [1, 1]}, "distinct non-negative ints"),
+    ({"steps": 0}, "steps must be a positive int"),
+    ({"lr": -1}, "lr must be a positive number"),
+    ({"lam": float("nan")}, "lam must be a positive number"),
+    ({"noise": -1}, "noise must be a non-negative number"),
+    ({"beta": 1}, r"unknown gating option\(s\) \['beta'\]"),
+]:
+    bad(
+        f"gating {opts}",
+        lambda c, o=opts: score(c.model, c.task, method="gating", **o, **kw),
+        ValueError,
+        match,
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_bad_input(case, bad_inputs):
+    case.check(bad_inputs)

@@ -3,6 +3,7 @@ the always / any heads across runs."""
 
 import numpy as np
 import pytest
+from bad_inputs import Catalogue
 
 from headlab.analysis import stats
 from headlab.testing import head_scores
@@ -140,3 +141,41 @@ def test_per_run_splits_rows_into_runs_for_always_any():
     np.testing.assert_allclose(aa.freq[0], [[2 / 3, 0], [0, 1 / 3]])
     with pytest.raises(ValueError, match="different numbers of rows"):
         from_items(np.zeros((2, 3, 2, 2)), n_examples=[3, 2]).per_run()
+
+
+# --- bad inputs (the cases' machinery: tests/unit/bad_inputs.py) -----------------------------------------------
+
+CASES = Catalogue("api:stats")
+bad = CASES.bad
+
+for kw_, error, match in [
+    ({"threshold": float("nan")}, ValueError, "threshold must be a finite number, got nan"),
+    ({"threshold": float("-inf")}, ValueError, "threshold must be a finite number, got -inf"),
+    ({"threshold": "0.1"}, ValueError, "threshold must be a number, got '0.1'"),
+    ({"top_k": 0}, ValueError, "top_k must be from 1 to 12"),
+    ({"top_k": 1, "threshold": 0.1}, ValueError, "give threshold or top_k"),
+    ({"top_k": 1, "normalize": "softmax"}, ValueError, "unknown normalize 'softmax'"),
+    ({"n": 0}, ValueError, r"n \(resamples\) must be an int ≥ 1"),
+    ({"seed": -1}, ValueError, "seed must be a non-negative int"),
+    ({"seed": "a"}, ValueError, "seed must be a non-negative int, got 'a'"),
+]:
+    bad(f"bootstrap {kw_}", lambda c, k=kw_: stats.bootstrap(c.s, **k), error, match)
+bad("bootstrap one item", lambda c: stats.bootstrap(c.other), ValueError, "has 1 item.*at least 2")
+bad("bootstrap a dict", lambda c: stats.bootstrap({}), TypeError, "expected HeadScores, not dict")
+bad("always_any one scores", lambda c: stats.always_any(c.s, top_k=1), TypeError, "not one HeadScores")
+bad("always_any none", lambda c: stats.always_any([], top_k=1), ValueError, "at least one run")
+bad("always_any a str run", lambda c: stats.always_any([c.s, "x"], top_k=1), TypeError, "run 1 is str")
+bad("always_any int", lambda c: stats.always_any(5, top_k=1), TypeError, "not int")
+bad("always_any no rule", lambda c: stats.always_any([c.s]), ValueError, "give threshold or top_k")
+bad("always_any shapes", lambda c: stats.always_any([c.s, c.wide], top_k=1), ValueError, "run 1 has shape")
+bad(
+    "selected 1-d",
+    lambda c: stats.selected(np.zeros(3), top_k=1),
+    ValueError,
+    r"\(\.\.\., layer, head\) arrays",
+)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_bad_input(case, bad_inputs):
+    case.check(bad_inputs)
