@@ -225,3 +225,11 @@ bad(
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_bad_input(case, bad_inputs):
     case.check(bad_inputs)
+
+
+def test_disagreements_never_list_a_missing_head():
+    a = scores([[[4.0, 3.0, np.nan, 1.0]]], tasks=["A"])
+    b = scores([[[1.0, 3.0, 4.0, np.nan]]], tasks=["A"])
+    table = compare.disagreements(a, b, "A", n=4)
+    assert table[["layer", "head"]].values.tolist() == [[0, 0], [0, 1]]  # heads 2 and 3 are missing in a map
+    assert (table.rank_a > 0).all() and (table.rank_b > 0).all()

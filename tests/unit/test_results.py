@@ -81,3 +81,22 @@ safe(
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_bad_input(case, bad_inputs):
     case.check(bad_inputs)
+
+
+def test_a_missing_head_has_no_rank():
+    """rank(): 1 = the highest score among the scored heads; a NaN head gets 0, never the last rank."""
+    from headlab.testing import head_scores
+
+    s = head_scores([[[0.5, np.nan], [2.0, -1.0]]], tasks=["A"])
+    assert s.rank("A").tolist() == [[2, 0], [1, 3]]
+
+
+def test_select_keeps_only_the_kept_tasks_entries():
+    """A params entry keyed by task (per_task, task_hashes) keeps only the selected tasks; other params stay."""
+    from headlab.testing import head_scores
+
+    params = {"ablation": "resample", "per_task": {t: {"ablation": "mean"} for t in "ABC"}, "task_hashes": {}}
+    params["task_hashes"] = {"A": "a1", "B": "b1", "C": "c1"}
+    s = head_scores(np.zeros((3, 2, 2)), tasks=["A", "B", "C"], params=params).select(["C", "A"])
+    assert s.params["per_task"] == {"C": {"ablation": "mean"}, "A": {"ablation": "mean"}}
+    assert s.params["task_hashes"] == {"C": "c1", "A": "a1"} and s.params["ablation"] == "resample"

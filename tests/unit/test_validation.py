@@ -69,6 +69,12 @@ bad(
     "unknown mode 'drop'",
 )
 bad(
+    "mode scale without an eps",
+    lambda c: validate(c.model, c.toy_scores, c.task, mode="scale", **kwv),
+    ValueError,
+    r"unknown mode 'scale' for validate, which needs an eps: use mask_heads\(model, heads, mode='scale', eps=\.\.\.\)",
+)
+bad(
     "seed",
     lambda c: validate(c.model, c.toy_scores, c.task, seed=-2, **kwv),
     ValueError,
