@@ -204,7 +204,7 @@ def test_validate_and_faithfulness_equal_the_bridge(traced, bridged, toy_task):
 
     tasks = pair(toy_task)
     maps = [score(m, tasks, method="attribution", cache=False, progress=False) for m in (traced, bridged)]
-    for mode in ("zero", "mean", "scale"):
+    for mode in ("zero", "mean"):  # "scale" needs an eps, which validate refuses
         got, want = (
             validate(m, s, tasks, k=2, mode=mode, cross_task=True, progress=False)
             for m, s in zip((traced, bridged), maps)
