@@ -207,6 +207,13 @@ SHAPE_CELLS = [
     "    ex.state.select, ex.state.ci = 'top_k', True\n"
     "    return ex",
     *[f"show({L}, {H})" for L, H in SHAPES],
+    # the floor under every redraw: a value sent to the kernel and echoed back by a widget, nothing drawn
+    "import ipywidgets as W\n\n"
+    "ping, pong = W.IntText(0, continuous_update=True), W.IntText(0)\n"
+    "ping.observe(lambda change: setattr(pong, 'value', change['new']), 'value')\n"
+    "ping.add_class('hl-ping')\n"
+    "pong.add_class('hl-pong')\n"
+    "W.HBox([ping, pong])",
 ]
 BROWSER_ARGS = [
     "--no-sandbox",
@@ -677,6 +684,19 @@ TIMED_IN = """async ([i, label, value]) => {
 }"""
 
 
+ROUND_TRIP = """async n => {
+  const ping = document.querySelector('.hl-ping input'), pong = document.querySelector('.hl-pong input');
+  const tick = () => new Promise(r => {  // a yield without setTimeout's 4 ms clamp
+    const c = new MessageChannel(); c.port1.onmessage = r; c.port2.postMessage(0);
+  });
+  const t0 = performance.now();
+  ping.value = String(n);
+  ping.dispatchEvent(new Event('input', { bubbles: true }));
+  while (pong.value !== String(n)) await tick();
+  return performance.now() - t0;
+}"""
+
+
 def _p90(values):
     return float(np.percentile(values, 90))
 
@@ -772,7 +792,11 @@ def test_synthetic_shapes_at_two_sizes(lab):
                         f"redraw {L}×{H} at {w}×{h}: p90 {_p90(total):.1f} ms from the pick to the drawn canvas, "
                         f"p90 {_p90(drawing):.1f} ms drawing"
                     )
+            trips = [page.evaluate(ROUND_TRIP, n) for n in range(1, 23)][2:]
+            timings["kernel round trip, nothing drawn"] = {"ms": trips, "p90_ms": _p90(trips)}
+            print(f"a widget value to the kernel and back, nothing drawn: p90 {_p90(trips):.1f} ms")
             (ARTIFACTS / "shapes_latency.json").write_text(json.dumps(timings, indent=1))
+            assert all(t > 0 for t in trips)  # the echo came back each time
             for w, h in ((1400, 1000), (1000, 800)):
                 p90 = timings[f"32x32 at {w}x{h}"]["p90_drawing_ms"]
                 assert p90 <= 50, f"32×32 at {w}×{h}: drawing p90 {p90:.1f} ms > 50 ms"
