@@ -7,8 +7,8 @@ score  ``--model --method --ablation --metric --tasks --items --out`` and the me
        ``--steps 4``, ``--steps 1,2``, ``--path layers``, ``--probe logistic``), refused in one line by a method
        that does not take it. Writes scores.npz and top_heads.txt (for verified, with the heads where the
        screen was wrong).
-       ``--engine nnsight`` (here) or ``ndif`` (NDIF's GPUs: a Hub id, NDIF_API_KEY) for attribution and
-       exact ablation (``docs/concepts/04-models-and-engines.md``).
+       ``--engine nnsight`` (here) or ``ndif`` (NDIF's GPUs: a Hub id, NDIF_API_KEY) for the methods whose
+       ``Scorer.engines`` name them (``docs/concepts/04-models-and-engines.md``).
        Outputs go to --out (``~`` is the home folder) through ``headlab.files``: never over an earlier file
        without --overwrite, each written whole or not at all.
 eval   ``--tasks --items``: the clean behaviour table of tasks: n, greedy accuracy, preference rate, log-prob,
@@ -263,8 +263,8 @@ def add_method_options(parser) -> dict[str, str]:
     for name in scorers.names():
         scorer = scorers.get(name)
         for option, default in scorer.options.items():
-            what = scorer.option_help.get(option, "")
-            lines.setdefault(option, []).append(f"{name}: {what} (default {default})".replace(":  (", ": ("))
+            what = scorer.option_help.get(option)
+            lines.setdefault(option, []).append(f"{name}: {f'{what} ' if what else ''}(default {default})")
     dests = {}
     for option, helps in lines.items():
         dests[option] = f"option_{option}"

@@ -47,6 +47,7 @@ __all__ = [
     "Selection",
     "beyond",
     "check_by",
+    "check_clip",
     "check_cmap",
     "check_normalize",
     "check_vmax",
@@ -202,13 +203,16 @@ class Scale:
         return ["#{:02x}{:02x}{:02x}".format(*(int(round(255 * c)) for c in row[:3])) for row in rgba]
 
 
-def scale_of(panels: list[np.ndarray], normalize: str, vmax=None, signed: bool | None = None) -> Scale:
+def scale_of(panels: list[np.ndarray], normalize: str, vmax=None, signed: bool | None = None, clip=None) -> Scale:
     """The one colour scale of a view, from the finite values of every panel in it; ``signed`` (None: by the
-    display, "|s| share" alone sequential) where the caller knows whether the map can be negative."""
+    display, "|s| share" alone sequential) where the caller knows whether the map can be negative. It ends at
+    ``vmax`` where given, else at the ``clip``-th percentile of the finite |values| (None or 0: the full range)."""
     vmax = check_vmax(vmax)
     values = np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in panels]) if panels else np.zeros(0)
     finite = values[np.isfinite(values)]
     finite = finite if finite.size else np.zeros(1)
+    if vmax is None and clip:
+        vmax = float(np.percentile(np.abs(finite), clip)) or None  # nothing above 0: the full range
     if signed is None:
         signed = normalize != "fraction"
     signed = signed or normalize == "zscore" or bool((finite < 0).any())
@@ -271,17 +275,6 @@ def check_clip(clip):
             f"range; got {clip!r}"
         )
     return float(clip)
-
-
-def clip_limit(shown: list[np.ndarray], clip) -> float | None:
-    """The colour scale's end: the ``clip``-th percentile of the finite |values| of every panel (None: the full
-    range, or nothing above 0)."""
-    if not clip:
-        return None
-    values = np.abs(np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in shown]))
-    values = values[np.isfinite(values)]
-    limit = float(np.percentile(values, clip)) if values.size else 0.0
-    return limit if limit > 0 else None
 
 
 def check_vmax(vmax):

@@ -151,9 +151,9 @@ class GridView:
         figsize=None,
         tasks=None,
         fig=None,
-        clip=99.0,
         ax=None,
         significant=None,
+        clip=99.0,
     ):
         self.scores = _check_scores(scores)
         self.significant = self._check_mask(significant)
@@ -252,10 +252,8 @@ class GridView:
         return self._scale_of([p.shown for p in self.panels()])
 
     def _scale_of(self, shown: list[np.ndarray]) -> display.Scale:
-        """The scale over ``shown``: ending at ``vmax`` where given, else at the ``clip``-th percentile."""
         o = self.opts
-        end = o["vmax"] if o["vmax"] is not None else display.clip_limit(shown, o["clip"])
-        return display.scale_of(shown, o["normalize"], end)
+        return display.scale_of(shown, o["normalize"], o["vmax"], clip=o["clip"])
 
     def selection(self) -> np.ndarray | None:
         """(n_panels, n_layers, n_heads) bool: the heads selected (None: no selection)."""

@@ -97,9 +97,7 @@ def render(state: ViewState, store: dict, significant, version: int) -> Drawn:
         pair = False
     difference = b is not None and state.mode == "difference"
     negative = difference or any(bool((np.nan_to_num(m.values) < 0).any()) for m in (a, b) if m is not None)
-    scale = display.scale_of(
-        [p.shown for p in panels], state.normalize, display.clip_limit([p.shown for p in panels], state.clip), negative
-    )
+    scale = display.scale_of([p.shown for p in panels], state.normalize, signed=negative, clip=state.clip)
     grid = canvas.state(
         panels,
         scale,
